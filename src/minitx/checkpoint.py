@@ -1,0 +1,279 @@
+"""Run directories: everything needed to rebuild, sample from, or resume a model -- and no pickle.
+
+A run directory holds plain files that any tool can read:
+
+    RUN_DIR/
+      config.json            format version, minitx version, ModelConfig, TrainConfig
+      tokenizer.json         the tokenizer the model was trained with
+      model.safetensors      the weights, under GPT-2-like names (transformer.h.0.attn.c_attn.weight, ...)
+      optimizer.safetensors  AdamW moments + RNG states, for --resume
+      trainer_state.json     step, optimizer hyper-parameters, last losses, data position
+      metrics.jsonl          one JSON line per evaluation
+
+Safetensors stores raw tensors with a JSON header, so loading can never execute code (unlike
+`torch.load` on a pickle). Every file is written atomically (see `fileio.py`), so a crash or Ctrl-C
+while saving leaves the previous checkpoint intact. Loading validates everything and turns each
+problem into a one-line `UserError`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import CHECKPOINT_FORMAT, __version__
+from .config import ModelConfig, TrainConfig
+from .errors import UserError
+from .fileio import atomic_write_bytes, atomic_write_json
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import GPT
+    from .tokenizer import Tokenizer
+
+CONFIG = "config.json"
+TOKENIZER = "tokenizer.json"
+WEIGHTS = "model.safetensors"
+OPTIMIZER = "optimizer.safetensors"
+TRAINER_STATE = "trainer_state.json"
+METRICS = "metrics.jsonl"
+RUN_FILES = (CONFIG, TOKENIZER, WEIGHTS, OPTIMIZER, TRAINER_STATE, METRICS)
+
+
+@dataclass
+class Run:
+    """A loaded run directory."""
+
+    path: Path
+    model_config: ModelConfig
+    train_config: TrainConfig
+    tokenizer: Tokenizer
+    raw_config: dict[str, Any] = field(default_factory=dict)
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# saving
+
+
+def _tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    from safetensors.torch import save
+
+    return save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, metadata=metadata)
+
+
+def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights to save: unwrapped from torch.compile/DDP, tied lm_head stored once (as wte)."""
+    module = getattr(model, "_orig_mod", model)
+    module = getattr(module, "module", module)
+    state = module.state_dict()
+    state.pop("lm_head.weight", None)  # tied to transformer.wte.weight; rebuilt on load
+    return state
+
+
+def save_config(run_dir: Path, model_config: ModelConfig, train_config: TrainConfig) -> None:
+    atomic_write_json(
+        Path(run_dir) / CONFIG,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "minitx_version": __version__,
+            "model": model_config.to_dict(),
+            "train": train_config.to_dict(),
+        },
+    )
+
+
+def save_weights(run_dir: Path, model: torch.nn.Module) -> None:
+    meta = {"format": str(CHECKPOINT_FORMAT), "minitx_version": __version__}
+    atomic_write_bytes(Path(run_dir) / WEIGHTS, _tensor_bytes(model_state(model), meta))
+
+
+def save_trainer_state(
+    run_dir: Path,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    rng_tensors: dict[str, torch.Tensor],
+) -> None:
+    """Save AdamW moments and RNG states (tensors) + the scalar trainer state (JSON).
+
+    The tensors are written first and the JSON last: the JSON names the step, so a crash between
+    the two writes leaves a JSON that still describes the older step together with newer tensors
+    only if both writes of the previous save succeeded -- `load_trainer_state` checks that the
+    step recorded in both files agrees and refuses a mismatched pair.
+    """
+    opt = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for idx, pstate in opt["state"].items():
+        for key, value in pstate.items():
+            tensors[f"state.{idx}.{key}"] = value if hasattr(value, "shape") else _scalar(value)
+    for name, t in rng_tensors.items():
+        tensors[f"rng.{name}"] = t
+    step = str(state["step"])
+    atomic_write_bytes(Path(run_dir) / OPTIMIZER, _tensor_bytes(tensors, {"step": step}))
+    groups = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
+    atomic_write_json(Path(run_dir) / TRAINER_STATE, {**state, "param_groups": groups})
+
+
+def _scalar(value: Any) -> torch.Tensor:
+    import torch
+
+    return torch.tensor(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise UserError(f"run directory not found: {run_dir} (train one with `minitx train --out {run_dir}`)")
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is a file, not a run directory")
+    path = run_dir / CONFIG
+    if not path.is_file():
+        raise UserError(f"{run_dir} is not a minitx run directory: it has no {CONFIG}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); the run directory is damaged") from None
+    fmt = raw.get("format") if isinstance(raw, dict) else None
+    if fmt != CHECKPOINT_FORMAT:
+        made_by = raw.get("minitx_version", "an unknown version") if isinstance(raw, dict) else "?"
+        raise UserError(
+            f"{run_dir} has checkpoint format {fmt!r} (written by minitx {made_by}); this minitx "
+            f"{__version__} reads format {CHECKPOINT_FORMAT}: use a matching minitx version or retrain"
+        )
+    if "model" not in raw:
+        raise UserError(f"{path} has no 'model' section; the run directory is damaged")
+    return raw
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read config and tokenizer of a run directory (not the weights)."""
+    from .tokenizer import Tokenizer
+
+    run_dir = Path(run_dir)
+    raw = read_config(run_dir)
+    model_config = ModelConfig.from_dict(raw["model"])
+    train_config = TrainConfig.from_dict(raw.get("train", {}))
+    tok_path = run_dir / TOKENIZER
+    if not tok_path.is_file():
+        raise UserError(f"{run_dir} has no {TOKENIZER}; the run directory is incomplete")
+    tokenizer = Tokenizer.load(tok_path)
+    return Run(run_dir, model_config, train_config, tokenizer, raw)
+
+
+def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Load a safetensors file, turning a missing, truncated or corrupt file into a UserError."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path} (the run has not saved a checkpoint yet?)")
+    try:
+        tensors = {}
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+    except Exception as e:  # safetensors raises several types for damaged files
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path} is corrupt or truncated ({reason}); restore it or retrain") from None
+    return tensors, metadata
+
+
+def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, Run]:
+    """Rebuild the model of a run directory and load its weights (strictly: every name, every shape)."""
+    from .model import GPT
+
+    run = load_run(run_dir)
+    tensors, _ = read_tensors(run.path / WEIGHTS, "weights file")
+    model = GPT(run.model_config)
+    load_weights_into(model, tensors, run.path / WEIGHTS)
+    model.to(device)
+    model.eval()
+    return model, run
+
+
+def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    expected = model_state(model)
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise UserError(f"{path} does not match its config.json ({detail}); the run directory is damaged")
+    for name, t in tensors.items():
+        if tuple(t.shape) != tuple(expected[name].shape):
+            raise UserError(
+                f"{path}: {name} has shape {tuple(t.shape)} but config.json implies "
+                f"{tuple(expected[name].shape)}; the run directory is damaged"
+            )
+    model.load_state_dict(tensors, strict=False)  # lm_head is tied to wte, not stored
+
+
+def load_trainer_state(
+    run_dir: Path, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Restore optimizer moments; return (trainer_state, rng_tensors)."""
+    run_dir = Path(run_dir)
+    path = run_dir / TRAINER_STATE
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no {TRAINER_STATE}: nothing to resume (train without --resume)")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); cannot resume") from None
+    tensors, meta = read_tensors(run_dir / OPTIMIZER, "optimizer state")
+    if meta.get("step") != str(state.get("step")):
+        raise UserError(
+            f"{run_dir}: optimizer state is from step {meta.get('step')} but {TRAINER_STATE} says "
+            f"step {state.get('step')}; the last save was interrupted -- cannot resume exactly"
+        )
+    opt_state: dict[int, dict[str, Any]] = {}
+    rng: dict[str, torch.Tensor] = {}
+    for key, value in tensors.items():
+        if key.startswith("rng."):
+            rng[key[4:]] = value
+            continue
+        _, idx, name = key.split(".", 2)
+        opt_state.setdefault(int(idx), {})[name] = value
+    current = optimizer.state_dict()
+    groups = state.get("param_groups", current["param_groups"])
+    if len(groups) != len(current["param_groups"]):
+        raise UserError(f"{run_dir}: optimizer layout does not match the model; cannot resume")
+    for g, cur in zip(groups, current["param_groups"], strict=True):
+        g["params"] = cur["params"]
+    optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+    return state, rng
+
+
+def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
+    """Append one JSON line to metrics.jsonl (append is atomic enough for single short lines)."""
+    with open(Path(run_dir) / METRICS, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
+    """Replace metrics.jsonl with `records` (atomically)."""
+    from .fileio import atomic_write_text
+
+    atomic_write_text(Path(run_dir) / METRICS, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a torn last line after a crash
+    return out

@@ -1,0 +1,354 @@
+"""The `minitx` command line: parse flags, call one library function, print the result.
+
+Nothing heavy is imported at module level, so `minitx --help` answers at once; each command imports
+what it needs when it runs. A `UserError` from any command becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from .errors import EXIT_USER_ERROR, UserError, refuse_overwrite, require_file
+
+app = typer.Typer(
+    name="minitx",
+    help="Train, sample and look inside small transformer language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+)
+tokenize_app = typer.Typer(
+    help="Train a tokenizer, encode text to token ids and decode them back.", no_args_is_help=True
+)
+data_app = typer.Typer(help="Corpora: write the built-in story corpus, check grammar, fetch tiny Shakespeare.",
+                       no_args_is_help=True)
+app.add_typer(tokenize_app, name="tokenize")
+app.add_typer(data_app, name="data")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_errors_exit_2(func: F) -> F:
+    """Turn a UserError into one plain line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as e:
+            typer.echo(f"minitx: error: {e}", err=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command(typer_app: typer.Typer, name: str | None = None) -> Callable[[F], F]:
+    def register(func: F) -> F:
+        return typer_app.command(name)(_user_errors_exit_2(func))
+
+    return register
+
+
+def _console(stderr: bool = False):  # noqa: ANN202
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _read_text_arg(text: str) -> str:
+    return sys.stdin.read() if text == "-" else text
+
+
+# ------------------------------------------------------------------------------------------------
+# tokenize
+
+
+@command(tokenize_app, "train")
+def tokenize_train(
+    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories).")] = None,
+    vocab_size: Annotated[int, typer.Option(help="Vocabulary size (BPE: at least 256 + specials).")] = 1024,
+    out: Annotated[Path, typer.Option(help="Where to write tokenizer.json.")] = Path("tokenizer.json"),
+    kind: Annotated[str, typer.Option(help="bpe (byte-level BPE) or char (one token per character).")] = "bpe",
+    min_frequency: Annotated[int, typer.Option(help="BPE: merge only pairs seen this often.")] = 2,
+    special: Annotated[list[str] | None, typer.Option(help="Extra special tokens (repeatable).")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+) -> None:
+    """Train a tokenizer on text files and save it as tokenizer.json."""
+    from .reports import tokenizer_summary
+    from .tokenizer import DOC_TOKEN, Tokenizer
+    from .train import load_training_text
+
+    refuse_overwrite(out, force)
+    if kind not in ("bpe", "char"):
+        raise UserError(f"--kind must be bpe or char, got {kind!r}")
+    text, _ = load_training_text(files or [])
+    specials = [DOC_TOKEN, *[s for s in special or [] if s != DOC_TOKEN]]
+    if kind == "char":
+        tok = Tokenizer.train_char(text, special_tokens=specials)
+    else:
+        tok = Tokenizer.train_bpe([text], vocab_size=vocab_size, min_frequency=min_frequency,
+                                  special_tokens=specials, show_progress=not quiet)
+    tok.save(out)
+    _console().print(tokenizer_summary(tok, text, out))
+
+
+@command(tokenize_app, "encode")
+def tokenize_encode(
+    text: Annotated[str, typer.Argument(help="Text to encode; '-' reads stdin.")],
+    tokenizer: Annotated[str, typer.Option(help="tokenizer.json, or a run directory.")] = "tokenizer.json",
+    ids: Annotated[bool, typer.Option("--ids", help="Print only the ids, space separated.")] = False,
+) -> None:
+    """Show how a tokenizer splits text: coloured tokens with their ids."""
+    from .tokenizer import render_tokens
+
+    tok = _load_tokenizer(tokenizer)
+    text = _read_text_arg(text)
+    if ids:
+        typer.echo(" ".join(map(str, tok.encode(text))))
+    else:
+        _console().print(render_tokens(tok, text))
+
+
+@command(tokenize_app, "decode")
+def tokenize_decode(
+    ids: Annotated[list[str], typer.Argument(help="Token ids ('-' reads them from stdin).")],
+    tokenizer: Annotated[str, typer.Option(help="tokenizer.json, or a run directory.")] = "tokenizer.json",
+) -> None:
+    """Turn token ids back into text."""
+    tok = _load_tokenizer(tokenizer)
+    raw = sys.stdin.read().split() if ids == ["-"] else ids
+    try:
+        numbers = [int(i) for i in raw]
+    except ValueError:
+        raise UserError(f"token ids must be whole numbers, got {' '.join(raw)[:60]!r}") from None
+    bad = [i for i in numbers if not 0 <= i < tok.vocab_size]
+    if bad:
+        raise UserError(f"token id {bad[0]} is outside this tokenizer's vocabulary (0..{tok.vocab_size - 1})")
+    sys.stdout.write(tok.decode(numbers) + "\n")
+
+
+def _load_tokenizer(spec: str):  # noqa: ANN202
+    """A tokenizer from tokenizer.json or from a run directory."""
+    from .tokenizer import Tokenizer
+
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    return Tokenizer.load(path)
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+
+
+@command(data_app, "grammar")
+def data_grammar(
+    out: Annotated[Path, typer.Option(help="File to write.")] = Path("data/stories.txt"),
+    bytes_: Annotated[int, typer.Option("--bytes", help="About how many bytes of stories.")] = 1_000_000,
+    seed: Annotated[int, typer.Option(help="Same seed, same stories.")] = 0,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Write stories from minitx's built-in English grammar (word order matters in it)."""
+    from .corpus import generate_corpus
+    from .fileio import atomic_write_text
+
+    if bytes_ < 1:
+        raise UserError(f"--bytes must be positive, got {bytes_}")
+    refuse_overwrite(out, force)
+    text = generate_corpus(bytes_, seed)
+    atomic_write_text(out, text)
+    stories = text.count("<|doc|>")
+    _console().print(f"wrote {out}: {len(text.encode('utf-8')):,} bytes, {stories:,} stories (seed {seed})")
+
+
+@command(data_app, "check")
+def data_check(
+    file: Annotated[Path, typer.Argument(help="Text to check ('-' reads stdin).")],
+    json_: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    examples: Annotated[int, typer.Option(help="How many rejected sentences to show.")] = 5,
+) -> None:
+    """Parse every sentence with the built-in grammar; exit 0 if all are accepted, 1 otherwise."""
+    import json
+
+    from .corpus import check_text, render_report
+
+    if str(file) == "-":
+        text = sys.stdin.read()
+    else:
+        from .data import read_corpus
+
+        text = read_corpus([file])
+    report = check_text(text)
+    if json_:
+        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _console().print(render_report(report, max_examples=examples))
+    raise typer.Exit(0 if report.accepted == report.total else 1)
+
+
+@command(data_app, "tinyshakespeare")
+def data_tinyshakespeare(
+    out: Annotated[Path, typer.Option(help="Where to save the text.")] = Path("data/tinyshakespeare.txt"),
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Download the tiny Shakespeare corpus (1.1 MB) and verify its sha256."""
+    from .data import download_tinyshakespeare
+
+    path = download_tinyshakespeare(out, force=force)
+    _console().print(f"saved {path} ({path.stat().st_size:,} bytes, sha256 verified)")
+
+
+# ------------------------------------------------------------------------------------------------
+# train / info
+
+
+@command(app, "train")
+def train(
+    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories).")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory to create.", rich_help_panel="Run")] = Path("runs/default"),
+    preset: Annotated[str | None, typer.Option(help="tiny | small (default) | nanogpt-cpu | medium.",
+                                                  rich_help_panel="Model")] = None,
+    tokenizer: Annotated[str | None, typer.Option(help="tokenizer.json, or 'char'; default: train a BPE.",
+                                                     rich_help_panel="Model")] = None,
+    vocab_size: Annotated[int | None, typer.Option(help="BPE vocabulary when training one.",
+                                                      rich_help_panel="Model")] = None,
+    layers: Annotated[int | None, typer.Option(help="Transformer blocks.", rich_help_panel="Model")] = None,
+    heads: Annotated[int | None, typer.Option(help="Attention heads per block.", rich_help_panel="Model")] = None,
+    dim: Annotated[int | None, typer.Option(help="Width of the residual stream.", rich_help_panel="Model")] = None,
+    block_size: Annotated[int | None, typer.Option(help="Context length in tokens.",
+                                                      rich_help_panel="Model")] = None,
+    pos: Annotated[str | None, typer.Option(help="sinusoidal | learned | rope | alibi | none.",
+                                               rich_help_panel="Model")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout while training.", rich_help_panel="Model")] = None,
+    bias: Annotated[bool | None, typer.Option("--bias/--no-bias", help="Biases in linears and LayerNorms.",
+                                                 rich_help_panel="Model")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimisation steps.", rich_help_panel="Training")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per micro-batch.",
+                                                      rich_help_panel="Training")] = None,
+    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per step.",
+                                                      rich_help_panel="Training")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.", rich_help_panel="Training")] = None,
+    min_lr: Annotated[float | None, typer.Option(help="Learning rate at the end of the cosine.",
+                                                    rich_help_panel="Training")] = None,
+    warmup: Annotated[int | None, typer.Option(help="Linear warmup steps.", rich_help_panel="Training")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.",
+                                                          rich_help_panel="Training")] = None,
+    beta2: Annotated[float | None, typer.Option(help="AdamW beta2.", rich_help_panel="Training")] = None,
+    grad_clip: Annotated[float | None, typer.Option(help="Clip the gradient norm (0: off).",
+                                                       rich_help_panel="Training")] = None,
+    val_fraction: Annotated[float | None, typer.Option(help="Share of tokens held out for validation.",
+                                                          rich_help_panel="Evaluation")] = None,
+    eval_every: Annotated[int | None, typer.Option(help="Steps between evaluations.",
+                                                      rich_help_panel="Evaluation")] = None,
+    eval_batches: Annotated[int | None, typer.Option(help="Batches per evaluation.",
+                                                        rich_help_panel="Evaluation")] = None,
+    save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.", rich_help_panel="Run")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (a CPU run is bit-for-bit repeatable).",
+                                                rich_help_panel="Run")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.", rich_help_panel="Run")] = "auto",
+    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16.", rich_help_panel="Run")] = "auto",
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.",
+                                                    rich_help_panel="Run")] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads (0: the idle cores, or OMP_NUM_THREADS).",
+                                         rich_help_panel="Run")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.",
+                                         rich_help_panel="Run")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing run in --out.", rich_help_panel="Run")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress display.", rich_help_panel="Run")] = False,
+) -> None:
+    """Train a decoder-only transformer and save it as a run directory."""
+    from .config import make_train_config
+    from .reports import print_train_summary
+    from .train import run_training
+
+    model_overrides = {
+        k: v
+        for k, v in dict(n_layers=layers, n_heads=heads, dim=dim, block_size=block_size, pos=pos,
+                         dropout=dropout, bias=bias).items()
+        if v is not None
+    }
+    train_overrides = dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, min_lr=min_lr,
+                           warmup=warmup, weight_decay=weight_decay, beta2=beta2, grad_clip=grad_clip,
+                           val_fraction=val_fraction, eval_every=eval_every, eval_batches=eval_batches,
+                           save_every=save_every, seed=seed, device=device, dtype=dtype, compile=compile,
+                           threads=threads)
+    cfg = make_train_config(preset, train_overrides)
+    for f in files or []:
+        require_file(f, "corpus file")
+    trainer, result = run_training(files or [], out, model_overrides=model_overrides, train_config=cfg,
+                                   tokenizer_spec=tokenizer, vocab_size=vocab_size, resume=resume, force=force,
+                                   show_progress=not quiet)
+    print_train_summary(trainer, result, _console())
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
+@command(app, "info")
+def info(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
+    """Show a run's configuration, size, progress and last losses."""
+    from .reports import print_info
+
+    print_info(run_dir, _console())
+
+
+# ------------------------------------------------------------------------------------------------
+# generate / eval
+
+
+@command(app, "generate")
+def generate(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    prompt: Annotated[str, typer.Option(help="Text to continue ('-' reads stdin; default: a new story).")] = "",
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 200,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature; 0 means greedy.")] = 0.8,
+    top_k: Annotated[int | None, typer.Option(help="Sample only from the k most likely tokens.")] = None,
+    top_p: Annotated[float | None, typer.Option(help="Sample from the smallest set with this much mass.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed for reproducible samples.")] = None,
+    num_samples: Annotated[int, typer.Option(help="Samples, generated together as one batch.")] = 1,
+    stop: Annotated[list[str] | None, typer.Option(help="Stop a sample at this text (repeatable).")] = None,
+    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Print text as it is produced.")] = True,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
+    quiet: Annotated[bool, typer.Option(help="No statistics on stderr.")] = False,
+) -> None:
+    """Sample text from a trained model (with a KV cache)."""
+    from .sample import run_generate
+
+    run_generate(run_dir, prompt=_read_text_arg(prompt) if prompt == "-" else prompt,
+                 max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                 num_samples=num_samples, stop=stop or [], stream=stream, device=device, quiet=quiet)
+
+
+@command(app, "eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    files: Annotated[list[Path] | None, typer.Argument(help="Text to score (default: the run's validation split).")]
+    = None,
+    grammar: Annotated[int, typer.Option(help="Also sample N stories and check them with the grammar.")] = 0,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed for the grammar samples.")] = 0,
+    json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Loss, perplexity and bits per byte on text; optionally the grammaticality of samples."""
+    from .evaluate import run_eval
+
+    run_eval(run_dir, files or [], grammar=grammar, device=device, seed=seed, as_json=json_)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the minitx version."""
+    from . import __version__
+
+    typer.echo(__version__)
+
+
+def main() -> None:  # pragma: no cover - console-script entry point
+    app()

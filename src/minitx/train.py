@@ -1,0 +1,461 @@
+"""Training: next-token prediction with AdamW, a warmup-then-cosine learning rate, and checkpoints.
+
+One optimisation step:
+
+    for each of --grad-accum micro-batches:      x, y = random windows of the training stream
+        loss = cross_entropy(model(x), y)        how surprised the model is by each next token
+        (loss / grad_accum).backward()           accumulate d loss / d weights
+    clip the gradient norm to --grad-clip        one bad batch cannot throw the weights far
+    lr = schedule(step)                          linear warmup, then cosine decay to --min-lr
+    AdamW step                                   per-weight adaptive steps + decoupled weight decay
+
+Every --save-every steps the run directory gets a checkpoint (weights, optimizer moments, RNG states);
+every --eval-every steps the mean loss on held-out text is measured and appended to metrics.jsonl.
+Saving comes before evaluating, so a crash during evaluation loses nothing. The first Ctrl-C
+finishes the current step, saves, and stops; `--resume` continues bit-for-bit where it left off
+(on a CPU, same seed and threads): the batch sampler's generator state is the data position.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint
+from .batches import BatchSampler, TokenSplit
+from .config import ModelConfig, TrainConfig
+from .device import apply_threads, resolve_device, resolve_dtype
+from .errors import UserError
+
+
+@dataclass
+class TrainResult:
+    """What a finished (or interrupted) run reports."""
+
+    step: int
+    steps: int
+    train_loss: float
+    val_loss: float | None
+    val_bpb: float | None
+    seconds: float
+    tokens_per_second: float
+    parameters: int
+    interrupted: bool = False
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def learning_rate(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup over `warmup` steps, then cosine decay from `lr` to `min_lr` at `steps`.
+
+    >>> cfg = TrainConfig(steps=100, lr=1.0, min_lr=0.0, warmup=10)
+    >>> [round(learning_rate(s, cfg), 3) for s in (0, 9, 10, 55, 100)]
+    [0.091, 0.909, 1.0, 0.5, 0.0]
+    """
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / (cfg.warmup + 1)
+    if step >= cfg.steps:
+        return cfg.min_lr
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (cfg.lr - cfg.min_lr)
+
+
+class Trainer:
+    """Owns the model, optimizer, batch samplers and run directory of one training run."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        split: TokenSplit,
+        *,
+        resume: bool = False,
+    ) -> None:
+        from .model import GPT
+
+        train_config.validate()
+        self.run_dir = Path(run_dir)
+        self.model_config = model_config
+        self.cfg = train_config
+        self.split = split
+        self.device = resolve_device(train_config.device)
+        self.dtype = resolve_dtype(train_config.dtype, self.device)
+        self.threads, self.threads_why = apply_threads(train_config.threads)
+
+        torch.manual_seed(train_config.seed)
+        self.model = GPT(model_config).to(self.device)
+        self.optimizer = self.model.configure_optimizer(
+            weight_decay=train_config.weight_decay,
+            lr=train_config.lr,
+            betas=(train_config.beta1, train_config.beta2),
+            device_type=self.device.split(":")[0],
+        )
+        self.batches = BatchSampler(
+            split.train, model_config.block_size, train_config.batch_size, train_config.seed, self.device
+        )
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        if resume:
+            self._resume()
+        self.step_model = self._maybe_compile()
+
+    # -- pieces of a step ------------------------------------------------------------------------
+
+    def _maybe_compile(self) -> torch.nn.Module:
+        if not self.cfg.compile:
+            return self.model
+        return torch.compile(self.model)
+
+    def _autocast(self):  # noqa: ANN202 - a context manager
+        if self.dtype == "bfloat16":
+            return torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16)
+        return nullcontext()
+
+    def train_step(self) -> float:
+        """One optimisation step (all micro-batches); returns the mean training loss."""
+        cfg = self.cfg
+        lr = learning_rate(self.step, cfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = 0.0
+        for _ in range(cfg.grad_accum):
+            x, y = self.batches.next()
+            with self._autocast():
+                _, loss = self.step_model(x, y)
+            if cfg.grad_accum > 1:
+                loss = loss / cfg.grad_accum
+            loss.backward()
+            total += loss.item()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        return total
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """Mean validation loss over --eval-batches fixed batches, and the same in bits per byte.
+
+        The batches come from a generator seeded the same way at every evaluation, so successive
+        values are measured on the same text and differ only because the model changed.
+        """
+        self.model.eval()
+        sampler = BatchSampler(
+            self.split.val, self.model_config.block_size, self.cfg.batch_size, self.cfg.seed + 1, self.device
+        )
+        losses = []
+        for _ in range(self.cfg.eval_batches):
+            x, y = sampler.next()
+            with self._autocast():
+                _, loss = self.model(x, y)
+            losses.append(loss.item())
+        self.model.train()
+        val = sum(losses) / len(losses)
+        return val, bits_per_byte(val, self.split.bytes_per_token)
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def save(self, last_train_loss: float | None = None) -> None:
+        """Write weights, optimizer moments, RNG states and step; each file atomically."""
+        checkpoint.save_weights(self.run_dir, self.model)
+        rng = {"batches": self.batches.get_state(), "torch": torch.get_rng_state()}
+        state = {"step": self.step, "last_train_loss": last_train_loss}
+        checkpoint.save_trainer_state(self.run_dir, self.optimizer, state, rng)
+
+    def _resume(self) -> None:
+        tensors, _ = checkpoint.read_tensors(self.run_dir / checkpoint.WEIGHTS, "weights file")
+        checkpoint.load_weights_into(self.model, tensors, self.run_dir / checkpoint.WEIGHTS)
+        state, rng = checkpoint.load_trainer_state(self.run_dir, self.optimizer)
+        self.step = int(state["step"])
+        if "batches" in rng:
+            self.batches.set_state(rng["batches"])
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        # Evaluations logged after the checkpoint belong to the lost future: drop them.
+        self.history = [m for m in checkpoint.read_metrics(self.run_dir) if m.get("step", 0) <= self.step]
+        checkpoint.write_metrics(self.run_dir, self.history)
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def fit(self, show_progress: bool = True, expected_band: tuple[float, float] | None = None) -> TrainResult:
+        """Train until --steps; save and stop cleanly on the first Ctrl-C."""
+        cfg = self.cfg
+        tokens_per_step = cfg.batch_size * cfg.grad_accum * self.model_config.block_size
+        display = TrainDisplay(cfg.steps, self.step, show_progress, expected_band)
+        self.model.train()
+        start_step, t0 = self.step, time.perf_counter()
+        recent: list[float] = []
+        val_loss = val_bpb = None
+        if self.history:
+            val_loss, val_bpb = self.history[-1].get("val_loss"), self.history[-1].get("val_bpb")
+        needs_eval = self.step > 0 and self.step % cfg.eval_every == 0 and (
+            not self.history or self.history[-1]["step"] != self.step
+        )
+        with display, _stop_on_interrupt() as stop:
+            if needs_eval:  # resumed from a checkpoint whose evaluation never got logged
+                val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
+            while self.step < cfg.steps and not stop.requested:
+                loss = self.train_step()
+                recent.append(loss)
+                elapsed = time.perf_counter() - t0
+                rate = (self.step - start_step) * tokens_per_step / max(elapsed, 1e-9)
+                display.update(self.step, loss, learning_rate(self.step - 1, cfg), rate)
+                if self.step % cfg.save_every == 0 or self.step == cfg.steps:
+                    self.save(loss)
+                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                    val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
+                    recent = []
+            if stop.requested and self.step < cfg.steps:
+                self.save(recent[-1] if recent else None)
+        seconds = time.perf_counter() - t0
+        done = self.step - start_step
+        return TrainResult(
+            step=self.step,
+            steps=cfg.steps,
+            train_loss=(recent[-1] if recent else (self.history[-1]["train_loss"] if self.history else math.nan)),
+            val_loss=val_loss,
+            val_bpb=val_bpb,
+            seconds=seconds,
+            tokens_per_second=done * tokens_per_step / max(seconds, 1e-9),
+            parameters=self.model.num_parameters(),
+            interrupted=stop.requested and self.step < cfg.steps,
+            history=self.history,
+        )
+
+    def _log_eval(self, recent, t0, start_step, tokens_per_step, display) -> tuple[float, float]:  # noqa: ANN001
+        val_loss, val_bpb = self.evaluate()
+        elapsed = time.perf_counter() - t0
+        record = {
+            "step": self.step,
+            "train_loss": sum(recent) / len(recent) if recent else None,
+            "val_loss": val_loss,
+            "val_bpb": val_bpb,
+            "lr": learning_rate(max(0, self.step - 1), self.cfg),
+            "tokens_per_second": (self.step - start_step) * tokens_per_step / max(elapsed, 1e-9),
+            "elapsed": elapsed,
+        }
+        self.history.append(record)
+        checkpoint.append_metrics(self.run_dir, record)
+        display.eval(record)
+        return val_loss, val_bpb
+
+
+def bits_per_byte(loss_nats_per_token: float, bytes_per_token: float) -> float:
+    """Convert a loss in nats per token into bits per byte of text, comparable across tokenizers."""
+    return loss_nats_per_token / math.log(2) / bytes_per_token
+
+
+class _StopFlag:
+    requested = False
+
+
+@contextmanager
+def _stop_on_interrupt() -> Iterator[_StopFlag]:
+    """The first Ctrl-C asks the loop to stop after the current step; a second one aborts at once."""
+    flag = _StopFlag()
+    try:
+        previous = signal.getsignal(signal.SIGINT)
+    except ValueError:  # not the main thread: leave signals alone
+        yield flag
+        return
+
+    def handler(signum, frame):  # noqa: ANN001
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    try:
+        signal.signal(signal.SIGINT, handler)
+    except ValueError:
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class TrainDisplay:
+    """A rich progress bar: step, loss, val loss (with the expected band), lr, tokens/s, ETA."""
+
+    def __init__(self, total: int, start: int, enabled: bool, band: tuple[float, float] | None) -> None:
+        from rich.console import Console
+
+        self.enabled = enabled
+        self.band = band
+        self.console = Console(stderr=True)
+        self.progress = None
+        self._last_refresh = 0.0
+        if enabled:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]train[/]"),
+                BarColumn(bar_width=28),
+                TextColumn("step {task.completed:>5.0f}/{task.total:.0f}"),
+                TextColumn("loss [cyan]{task.fields[loss]}[/]"),
+                TextColumn("val [magenta]{task.fields[val]}[/]{task.fields[band]}"),
+                TextColumn("lr {task.fields[lr]}"),
+                TextColumn("{task.fields[rate]} tok/s"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            band_text = f" [dim](expect {band[0]:.2f}–{band[1]:.2f})[/]" if band else ""
+            self.task = self.progress.add_task(
+                "train", total=total, completed=start, loss="-", val="-", band=band_text, lr="-", rate="-"
+            )
+
+    def __enter__(self) -> TrainDisplay:
+        if self.progress:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress:
+            self.progress.stop()
+
+    def update(self, step: int, loss: float, lr: float, rate: float) -> None:
+        if not self.progress:
+            return
+        now = time.perf_counter()
+        if now - self._last_refresh < 0.1:  # rendering costs; 10 updates a second is plenty
+            return
+        self._last_refresh = now
+        self.progress.update(self.task, completed=step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", rate=f"{rate:,.0f}")
+
+    def eval(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        self.progress.update(self.task, completed=record["step"], val=f"{record['val_loss']:.4f}")
+        train = record["train_loss"]
+        train_text = f"{train:.4f}" if train is not None else "-"
+        self.console.print(
+            f"step {record['step']:>6}  train {train_text}  val {record['val_loss']:.4f}  "
+            f"({record['val_bpb']:.3f} bits/byte)  {record['tokens_per_second']:,.0f} tok/s"
+        )
+
+
+def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
+    """Refuse to clobber another run: an existing non-empty RUN_DIR needs --resume or --force."""
+    run_dir = Path(run_dir)
+    if resume:
+        if not checkpoint.is_run_dir(run_dir):
+            raise UserError(f"--resume: {run_dir} is not a run directory to resume (no config.json)")
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir} is a file; choose a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not force:
+        raise UserError(
+            f"{run_dir} already holds a run; pass --resume to continue it, --force to replace it, "
+            "or choose another --out"
+        )
+
+
+def clear_run_dir(run_dir: Path) -> None:
+    """With --force: remove the files a previous run left (only minitx's own files)."""
+    for name in checkpoint.RUN_FILES:
+        p = Path(run_dir) / name
+        if p.is_file():
+            p.unlink()
+
+
+# ---------------------------------------------------------------------------------------------
+# From files on disk (or the built-in corpus) to a finished run directory.
+
+BUILTIN_CORPUS_BYTES = 2_000_000
+BUILTIN_CORPUS_SEED = 0
+
+
+def load_training_text(files: list[Path]) -> tuple[str, str]:
+    """The corpus to train on and a name for it: the files, or the built-in story grammar."""
+    if files:
+        from .data import read_corpus
+
+        return read_corpus(files), ", ".join(str(f) for f in files)
+    from .corpus import generate_corpus
+
+    return generate_corpus(BUILTIN_CORPUS_BYTES, BUILTIN_CORPUS_SEED), "built-in stories"
+
+
+def build_tokenizer(spec: str | None, text: str, vocab_size: int, show_progress: bool):  # noqa: ANN201
+    """`--tokenizer PATH` loads one, `char` builds a character tokenizer, None trains a BPE on `text`."""
+    from .tokenizer import Tokenizer
+
+    if spec == "char":
+        return Tokenizer.train_char(text)
+    if spec:
+        return Tokenizer.load(spec)
+    return Tokenizer.train_bpe([text], vocab_size=vocab_size, show_progress=show_progress)
+
+
+def run_training(
+    files: list[Path],
+    out: Path,
+    *,
+    model_overrides: dict[str, Any],
+    train_config: TrainConfig,
+    tokenizer_spec: str | None = None,
+    vocab_size: int | None = None,
+    resume: bool = False,
+    force: bool = False,
+    show_progress: bool = True,
+) -> tuple[Trainer, TrainResult]:
+    """Everything `minitx train` does, as one call: corpus → tokenizer → ids → model → run dir."""
+    from .config import DEFAULT_PRESET, preset
+    from .fileio import atomic_write_text
+
+    out = Path(out)
+    check_run_dir(out, resume, force)
+    text, source = load_training_text(files)
+    if resume:
+        run = checkpoint.load_run(out)
+        tokenizer, model_config = run.tokenizer, run.model_config
+        train_config = _resumed_train_config(run.train_config, train_config)
+    else:
+        chosen = preset(train_config.preset or DEFAULT_PRESET)
+        tokenizer = build_tokenizer(tokenizer_spec, text, vocab_size or chosen["vocab_size"], show_progress)
+        model_fields = {**chosen["model"], **model_overrides, "vocab_size": tokenizer.vocab_size}
+        model_config = ModelConfig(**model_fields)
+    train_config.extra = {**train_config.extra, "corpus": source, "corpus_bytes": len(text.encode("utf-8"))}
+    ids = tokenizer.encode(text)
+    from .batches import split_train_val
+
+    split = split_train_val(ids, len(text.encode("utf-8")), model_config.block_size, train_config.val_fraction)
+    if not resume:
+        if force:
+            clear_run_dir(out)
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / checkpoint.TOKENIZER, tokenizer.to_json_str())
+        checkpoint.save_config(out, model_config, train_config)
+    trainer = Trainer(out, model_config, train_config, split, resume=resume)
+    band = expected_band(train_config, files)
+    result = trainer.fit(show_progress=show_progress, expected_band=band)
+    return trainer, result
+
+
+def _resumed_train_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
+    """A resumed run keeps its recipe; only --steps may grow (to train longer) and device/threads change."""
+    saved.steps = max(saved.steps, given.steps) if given.extra.get("steps_given") else saved.steps
+    saved.device, saved.threads = given.device, given.threads
+    return saved
+
+
+def expected_band(cfg: TrainConfig, files: list[Path]) -> tuple[float, float] | None:
+    """The validation-loss band measured for this preset on the built-in corpus, if it applies."""
+    from .config import DEFAULT_PRESET, PRESETS
+
+    if files:
+        return None
+    return PRESETS.get(cfg.preset or DEFAULT_PRESET, {}).get("expected_val_loss")
