@@ -1,0 +1,448 @@
+"""Tokenizers: turning text into the integer ids a language model reads, and back.
+
+A model never sees characters, only ids from a fixed vocabulary. Two ways to build one live here,
+behind one `Tokenizer` class so every later command treats them alike:
+
+* **char** -- every distinct character (Unicode code point) of the training text gets an id.
+  Simple and transparent, but a sequence is as long as the text.
+* **bpe** -- byte-level byte-pair encoding. Start from the 256 byte values, then repeatedly merge
+  the most frequent adjacent pair into a new token until the vocabulary is full:
+
+      "aaabdaaabac"  merge (a, a) -> Z  "ZabdZabac"  merge (Z, a) -> Y  "YbdYbac"  ...
+
+  Because every string is a sequence of UTF-8 bytes and all 256 bytes are in the vocabulary,
+  any text can be encoded -- emoji, CJK, control characters -- even if training never saw it.
+
+Special tokens such as `DOC_TOKEN` are never split: wherever their exact text occurs it becomes
+one id, and decoding gives the same text back, so `decode(encode(s)) == s` for every `s`.
+The one exception is a Python str that is not valid Unicode text (it contains a lone surrogate
+such as "\\ud800"): it has no UTF-8 bytes, so `encode` refuses it with a `UserError`.
+
+Both kinds are saved as a Hugging Face `tokenizers` JSON file (`tokenizer.json`), which that
+library can load by itself too. The file's model type records the kind: "BPE" is bpe,
+"WordLevel" (one word per character) is char.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import UserError, require_file
+from .fileio import atomic_write_text
+
+if TYPE_CHECKING:
+    import tokenizers
+    from rich.console import RenderableType
+
+#: Starts every document; models see it as one token (a beginning-of-sequence marker).
+DOC_TOKEN = "<|doc|>"
+
+#: Where text may be cut without changing how byte-level BPE splits it into words: after a lone
+#: newline that sits between two non-space characters ("...the end.\nNext..."). The words on
+#: either side are the same whether or not the text is cut there, so the pieces can be encoded
+#: in parallel and the ids concatenated.
+_SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
+_CHUNK_CHARS = 1 << 15
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What training produced, for the CLI's summary table."""
+
+    kind: str
+    vocab_size: int
+    corpus_bytes: int  # UTF-8 bytes of the training text
+    corpus_tokens: int  # ids the trained tokenizer turns that text into
+    seconds: float  # time spent training
+
+    @property
+    def bytes_per_token(self) -> float:
+        """Compression: how many bytes of text one token stands for on average (higher = shorter)."""
+        return self.corpus_bytes / max(1, self.corpus_tokens)
+
+
+def _byte_of_stand_in() -> dict[str, int]:
+    """Map the 256 printable characters byte-level BPE uses for bytes back to those bytes.
+
+    BPE vocabularies are stored as text, so each byte b is written as one printable character:
+    printable Latin-1 bytes stand for themselves, the 68 others (controls, space, 0x7F-0xA0, 0xAD)
+    take the characters from U+0100 upward in byte order. E.g. "a" -> b"a", "Ġ" -> b" ", "Ċ" -> b"\\n".
+    """
+    printable = [*range(0x21, 0x7E + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    stand_in = {b: chr(b) for b in printable}
+    for n, b in enumerate(b for b in range(256) if b not in stand_in):
+        stand_in[b] = chr(0x100 + n)
+    return {char: b for b, char in stand_in.items()}
+
+
+_BYTE_OF_STAND_IN = _byte_of_stand_in()
+
+
+def _require_unicode_text(text: str, what: str = "text") -> int:
+    """Return the UTF-8 length of `text`; raise a UserError if it holds a lone surrogate."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError as err:
+        bad = text[err.start]
+        raise UserError(
+            f"{what} contains a lone surrogate {bad!r} (U+{ord(bad):04X}) at index {err.start}, which is "
+            "not valid Unicode text; remove it or decode the source with errors='replace'"
+        ) from None
+
+
+def _special_token_pattern(special_tokens: Sequence[str]) -> re.Pattern[str] | None:
+    """A regex that finds special tokens, longest first, e.g. "(<\\|doc\\|>)"; it captures them."""
+    alternatives = sorted(special_tokens, key=len, reverse=True)
+    return re.compile("(" + "|".join(map(re.escape, alternatives)) + ")") if alternatives else None
+
+
+def _without_special_tokens(text: str, pattern: re.Pattern[str] | None) -> list[str]:
+    """The plain text between special tokens: "a<|doc|>b" -> ["a", "b"]."""
+    return pattern.split(text)[::2] if pattern else [text]
+
+
+def _check_special_tokens(special_tokens: Sequence[str]) -> list[str]:
+    tokens = list(special_tokens)
+    if any(not isinstance(s, str) or not s for s in tokens):
+        raise UserError(f"special tokens must be non-empty strings, got {tokens!r}")
+    if len(set(tokens)) != len(tokens):
+        raise UserError(f"special tokens must be distinct, got {tokens!r}")
+    return tokens
+
+
+def _cut_into_chunks(text: str, chunk_chars: int = _CHUNK_CHARS) -> list[str]:
+    """Cut `text` at safe places (see `_SAFE_CUT`) into pieces of roughly `chunk_chars` characters.
+
+    "a.\\nb.\\nc." with chunk_chars=2 -> ["a.\\n", "b.\\n", "c."]; "".join(pieces) == text always.
+    """
+    pieces, start = [], 0
+    while len(text) - start > chunk_chars:
+        cut = _SAFE_CUT.search(text, start + chunk_chars)
+        if cut is None:
+            break
+        pieces.append(text[start : cut.start()])
+        start = cut.start()
+    pieces.append(text[start:])
+    return pieces
+
+
+def _read_training_text(texts: Iterable[str] | None, files: list[Path] | None) -> list[str]:
+    corpus = [] if texts is None else list(texts)
+    for path in files or []:
+        try:
+            # Decode the bytes ourselves: read_text() would turn "\r\n" into "\n" and change the text.
+            corpus.append(require_file(path, "training file").read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as err:
+            raise UserError(f"{path} is not UTF-8 text (bad byte at offset {err.start}); convert it") from None
+    if not any(corpus):
+        raise UserError("the training text is empty; pass a corpus with some text in it")
+    return corpus
+
+
+class Tokenizer:
+    """Text <-> ids, byte-level BPE or per character; build one with `train_bpe`, `train_char`, `load`.
+
+    >>> tok = Tokenizer.train_char("<|doc|>abba\\n")
+    >>> tok.encode("<|doc|>ab"), tok.decode([0, 2, 3])
+    ([0, 2, 3], '<|doc|>ab')
+    """
+
+    kind: str  # "bpe" | "char"
+    vocab_size: int
+    special_tokens: list[str]
+
+    def __init__(self, hf: tokenizers.Tokenizer) -> None:
+        """Wrap a Hugging Face tokenizer built by minitx (use the classmethods, not this)."""
+        self._hf = hf
+        self.kind = "bpe" if type(hf.model).__name__ == "BPE" else "char"  # else WordLevel
+        self.vocab_size = hf.get_vocab_size(with_added_tokens=True)
+        added = sorted(hf.get_added_tokens_decoder().items())
+        self.special_tokens = [token.content for _, token in added if token.special]
+        self._special_pattern = _special_token_pattern(self.special_tokens)
+        # Cutting text at newlines is only safe if no special token spans a newline.
+        self._can_cut = not any("\n" in s for s in self.special_tokens)
+        vocab = hf.get_vocab(with_added_tokens=True)
+        self._special_to_id = {token: vocab[token] for token in self.special_tokens}
+        # The char kind encodes with a plain dict: ~25x faster than a per-character HF pre-tokenizer.
+        chars = {t: i for t, i in vocab.items() if t not in self._special_to_id}
+        self._char_to_id = chars if self.kind == "char" else {}
+        self._text_of_id = [""] * self.vocab_size  # id -> vocabulary entry (bpe: bytes as stand-ins)
+        for token, i in vocab.items():
+            self._text_of_id[i] = token
+        self._training_corpus: list[str] | None = None
+        self._summary: TrainSummary | None = None
+
+    # ----------------------------------------------------------------------------------- training
+    @classmethod
+    def train_bpe(
+        cls,
+        texts: Iterable[str] | None = None,
+        *,
+        files: list[Path] | None = None,
+        vocab_size: int,
+        min_frequency: int = 2,
+        special_tokens: Sequence[str] = (DOC_TOKEN,),
+        show_progress: bool = True,
+    ) -> Tokenizer:
+        """Learn byte-level BPE merges from `texts` and/or `files` until there are `vocab_size` tokens.
+
+        The vocabulary is: the special tokens (ids 0, 1, ...), the 256 bytes, then the merges in the
+        order they were learned. Pairs seen fewer than `min_frequency` times are never merged, so a
+        small corpus can end with fewer than `vocab_size` tokens. `tok.train_summary` reports results.
+        """
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, pre_tokenizers, trainers
+
+        special_tokens = _check_special_tokens(special_tokens)
+        minimum = 256 + len(special_tokens)
+        if vocab_size < minimum:
+            raise UserError(
+                f"--vocab-size {vocab_size} is too small: byte-level BPE needs at least {minimum} "
+                f"(256 bytes + {len(special_tokens)} special tokens)"
+            )
+        if min_frequency < 1:
+            raise UserError(f"--min-frequency must be at least 1, got {min_frequency}")
+        corpus = _read_training_text(texts, files)
+        corpus_bytes = sum(_require_unicode_text(t, "the training text") for t in corpus)
+
+        started = time.perf_counter()
+        hf = HFTokenizer(models.BPE())
+        # No normalizer and no prefix space: both would change the text, breaking the round trip.
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=special_tokens,
+            # Without this, bytes absent from the corpus would be missing and silently dropped later.
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=show_progress,
+        )
+        # Special tokens are cut out first (no merges are wasted on "<|" + "doc" ...), and long texts
+        # are cut at safe newlines so the trainer can count words on all cores.
+        pattern = _special_token_pattern(special_tokens)
+        pieces = [
+            chunk
+            for text in corpus
+            for part in _without_special_tokens(text, pattern)
+            for chunk in _cut_into_chunks(part)
+            if chunk
+        ]
+        hf.train_from_iterator(pieces, trainer=trainer, length=len(pieces))
+        return cls._trained(hf, corpus, corpus_bytes, time.perf_counter() - started)
+
+    @classmethod
+    def train_char(cls, text: str, special_tokens: Sequence[str] = (DOC_TOKEN,)) -> Tokenizer:
+        """One id per distinct character of `text`, after the special tokens.
+
+        Ids are deterministic: special tokens first, then the characters in code-point order.
+        Characters that only occur inside special tokens are not in the vocabulary.
+        "<|doc|>ba\\n" -> {"<|doc|>": 0, "\\n": 1, "a": 2, "b": 3}.
+        """
+        from tokenizers import Regex, decoders, models, pre_tokenizers
+        from tokenizers import Tokenizer as HFTokenizer
+
+        special_tokens = _check_special_tokens(special_tokens)
+        corpus_bytes = _require_unicode_text(text, "the training text")
+        started = time.perf_counter()
+        plain_text = _without_special_tokens(text, _special_token_pattern(special_tokens))
+        chars = sorted(set().union(*map(set, plain_text)))
+        if not chars:
+            raise UserError("the training text has no characters besides special tokens; pass more text")
+        vocab = {token: i for i, token in enumerate([*special_tokens, *chars])}
+        # The same pipeline in HF terms: split into single characters, look each up, glue back together.
+        # No unk token: HF too refuses unknown characters instead of dropping them.
+        hf = HFTokenizer(models.WordLevel(vocab=vocab, unk_token=None))
+        hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        hf.decoder = decoders.Fuse()
+        hf.add_special_tokens(special_tokens)
+        return cls._trained(hf, [text], corpus_bytes, time.perf_counter() - started)
+
+    @classmethod
+    def _trained(cls, hf: tokenizers.Tokenizer, corpus: list[str], corpus_bytes: int, seconds: float) -> Tokenizer:
+        """Wrap a freshly trained HF tokenizer, keeping the corpus until `train_summary` is asked for."""
+        tok = cls(hf)
+        tok._training_corpus = corpus
+        tok._summary = TrainSummary(tok.kind, tok.vocab_size, corpus_bytes, 0, seconds)
+        return tok
+
+    @property
+    def train_summary(self) -> TrainSummary | None:
+        """Vocabulary size, corpus size, time and bytes/token of training; None if loaded from a file.
+
+        Computed on first access: counting tokens means encoding the whole corpus, which costs about
+        half as much as training it, so callers who do not print a summary do not pay for it.
+        """
+        if self._summary is not None and self._training_corpus is not None:
+            n_tokens = sum(len(self.encode(text)) for text in self._training_corpus)
+            self._summary = dataclasses.replace(self._summary, corpus_tokens=n_tokens)
+            self._training_corpus = None
+        return self._summary
+
+    # ----------------------------------------------------------------------------- saving/loading
+    def to_json_str(self) -> str:
+        """The tokenizer.json text (Hugging Face `tokenizers` format)."""
+        return self._hf.to_str(pretty=True)
+
+    def save(self, path: str | Path) -> None:
+        """Write tokenizer.json atomically: a crash leaves the old file or the new one, never half."""
+        atomic_write_text(path, self.to_json_str() + "\n")
+
+    @classmethod
+    def from_json_str(cls, s: str, source: str = "tokenizer JSON") -> Tokenizer:
+        """Rebuild a tokenizer from `to_json_str` text; UserError if it is not a minitx tokenizer."""
+        from tokenizers import Tokenizer as HFTokenizer
+
+        try:
+            spec = json.loads(s)
+        except json.JSONDecodeError as err:
+            raise UserError(f"{source} is not valid JSON ({err.msg} at line {err.lineno}); retrain it") from None
+        expected = {
+            "BPE": ({"type": "ByteLevel", "add_prefix_space": False}, "ByteLevel"),
+            "WordLevel": ({"type": "Split"}, "Fuse"),
+        }
+        try:
+            pre_tokenizer, decoder = expected[spec["model"]["type"]]
+            ours = spec["normalizer"] is None and spec["decoder"]["type"] == decoder
+            ours = ours and pre_tokenizer.items() <= spec["pre_tokenizer"].items()
+        except (KeyError, TypeError, AttributeError):
+            ours = False
+        if not ours:
+            raise UserError(f"{source} is not a minitx tokenizer file; create one with `minitx tokenize train`")
+        try:
+            return cls(HFTokenizer.from_str(s))
+        except Exception as err:  # tokenizers raises a bare Exception for malformed files
+            raise UserError(f"{source} is a damaged tokenizer file ({err}); retrain it") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        """Read a tokenizer.json written by `save`; UserError if it is missing or not a tokenizer."""
+        path = require_file(path, "tokenizer file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{path} is not a tokenizer file (not UTF-8 text); pass a tokenizer.json") from None
+        return cls.from_json_str(text, source=str(path))
+
+    # --------------------------------------------------------------------------- encoding/decoding
+    def encode(self, text: str) -> list[int]:
+        """Text -> ids. "<|doc|>" anywhere in `text` becomes the one id of that special token.
+
+        bpe: never fails on valid text. char: a character missing from the vocabulary is a UserError.
+        """
+        _require_unicode_text(text)
+        if self.kind == "char":
+            return self._encode_chars(text)
+        chunks = _cut_into_chunks(text) if self._can_cut else [text]
+        encodings = self._hf.encode_batch_fast(chunks, add_special_tokens=False)
+        return [i for encoding in encodings for i in encoding.ids]
+
+    def _encode_chars(self, text: str) -> list[int]:
+        # re.split with a capturing group alternates [plain, special, plain, special, ..., plain].
+        parts = self._special_pattern.split(text) if self._special_pattern else [text]
+        ids: list[int] = []
+        for n, part in enumerate(parts):
+            if n % 2:
+                ids.append(self._special_to_id[part])
+                continue
+            try:
+                ids.extend([self._char_to_id[char] for char in part])
+            except KeyError as err:
+                char = err.args[0]
+                raise UserError(
+                    f"character {char!r} (U+{ord(char):04X}) is not in this char tokenizer's vocabulary; "
+                    "retrain the tokenizer on text that contains it"
+                ) from None
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Ids -> text; the exact inverse of `encode`.
+
+        bpe: ids that split a multi-byte character (e.g. the first half of an emoji) decode to "\\ufffd".
+        """
+        ids = list(ids)
+        if ids and not 0 <= min(ids) <= max(ids) < self.vocab_size:
+            bad = next(i for i in ids if not 0 <= i < self.vocab_size)
+            raise ValueError(f"token id {bad} is outside the vocabulary (0..{self.vocab_size - 1})")
+        if self.kind == "char":
+            return "".join([self._text_of_id[i] for i in ids])
+        return self._hf.decode(ids, skip_special_tokens=False)  # the default would drop "<|doc|>"
+
+    # ------------------------------------------------------------------------------ single tokens
+    def token_id(self, token: str) -> int | None:
+        """The id of `token` if that text is exactly one token (e.g. a special token), else None."""
+        try:
+            ids = self.encode(token)
+        except UserError:
+            return None
+        return ids[0] if len(ids) == 1 else None
+
+    def token_bytes(self, i: int) -> bytes:
+        """The UTF-8 bytes one token stands for: bpe 'Ġthe' -> b' the'; special tokens -> their text."""
+        token = self._text_of_id[self._check_id(i)]
+        if self.kind == "char" or token in self._special_to_id:
+            return token.encode("utf-8")
+        return bytes(_BYTE_OF_STAND_IN[char] for char in token)
+
+    def id_to_token_text(self, i: int) -> str:
+        """Readable text of one token; bytes that are only part of a character are shown as "\\xe2"."""
+        return self.token_bytes(i).decode("utf-8", errors="backslashreplace")
+
+    def _check_id(self, i: int) -> int:
+        if not 0 <= i < self.vocab_size:
+            raise ValueError(f"token id {i} is outside the vocabulary (0..{self.vocab_size - 1})")
+        return i
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, special_tokens={self.special_tokens})"
+
+
+# ------------------------------------------------------------------------------------- display
+# Light and mid tones alternate, so neighbours differ even where a terminal has only 16 colours.
+_BACKGROUNDS = ("#cfe2ff", "#d7af87", "#d4f4dd", "#d7afd7")
+_SPECIAL_STYLE = "bold white on #7b3294"
+_VISIBLE_WHITESPACE = {" ": "·", "\n": "↵", "\t": "→", "\r": "␍"}
+
+
+def render_tokens(tok: Tokenizer, text: str, show_ids: bool = True) -> RenderableType:
+    """A rich renderable showing how `tok` cuts `text`: one coloured span per token, then the ids.
+
+    Spans alternate background colours so token boundaries are visible; whitespace is drawn as
+    · (space), → (tab), ␍ (carriage return) and ↵ (newline, followed by a real line break), other
+    invisible characters as escapes like \\x07. Each id is coloured like its token.
+    """
+    from rich.console import Group
+    from rich.text import Text
+
+    ids = tok.encode(text)
+    special_ids = {tok.token_id(token) for token in tok.special_tokens}
+    spans, id_line = Text(), Text()
+    for n, i in enumerate(ids):
+        is_special = i in special_ids
+        style = _SPECIAL_STYLE if is_special else f"black on {_BACKGROUNDS[n % len(_BACKGROUNDS)]}"
+        for char in tok.id_to_token_text(i):
+            if char in _VISIBLE_WHITESPACE:
+                spans.append(_VISIBLE_WHITESPACE[char], style=f"{style} dim" if not is_special else style)
+            elif not char.isprintable():
+                spans.append(char.encode("unicode_escape").decode("ascii"), style=style)
+            else:
+                spans.append(char, style=style)
+            if char == "\n":
+                spans.append("\n")
+        id_line.append(str(i), style=style)
+        id_line.append(" ")
+    n_bytes = len(text.encode("utf-8"))
+    footer = Text(
+        f"{len(ids)} tokens, {n_bytes} bytes, {n_bytes / max(1, len(ids)):.2f} bytes/token "
+        f"({tok.kind}, vocabulary {tok.vocab_size})",
+        style="italic",
+    )
+    parts = [spans, Text(), id_line] if show_ids else [spans]
+    return Group(*parts, footer)
