@@ -1,0 +1,158 @@
+"""Getting text in: reading corpus files safely, and fetching the tiny Shakespeare corpus.
+
+A language model learns whatever bytes it is given, so this module refuses inputs that are
+almost certainly mistakes before hours go into training on them: a path that is a directory, an
+empty file, a binary file (a checkpoint, an image), text that is not UTF-8. Each refusal is a
+`UserError` naming the file and what to do.
+
+For example, with a.txt holding "one" (no final newline) and b.txt holding "two\\n",
+`read_corpus([Path("a.txt"), Path("b.txt")])` returns "one\\ntwo\\n".
+
+Tiny Shakespeare (about 40,000 lines of the plays, 1,115,394 bytes) is the classic small corpus for
+character-level models. `download_tinyshakespeare` fetches it with the standard library only and
+keeps it only if its sha256 matches, so every minitx user trains on the same bytes.
+
+(Token ids, the train/validation split and batches come later in the pipeline: see batches.py.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from minitx.errors import UserError, refuse_overwrite
+from minitx.fileio import atomic_write_bytes
+
+TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+TINYSHAKESPEARE_BYTES = 1_115_394
+#: A download larger than this is not the file we asked for; stop instead of filling the memory.
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
+
+#: Control bytes that plain text does use: tab, newline, vertical tab, form feed, carriage return.
+_TEXT_CONTROL_BYTES = frozenset(b"\t\n\x0b\x0c\r")
+#: Share of other control bytes in a file's first 8 KiB above which it is called binary.
+_MAX_CONTROL_SHARE = 0.1
+
+
+def read_corpus(paths: list[Path]) -> str:
+    """Read UTF-8 text files and join them, putting a newline between two files where missing.
+
+    Raises UserError for: no paths, a missing file, a directory, an empty (or whitespace-only)
+    file, a binary file, or bytes that are not UTF-8 (the message gives the byte offset).
+    A UTF-8 byte-order mark at the start of a file is dropped.
+    """
+    if not paths:
+        raise UserError("no corpus file given; pass at least one UTF-8 text file")
+    texts: list[str] = []
+    for path in paths:
+        text = _read_text_file(Path(path))
+        if texts and not texts[-1].endswith("\n"):
+            texts.append("\n")  # so the last line of one file does not run into the next file
+        texts.append(text)
+    return "".join(texts)
+
+
+def _read_text_file(path: Path) -> str:
+    """One file's text, or a UserError saying why it is not a usable corpus file."""
+    if not path.exists():
+        raise UserError(f"corpus file not found: {path} (check the path)")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not a text file; pass the files inside it, e.g. {path}/*.txt")
+    data = path.read_bytes()
+    if _looks_binary(data):
+        raise UserError(f"{path} looks like a binary file, not text; pass a plain UTF-8 text file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{path} is not valid UTF-8 (byte 0x{data[error.start]:02x} at offset {error.start}); "
+            f"convert it first, e.g. iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}"
+        ) from None
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        raise UserError(f"corpus file {path} is empty; put some text in it or pass another file")
+    return text
+
+
+def _looks_binary(data: bytes) -> bool:
+    """True for bytes with a NUL, or with many control characters near the start.
+
+    >>> _looks_binary(b"To be, or not to be\\n"), _looks_binary(b"PK\\x03\\x04\\x00\\x00")
+    (False, True)
+    """
+    if b"\x00" in data:
+        return True
+    head = data[:8192]
+    control = sum(1 for byte in head if (byte < 0x20 or byte == 0x7F) and byte not in _TEXT_CONTROL_BYTES)
+    return bool(head) and control / len(head) > _MAX_CONTROL_SHARE
+
+
+def download_tinyshakespeare(
+    out: Path,
+    url: str = TINYSHAKESPEARE_URL,
+    force: bool = False,
+    timeout: float = 20,
+    sha256: str = TINYSHAKESPEARE_SHA256,
+    progress: bool = False,
+) -> Path:
+    """Download `url` to `out` and keep it only if its sha256 is `sha256`; return `out`.
+
+    The body is read into memory (it is about 1 MB) and checked before anything is written; it then
+    lands through `atomic_write_bytes` (a temporary file in the same directory, renamed over `out`),
+    so `out` never holds a half download or a file with the wrong checksum. `progress` shows a rich
+    progress bar. Every failure is a UserError: `out` exists without `force`, no network or an HTTP
+    error (the message says how to place the file by hand), or the wrong checksum.
+    """
+    out = Path(out)
+    refuse_overwrite(out, force)
+    data = _fetch(url, out, timeout, progress)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise UserError(
+            f"the file downloaded from {url} has sha256 {actual}, expected {sha256}; nothing was saved "
+            f"(try again, or download it by hand and save it as {out})"
+        )
+    atomic_write_bytes(out, data)
+    return out
+
+
+def _fetch(url: str, out: Path, timeout: float, progress: bool) -> bytes:
+    """The body of `url`, read in chunks; network and HTTP failures become one-line UserErrors."""
+    by_hand = f"download it by hand and save it as {out}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            expected_size = int(response.headers.get("Content-Length") or 0) or None
+            return _read_body(response, expected_size, progress)
+    except urllib.error.HTTPError as error:
+        raise UserError(f"could not download {url} (HTTP {error.code} {error.reason}); {by_hand}") from None
+    except urllib.error.URLError as error:
+        raise UserError(f"could not download {url} ({error.reason}); {by_hand}") from None
+    except (OSError, ValueError, http.client.HTTPException) as error:  # timeouts, cut-off bodies, bad URLs
+        raise UserError(f"could not download {url} ({str(error) or type(error).__name__}); {by_hand}") from None
+
+
+def _read_body(response, expected_size: int | None, progress: bool) -> bytes:
+    """Read a response in 64 KiB chunks, optionally drawing a progress bar."""
+    body = bytearray()
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+        bar = Progress("downloading", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True)
+        task = bar.add_task("download", total=expected_size)
+        bar.start()
+    try:
+        while chunk := response.read(64 * 1024):
+            body += chunk
+            if len(body) > MAX_DOWNLOAD_BYTES:
+                raise ValueError(f"more than {MAX_DOWNLOAD_BYTES:,} bytes, which is not the expected file")
+            if bar is not None:
+                bar.update(task, completed=len(body))
+    finally:
+        if bar is not None:
+            bar.stop()
+    return bytes(body)

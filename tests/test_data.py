@@ -1,0 +1,169 @@
+"""Reading corpus files refuses mistakes with one-line UserErrors; the tiny Shakespeare download
+is checked against a local HTTP server (127.0.0.1, an ephemeral port), never the internet."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import threading
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from minitx.data import TINYSHAKESPEARE_SHA256, TINYSHAKESPEARE_URL, download_tinyshakespeare, read_corpus
+from minitx.errors import UserError
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def user_error(call) -> str:
+    """The message of the UserError that `call()` raises; it must be a single line."""
+    with pytest.raises(UserError) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+# -- read_corpus -----------------------------------------------------------------------------------
+def test_files_are_joined_with_a_newline_only_where_one_is_missing(tmp_path):
+    a = write(tmp_path / "a.txt", b"one")
+    b = write(tmp_path / "b.txt", "two \xe9\n".encode())
+    c = write(tmp_path / "c.txt", b"three\n")
+    assert read_corpus([a, b, c]) == "one\ntwo \xe9\nthree\n"
+    assert read_corpus([a]) == "one"
+
+
+def test_a_byte_order_mark_is_dropped(tmp_path):
+    assert read_corpus([write(tmp_path / "bom.txt", b"\xef\xbb\xbfhello\n")]) == "hello\n"
+
+
+def test_missing_file_is_named(tmp_path):
+    message = user_error(lambda: read_corpus([tmp_path / "nope.txt"]))
+    assert "not found" in message and "nope.txt" in message
+
+
+def test_directory_is_refused(tmp_path):
+    message = user_error(lambda: read_corpus([tmp_path]))
+    assert "is a directory" in message and str(tmp_path) in message
+
+
+@pytest.mark.parametrize("content", [b"", b"  \n\t\n"])
+def test_empty_or_blank_file_is_refused(tmp_path, content):
+    path = write(tmp_path / "empty.txt", content)
+    message = user_error(lambda: read_corpus([path]))
+    assert "empty" in message and "empty.txt" in message
+
+
+@pytest.mark.parametrize("content", [b"text\x00with a NUL", bytes(range(1, 32)) * 20])
+def test_binary_file_is_refused(tmp_path, content):
+    path = write(tmp_path / "model.bin", content)
+    message = user_error(lambda: read_corpus([path]))
+    assert "binary" in message and "model.bin" in message
+
+
+def test_invalid_utf8_names_the_byte_offset(tmp_path):
+    path = write(tmp_path / "latin1.txt", "café au lait".encode("latin-1"))
+    message = user_error(lambda: read_corpus([path]))
+    assert "not valid UTF-8" in message and "offset 3" in message and "0xe9" in message
+
+
+def test_no_files_at_all_is_refused():
+    assert "no corpus file" in user_error(lambda: read_corpus([]))
+
+
+# -- download --------------------------------------------------------------------------------------
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # keep test output clean
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Serve tmp_path/"www" on 127.0.0.1 at an ephemeral port; yields (www_dir, base_url)."""
+    www = tmp_path / "www"
+    www.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(www)))
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+def test_download_saves_the_file_when_the_checksum_matches(server, tmp_path):
+    www, base = server
+    body = b"First Citizen:\nBefore we proceed any further, hear me speak.\n" * 100
+    (www / "input.txt").write_bytes(body)
+    out = tmp_path / "data" / "shakespeare.txt"
+    sha = hashlib.sha256(body).hexdigest()
+    assert download_tinyshakespeare(out, url=f"{base}/input.txt", sha256=sha, timeout=5) == out
+    assert out.read_bytes() == body
+    assert sorted(p.name for p in out.parent.iterdir()) == ["shakespeare.txt"]  # no temp file left
+
+
+def test_download_with_a_progress_bar_gives_the_same_bytes(server, tmp_path):
+    www, base = server
+    body = b"x" * 200_000
+    (www / "input.txt").write_bytes(body)
+    out = tmp_path / "out.txt"
+    download_tinyshakespeare(out, url=f"{base}/input.txt", sha256=hashlib.sha256(body).hexdigest(),
+                             timeout=5, progress=True)
+    assert out.read_bytes() == body
+
+
+def test_wrong_checksum_leaves_no_file_behind(server, tmp_path):
+    www, base = server
+    (www / "input.txt").write_bytes(b"not Shakespeare at all\n")
+    out_dir = tmp_path / "data"
+    out_dir.mkdir()
+    message = user_error(lambda: download_tinyshakespeare(out_dir / "s.txt", url=f"{base}/input.txt", timeout=5))
+    assert TINYSHAKESPEARE_SHA256 in message
+    assert hashlib.sha256(b"not Shakespeare at all\n").hexdigest() in message
+    assert list(out_dir.iterdir()) == []  # neither the target nor a temporary file
+
+
+def test_http_error_names_the_url_and_the_manual_route(server, tmp_path):
+    _, base = server
+    url = f"{base}/missing.txt"
+    out = tmp_path / "s.txt"
+    message = user_error(lambda: download_tinyshakespeare(out, url=url, timeout=5))
+    assert url in message and "404" in message and f"save it as {out}" in message
+    assert not out.exists()
+
+
+def test_unreachable_server_names_the_url(tmp_path):
+    with socket.socket() as probe:  # find a port nobody listens on: bind, note it, close
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/input.txt"
+    out = tmp_path / "s.txt"
+    message = user_error(lambda: download_tinyshakespeare(out, url=url, timeout=5))
+    assert message.startswith(f"could not download {url} (") and "by hand" in message
+    assert not out.exists()
+
+
+def test_existing_file_is_not_overwritten_without_force(server, tmp_path):
+    www, base = server
+    body = b"new text\n"
+    (www / "input.txt").write_bytes(body)
+    out = write(tmp_path / "s.txt", b"my own notes\n")
+    sha = hashlib.sha256(body).hexdigest()
+    message = user_error(lambda: download_tinyshakespeare(out, url=f"{base}/input.txt", sha256=sha, timeout=5))
+    assert "already exists" in message and "--force" in message
+    assert out.read_bytes() == b"my own notes\n"
+    download_tinyshakespeare(out, url=f"{base}/input.txt", sha256=sha, force=True, timeout=5)
+    assert out.read_bytes() == body
+
+
+def test_default_url_is_the_char_rnn_tinyshakespeare_file():
+    assert TINYSHAKESPEARE_URL.startswith("https://")
+    assert TINYSHAKESPEARE_URL.endswith("karpathy/char-rnn/master/data/tinyshakespeare/input.txt")
