@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -62,8 +63,20 @@ def _console(stderr: bool = False):  # noqa: ANN202
     return Console(stderr=stderr)
 
 
+def _read_stdin() -> str:
+    """All of stdin, exactly: bytes decoded as UTF-8, no newline translation (\r\n stays \r\n)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return sys.stdin.read()
+    data = buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"stdin is not UTF-8 text (bad byte at offset {e.start})") from None
+
+
 def _read_text_arg(text: str) -> str:
-    return sys.stdin.read() if text == "-" else text
+    return _read_stdin() if text == "-" else text
 
 
 # ------------------------------------------------------------------------------------------------
@@ -91,13 +104,15 @@ def tokenize_train(
         raise UserError(f"--kind must be bpe or char, got {kind!r}")
     text, _ = load_training_text(files or [])
     specials = [DOC_TOKEN, *[s for s in special or [] if s != DOC_TOKEN]]
+    started = time.perf_counter()
     if kind == "char":
         tok = Tokenizer.train_char(text, special_tokens=specials)
     else:
         tok = Tokenizer.train_bpe([text], vocab_size=vocab_size, min_frequency=min_frequency,
                                   special_tokens=specials, show_progress=not quiet)
+    seconds = time.perf_counter() - started
     tok.save(out)
-    _console().print(tokenizer_summary(tok, text, out))
+    _console().print(tokenizer_summary(tok, text, out, seconds))
 
 
 @command(tokenize_app, "encode")
@@ -124,7 +139,7 @@ def tokenize_decode(
 ) -> None:
     """Turn token ids back into text."""
     tok = _load_tokenizer(tokenizer)
-    raw = sys.stdin.read().split() if ids == ["-"] else ids
+    raw = _read_stdin().split() if ids == ["-"] else ids
     try:
         numbers = [int(i) for i in raw]
     except ValueError:
@@ -181,7 +196,7 @@ def data_check(
     from .corpus import check_text, render_report
 
     if str(file) == "-":
-        text = sys.stdin.read()
+        text = _read_stdin()
     else:
         from .data import read_corpus
 
@@ -351,4 +366,8 @@ def version() -> None:
 
 
 def main() -> None:  # pragma: no cover - console-script entry point
+    app()
+
+
+if __name__ == "__main__":  # python -m minitx.cli
     app()

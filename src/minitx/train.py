@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import signal
+import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -103,6 +104,8 @@ class Trainer:
         )
         self.step = 0
         self.history: list[dict[str, Any]] = []
+        self._step_seconds: list[float] = []  # durations of the steps since the last evaluation
+        self._train_seconds = 0.0  # time spent in optimisation steps (no evaluation, no saving)
         if resume:
             self._resume()
         self.step_model = self._maybe_compile()
@@ -183,6 +186,8 @@ class Trainer:
         # Evaluations logged after the checkpoint belong to the lost future: drop them.
         self.history = [m for m in checkpoint.read_metrics(self.run_dir) if m.get("step", 0) <= self.step]
         checkpoint.write_metrics(self.run_dir, self.history)
+        if self.history:
+            self._train_seconds = self.history[-1].get("train_seconds") or 0.0
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -204,7 +209,9 @@ class Trainer:
             if needs_eval:  # resumed from a checkpoint whose evaluation never got logged
                 val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
             while self.step < cfg.steps and not stop.requested:
+                step_started = time.perf_counter()
                 loss = self.train_step()
+                self._step_seconds.append(time.perf_counter() - step_started)
                 recent.append(loss)
                 elapsed = time.perf_counter() - t0
                 rate = (self.step - start_step) * tokens_per_step / max(elapsed, 1e-9)
@@ -241,8 +248,12 @@ class Trainer:
             "val_bpb": val_bpb,
             "lr": learning_rate(max(0, self.step - 1), self.cfg),
             "tokens_per_second": (self.step - start_step) * tokens_per_step / max(elapsed, 1e-9),
+            "ms_per_step": 1000 * statistics.median(self._step_seconds) if self._step_seconds else None,
+            "train_seconds": self._train_seconds + sum(self._step_seconds),
             "elapsed": elapsed,
         }
+        self._train_seconds += sum(self._step_seconds)
+        self._step_seconds = []
         self.history.append(record)
         checkpoint.append_metrics(self.run_dir, record)
         display.eval(record)
@@ -418,17 +429,23 @@ def run_training(
 
     out = Path(out)
     check_run_dir(out, resume, force)
-    text, source = load_training_text(files)
     if resume:
         run = checkpoint.load_run(out)
         tokenizer, model_config = run.tokenizer, run.model_config
         train_config = _resumed_train_config(run.train_config, train_config)
-    else:
+        files = files or [Path(f) for f in train_config.extra.get("corpus_files", [])]
+    text, source = load_training_text(files)
+    if not resume:
         chosen = preset(train_config.preset or DEFAULT_PRESET)
         tokenizer = build_tokenizer(tokenizer_spec, text, vocab_size or chosen["vocab_size"], show_progress)
         model_fields = {**chosen["model"], **model_overrides, "vocab_size": tokenizer.vocab_size}
         model_config = ModelConfig(**model_fields)
-    train_config.extra = {**train_config.extra, "corpus": source, "corpus_bytes": len(text.encode("utf-8"))}
+    train_config.extra = {
+        **train_config.extra,
+        "corpus": source,
+        "corpus_files": [str(Path(f).resolve()) for f in files],
+        "corpus_bytes": len(text.encode("utf-8")),
+    }
     ids = tokenizer.encode(text)
     from .batches import split_train_val
 
@@ -438,7 +455,7 @@ def run_training(
             clear_run_dir(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / checkpoint.TOKENIZER, tokenizer.to_json_str())
-        checkpoint.save_config(out, model_config, train_config)
+    checkpoint.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
     trainer = Trainer(out, model_config, train_config, split, resume=resume)
     band = expected_band(train_config, files)
     result = trainer.fit(show_progress=show_progress, expected_band=band)
@@ -446,8 +463,9 @@ def run_training(
 
 
 def _resumed_train_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
-    """A resumed run keeps its recipe; only --steps may grow (to train longer) and device/threads change."""
-    saved.steps = max(saved.steps, given.steps) if given.extra.get("steps_given") else saved.steps
+    """A resumed run keeps its recipe; only --steps (the new total), device and threads may change."""
+    if given.extra.get("steps_given"):
+        saved.steps = given.steps
     saved.device, saved.threads = given.device, given.threads
     return saved
 

@@ -1,0 +1,269 @@
+"""Decoding speed: minitx (KV cache + sliding window) vs nanoGPT (no cache) vs HF transformers (KV cache).
+
+All three generate the same number of new tokens from a one-token prompt, batch 1, fp32, random
+weights, plain sampling (temperature 1, no top-k), the same torch thread count, in one process;
+runs alternate A B C A B C ... and the median tokens/s of each is reported. Two shapes:
+
+  (a) 6 layers, 6 heads, 384 wide, vocab 65, block 1024 -- the context never fills the block.
+  (b) 4 layers, 4 heads, 128 wide, vocab 65, block 64 -- the context outgrows the block, so minitx
+      slides its window (refill every block/4 tokens) and nanoGPT crops to the last 64 tokens every
+      step. HF GPT-2 raises an error past `n_positions` and has no window of its own, so it gets
+      n_positions = prompt + new tokens and attends over the whole growing context (more attention
+      work than the others, but at this width attention is a small share of a step).
+
+Goals: (a) minitx ≥ 3x HF and ≥ 10x nanoGPT; (b) ≥ 2x both. The "floor" is the matmul work of one
+decoded token, 2·(non-embedding params) + 2·vocab·dim + 4·layers·dim·context (context averaged
+over minitx's windows), divided by this machine's fp32 matmul rate measured here with large
+`torch.mm` calls: how fast a token could be if only arithmetic counted.
+
+    python bench/bench_generate.py               # 500 tokens, 3 repeats, both shapes
+    python bench/bench_generate.py --quick       # 50 tokens, 1 repeat: does it run?
+    python bench/bench_generate.py --threads 2 --nanogpt ~/src/nanoGPT
+
+nanoGPT's model.py is read at run time from the fetched git snapshot (or `--nanogpt`, a checkout)
+and is never copied into this repository. HF needs `pip install transformers`; without it that
+column is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import io
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from minitx.config import ModelConfig
+from minitx.model import GPT
+from minitx.sample import SamplingConfig, default_window_shift, generate_ids, slide_window
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import nanogpt_dir  # noqa: E402 - bench/ helper, importable once bench/ is on the path
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    n_layers: int
+    n_heads: int
+    dim: int
+    block_size: int
+    vocab_size: int
+    goal_vs_hf: float
+    goal_vs_nanogpt: float
+
+
+SHAPES = {
+    "a": Shape("(a) 6L 6H 384d block 1024", 6, 6, 384, 1024, 65, goal_vs_hf=3, goal_vs_nanogpt=10),
+    "b": Shape("(b) 4L 4H 128d block 64, window slides", 4, 4, 128, 64, 65, goal_vs_hf=2, goal_vs_nanogpt=2),
+}
+PROMPT = [0]  # one token: all three start from the same context
+
+
+# ---------------------------------------------------------------------------------------------
+# the three generators: each returns a function that generates `new_tokens` tokens once
+
+
+def minitx_generator(shape: Shape, new_tokens: int) -> tuple[Callable[[], None], GPT]:
+    config = ModelConfig(vocab_size=shape.vocab_size, block_size=shape.block_size, n_layers=shape.n_layers,
+                         n_heads=shape.n_heads, dim=shape.dim, pos="learned", dropout=0.0, bias=True)
+    model = GPT(config).eval()
+    cfg = SamplingConfig(max_new_tokens=new_tokens, temperature=1.0, seed=0)
+    return (lambda: generate_ids(model, PROMPT, cfg)), model
+
+
+def load_nanogpt_module(checkout: Path | None):
+    """nanoGPT's model.py as a module (from `checkout`, else extracted from the git snapshot), or None."""
+    root = checkout if checkout is not None else nanogpt_dir()
+    path = root / "model.py" if root is not None else None
+    if path is None or not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("nanogpt_model", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def nanogpt_generator(module, shape: Shape, new_tokens: int) -> Callable[[], None]:
+    config = module.GPTConfig(block_size=shape.block_size, vocab_size=shape.vocab_size, dropout=0.0,
+                              bias=True, n_layer=shape.n_layers, n_head=shape.n_heads, n_embd=shape.dim)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its parameter count
+        model = module.GPT(config).eval()
+    idx = torch.tensor([PROMPT])
+    return lambda: model.generate(idx, new_tokens, temperature=1.0, top_k=None)
+
+
+def hf_generator(shape: Shape, new_tokens: int) -> Callable[[], None] | None:
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        return None
+    hf_logging.set_verbosity_error()
+    n_positions = max(shape.block_size, len(PROMPT) + new_tokens)  # HF cannot slide; see the docstring
+    config = GPT2Config(vocab_size=shape.vocab_size, n_positions=n_positions, n_embd=shape.dim,
+                        n_layer=shape.n_layers, n_head=shape.n_heads, resid_pdrop=0.0, embd_pdrop=0.0,
+                        attn_pdrop=0.0, bos_token_id=0, eos_token_id=None, pad_token_id=0)
+    model = GPT2LMHeadModel(config).eval()
+    idx = torch.tensor([PROMPT])
+    mask = torch.ones_like(idx)
+
+    def run() -> None:
+        model.generate(idx, attention_mask=mask, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                       max_new_tokens=new_tokens, min_new_tokens=new_tokens, use_cache=True)
+
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# measuring
+
+
+def matmul_flops_per_second(n: int = 1024, calls: int = 5) -> float:
+    """The machine's fp32 matmul rate: best of a few n×n @ n×n products (2·n³ FLOPs each)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)  # warm up
+    best = float("inf")
+    for _ in range(calls):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best
+
+
+def mean_context(shape: Shape, new_tokens: int) -> float:
+    """Average number of tokens minitx attends over per decoded token (its window policy, simulated)."""
+    shift, start, total = default_window_shift(shape.block_size), 0, 0
+    for end in range(len(PROMPT), len(PROMPT) + new_tokens):
+        start = slide_window(start, end, shape.block_size, shift)
+        total += end - start
+    return total / new_tokens
+
+
+def read_bytes_per_second(n_bytes: int = 128 * 2**20) -> float:
+    """The machine's memory read rate: best of a few sums over a tensor far larger than the caches."""
+    big = torch.ones(n_bytes // 4)
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        big.sum()
+        best = min(best, time.perf_counter() - started)
+    return n_bytes / best
+
+
+@dataclass(frozen=True)
+class Machine:
+    flops_per_second: float
+    bytes_per_second: float
+
+
+def floors_per_token(model: GPT, shape: Shape, new_tokens: int, machine: Machine) -> dict[str, float]:
+    """Seconds per decoded token if only arithmetic (FLOPs) or only reading memory (bytes) counted.
+
+    A batch-1 decode step multiplies every weight matrix by one vector: 2 FLOPs per weight, but
+    each 4-byte weight is read from memory once and used once, so on a CPU the weight reads, not
+    the arithmetic, usually set the pace once the weights outgrow the caches.
+    """
+    non_embedding = model.num_parameters(exclude_embeddings=True)
+    context = mean_context(shape, new_tokens)
+    flops = 2 * non_embedding + 2 * shape.vocab_size * shape.dim + 4 * shape.n_layers * shape.dim * context
+    cache_reads = 2 * shape.n_layers * shape.dim * context  # keys and values of the context, every layer
+    weights_and_cache = 4 * (non_embedding + shape.vocab_size * shape.dim + cache_reads)  # fp32: 4 bytes each
+    return {"matmul floor (FLOPs)": flops / machine.flops_per_second,
+            "memory floor (bytes read)": weights_and_cache / machine.bytes_per_second}
+
+
+@torch.inference_mode()
+def measure(runners: dict[str, Callable[[], None]], new_tokens: int, repeats: int) -> dict[str, float]:
+    """Median tokens/s of each runner, alternating them (A B C A B C ...) after one warm-up each."""
+    for run in runners.values():
+        run()
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            started = time.perf_counter()
+            run()
+            rates[name].append(new_tokens / (time.perf_counter() - started))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
+def ratio_cell(ours: float, theirs: float | None, goal: float) -> str:
+    if theirs is None:
+        return "[dim]skipped[/dim]"
+    ratio = ours / theirs
+    mark = "[green]✓[/green]" if ratio >= goal else "[red]✗[/red]"
+    return f"{ratio:.1f}x (goal ≥ {goal:g}x) {mark}"
+
+
+def report(
+    console: Console, shape: Shape, rates: dict[str, float], floors: dict[str, float], threads: int
+) -> None:
+    table = Table(title=f"{shape.name}: batch 1, fp32, {threads} thread(s)")
+    table.add_column("generator")
+    table.add_column("tokens/s", justify="right")
+    table.add_column("ms/token", justify="right")
+    table.add_column("minitx is", justify="right")
+    for name, label in (("minitx", "minitx (KV cache, window)"), ("hf", "HF GPT2 generate (KV cache)"),
+                        ("nanogpt", "nanoGPT generate (no cache)")):
+        if name not in rates:
+            table.add_row(label, "[dim]skipped[/dim]", "", "")
+            continue
+        goal = {"hf": shape.goal_vs_hf, "nanogpt": shape.goal_vs_nanogpt}.get(name)
+        vs = ratio_cell(rates["minitx"], rates[name], goal) if goal else ""
+        table.add_row(label, f"{rates[name]:,.0f}", f"{1000 / rates[name]:.2f}", vs)
+    for label, floor in floors.items():
+        table.add_row(label, f"{1 / floor:,.0f}", f"{floor * 1000:.3f}",
+                      f"minitx at {1 / (rates['minitx'] * floor):.1f}x this")
+    console.print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--tokens", type=int, default=500, help="new tokens per generation")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs of each generator (median reported)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads, the same for all generators")
+    ap.add_argument("--shapes", default="ab", help="which shapes to run: a, b or ab")
+    ap.add_argument("--nanogpt", type=Path, default=None, help="nanoGPT checkout (default: the git snapshot)")
+    ap.add_argument("--quick", action="store_true", help="50 tokens, 1 repeat: check that it runs")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.tokens, args.repeats = 50, 1
+
+    console = Console()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    nanogpt = load_nanogpt_module(args.nanogpt)
+    if nanogpt is None:
+        console.print("[yellow]nanoGPT not found (fetch the mirror or pass --nanogpt): skipped[/yellow]")
+    if hf_generator(SHAPES["b"], 1) is None:
+        console.print("[yellow]transformers is not installed (pip install transformers): HF skipped[/yellow]")
+    machine = Machine(matmul_flops_per_second(), read_bytes_per_second())
+    console.print(f"fp32 matmul {machine.flops_per_second / 1e9:.1f} GFLOP/s, memory read "
+                  f"{machine.bytes_per_second / 1e9:.1f} GB/s on {args.threads} thread(s); "
+                  f"{args.tokens} new tokens, {args.repeats} repeat(s)")
+
+    for key in args.shapes:
+        shape = SHAPES[key]
+        run_minitx, model = minitx_generator(shape, args.tokens)
+        runners: dict[str, Callable[[], None]] = {"minitx": run_minitx}
+        run_hf = hf_generator(shape, args.tokens)
+        if run_hf is not None:
+            runners["hf"] = run_hf
+        if nanogpt is not None:
+            runners["nanogpt"] = nanogpt_generator(nanogpt, shape, args.tokens)
+        rates = measure(runners, args.tokens, args.repeats)
+        report(console, shape, rates, floors_per_token(model, shape, args.tokens, machine), args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Training speed and quality: minitx vs nanoGPT on tiny Shakespeare, nanoGPT's CPU configuration.
+
+Runs are alternated (nanoGPT, minitx, nanoGPT, minitx, ...) with nothing else running; timings on a
+shared 2-core machine drift by ±25% over minutes, so only figures from the same run are compared.
+
+    python bench/bench_train.py                  # both parts
+    python bench/bench_train.py --part speed     # per-step time, val loss at 2000, peak memory
+    python bench/bench_train.py --part quality   # wall time until val loss <= 1.886
+
+Per-step time is the median over all optimisation steps (evaluation steps excluded for both).
+Time to quality counts optimisation time only (evaluations excluded for both), up to the first
+evaluation at or below the target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from peers import SHAKESPEARE, WORK, nanogpt_dir, run_measured, single_thread_env
+
+TARGET = 1.886
+NANOGPT_FLAGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--log_interval=1",
+                 "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128",
+                 "--lr_decay_iters={steps}", "--max_iters={steps}", "--dropout=0.0", "--eval_iters={eval_iters}",
+                 "--eval_interval=250", "--always_save_checkpoint=False"]
+MINITX_SAME = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", "128", "--block-size", "64",
+               "--batch-size", "12", "--steps", "{steps}", "--lr", "1e-3", "--min-lr", "1e-4", "--warmup", "100",
+               "--beta2", "0.99", "--weight-decay", "0.1", "--grad-clip", "1", "--dropout", "0", "--pos", "learned",
+               "--no-bias", "--eval-every", "250", "--eval-batches", "{eval_iters}", "--save-every", "100000"]
+# minitx's own recipe for reaching the target quickly (see docs/decisions.md for how it was chosen)
+MINITX_FAST = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", "128", "--block-size", "64",
+               "--pos", "learned", "--no-bias", "--dropout", "0", "--eval-every", "50",
+               "--eval-batches", "{eval_iters}", "--save-every", "100000"]
+
+
+def _fill(args: list[str], **values: object) -> list[str]:
+    return [a.format(**values) for a in args]
+
+
+def prepare_nanogpt(data: Path) -> Path | None:
+    root = nanogpt_dir()
+    if root is None:
+        return None
+    ddir = root / "data" / "shakespeare_char"
+    if not (ddir / "meta.pkl").exists():
+        shutil.copyfile(data, ddir / "input.txt")
+        rc = run_measured([sys.executable, "prepare.py"], cwd=ddir)
+        if rc.returncode != 0:
+            print(rc.stderr[-2000:])
+            return None
+    return root
+
+
+def run_nanogpt(root: Path, steps: int, eval_iters: int, threads: int) -> dict:
+    out = run_measured([sys.executable, "train.py", *_fill(NANOGPT_FLAGS, steps=steps, eval_iters=eval_iters)],
+                       cwd=root, env=single_thread_env(threads))
+    if out.returncode != 0:
+        raise SystemExit(f"nanoGPT failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    iters = {int(m[1]): float(m[2]) for m in re.finditer(r"iter (\d+): loss [\d.]+, time ([\d.]+)ms", out.stdout)}
+    evals = {int(m[1]): float(m[2]) for m in re.finditer(r"step (\d+): train loss [\d.]+, val loss ([\d.]+)",
+                                                         out.stdout)}
+    eval_steps = set(evals)
+    step_ms = [ms for it, ms in iters.items() if it not in eval_steps and it > 0]
+    median = statistics.median(step_ms)
+    # optimisation time to each evaluation: eval iterations' own time replaced by the median step
+    crossing = next((s for s in sorted(evals) if evals[s] <= TARGET), None)
+    to_target = None
+    if crossing is not None:
+        to_target = sum(iters[i] if i not in eval_steps else median for i in iters if i < crossing) / 1000
+    return {"ms_per_step": median, "val_final": evals[max(evals)], "peak_mb": out.peak_rss_mb,
+            "seconds_to_target": to_target, "crossing_step": crossing, "wall": out.seconds}
+
+
+def run_minitx(data: Path, args: list[str], threads: int, tag: str) -> dict:
+    out_dir = WORK / f"minitx-{tag}"
+    cmd = [sys.executable, "-m", "minitx.cli", "train", str(data), "--out", str(out_dir), "--force", "--quiet",
+           "--threads", str(threads), *args]
+    out = run_measured(cmd, env=single_thread_env(threads))
+    if out.returncode != 0:
+        raise SystemExit(f"minitx failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
+    metrics = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    ms = [m["ms_per_step"] for m in metrics if m.get("ms_per_step")]
+    crossing = next((m for m in metrics if m["val_loss"] <= TARGET), None)
+    return {"ms_per_step": statistics.median(ms), "val_final": metrics[-1]["val_loss"], "peak_mb": out.peak_rss_mb,
+            "seconds_to_target": crossing["train_seconds"] if crossing else None,
+            "crossing_step": crossing["step"] if crossing else None, "wall": out.seconds,
+            "params": None}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=SHAKESPEARE)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--eval-iters", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--part", choices=["speed", "quality", "both"], default="both")
+    ap.add_argument("--fast-recipe", default="", help="extra minitx flags for the quality run")
+    args = ap.parse_args(argv)
+    console = Console()
+    if not args.data.is_file():
+        console.print(f"skipped: {args.data} not found (tiny Shakespeare is needed for this benchmark)")
+        return 0
+    WORK.mkdir(parents=True, exist_ok=True)
+    root = prepare_nanogpt(args.data)
+    if root is None:
+        console.print("skipped: nanoGPT is not available (fetch github:karpathy/nanoGPT, or pass a checkout)")
+        return 0
+
+    nano, mini = [], []
+    if args.part in ("speed", "both"):
+        for r in range(args.repeats):
+            console.print(f"[dim]repeat {r + 1}/{args.repeats}: nanoGPT …[/]")
+            nano.append(run_nanogpt(root, args.steps, args.eval_iters, args.threads))
+            console.print(f"[dim]repeat {r + 1}/{args.repeats}: minitx …[/]")
+            mini.append(run_minitx(args.data, _fill(MINITX_SAME, steps=args.steps, eval_iters=args.eval_iters),
+                                   args.threads, "same"))
+        table = Table(title=f"training, nanoGPT's CPU config, {args.steps} steps, {args.threads} threads "
+                            f"(median of {args.repeats} alternated runs)")
+        for col in ("", "nanoGPT", "minitx", "minitx vs nanoGPT"):
+            table.add_column(col, justify="right")
+        med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
+        n_ms, m_ms = med(nano, "ms_per_step"), med(mini, "ms_per_step")
+        table.add_row("ms / step", f"{n_ms:.1f}", f"{m_ms:.1f}", f"{n_ms / m_ms:.2f}× faster (goal ≥ 1.0, aim 1.5)")
+        n_v, m_v = med(nano, "val_final"), med(mini, "val_final")
+        table.add_row(f"val loss @ {args.steps}", f"{n_v:.4f}", f"{m_v:.4f}", f"{m_v - n_v:+.4f} (goal ≤ +0.02)")
+        n_mb, m_mb = med(nano, "peak_mb"), med(mini, "peak_mb")
+        table.add_row("peak memory MB", f"{n_mb:.0f}", f"{m_mb:.0f}", f"{m_mb / n_mb:.2f}×")
+        table.add_row("wall s (incl. start, evals)", f"{med(nano, 'wall'):.1f}", f"{med(mini, 'wall'):.1f}", "")
+        console.print(table)
+        for i, (n, m) in enumerate(zip(nano, mini, strict=True)):
+            console.print(f"  run {i + 1}: nanoGPT {n['ms_per_step']:.1f} ms val {n['val_final']:.4f} | "
+                          f"minitx {m['ms_per_step']:.1f} ms val {m['val_final']:.4f}")
+
+    if args.part in ("quality", "both"):
+        if not nano:
+            console.print("[dim]nanoGPT (for its time to quality) …[/]")
+            nano.append(run_nanogpt(root, args.steps, args.eval_iters, args.threads))
+        fast = _fill(MINITX_FAST, eval_iters=args.eval_iters) + args.fast_recipe.split()
+        console.print("[dim]minitx fast recipe …[/]")
+        q = run_minitx(args.data, fast, args.threads, "fast")
+        table = Table(title=f"time to val loss ≤ {TARGET} (optimisation time, evaluations excluded)")
+        for col in ("", "seconds", "at step", "ratio"):
+            table.add_column(col, justify="right")
+        n_t = statistics.median(r["seconds_to_target"] for r in nano if r["seconds_to_target"]) if any(
+            r["seconds_to_target"] for r in nano) else None
+        table.add_row("nanoGPT, its recipe", f"{n_t:.1f}" if n_t else "not reached",
+                      str(nano[0]["crossing_step"]), "1.00")
+        ratio = f"{q['seconds_to_target'] / n_t:.2f} (goal ≤ 0.5)" if n_t and q["seconds_to_target"] else "-"
+        table.add_row("minitx, fast recipe", f"{q['seconds_to_target']:.1f}" if q["seconds_to_target"] else
+                      "not reached", str(q["crossing_step"]), ratio)
+        console.print(table)
+        console.print(f"  minitx fast recipe flags: {' '.join(fast)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

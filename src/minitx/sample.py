@@ -1,0 +1,504 @@
+"""Autoregressive decoding: turning a next-token predictor into a writer.
+
+A language model scores every possible next token given the tokens so far. Writing text is one
+step repeated, each new token becoming part of the context of the next:
+
+    logits = model(context)[-1]                     # [V] a score per vocabulary entry
+    logits = logits / temperature                   # < 1 sharpens, > 1 flattens the distribution
+    logits = filter_logits(logits, top_k, top_p)    # -inf outside the tokens we allow
+    probs = softmax(logits)                         # [V] sums to 1 (exp(-inf) = 0: never picked)
+    next = sample(probs)                            # temperature 0: argmax(logits), "greedy"
+    context = context + [next]                      # ... and repeat
+
+top-k keeps the k highest-scoring tokens; top-p ("nucleus") keeps the smallest set of most likely
+tokens whose probabilities add up to at least p. Both cut off the long tail of unlikely tokens,
+each harmless alone, but together likely enough that a long sample eventually trips over one.
+
+Why a KV cache makes every token cost the same. In attention, token t needs its query q_t and
+the keys and values k_1..k_t, v_1..v_t of itself and everything before it. The causal mask means
+no token ever sees its future, so appending token t changes nothing about tokens 1..t-1: their
+keys and values, in every layer, are what they were one step earlier. A plain forward pass
+recomputes them anyway, so step t costs t tokens' worth of work (n²/2 for n tokens). The cache
+(`minitx.model.KVCache`) keeps them: the prompt is fed once ("prefill"), then each step feeds
+one token, which computes its own q, k, v, stores k and v, and attends over the stored ones.
+
+The sliding window. A model never sees more than `block_size` tokens, and absolute positional
+encodings (learned, sinusoidal) have no vector for a position past it. When the context would
+outgrow the block, we keep only the newest tokens -- `block_size - shift` of them plus the new one
+-- empty the cache and prefill it again with that window, then go on one token at a time until
+the block is full again. Positions restart at 0 in the new window, exactly as in a fresh forward
+pass over it, so every prediction equals that of a full forward pass over its window, whatever the
+positional encoding. (Why not a rolling cache that just drops its oldest slot? From the second
+layer on, a cached key was computed from a layer input that had mixed in the tokens before it --
+including the ones just dropped -- and with absolute positions it also carries the wrong position.
+A rolled cache matches no forward pass the model was ever trained on.) Refilling costs one
+prefill of block_size - shift + 1 tokens every `shift` tokens; prefill runs all its tokens as one
+batch of matrix products, far cheaper per token than decoding. shift = 1 reproduces "crop to the
+last block_size tokens at every step" (a refill every step); the default is block_size // 4.
+
+Stop strings and stories. A sample ends just before the first stop string it produces; the other
+samples of the batch keep going (the batch is still fed as a whole; a finished sample's text is
+simply frozen) until all are done or `max_new_tokens` is reached. With an empty prompt, generation
+starts a new document: the model is fed the `<|doc|>` token alone, and each sample also stops at
+the next `<|doc|>` -- the end of its story.
+
+Streaming. With byte-level BPE one token can end in the middle of a multi-byte character (an emoji
+is 4 bytes, maybe 2 tokens); decoding such a prefix gives U+FFFD "�" where the rest is missing. So
+text is shown only once it can no longer change: not ending in U+FFFD, and not ending in what may
+become a stop string (that part might be cut). The streamed pieces add up exactly to the final text.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from .errors import UserError
+from .model import GPT, KVCache
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
+
+REPLACEMENT_CHAR = "\ufffd"  # what decoding shows for bytes that are not (yet) a whole character
+
+
+@dataclass
+class SamplingConfig:
+    """How to pick each next token.
+
+    Attributes:
+        max_new_tokens: tokens to generate per sample (at most: a stop string can end a sample early).
+        temperature: divides the logits before the softmax; 0 means greedy (always the most likely token).
+        top_k: if set, sample only among the k most likely tokens.
+        top_p: if set, sample only among the smallest set of most likely tokens holding ≥ top_p of the mass.
+        seed: seeds this generation's own random generator (None: a fresh random seed).
+        num_samples: independent samples, computed together as one batch.
+        stop: a sample ends just before the first of these strings it writes.
+    """
+
+    max_new_tokens: int = 200
+    temperature: float = 0.8
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    num_samples: int = 1
+    stop: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a UserError naming the first impossible setting."""
+        if self.max_new_tokens < 1:
+            raise UserError(f"--max-new-tokens must be at least 1, got {self.max_new_tokens}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise UserError(f"--temperature must be 0 (greedy) or a positive number, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise UserError(f"--top-k must be at least 1 (or left out), got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise UserError(f"--top-p must be in (0, 1] (or left out), got {self.top_p}")
+        if self.num_samples < 1:
+            raise UserError(f"--num-samples must be at least 1, got {self.num_samples}")
+        if any(s == "" for s in self.stop):
+            raise UserError("--stop '' would end every sample before it starts; give a non-empty string")
+
+
+# ---------------------------------------------------------------------------------------------
+# choosing the next token
+
+
+def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """Set the logits of tokens outside the top-k and top-p sets to -inf, row by row ([..., V]).
+
+    Example: one row whose softmax is [0.5, 0.3, 0.15, 0.05]:
+        top_k=2       keeps tokens 0, 1
+        top_p=0.7     keeps tokens 0, 1 (0.5 is short of 0.7; 0.5 + 0.3 is enough)
+        top_p=0.01    keeps token 0 (the most likely token always stays)
+        top_p=1.0     keeps all four
+    Tokens tied with the k-th score are all kept. top-p is applied after top-k, on what remains.
+    """
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth_best = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # [..., 1]
+        logits = logits.masked_fill(logits < kth_best, float("-inf"))
+    if top_p is not None and top_p < 1.0:  # p = 1 keeps everything (and dodges rounding in cumsum)
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        sorted_probs = torch.softmax(sorted_logits, dim=-1)
+        mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the strictly better tokens
+        drop_sorted = mass_before >= top_p  # the set was already big enough without this token
+        drop = drop_sorted.scatter(-1, order, drop_sorted)  # back from sorted order to vocabulary order
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_next(
+    logits: Tensor,
+    temperature: float,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Pick one token per row: logits [B, V] -> ids [B]. Temperature 0 is argmax (no randomness).
+
+    Drawing from probs uses the exponential race: every token i starts running at once and arrives
+    after a random time E_i / p_i, with E_i ~ Exponential(1). The first arrival is token i with
+    probability exactly p_i / Σ p -- the same distribution as `torch.multinomial(probs, 1)`, but in
+    three element-wise steps instead of a cumulative sum and a search, which matters when a step
+    costs a fraction of a millisecond. A token with p_i = 0 never arrives.
+    """
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    logits = logits.float()  # softmax and sampling in fp32 even for a bf16 model
+    if temperature != 1.0:
+        logits = logits / temperature
+    if top_k is not None or top_p is not None:
+        logits = filter_logits(logits, top_k, top_p)
+    probs = torch.softmax(logits, dim=-1)  # [B, V]
+    race = torch.empty_like(probs).exponential_(generator=generator)  # E_i, [B, V]
+    race.clamp_min_(torch.finfo(race.dtype).tiny)  # E_i = 0 would make 0/0 for a filtered-out token
+    return (probs / race).argmax(dim=-1)  # smallest E_i / p_i == largest p_i / E_i, [B]
+
+
+# ---------------------------------------------------------------------------------------------
+# feeding the model: KV cache and sliding window
+
+
+def default_window_shift(block_size: int) -> int:
+    """How many tokens the window moves when it slides: a quarter of the block (at least 1)."""
+    return max(1, block_size // 4)
+
+
+def slide_window(start: int, end: int, block_size: int, shift: int) -> int:
+    """Where the context window begins once tokens[start:end] has been made to fit the model.
+
+    The window stays put while it holds at most block_size tokens. Past that, the oldest tokens go:
+    block_size - shift of the previous tokens remain, plus the newest one.
+
+    Example with block_size=8, shift=2:
+        slide_window(0, 8, 8, 2) == 0     # 8 tokens fit
+        slide_window(0, 9, 8, 2) == 2     # 9 do not: keep tokens 2..8, that is 7 = 8 - 2 + 1
+        slide_window(0, 9, 8, 1) == 1     # shift 1: the last block_size tokens
+        slide_window(0, 20, 8, 2) == 13   # a long prompt: its last 7 tokens
+    """
+    if end - start <= block_size:
+        return start
+    return end - (block_size - shift + 1)
+
+
+class SlidingWindowDecoder:
+    """Feeds a batch of growing token sequences to a model through a KV cache.
+
+    `tokens` [B, capacity] holds every token (prompt and generated); the model sees
+    tokens[:, start:length], of which the first `cache.length` are already in the cache.
+    `append` adds one token per sequence; `next_logits` feeds what the cache lacks and returns the
+    logits for the token after the last one -- sliding the window (see the module docstring) first
+    if the context has outgrown the block.
+
+    Example:
+        >>> decoder = SlidingWindowDecoder(model, prompt, max_new_tokens=10)   # prompt [B, P]
+        >>> logits = decoder.next_logits()      # prefill: feeds the prompt, [B, V]
+        >>> decoder.append(logits.argmax(-1))   # one token per sequence
+        >>> logits = decoder.next_logits()      # feeds that one token only
+    """
+
+    def __init__(
+        self, model: GPT, prompt: Tensor, max_new_tokens: int, window_shift: int | None = None
+    ) -> None:
+        config = model.config
+        self.model = model
+        self.block_size = config.block_size
+        self.shift = default_window_shift(self.block_size) if window_shift is None else window_shift
+        if not 1 <= self.shift <= self.block_size:
+            raise ValueError(f"window_shift must be in 1..{self.block_size}, got {self.shift}")
+        batch, prompt_len = prompt.shape
+        if prompt_len < 1:
+            raise ValueError("the prompt must hold at least one token")
+        weights = next(model.parameters())
+        self.tokens = torch.empty(batch, prompt_len + max_new_tokens, dtype=torch.long, device=weights.device)
+        self.tokens[:, :prompt_len] = prompt
+        self.prompt_length = prompt_len
+        self.length = prompt_len  # tokens[:, :length] are filled
+        self.start = 0  # the model sees tokens[:, start:length]
+        self.cache = KVCache(config, batch, device=weights.device, dtype=weights.dtype)
+        self.slides = 0  # how often the window moved (each costs one prefill)
+
+    @property
+    def context(self) -> Tensor:
+        """The tokens the next prediction is conditioned on: [B, at most block_size] once fed."""
+        return self.tokens[:, self.start : self.length]
+
+    def append(self, next_ids: Tensor) -> None:
+        """Add one token to every sequence: next_ids [B]."""
+        self.tokens[:, self.length] = next_ids
+        self.length += 1
+
+    def next_logits(self) -> Tensor:
+        """Logits [B, V] for the token after the last one appended."""
+        new_start = slide_window(self.start, self.length, self.block_size, self.shift)
+        if new_start != self.start:  # the cached keys/values belong to the old window: refill
+            self.start = new_start
+            self.cache.reset()
+            self.slides += 1
+        fed = self.start + self.cache.length  # tokens[:, start:fed] are in the cache already
+        logits, _ = self.model(self.tokens[:, fed : self.length], cache=self.cache, last_only=True)
+        return logits[:, -1]  # [B, 1, V] -> [B, V]
+
+
+# ---------------------------------------------------------------------------------------------
+# the decoding loop
+
+
+@torch.inference_mode()
+def generate_ids(
+    model: GPT,
+    prompt_ids: Sequence[int],
+    cfg: SamplingConfig,
+    on_token: Callable[[int, int], bool | None] | None = None,
+    *,
+    window_shift: int | None = None,
+) -> list[list[int]]:
+    """Sample `cfg.num_samples` continuations of `prompt_ids` together; return prompt + new ids of each.
+
+    One batched forward pass per step. `on_token(sample_index, token_id)` is called for every new
+    token of every unfinished sample; returning True ends that sample (its later tokens are
+    dropped). Stop strings are text and this function sees only ids, so `cfg.stop` is not used here:
+    `generate_text` turns them into an `on_token`. The random draws come from a `torch.Generator`
+    of our own seeded with `cfg.seed`, never the global RNG. The model runs in eval mode (dropout
+    off) and is put back in its previous mode afterwards.
+
+    Example:
+        >>> generate_ids(model, [0], SamplingConfig(max_new_tokens=3, temperature=0, num_samples=2))
+        [[0, 17, 4, 4], [0, 17, 4, 4]]
+    """
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device)
+    if cfg.seed is None:
+        generator.seed()  # a fresh non-deterministic seed for this generator only
+    else:
+        generator.manual_seed(cfg.seed)
+    prompt = torch.tensor(list(prompt_ids), dtype=torch.long, device=device).expand(cfg.num_samples, -1)
+    decoder = SlidingWindowDecoder(model, prompt, cfg.max_new_tokens, window_shift)
+    new_ids: list[list[int]] = [[] for _ in range(cfg.num_samples)]
+    finished = [False] * cfg.num_samples
+
+    was_training = model.training
+    model.eval()
+    try:
+        for _ in range(cfg.max_new_tokens):
+            next_ids = sample_next(decoder.next_logits(), cfg.temperature, cfg.top_k, cfg.top_p, generator)
+            decoder.append(next_ids)
+            if on_token is None:
+                continue  # nothing needs the ids on the host yet: no sync, no Python per token
+            for i, token in enumerate(next_ids.tolist()):
+                if not finished[i]:
+                    new_ids[i].append(token)
+                    finished[i] = bool(on_token(i, token))
+            if all(finished):
+                break
+    finally:
+        model.train(was_training)
+
+    prompt_list = list(prompt_ids)
+    if on_token is None:
+        generated = decoder.tokens[:, decoder.prompt_length : decoder.length]  # [B, steps]
+        return [prompt_list + row for row in generated.tolist()]
+    return [prompt_list + ids for ids in new_ids]
+
+
+class StopAndStream:
+    """Follows one sample's text as its tokens arrive: ends it at a stop string, hands out final text.
+
+    Each token, all of the sample's ids are decoded again (a token's text may depend on its
+    neighbours: half an emoji decodes to "\\ufffd"). Text goes to `emit` only once it can no longer
+    change -- see `stable_length` -- so the emitted pieces add up exactly to `text`.
+
+    Example with stop=["\\n\\n"]: tokens "Once", " upon", "\\n", "\\n" emit "Once", " upon" and
+    nothing more ("\\n" might start the stop string, and it does); `text` is "Once upon".
+    """
+
+    def __init__(
+        self,
+        decode: Callable[[list[int]], str],
+        stop: Sequence[str] = (),
+        emit: Callable[[str], None] | None = None,
+    ) -> None:
+        self.decode = decode
+        self.stop = list(stop)
+        self.emit = emit
+        self.ids: list[int] = []
+        self.text = ""  # the sample's text so far (final once `finished`)
+        self.shown = 0  # characters of `text` already given to `emit`
+        self.finished = False
+
+    def add(self, token_id: int) -> bool:
+        """Take the sample's next token; return True if the sample has now ended at a stop string."""
+        self.ids.append(token_id)
+        self.text = self.decode(self.ids)
+        cut = find_stop(self.text, self.stop)
+        if cut is not None:
+            self.text = self.text[:cut]
+            self.finished = True
+            self._show(len(self.text))
+        else:
+            self._show(stable_length(self.text, self.stop))
+        return self.finished
+
+    def close(self) -> str:
+        """No more tokens will come: hand out whatever was held back and return the final text."""
+        self._show(len(self.text))
+        return self.text
+
+    def _show(self, end: int) -> None:
+        if self.emit is not None and end > self.shown:
+            self.emit(self.text[self.shown : end])
+            self.shown = end
+
+
+def find_stop(text: str, stop: Sequence[str]) -> int | None:
+    """Index of the earliest stop string in `text`, or None. find_stop("ab.cd", [".", "c"]) == 2."""
+    found = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return min(found) if found else None
+
+
+def stable_length(text: str, stop: Sequence[str]) -> int:
+    """How much of `text` can no longer change as more tokens arrive.
+
+    Held back: trailing U+FFFD (a character whose remaining bytes may still come) and the longest
+    end of the text that is the beginning of a stop string (it may become the stop and be cut).
+    Example: stable_length("Hi\\n", ["\\n\\n"]) == 2; stable_length("ok\\ufffd", []) == 2.
+    """
+    end = len(text)
+    while end and text[end - 1] == REPLACEMENT_CHAR:
+        end -= 1
+    held = 0
+    for s in stop:
+        for k in range(min(len(s) - 1, end), held, -1):  # longest proper prefix of s ending the text
+            if text.startswith(s[:k], end - k):
+                held = k
+                break
+    return end - held
+
+
+@dataclass
+class Samples:
+    """What `generate_text` returns."""
+
+    texts: list[str]  # each sample's new text (without the prompt), cut before its stop string
+    token_ids: list[list[int]]  # each sample's new ids (through the token that completed a stop string)
+    steps: int  # decoding steps the batch ran
+    seconds: float  # wall time of the decoding (prefill included)
+    seed: int  # the seed actually used (drawn at random when cfg.seed was None)
+
+
+def generate_text(
+    model: GPT,
+    tokenizer: Tokenizer,
+    prompt: str,
+    cfg: SamplingConfig,
+    *,
+    on_text: Callable[[int, str], None] | None = None,
+    window_shift: int | None = None,
+) -> Samples:
+    """Continue `prompt` `cfg.num_samples` times, applying the stop strings.
+
+    An empty prompt starts a new document: the model is fed `<|doc|>` and every sample also ends at
+    the next `<|doc|>`. `on_text(sample_index, piece)` receives each sample's text as soon as it is
+    final (the pieces of a sample add up to its entry in `texts`).
+    """
+    from .tokenizer import DOC_TOKEN
+
+    prompt_ids = tokenizer.encode(prompt)  # char tokenizers raise UserError for unknown characters
+    stop = list(cfg.stop)
+    if not prompt_ids:
+        doc = tokenizer.token_id(DOC_TOKEN)
+        if doc is None:
+            raise UserError(f"this tokenizer has no {DOC_TOKEN} token to start a story with; give a --prompt")
+        prompt_ids = [doc]
+        stop = stop if DOC_TOKEN in stop else [*stop, DOC_TOKEN]
+    seed = cfg.seed if cfg.seed is not None else secrets.randbits(31)
+    cfg = replace(cfg, seed=seed, stop=stop)
+
+    started = time.perf_counter()
+    if not stop and on_text is None:  # nothing to watch token by token: the fast path
+        rows = generate_ids(model, prompt_ids, cfg, window_shift=window_shift)
+        new_ids = [row[len(prompt_ids) :] for row in rows]
+        texts = [tokenizer.decode(ids) for ids in new_ids]
+    else:
+        followers = [
+            StopAndStream(tokenizer.decode, stop, partial(on_text, i) if on_text is not None else None)
+            for i in range(cfg.num_samples)
+        ]
+        on_token = lambda i, token: followers[i].add(token)  # noqa: E731 - a one-line adapter
+        generate_ids(model, prompt_ids, cfg, on_token, window_shift=window_shift)
+        texts = [follower.close() for follower in followers]
+        new_ids = [follower.ids for follower in followers]
+    seconds = time.perf_counter() - started
+    return Samples(texts, new_ids, max(len(ids) for ids in new_ids), seconds, seed)
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLI command
+
+
+def run_generate(
+    run_dir: str | Path,
+    *,
+    prompt: str,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    seed: int | None,
+    num_samples: int,
+    stop: list[str],
+    stream: bool,
+    device: str,
+    quiet: bool,
+) -> None:
+    """`minitx generate`: sample from a run and print prompt + text to stdout, statistics to stderr.
+
+    One sample streams as it is written (unless --no-stream). Several samples are printed when all
+    are done, each under a `── sample i ──` line: streaming them side by side would interleave.
+    """
+    from .checkpoint import load_model
+    from .device import apply_threads, resolve_device
+
+    cfg = SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed, num_samples, list(stop))
+    device = resolve_device(device)
+    if device == "cpu":
+        apply_threads()
+    model, run = load_model(run_dir, device=device)
+    out = sys.stdout
+
+    def write(piece: str) -> None:
+        out.write(piece)
+        out.flush()
+
+    streaming = stream and num_samples == 1
+    if streaming:
+        write(prompt)
+    on_text = (lambda _, piece: write(piece)) if streaming else None
+    samples = generate_text(model, run.tokenizer, prompt, cfg, on_text=on_text)
+    for i, text in enumerate(samples.texts):
+        if not streaming:
+            if num_samples > 1:
+                write(f"── sample {i + 1} ──\n")
+            write(prompt + text)
+        if not (prompt + text).endswith("\n"):
+            write("\n")
+    if not quiet:
+        rate = samples.steps * num_samples / max(samples.seconds, 1e-9)
+        print(
+            f"{samples.steps} tokens × {num_samples} sample{'s' if num_samples > 1 else ''} in "
+            f"{samples.seconds:.2f} s: {rate:,.0f} tokens/s (seed {samples.seed})",
+            file=sys.stderr,
+        )

@@ -1,0 +1,176 @@
+"""Training, checkpoints and resume: what a user relies on when a run is stopped and continued."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from minitx import checkpoint
+from minitx.batches import BatchSampler, split_train_val
+from minitx.config import ModelConfig, TrainConfig, make_train_config
+from minitx.errors import UserError
+from minitx.train import Trainer, check_run_dir, learning_rate
+
+
+def _split(n_tokens: int = 4000, vocab: int = 40, block: int = 16):
+    gen = torch.Generator().manual_seed(0)
+    # a stream with structure (repeating patterns + noise), so training has something to learn
+    pattern = torch.arange(n_tokens) % 7 + (torch.randint(0, 3, (n_tokens,), generator=gen) * 10)
+    ids = (pattern % vocab).tolist()
+    return split_train_val(ids, n_bytes=n_tokens * 2, block_size=block, val_fraction=0.1)
+
+
+def _configs(tmp_path, steps=12, pos="learned", **train):
+    mc = ModelConfig(vocab_size=40, block_size=16, n_layers=2, n_heads=2, dim=32, pos=pos)
+    tc = TrainConfig(steps=steps, batch_size=4, lr=3e-3, min_lr=3e-4, warmup=2, eval_every=4, eval_batches=2,
+                     save_every=4, seed=7, device="cpu", threads=1, **train)
+    checkpoint.save_config(tmp_path, mc, tc)
+    return mc, tc
+
+
+def _weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_learning_rate_warms_up_then_decays_to_min_lr():
+    cfg = TrainConfig(steps=100, lr=1.0, min_lr=0.1, warmup=10)
+    lrs = [learning_rate(s, cfg) for s in range(101)]
+    assert all(a < b for a, b in zip(lrs[:10], lrs[1:11], strict=False))  # rising during warmup
+    assert lrs[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))  # never rising after
+    assert lrs[100] == pytest.approx(0.1)
+    assert lrs[55] == pytest.approx(0.55)  # halfway down the cosine
+
+
+def test_batches_are_next_token_windows():
+    data = torch.arange(100)
+    x, y = BatchSampler(data, block_size=8, batch_size=5, seed=0).next()
+    assert x.shape == y.shape == (5, 8)
+    assert torch.equal(y[:, :-1], x[:, 1:])
+    assert torch.equal(y - x, torch.ones_like(x))  # y is x shifted by one token
+
+
+def test_corpus_shorter_than_a_block_is_a_user_error():
+    with pytest.raises(UserError, match="too short"):
+        split_train_val(list(range(30)), n_bytes=30, block_size=16, val_fraction=0.1)
+
+
+def test_training_lowers_the_loss(tmp_path):
+    mc, tc = _configs(tmp_path, steps=40)
+    trainer = Trainer(tmp_path, mc, tc, _split())
+    first, _ = trainer.evaluate()
+    result = trainer.fit(show_progress=False)
+    assert result.val_loss < first - 0.5
+    assert math.isclose(first, math.log(40), abs_tol=0.4)  # starts near uniform guessing
+
+
+def test_save_then_load_gives_identical_logits(tmp_path):
+    mc, tc = _configs(tmp_path, steps=5)
+    trainer = Trainer(tmp_path, mc, tc, _split())
+    trainer.fit(show_progress=False)
+    # a tokenizer is part of a run; any small one will do for this test
+    from minitx.tokenizer import Tokenizer
+
+    Tokenizer.train_char("abc").save(tmp_path / checkpoint.TOKENIZER)
+    loaded, _ = checkpoint.load_model(tmp_path)
+    trainer.model.eval()
+    x = torch.randint(0, 40, (3, 16))
+    with torch.no_grad():
+        assert torch.equal(trainer.model(x)[0], loaded(x)[0])
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight  # the tie survives loading
+
+
+def test_weights_have_gpt2_names_and_no_compile_prefix(tmp_path):
+    mc, tc = _configs(tmp_path, steps=1)
+    Trainer(tmp_path, mc, tc, _split()).fit(show_progress=False)
+    tensors, _ = checkpoint.read_tensors(tmp_path / checkpoint.WEIGHTS, "weights")
+    assert "transformer.wte.weight" in tensors
+    assert "transformer.h.1.attn.c_attn.weight" in tensors
+    assert not any(k.startswith("_orig_mod") for k in tensors)
+
+
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, pos):
+    split = _split()
+    full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
+    full_dir.mkdir()
+    cut_dir.mkdir()
+
+    mc, tc = _configs(full_dir, 12, pos)
+    full = Trainer(full_dir, mc, tc, split)
+    full.fit(show_progress=False)
+
+    mc, tc = _configs(cut_dir, 12, pos)
+    crashed = Trainer(cut_dir, mc, tc, split)
+    # What fit() does, up to step 6: checkpoint at 4, then two more steps that a SIGKILL throws away.
+    for _ in range(6):
+        crashed.train_step()
+        if crashed.step == 4:
+            crashed.save()
+    del crashed
+
+    resumed = Trainer(cut_dir, mc, tc, split, resume=True)
+    assert resumed.step == 4
+    resumed.fit(show_progress=False)
+    full_w, resumed_w = _weights(full.model), _weights(resumed.model)
+    assert all(torch.equal(full_w[k], resumed_w[k]) for k in full_w)
+    full_val = [m["val_loss"] for m in checkpoint.read_metrics(full_dir)]
+    resumed_val = [m["val_loss"] for m in checkpoint.read_metrics(cut_dir)]
+    assert full_val == resumed_val
+
+
+def test_resume_with_dropout_restores_the_random_state(tmp_path):
+    split = _split()
+    runs = []
+    for name, stop_at in (("a", None), ("b", 5)):
+        d = tmp_path / name
+        d.mkdir()
+        mc = ModelConfig(vocab_size=40, block_size=16, n_layers=1, n_heads=2, dim=32, dropout=0.2)
+        tc = TrainConfig(steps=10, batch_size=4, warmup=1, eval_every=5, eval_batches=1, save_every=5, seed=3,
+                         device="cpu", threads=1)
+        t = Trainer(d, mc, tc, split)
+        if stop_at:
+            for _ in range(stop_at):
+                t.train_step()
+            t.save()
+            t = Trainer(d, mc, tc, split, resume=True)
+        t.fit(show_progress=False)
+        runs.append(_weights(t.model))
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_mismatched_optimizer_and_state_refuse_to_resume(tmp_path):
+    mc, tc = _configs(tmp_path, steps=4)
+    t = Trainer(tmp_path, mc, tc, _split())
+    t.fit(show_progress=False)
+    state = json.loads((tmp_path / checkpoint.TRAINER_STATE).read_text())
+    state["step"] = 2
+    (tmp_path / checkpoint.TRAINER_STATE).write_text(json.dumps(state))
+    with pytest.raises(UserError, match="interrupted"):
+        Trainer(tmp_path, mc, tc, _split(), resume=True)
+
+
+def test_truncated_weights_are_a_user_error(tmp_path):
+    mc, tc = _configs(tmp_path, steps=1)
+    Trainer(tmp_path, mc, tc, _split()).fit(show_progress=False)
+    path = tmp_path / checkpoint.WEIGHTS
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(UserError, match="corrupt or truncated"):
+        checkpoint.read_tensors(path, "weights")
+
+
+def test_existing_run_is_never_overwritten_without_force(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(UserError, match="--force"):
+        check_run_dir(tmp_path, resume=False, force=False)
+    check_run_dir(tmp_path, resume=False, force=True)  # allowed
+
+
+def test_presets_and_flags_combine():
+    cfg = make_train_config("tiny", {"lr": 0.01, "steps": None})
+    assert cfg.lr == 0.01 and cfg.steps == 300 and cfg.preset == "tiny"
+    with pytest.raises(UserError, match="unknown preset"):
+        make_train_config("huge", {})
