@@ -32,11 +32,22 @@ lint: install
 test: install lint
 	$(BIN)/python -m pytest
 
+DEMO ?= runs/demo
 demo: install
-	$(BIN)/minitx demo
+	@echo "== 1. the built-in corpus: stories from minitx's own English grammar"
+	$(BIN)/minitx data grammar --bytes 2000000 --seed 0 --out $(DEMO)/stories.txt --force
+	@echo "== 2. a byte-level BPE tokenizer trained on it"
+	$(BIN)/minitx tokenize train $(DEMO)/stories.txt --vocab-size 1024 --out $(DEMO)/tokenizer.json --force
+	$(BIN)/minitx tokenize encode --tokenizer $(DEMO)/tokenizer.json "A lovely little old red ball rolls."
+	@echo "== 3. a 4-layer transformer trained on the stories (about 3 minutes on 2 CPU cores)"
+	$(BIN)/minitx train $(DEMO)/stories.txt --tokenizer $(DEMO)/tokenizer.json --out $(DEMO)/run --force
+	@echo "== 4. stories it writes, and how grammatical they are"
+	$(BIN)/minitx generate $(DEMO)/run --num-samples 3 --seed 0
+	$(BIN)/minitx eval $(DEMO)/run --grammar 200
 
 bench: install
-	$(BIN)/python bench/run_all.py
+	$(BIN)/pip install -q -e ".[bench]"
+	cd bench && ../$(BIN)/python run_all.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

@@ -95,7 +95,7 @@ class TrainConfig:
     seed: int = 1337
     device: str = "auto"
     dtype: str = "auto"
-    compile: bool = False
+    compile: bool | None = None  # None: auto (see train.should_compile)
     threads: int = 0
     preset: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -146,14 +146,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"n_layers": 2, "n_heads": 4, "dim": 64, "block_size": 64},
         "train": {"steps": 300, "batch_size": 16, "lr": 3e-3, "min_lr": 3e-4, "warmup": 30, "eval_every": 100},
         "vocab_size": 512,
-        "expected_val_loss": None,
+        "expected_val_loss": (2.52, 2.60),
     },
     "small": {
         "about": "the default: 4 layers, 128 wide; about 3 minutes on a 2-core CPU",
         "model": {"n_layers": 4, "n_heads": 4, "dim": 128, "block_size": 128},
-        "train": {"steps": 1500, "batch_size": 16, "lr": 2e-3, "min_lr": 2e-4, "warmup": 100, "eval_every": 250},
+        "train": {"steps": 2000, "batch_size": 16, "lr": 5e-3, "min_lr": 5e-4, "warmup": 100, "eval_every": 250},
         "vocab_size": 1024,
-        "expected_val_loss": None,
+        "expected_val_loss": (2.52, 2.59),
     },
     "nanogpt-cpu": {
         "about": "nanoGPT's CPU Shakespeare shape: 4 layers, 4 heads, 128 wide, block 64",

@@ -59,7 +59,9 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
     table.add_row("val bits per byte", _fmt(result.val_bpb, 3))
     table.add_row("time", f"{result.seconds:.1f} s")
     table.add_row("tokens / s", f"{result.tokens_per_second:,.0f}")
-    table.add_row("device", f"{trainer.device}, {trainer.dtype}, {trainer.threads} threads ({trainer.threads_why})")
+    compiled = ", torch.compile" if getattr(trainer, "compiled", False) else ""
+    table.add_row("device", f"{trainer.device}, {trainer.dtype}, {trainer.threads} threads ({trainer.threads_why})"
+                            f"{compiled}")
     console.print(table)
     if result.interrupted:
         console.print(f"continue with: minitx train --out {trainer.run_dir} --resume")
