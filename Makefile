@@ -39,8 +39,8 @@ demo: install
 	@echo "== 2. a byte-level BPE tokenizer trained on it"
 	$(BIN)/minitx tokenize train $(DEMO)/stories.txt --vocab-size 1024 --out $(DEMO)/tokenizer.json --force
 	$(BIN)/minitx tokenize encode --tokenizer $(DEMO)/tokenizer.json "A lovely little old red ball rolls."
-	@echo "== 3. a 4-layer transformer trained on the stories (about 3 minutes on 2 CPU cores)"
-	$(BIN)/minitx train $(DEMO)/stories.txt --tokenizer $(DEMO)/tokenizer.json --out $(DEMO)/run --force
+	@echo "== 3. a 4-layer transformer trained on the same stories (about 3 minutes on 2 CPU cores)"
+	$(BIN)/minitx train --out $(DEMO)/run --force
 	@echo "== 4. stories it writes, and how grammatical they are"
 	$(BIN)/minitx generate $(DEMO)/run --num-samples 3 --seed 0
 	$(BIN)/minitx eval $(DEMO)/run --grammar 200

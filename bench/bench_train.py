@@ -38,8 +38,9 @@ MINITX_SAME = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", 
                "--no-bias", "--eval-every", "250", "--eval-batches", "{eval_iters}", "--save-every", "100000"]
 # minitx's own recipe for reaching the target quickly (see docs/decisions.md for how it was chosen)
 MINITX_FAST = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", "128", "--block-size", "64",
-               "--pos", "learned", "--no-bias", "--dropout", "0", "--eval-every", "50",
-               "--eval-batches", "{eval_iters}", "--save-every", "100000"]
+               "--pos", "learned", "--no-bias", "--dropout", "0", "--batch-size", "12", "--lr", "4e-3",
+               "--min-lr", "4e-4", "--warmup", "50", "--steps", "1500", "--beta2", "0.99", "--weight-decay", "0.1",
+               "--grad-clip", "1", "--eval-every", "50", "--eval-batches", "{eval_iters}", "--save-every", "100000"]
 
 
 def _fill(args: list[str], **values: object) -> list[str]:

@@ -472,7 +472,9 @@ def run_training(
         atomic_write_text(out / checkpoint.TOKENIZER, tokenizer.to_json_str())
     checkpoint.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
     trainer = Trainer(out, model_config, train_config, split, resume=resume)
-    band = expected_band(train_config, files)
+    stock = not files and tokenizer_spec is None and vocab_size is None and not model_overrides
+    stock = stock and not train_config.extra.get("steps_given")
+    band = expected_band(train_config) if stock and not resume else None
     result = trainer.fit(show_progress=show_progress, expected_band=band)
     return trainer, result
 
@@ -485,10 +487,8 @@ def _resumed_train_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig
     return saved
 
 
-def expected_band(cfg: TrainConfig, files: list[Path]) -> tuple[float, float] | None:
-    """The validation-loss band measured for this preset on the built-in corpus, if it applies."""
+def expected_band(cfg: TrainConfig) -> tuple[float, float] | None:
+    """The validation-loss band measured for this preset on the built-in corpus (stock settings only)."""
     from .config import DEFAULT_PRESET, PRESETS
 
-    if files:
-        return None
     return PRESETS.get(cfg.preset or DEFAULT_PRESET, {}).get("expected_val_loss")
