@@ -38,8 +38,8 @@ MINITX_SAME = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", 
                "--no-bias", "--eval-every", "250", "--eval-batches", "{eval_iters}", "--save-every", "100000"]
 # minitx's own recipe for reaching the target quickly (see docs/decisions.md for how it was chosen)
 MINITX_FAST = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", "128", "--block-size", "64",
-               "--pos", "learned", "--no-bias", "--dropout", "0", "--batch-size", "12", "--lr", "4e-3",
-               "--min-lr", "4e-4", "--warmup", "50", "--steps", "1500", "--beta2", "0.99", "--weight-decay", "0.1",
+               "--pos", "rope", "--no-bias", "--dropout", "0", "--batch-size", "12", "--lr", "4e-3",
+               "--min-lr", "4e-4", "--warmup", "50", "--steps", "1100", "--beta2", "0.99", "--weight-decay", "0.1",
                "--grad-clip", "1", "--eval-every", "50", "--eval-batches", "{eval_iters}", "--save-every", "100000"]
 
 
@@ -152,13 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         table = Table(title=f"time to val loss ≤ {TARGET} (optimisation time, evaluations excluded)")
         for col in ("", "seconds", "at step", "ratio"):
             table.add_column(col, justify="right")
-        n_t = statistics.median(r["seconds_to_target"] for r in nano if r["seconds_to_target"]) if any(
-            r["seconds_to_target"] for r in nano) else None
-        table.add_row("nanoGPT, its recipe", f"{n_t:.1f}" if n_t else "not reached",
-                      str(nano[0]["crossing_step"]), "1.00")
-        ratio = f"{q['seconds_to_target'] / n_t:.2f} (goal ≤ 0.5)" if n_t and q["seconds_to_target"] else "-"
-        table.add_row("minitx, fast recipe", f"{q['seconds_to_target']:.1f}" if q["seconds_to_target"] else
-                      "not reached", str(q["crossing_step"]), ratio)
+        reached = [r["seconds_to_target"] for r in nano if r["seconds_to_target"]]
+        if reached:
+            n_t, bound = statistics.median(reached), ""
+            n_cell, n_step = f"{n_t:.1f}", str(nano[0]["crossing_step"])
+        else:  # nanoGPT never got there: its time is more than all of its optimisation time
+            n_t = statistics.median(r["ms_per_step"] * args.steps / 1000 for r in nano)
+            bound, n_cell, n_step = "< ", f"> {n_t:.1f} (not reached)", f"> {args.steps}"
+        table.add_row("nanoGPT, its recipe", n_cell, n_step, "1.00")
+        q_t = q["seconds_to_target"]
+        ratio = f"{bound}{q_t / n_t:.2f} (goal ≤ 0.5)" if q_t else "-"
+        table.add_row("minitx, fast recipe", f"{q_t:.1f}" if q_t else "not reached", str(q["crossing_step"]), ratio)
         console.print(table)
         console.print(f"  minitx fast recipe flags: {' '.join(fast)}")
     return 0
