@@ -129,7 +129,9 @@ def tokenize_encode(
     if ids:
         typer.echo(" ".join(map(str, tok.encode(text))))
     else:
-        _console().print(render_tokens(tok, text))
+        console = _console()
+        plain = not console.is_terminal or console.no_color  # no colours: mark the boundaries with |
+        console.print(render_tokens(tok, text, separator="|" if plain else ""))
 
 
 @command(tokenize_app, "decode")

@@ -411,8 +411,10 @@ _SPECIAL_STYLE = "bold white on #7b3294"
 _VISIBLE_WHITESPACE = {" ": "·", "\n": "↵", "\t": "→", "\r": "␍"}
 
 
-def render_tokens(tok: Tokenizer, text: str, show_ids: bool = True) -> RenderableType:
+def render_tokens(tok: Tokenizer, text: str, show_ids: bool = True, separator: str = "") -> RenderableType:
     """A rich renderable showing how `tok` cuts `text`: one coloured span per token, then the ids.
+
+    `separator` is drawn between tokens (the CLI uses "|" where colours cannot be shown).
 
     Spans alternate background colours so token boundaries are visible; whitespace is drawn as
     · (space), → (tab), ␍ (carriage return) and ↵ (newline, followed by a real line break), other
@@ -427,6 +429,8 @@ def render_tokens(tok: Tokenizer, text: str, show_ids: bool = True) -> Renderabl
     for n, i in enumerate(ids):
         is_special = i in special_ids
         style = _SPECIAL_STYLE if is_special else f"black on {_BACKGROUNDS[n % len(_BACKGROUNDS)]}"
+        if separator and n:
+            spans.append(separator, style="dim")
         for char in tok.id_to_token_text(i):
             if char in _VISIBLE_WHITESPACE:
                 spans.append(_VISIBLE_WHITESPACE[char], style=f"{style} dim" if not is_special else style)
