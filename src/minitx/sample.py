@@ -410,19 +410,23 @@ def generate_text(
 ) -> Samples:
     """Continue `prompt` `cfg.num_samples` times, applying the stop strings.
 
-    An empty prompt starts a new document: the model is fed `<|doc|>` and every sample also ends at
-    the next `<|doc|>`. `on_text(sample_index, piece)` receives each sample's text as soon as it is
-    final (the pieces of a sample add up to its entry in `texts`).
+    With a tokenizer that knows `<|doc|>` (the document marker every training document starts
+    with), generation happens inside one document, as in training: the model is fed `<|doc|>`
+    first (so an empty prompt starts a new story, and a prompt is read as the beginning of one),
+    and every sample ends at the next `<|doc|>` -- the end of its document. `on_text(sample_index,
+    piece)` receives each sample's text as soon as it is final (the pieces of a sample add up to its
+    entry in `texts`).
     """
     from .tokenizer import DOC_TOKEN
 
     prompt_ids = tokenizer.encode(prompt)  # char tokenizers raise UserError for unknown characters
     stop = list(cfg.stop)
-    if not prompt_ids:
-        doc = tokenizer.token_id(DOC_TOKEN)
-        if doc is None:
-            raise UserError(f"this tokenizer has no {DOC_TOKEN} token to start a story with; give a --prompt")
-        prompt_ids = [doc]
+    doc = tokenizer.token_id(DOC_TOKEN)
+    if doc is None and not prompt_ids:
+        raise UserError(f"this tokenizer has no {DOC_TOKEN} token to start a story with; give a --prompt")
+    if doc is not None:
+        if not prompt_ids or prompt_ids[0] != doc:
+            prompt_ids = [doc, *prompt_ids]
         stop = stop if DOC_TOKEN in stop else [*stop, DOC_TOKEN]
     seed = cfg.seed if cfg.seed is not None else secrets.randbits(31)
     cfg = replace(cfg, seed=seed, stop=stop)
