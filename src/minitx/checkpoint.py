@@ -102,10 +102,8 @@ def save_trainer_state(
 ) -> None:
     """Save AdamW moments and RNG states (tensors) + the scalar trainer state (JSON).
 
-    The tensors are written first and the JSON last: the JSON names the step, so a crash between
-    the two writes leaves a JSON that still describes the older step together with newer tensors
-    only if both writes of the previous save succeeded -- `load_trainer_state` checks that the
-    step recorded in both files agrees and refuses a mismatched pair.
+    Both files record the step. A save interrupted between the two writes leaves them disagreeing,
+    and `load_trainer_state` refuses such a pair rather than resume from a mixture of two steps.
     """
     opt = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}

@@ -77,7 +77,10 @@ def print_info(run_dir: Path, console: Console) -> None:
     run = checkpoint.load_run(run_dir)
     model = GPT(run.model_config)
     state_path = Path(run_dir) / checkpoint.TRAINER_STATE
-    state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        state = {}  # a damaged trainer_state.json: show what else is known
     metrics = checkpoint.read_metrics(run_dir)
     last = metrics[-1] if metrics else {}
 
