@@ -38,7 +38,7 @@ demo: install
 	$(BIN)/minitx data grammar --bytes 2000000 --seed 0 --out $(DEMO)/stories.txt --force
 	@echo "== 2. a byte-level BPE tokenizer trained on it"
 	$(BIN)/minitx tokenize train $(DEMO)/stories.txt --vocab-size 1024 --out $(DEMO)/tokenizer.json --force
-	$(BIN)/minitx tokenize encode --tokenizer $(DEMO)/tokenizer.json "A lovely little old red ball rolls."
+	$(BIN)/minitx tokenize encode --tokenizer $(DEMO)/tokenizer.json "A lovely little old red ball is in the box."
 	@echo "== 3. a 4-layer transformer trained on the same stories (about 3 minutes on 2 CPU cores)"
 	$(BIN)/minitx train --out $(DEMO)/run --force
 	@echo "== 4. stories it writes, and how grammatical they are"

@@ -174,3 +174,21 @@ def test_presets_and_flags_combine():
     assert cfg.lr == 0.01 and cfg.steps == 300 and cfg.preset == "tiny"
     with pytest.raises(UserError, match="unknown preset"):
         make_train_config("huge", {})
+
+
+def test_doc_aligned_windows_start_at_document_markers():
+    doc = 99
+    ids = []
+    for n in range(200):  # documents of varying length, each opened by the marker
+        ids += [doc] + [n % 50] * (3 + n % 11)
+    split = split_train_val(ids, n_bytes=len(ids), block_size=8, val_fraction=0.2, doc_id=doc)
+    sampler = BatchSampler(split.train, 8, 64, seed=0, starts=split.train_starts)
+    x, _ = sampler.next()
+    assert (x[:, 0] == doc).all()
+    free, _ = BatchSampler(split.train, 8, 64, seed=0).next()
+    assert not (free[:, 0] == doc).all()  # without alignment windows start anywhere
+
+
+def test_corpus_without_markers_falls_back_to_any_offset():
+    split = split_train_val(list(range(100)) * 3, n_bytes=300, block_size=8, val_fraction=0.2, doc_id=1000)
+    assert split.train_starts is None and split.val_starts is None

@@ -11,6 +11,12 @@ The stream is split once: the last `val_fraction` of the tokens is held out for 
 validation loss measures text the model never trained on. Batches are windows at random offsets,
 drawn from a `torch.Generator` of their own -- its state *is* the data position, which is what a
 checkpoint saves to resume exactly.
+
+Document-aligned windows. When the corpus is made of documents that start with `<|doc|>` (the
+built-in stories), windows start at a document start. A window that starts mid-story shows the
+model "she" or "them" whose antecedent lies before the window, and it learns that pronouns may come
+from nowhere; starting at `<|doc|>` it always sees each story from its beginning (see
+docs/decisions.md for what this bought). Corpora without the marker get windows at any offset.
 """
 
 from __future__ import annotations
@@ -29,10 +35,18 @@ class TokenSplit:
     train: torch.Tensor  # (N_train,) int64
     val: torch.Tensor  # (N_val,) int64
     bytes_per_token: float
+    train_starts: torch.Tensor | None = None  # offsets where a window may start (document starts)
+    val_starts: torch.Tensor | None = None
 
 
-def split_train_val(ids: list[int], n_bytes: int, block_size: int, val_fraction: float) -> TokenSplit:
-    """Hold out the last `val_fraction` of the stream; both halves must hold at least one block + 1."""
+def split_train_val(
+    ids: list[int], n_bytes: int, block_size: int, val_fraction: float, doc_id: int | None = None
+) -> TokenSplit:
+    """Hold out the last `val_fraction` of the stream; both halves must hold at least one block + 1.
+
+    With `doc_id`, windows of each half start only where that token stands (if it stands anywhere a
+    whole window still fits).
+    """
     data = torch.tensor(ids, dtype=torch.long)
     n_val = int(len(data) * val_fraction)
     n_train = len(data) - n_val
@@ -43,14 +57,33 @@ def split_train_val(ids: list[int], n_bytes: int, block_size: int, val_fraction:
             f"validation, but each needs at least block size + 1 = {need}; use more text or a smaller "
             "--block-size"
         )
-    return TokenSplit(data[:n_train], data[n_train:], n_bytes / max(1, len(data)))
+    train, val = data[:n_train], data[n_train:]
+    return TokenSplit(train, val, n_bytes / max(1, len(data)), _starts(train, doc_id, block_size),
+                      _starts(val, doc_id, block_size))
+
+
+def _starts(data: torch.Tensor, doc_id: int | None, block_size: int) -> torch.Tensor | None:
+    """Offsets of `doc_id` in `data` from which a window of block_size + 1 tokens fits, or None."""
+    if doc_id is None:
+        return None
+    starts = (data[: len(data) - block_size] == doc_id).nonzero().flatten()
+    return starts if len(starts) else None
 
 
 class BatchSampler:
     """Random (x, y) windows of `block_size` tokens from one id stream."""
 
-    def __init__(self, data: torch.Tensor, block_size: int, batch_size: int, seed: int, device: str = "cpu"):
+    def __init__(
+        self,
+        data: torch.Tensor,
+        block_size: int,
+        batch_size: int,
+        seed: int,
+        device: str = "cpu",
+        starts: torch.Tensor | None = None,
+    ):
         self.data = data
+        self.starts = starts  # allowed window offsets (document starts), or None for any offset
         self.block_size = block_size
         self.batch_size = batch_size
         self.device = device
@@ -59,7 +92,11 @@ class BatchSampler:
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch: x (B, T) and y (B, T), y shifted one token to the right of x."""
-        starts = torch.randint(len(self.data) - self.block_size, (self.batch_size,), generator=self.generator)
+        if self.starts is None:
+            starts = torch.randint(len(self.data) - self.block_size, (self.batch_size,), generator=self.generator)
+        else:
+            pick = torch.randint(len(self.starts), (self.batch_size,), generator=self.generator)
+            starts = self.starts[pick]
         windows = self.data[starts[:, None] + self._offsets]  # (B, T+1): one gather, no Python loop
         if self.device != "cpu":
             windows = windows.to(self.device, non_blocking=True)

@@ -276,6 +276,9 @@ def train(
                                                     rich_help_panel="Run")] = None,
     threads: Annotated[int, typer.Option(help="CPU threads (0: the idle cores, or OMP_NUM_THREADS).",
                                          rich_help_panel="Run")] = 0,
+    doc_aligned: Annotated[bool | None, typer.Option("--doc-aligned/--no-doc-aligned",
+                                                        help="Start training windows at <|doc|> markers.",
+                                                        rich_help_panel="Training")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.",
                                          rich_help_panel="Run")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing run in --out.", rich_help_panel="Run")] = False,
@@ -296,7 +299,7 @@ def train(
                            warmup=warmup, weight_decay=weight_decay, beta2=beta2, grad_clip=grad_clip,
                            val_fraction=val_fraction, eval_every=eval_every, eval_batches=eval_batches,
                            save_every=save_every, seed=seed, device=device, dtype=dtype, compile=compile,
-                           threads=threads)
+                           threads=threads, doc_aligned=doc_aligned)
     cfg = make_train_config(preset, train_overrides)
     for f in files or []:
         require_file(f, "corpus file")
@@ -325,7 +328,7 @@ def generate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     prompt: Annotated[str, typer.Option(help="Text to continue ('-' reads stdin; default: a new story).")] = "",
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 200,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature; 0 means greedy.")] = 0.8,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature; 0 means greedy.")] = 0.7,
     top_k: Annotated[int | None, typer.Option(help="Sample only from the k most likely tokens.")] = None,
     top_p: Annotated[float | None, typer.Option(help="Sample from the smallest set with this much mass.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed for reproducible samples.")] = None,
@@ -351,12 +354,14 @@ def eval_(
     grammar: Annotated[int, typer.Option(help="Also sample N stories and check them with the grammar.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
     seed: Annotated[int, typer.Option(help="Seed for the grammar samples.")] = 0,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature of the grammar samples.")] = 0.7,
     json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Loss, perplexity and bits per byte on text; optionally the grammaticality of samples."""
     from .evaluate import run_eval
 
-    run_eval(run_dir, files or [], grammar=grammar, device=device, seed=seed, as_json=json_)
+    run_eval(run_dir, files or [], grammar=grammar, device=device, seed=seed, temperature=temperature,
+             as_json=json_)
 
 
 @app.command("version")

@@ -97,6 +97,7 @@ class TrainConfig:
     dtype: str = "auto"
     compile: bool | None = None  # None: auto (see train.should_compile)
     threads: int = 0
+    doc_aligned: bool = False  # windows start only at <|doc|> (see batches.py); measured not to pay
     preset: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 

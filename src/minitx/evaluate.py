@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .sample import DEFAULT_TEMPERATURE
+
 if TYPE_CHECKING:
     from .corpus import CheckReport
     from .model import GPT
@@ -79,7 +81,12 @@ def validation_ids(run: Any) -> tuple[torch.Tensor, int, str]:
 
 
 def sample_stories(
-    model: GPT, tokenizer: Tokenizer, n: int, seed: int, temperature: float = 0.8, max_new_tokens: int | None = None
+    model: GPT,
+    tokenizer: Tokenizer,
+    n: int,
+    seed: int,
+    temperature: float = DEFAULT_TEMPERATURE,
+    max_new_tokens: int | None = None,
 ) -> list[str]:
     """Sample `n` stories: each starts after a <|doc|> token and ends at the next one (or the token limit)."""
     from .sample import SamplingConfig, generate_text
@@ -100,7 +107,16 @@ def grammar_score(stories: list[str]) -> CheckReport:
     return check_text("".join(f"{DOC_TOKEN}{s}\n" for s in stories))
 
 
-def run_eval(run_dir: Path, files: list[Path], *, grammar: int, device: str, seed: int, as_json: bool) -> None:
+def run_eval(
+    run_dir: Path,
+    files: list[Path],
+    *,
+    grammar: int,
+    device: str,
+    seed: int,
+    as_json: bool,
+    temperature: float = DEFAULT_TEMPERATURE,
+) -> None:
     """`minitx eval`: print loss/perplexity/bits-per-byte and, with --grammar N, grammaticality."""
     from rich.console import Console
     from rich.table import Table
@@ -121,9 +137,9 @@ def run_eval(run_dir: Path, files: list[Path], *, grammar: int, device: str, see
     result: dict[str, Any] = {"source": source, **asdict(score)}
     report = None
     if grammar > 0:
-        stories = sample_stories(model, run.tokenizer, grammar, seed)
+        stories = sample_stories(model, run.tokenizer, grammar, seed, temperature=temperature)
         report = grammar_score(stories)
-        result["grammar"] = report.to_dict()
+        result["grammar"] = {**report.to_dict(), "temperature": temperature, "seed": seed}
     if as_json:
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return
@@ -139,5 +155,5 @@ def run_eval(run_dir: Path, files: list[Path], *, grammar: int, device: str, see
     if report is not None:
         from .corpus import render_report
 
-        console.print(f"grammar: {grammar} sampled stories")
+        console.print(f"grammar: {grammar} sampled stories (temperature {temperature:g}, seed {seed})")
         console.print(render_report(report, max_examples=5))

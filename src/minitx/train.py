@@ -100,7 +100,8 @@ class Trainer:
             device_type=self.device.split(":")[0],
         )
         self.batches = BatchSampler(
-            split.train, model_config.block_size, train_config.batch_size, train_config.seed, self.device
+            split.train, model_config.block_size, train_config.batch_size, train_config.seed, self.device,
+            starts=split.train_starts,
         )
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -152,7 +153,8 @@ class Trainer:
         """
         self.model.eval()
         sampler = BatchSampler(
-            self.split.val, self.model_config.block_size, self.cfg.batch_size, self.cfg.seed + 1, self.device
+            self.split.val, self.model_config.block_size, self.cfg.batch_size, self.cfg.seed + 1, self.device,
+            starts=self.split.val_starts,
         )
         losses = []
         for _ in range(self.cfg.eval_batches):
@@ -463,8 +465,11 @@ def run_training(
     }
     ids = tokenizer.encode(text)
     from .batches import split_train_val
+    from .tokenizer import DOC_TOKEN
 
-    split = split_train_val(ids, len(text.encode("utf-8")), model_config.block_size, train_config.val_fraction)
+    doc_id = tokenizer.token_id(DOC_TOKEN) if train_config.doc_aligned else None
+    split = split_train_val(ids, len(text.encode("utf-8")), model_config.block_size, train_config.val_fraction,
+                            doc_id=doc_id)
     if not resume:
         if force:
             clear_run_dir(out)
