@@ -161,7 +161,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"n_layers": 4, "n_heads": 4, "dim": 128, "block_size": 64, "bias": False},
         "train": {"steps": 2000, "batch_size": 12, "lr": 1e-3, "min_lr": 1e-4, "warmup": 100, "beta2": 0.99},
         "vocab_size": 1024,
-        "expected_val_loss": None,
+        "expected_val_loss": (2.61, 2.68),
     },
     "medium": {
         "about": "6 layers, 384 wide, block 256 (nanoGPT's GPU Shakespeare shape): wants a GPU",
