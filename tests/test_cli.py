@@ -237,3 +237,33 @@ def test_sigkill_between_checkpoints_then_resume_equals_an_uninterrupted_run(tmp
     assert [m["val_loss"] for m in map(json.loads, (full / "metrics.jsonl").read_text().splitlines())] == [
         m["val_loss"] for m in map(json.loads, (killed / "metrics.jsonl").read_text().splitlines())
     ]
+
+
+def test_damaged_or_mismatched_runs_are_user_errors(tmp_path, tiny_run):
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(tiny_run, target)
+    config = json.loads((target / "config.json").read_text())
+    config["model"]["vocab_size"] = "many"
+    (target / "config.json").write_text(json.dumps(config))
+    assert_user_error(run("generate", target, "--max-new-tokens", "3"), "damaged")
+    config["model"]["vocab_size"] = 999
+    (target / "config.json").write_text(json.dumps(config))
+    assert_user_error(run("info", target), "tokenizer")
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    out = tmp_path / "s.txt"
+    assert run("data", "grammar", "--bytes", "200", "--out", out).exit_code == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out.stat().st_mode & 0o777) == 0o666 & ~umask
+
+
+def test_output_path_that_is_a_directory_is_a_user_error(tmp_path):
+    assert_user_error(run("data", "grammar", "--bytes", "200", "--out", tmp_path, "--force"), "directory")
+
+
+def test_resume_refuses_a_run_that_is_already_done(tiny_run):
+    assert_user_error(run("train", "--out", tiny_run, "--resume", *TINY), "--steps")

@@ -89,8 +89,10 @@ def save_config(run_dir: Path, model_config: ModelConfig, train_config: TrainCon
     )
 
 
-def save_weights(run_dir: Path, model: torch.nn.Module) -> None:
+def save_weights(run_dir: Path, model: torch.nn.Module, step: int | None = None) -> None:
     meta = {"format": str(CHECKPOINT_FORMAT), "minitx_version": __version__}
+    if step is not None:
+        meta["step"] = str(step)  # compared with the trainer state on --resume
     atomic_write_bytes(Path(run_dir) / WEIGHTS, _tensor_bytes(model_state(model), meta))
 
 
@@ -159,12 +161,20 @@ def load_run(run_dir: str | Path) -> Run:
 
     run_dir = Path(run_dir)
     raw = read_config(run_dir)
-    model_config = ModelConfig.from_dict(raw["model"])
-    train_config = TrainConfig.from_dict(raw.get("train", {}))
+    try:
+        model_config = ModelConfig.from_dict(raw["model"])
+        train_config = TrainConfig.from_dict(raw.get("train") or {})
+    except (TypeError, ValueError, AttributeError) as e:
+        raise UserError(f"{run_dir / CONFIG} has an unusable setting ({e}); the run directory is damaged") from None
     tok_path = run_dir / TOKENIZER
     if not tok_path.is_file():
         raise UserError(f"{run_dir} has no {TOKENIZER}; the run directory is incomplete")
     tokenizer = Tokenizer.load(tok_path)
+    if tokenizer.vocab_size != model_config.vocab_size:
+        raise UserError(
+            f"{tok_path} has {tokenizer.vocab_size} tokens but the model was built for "
+            f"{model_config.vocab_size}; it is not this run's tokenizer"
+        )
     return Run(run_dir, model_config, train_config, tokenizer, raw)
 
 
@@ -271,7 +281,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn last line after a crash
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            out.append(record)
     return out

@@ -46,6 +46,10 @@ def _user_errors_exit_2(func: F) -> F:
         except UserError as e:
             typer.echo(f"minitx: error: {e}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except OSError as e:  # a path that cannot be read or written: the user's to fix
+            where = f": {e.filename}" if getattr(e, "filename", None) else ""
+            typer.echo(f"minitx: error: {e.strerror or e}{where}", err=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -198,7 +202,7 @@ def data_check(
     from .corpus import check_text, render_report
 
     if str(file) == "-":
-        text = _read_stdin()
+        text = _read_stdin().removeprefix("\ufeff")
     else:
         from .data import read_corpus
 
@@ -208,7 +212,7 @@ def data_check(
         typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
     else:
         _console().print(render_report(report, max_examples=examples))
-    raise typer.Exit(0 if report.accepted == report.total else 1)
+    raise typer.Exit(0 if report.total > 0 and report.accepted == report.total else 1)
 
 
 @command(data_app, "tinyshakespeare")

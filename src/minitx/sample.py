@@ -491,6 +491,7 @@ def run_generate(
         out.flush()
 
     streaming = stream and num_samples == 1
+    run.tokenizer.encode(prompt)  # an unencodable prompt fails here, before anything is printed
     if streaming:
         write(prompt)
     on_text = (lambda _, piece: write(piece)) if streaming else None

@@ -109,6 +109,11 @@ class Trainer:
         self._train_seconds = 0.0  # time spent in optimisation steps (no evaluation, no saving)
         if resume:
             self._resume()
+            if self.step >= train_config.steps:
+                raise UserError(
+                    f"{self.run_dir} has already done {self.step} of {train_config.steps} steps; "
+                    "pass a larger --steps to train it further"
+                )
         self.step_model = self._maybe_compile()
 
     # -- pieces of a step ------------------------------------------------------------------------
@@ -170,15 +175,20 @@ class Trainer:
 
     def save(self, last_train_loss: float | None = None) -> None:
         """Write weights, optimizer moments, RNG states and step; each file atomically."""
-        checkpoint.save_weights(self.run_dir, self.model)
+        checkpoint.save_weights(self.run_dir, self.model, self.step)
         rng = {"batches": self.batches.get_state(), "torch": torch.get_rng_state()}
         state = {"step": self.step, "last_train_loss": last_train_loss}
         checkpoint.save_trainer_state(self.run_dir, self.optimizer, state, rng)
 
     def _resume(self) -> None:
-        tensors, _ = checkpoint.read_tensors(self.run_dir / checkpoint.WEIGHTS, "weights file")
+        tensors, meta = checkpoint.read_tensors(self.run_dir / checkpoint.WEIGHTS, "weights file")
         checkpoint.load_weights_into(self.model, tensors, self.run_dir / checkpoint.WEIGHTS)
         state, rng = checkpoint.load_trainer_state(self.run_dir, self.optimizer)
+        if meta.get("step") is not None and meta["step"] != str(state.get("step")):
+            raise UserError(
+                f"{self.run_dir}: weights are from step {meta['step']} but the trainer state is from step "
+                f"{state.get('step')}; the last save was interrupted -- cannot resume exactly"
+            )
         self.step = int(state["step"])
         if "batches" in rng:
             self.batches.set_state(rng["batches"])
@@ -470,13 +480,14 @@ def run_training(
     doc_id = tokenizer.token_id(DOC_TOKEN) if train_config.doc_aligned else None
     split = split_train_val(ids, len(text.encode("utf-8")), model_config.block_size, train_config.val_fraction,
                             doc_id=doc_id)
+    resolve_dtype(train_config.dtype, resolve_device(train_config.device))  # fail before touching RUN_DIR
     if not resume:
         if force:
             clear_run_dir(out)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / checkpoint.TOKENIZER, tokenizer.to_json_str())
-    checkpoint.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
     trainer = Trainer(out, model_config, train_config, split, resume=resume)
+    checkpoint.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
     stock = not files and tokenizer_spec is None and vocab_size is None and not model_overrides
     stock = stock and not train_config.extra.get("steps_given")
     band = expected_band(train_config) if stock and not resume else None
