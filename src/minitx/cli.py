@@ -99,9 +99,9 @@ def tokenize_train(
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
     """Train a tokenizer on text files and save it as tokenizer.json."""
+    from .data import load_training_text
     from .reports import tokenizer_summary
     from .tokenizer import DOC_TOKEN, Tokenizer
-    from .train import load_training_text
 
     refuse_overwrite(out, force)
     if kind not in ("bpe", "char"):

@@ -69,7 +69,7 @@ def score_ids(model: GPT, ids: torch.Tensor, n_bytes: int, batch_size: int = 16)
 
 def validation_ids(run: Any) -> tuple[torch.Tensor, int, str]:
     """Rebuild a run's validation split: the same corpus, tokenizer and --val-fraction as in training."""
-    from .train import load_training_text
+    from .data import load_training_text
 
     files = [Path(f) for f in run.train_config.extra.get("corpus_files", [])]
     text, source = load_training_text(files)

@@ -33,6 +33,7 @@ import torch
 from . import checkpoint
 from .batches import BatchSampler, TokenSplit
 from .config import ModelConfig, TrainConfig
+from .data import load_training_text
 from .device import apply_threads, resolve_device, resolve_dtype
 from .errors import UserError
 
@@ -411,21 +412,6 @@ def clear_run_dir(run_dir: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # From files on disk (or the built-in corpus) to a finished run directory.
-
-BUILTIN_CORPUS_BYTES = 2_000_000
-BUILTIN_CORPUS_SEED = 0
-
-
-def load_training_text(files: list[Path]) -> tuple[str, str]:
-    """The corpus to train on and a name for it: the files, or the built-in story grammar."""
-    if files:
-        from .data import read_corpus
-
-        return read_corpus(files), ", ".join(str(f) for f in files)
-    from .corpus import generate_corpus
-
-    return generate_corpus(BUILTIN_CORPUS_BYTES, BUILTIN_CORPUS_SEED), "built-in stories"
-
 
 def build_tokenizer(spec: str | None, text: str, vocab_size: int, show_progress: bool):  # noqa: ANN201
     """`--tokenizer PATH` loads one, `char` builds a character tokenizer, None trains a BPE on `text`."""
