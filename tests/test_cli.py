@@ -267,3 +267,9 @@ def test_output_path_that_is_a_directory_is_a_user_error(tmp_path):
 
 def test_resume_refuses_a_run_that_is_already_done(tiny_run):
     assert_user_error(run("train", "--out", tiny_run, "--resume", *TINY), "--steps")
+
+
+def test_resume_refuses_a_different_corpus(tmp_path, tiny_run):
+    other = tmp_path / "other.txt"
+    other.write_text("<|doc|>The cat sits. " * 500)
+    assert_user_error(run("train", other, "--out", tiny_run, "--resume", "--steps", "20", *TINY), "sha256")

@@ -18,6 +18,7 @@ finishes the current step, saves, and stops; `--resume` continues bit-for-bit wh
 
 from __future__ import annotations
 
+import hashlib
 import math
 import signal
 import statistics
@@ -448,6 +449,12 @@ def run_training(
         train_config = _resumed_train_config(run.train_config, train_config)
         files = files or [Path(f) for f in train_config.extra.get("corpus_files", [])]
     text, source = load_training_text(files)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if resume and train_config.extra.get("corpus_sha256") not in (None, digest):
+        raise UserError(
+            f"the corpus ({source}) is not the text this run was trained on (its sha256 changed); "
+            "resume with the same files, or start a new run"
+        )
     if not resume:
         chosen = preset(train_config.preset or DEFAULT_PRESET)
         tokenizer = build_tokenizer(tokenizer_spec, text, vocab_size or chosen["vocab_size"], show_progress)
@@ -458,6 +465,7 @@ def run_training(
         "corpus": source,
         "corpus_files": [str(Path(f).resolve()) for f in files],
         "corpus_bytes": len(text.encode("utf-8")),
+        "corpus_sha256": digest,
     }
     ids = tokenizer.encode(text)
     from .batches import split_train_val
