@@ -178,7 +178,7 @@ def data_grammar(
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Write stories from minitx's built-in English grammar (word order matters in it)."""
-    from .corpus import generate_corpus
+    from .corpus import DOC_TOKEN, generate_corpus
     from .fileio import atomic_write_text
 
     if bytes_ < 1:
@@ -186,7 +186,7 @@ def data_grammar(
     refuse_overwrite(out, force)
     text = generate_corpus(bytes_, seed)
     atomic_write_text(out, text)
-    stories = text.count("<|doc|>")
+    stories = text.count(DOC_TOKEN)
     _console().print(f"wrote {out}: {len(text.encode('utf-8')):,} bytes, {stories:,} stories (seed {seed})")
 
 

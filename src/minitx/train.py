@@ -439,7 +439,6 @@ def run_training(
 ) -> tuple[Trainer, TrainResult]:
     """Everything `minitx train` does, as one call: corpus → tokenizer → ids → model → run dir."""
     from .config import DEFAULT_PRESET, preset
-    from .fileio import atomic_write_text
 
     out = Path(out)
     check_run_dir(out, resume, force)
@@ -479,7 +478,7 @@ def run_training(
         if force:
             clear_run_dir(out)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / checkpoint.TOKENIZER, tokenizer.to_json_str())
+        tokenizer.save(out / checkpoint.TOKENIZER)
     trainer = Trainer(out, model_config, train_config, split, resume=resume)
     checkpoint.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
     stock = not files and tokenizer_spec is None and vocab_size is None and not model_overrides
