@@ -131,6 +131,29 @@ def test_kv_cache_chunks_after_a_prefix_match_a_full_forward(make_tiny_model, po
     torch.testing.assert_close(last[:, 0], full[:, -1], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("pos", ALL_POS)
+def test_the_flat_decode_step_equals_a_full_forward_at_every_position(make_tiny_model, pos):
+    model = make_tiny_model(pos)
+    config = model.config
+    idx = random_ids(config, batch=3)  # three different sequences decoded side by side
+    with torch.no_grad():
+        full, _ = model(idx)
+        cache = KVCache(config, batch_size=3)
+        plan = model.decode_plan()
+        steps = [model.decode_next(idx[:, t : t + 1], cache, plan) for t in range(config.block_size)]
+    assert cache.length == config.block_size
+    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_the_flat_decode_step_takes_one_token_and_respects_the_block(tiny_model):
+    cache = KVCache(tiny_model.config, batch_size=1)
+    with pytest.raises(ValueError, match="exactly one token"):
+        tiny_model.decode_next(torch.zeros(1, 2, dtype=torch.long), cache)
+    cache.length = tiny_model.config.block_size
+    with pytest.raises(UserError, match="block_size 16"):
+        tiny_model.decode_next(torch.zeros(1, 1, dtype=torch.long), cache)
+
+
 def test_textbook_weights_with_a_cache_cover_all_stored_keys(tiny_model):
     cache = KVCache(tiny_model.config, batch_size=1)
     idx = random_ids(tiny_model.config, batch=1, length=6)

@@ -6,24 +6,23 @@ from dataclasses import replace
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from minitx.config import POSITIONAL_ENCODINGS, ModelConfig, TrainConfig
 from minitx.errors import UserError
 from minitx.model import GPT
 from minitx.sample import (
-    REPLACEMENT_CHAR,
     SamplingConfig,
     SlidingWindowDecoder,
-    StopAndStream,
     filter_logits,
-    find_stop,
     generate_ids,
     generate_text,
     run_generate,
     sample_next,
     slide_window,
-    stable_length,
 )
+from minitx.streaming import REPLACEMENT_CHAR, StopAndStream, find_stop, stable_length
 from minitx.tokenizer import DOC_TOKEN, Tokenizer
 
 BLOCK = 16
@@ -273,6 +272,32 @@ def test_streamed_pieces_equal_the_final_text_of_a_random_model(emoji_bpe: Token
         assert "".join(shown) == samples.texts[0]
         if not stop:
             assert samples.texts[0] == emoji_bpe.decode(samples.token_ids[0])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ids=st.lists(st.integers(min_value=0, max_value=280), max_size=60), stop=st.sampled_from([[], ["o"], ["\n\n"]]))
+def test_following_token_by_token_gives_the_text_of_decoding_everything_at_once(emoji_bpe, ids, stop) -> None:
+    assert emoji_bpe.vocab_size > 280  # every drawn id is a token
+    follower = StopAndStream(emoji_bpe.decode, stop)
+    for i in ids:
+        if follower.add(i):
+            break
+    whole = emoji_bpe.decode(follower.ids)
+    cut = find_stop(whole, stop)
+    assert follower.close() == (whole if cut is None else whole[:cut])
+
+
+def test_each_token_decodes_only_what_follows_the_last_whole_character() -> None:
+    decoded_lengths: list[int] = []
+
+    def decode(ids: list[int]) -> str:
+        decoded_lengths.append(len(ids))
+        return "".join("ab"[i] for i in ids)
+
+    follower = StopAndStream(decode, ["zz"])
+    for _ in range(500):
+        follower.add(0)
+    assert max(decoded_lengths) == 1 and follower.close() == "a" * 500
 
 
 def test_stop_strings_cut_each_sample_at_its_first_stop(char_tokenizer: Tokenizer) -> None:

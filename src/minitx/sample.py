@@ -42,10 +42,7 @@ simply frozen) until all are done or `max_new_tokens` is reached. With an empty 
 starts a new document: the model is fed the `<|doc|>` token alone, and each sample also stops at
 the next `<|doc|>` -- the end of its story.
 
-Streaming. With byte-level BPE one token can end in the middle of a multi-byte character (an emoji
-is 4 bytes, maybe 2 tokens); decoding such a prefix gives U+FFFD "�" where the rest is missing. So
-text is shown only once it can no longer change: not ending in U+FFFD, and not ending in what may
-become a stop string (that part might be cut). The streamed pieces add up exactly to the final text.
+Streaming and stop strings are followed token by token in `minitx.streaming`.
 """
 
 from __future__ import annotations
@@ -65,6 +62,7 @@ from torch import Tensor
 
 from .errors import UserError
 from .model import GPT, KVCache
+from .streaming import StopAndStream
 
 if TYPE_CHECKING:
     from .tokenizer import Tokenizer
@@ -72,7 +70,6 @@ if TYPE_CHECKING:
 #: The default softmax temperature of `minitx generate` and `minitx eval --grammar` (docs/decisions.md:
 #: on the default story model, 0.7 / 0.8 / 1.0 gave 97% / 96% / 90% grammatical sentences).
 DEFAULT_TEMPERATURE = 0.7
-REPLACEMENT_CHAR = "\ufffd"  # what decoding shows for bytes that are not (yet) a whole character
 
 
 @dataclass
@@ -233,6 +230,7 @@ class SlidingWindowDecoder:
         self.start = 0  # the model sees tokens[:, start:length]
         self.cache = KVCache(config, batch, device=weights.device, dtype=weights.dtype)
         self.slides = 0  # how often the window moved (each costs one prefill)
+        self.plan = model.decode_plan()
 
     @property
     def context(self) -> Tensor:
@@ -252,7 +250,9 @@ class SlidingWindowDecoder:
             self.cache.reset()
             self.slides += 1
         fed = self.start + self.cache.length  # tokens[:, start:fed] are in the cache already
-        logits, _ = self.model(self.tokens[:, fed : self.length], cache=self.cache, last_only=True)
+        if self.length - fed == 1:  # the usual step: one new token, the model's flat decode path
+            return self.model.decode_next(self.tokens[:, fed : self.length], self.cache, self.plan)
+        logits, _ = self.model(self.tokens[:, fed : self.length], cache=self.cache, last_only=True)  # prefill
         return logits[:, -1]  # [B, 1, V] -> [B, V]
 
 
@@ -315,80 +315,6 @@ def generate_ids(
         generated = decoder.tokens[:, decoder.prompt_length : decoder.length]  # [B, steps]
         return [prompt_list + row for row in generated.tolist()]
     return [prompt_list + ids for ids in new_ids]
-
-
-class StopAndStream:
-    """Follows one sample's text as its tokens arrive: ends it at a stop string, hands out final text.
-
-    Each token, all of the sample's ids are decoded again (a token's text may depend on its
-    neighbours: half an emoji decodes to "\\ufffd"). Text goes to `emit` only once it can no longer
-    change -- see `stable_length` -- so the emitted pieces add up exactly to `text`.
-
-    Example with stop=["\\n\\n"]: tokens "Once", " upon", "\\n", "\\n" emit "Once", " upon" and
-    nothing more ("\\n" might start the stop string, and it does); `text` is "Once upon".
-    """
-
-    def __init__(
-        self,
-        decode: Callable[[list[int]], str],
-        stop: Sequence[str] = (),
-        emit: Callable[[str], None] | None = None,
-    ) -> None:
-        self.decode = decode
-        self.stop = list(stop)
-        self.emit = emit
-        self.ids: list[int] = []
-        self.text = ""  # the sample's text so far (final once `finished`)
-        self.shown = 0  # characters of `text` already given to `emit`
-        self.finished = False
-
-    def add(self, token_id: int) -> bool:
-        """Take the sample's next token; return True if the sample has now ended at a stop string."""
-        self.ids.append(token_id)
-        self.text = self.decode(self.ids)
-        cut = find_stop(self.text, self.stop)
-        if cut is not None:
-            self.text = self.text[:cut]
-            self.finished = True
-            self._show(len(self.text))
-        else:
-            self._show(stable_length(self.text, self.stop))
-        return self.finished
-
-    def close(self) -> str:
-        """No more tokens will come: hand out whatever was held back and return the final text."""
-        self._show(len(self.text))
-        return self.text
-
-    def _show(self, end: int) -> None:
-        if self.emit is not None and end > self.shown:
-            self.emit(self.text[self.shown : end])
-            self.shown = end
-
-
-def find_stop(text: str, stop: Sequence[str]) -> int | None:
-    """Index of the earliest stop string in `text`, or None. find_stop("ab.cd", [".", "c"]) == 2."""
-    found = [i for i in (text.find(s) for s in stop) if i >= 0]
-    return min(found) if found else None
-
-
-def stable_length(text: str, stop: Sequence[str]) -> int:
-    """How much of `text` can no longer change as more tokens arrive.
-
-    Held back: trailing U+FFFD (a character whose remaining bytes may still come) and the longest
-    end of the text that is the beginning of a stop string (it may become the stop and be cut).
-    Example: stable_length("Hi\\n", ["\\n\\n"]) == 2; stable_length("ok\\ufffd", []) == 2.
-    """
-    end = len(text)
-    while end and text[end - 1] == REPLACEMENT_CHAR:
-        end -= 1
-    held = 0
-    for s in stop:
-        for k in range(min(len(s) - 1, end), held, -1):  # longest proper prefix of s ending the text
-            if text.startswith(s[:k], end - k):
-                held = k
-                break
-    return end - held
 
 
 @dataclass

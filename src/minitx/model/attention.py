@@ -57,8 +57,10 @@ class KVCache:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         shape = (batch_size, config.n_heads, config.block_size, config.head_dim)
-        self.k: list[Tensor] = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
-        self.v: list[Tensor] = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        # empty, not zeros: a slot is always written before it is read, and zeroing all of them up
+        # front took ~25 ms per generation at 6 layers x 1024 slots (5% of 500 decoded tokens).
+        self.k: list[Tensor] = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        self.v: list[Tensor] = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
         self.batch_size = batch_size
         self.block_size = config.block_size
         self.length = 0

@@ -25,6 +25,9 @@ Parameter names follow GPT-2 (`transformer.wte`, `transformer.wpe`, `transformer
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +38,28 @@ from .attention import AttentionMask, CausalSelfAttention, KVCache
 from .positions import PositionalEncoding, build_positional_encoding, check_positions
 
 ATTENTION_PATHS = ("sdpa", "textbook")
+
+
+class DecodeLayer(NamedTuple):
+    """One block as `GPT.decode_next` uses it: LayerNorm (weight, bias, eps) triples and linear maps as functions."""
+
+    ln_1: tuple[Tensor, Tensor | None, float]
+    qkv: Callable[[Tensor], Tensor]
+    attn_out: Callable[[Tensor], Tensor]
+    ln_2: tuple[Tensor, Tensor | None, float]
+    mlp_in: Callable[[Tensor], Tensor]
+    mlp_out: Callable[[Tensor], Tensor]
+
+
+def _as_function(layer: nn.Module) -> Callable[[Tensor], Tensor]:
+    """A linear layer as a plain function of x, skipping nn.Module's call machinery.
+
+    An `nn.Linear` becomes F.linear with its weight and bias bound; any other layer (e.g. the
+    int8 one of `minitx.model.quantize`) keeps its own forward.
+    """
+    if type(layer) is nn.Linear:
+        return partial(F.linear, weight=layer.weight, bias=layer.bias)
+    return layer.forward
 
 
 class MLP(nn.Module):
@@ -203,6 +228,59 @@ class GPT(nn.Module):
             self.attn_weights = weights
             self.captured = {f"blocks.{i}.attn.hook_pattern": w for i, w in enumerate(weights)}
         return logits, loss
+
+    def decode_plan(self) -> list[DecodeLayer]:
+        """Each block's pieces for `decode_next`, looked up once per generation instead of once per token."""
+        return [
+            DecodeLayer(
+                ln_1=(block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
+                qkv=_as_function(block.attn.c_attn),
+                attn_out=_as_function(block.attn.c_proj),
+                ln_2=(block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
+                mlp_in=_as_function(block.mlp.c_fc),
+                mlp_out=_as_function(block.mlp.c_proj),
+            )
+            for block in self.transformer.h
+        ]
+
+    @torch.no_grad()
+    def decode_next(self, idx: Tensor, cache: KVCache, plan: list[DecodeLayer] | None = None) -> Tensor:
+        """Logits [B, V] for one new token per sequence, idx [B, 1], after the tokens in `cache`.
+
+        The same arithmetic as `forward(idx, cache=cache, last_only=True)` -- tests hold the two
+        within 1e-5 for every positional encoding -- written as one flat loop for the hot path of
+        generation: 2-D activations [B, C], no nn.Module calls, no mask object (a single query sees
+        every cached key, so only ALiBi's bias is needed), keys and values written straight into
+        their cache slot. At batch 1 a decoding step is ~100 small kernels, and the Python work
+        `forward` does around them was a fifth of the step (docs/decisions.md). `plan` is
+        `decode_plan()`, built once by the caller (built here if not given). Inference only: no
+        dropout, no attention weights.
+        """
+        batch, t = idx.shape
+        if t != 1:
+            raise ValueError(f"decode_next feeds exactly one token per sequence, got {t}")
+        pos = cache.length
+        check_positions(pos, 1, self.config.block_size)
+        n_heads, head_dim, dim = self.config.n_heads, self.config.head_dim, self.config.dim
+        positions = self.positions
+        bias = positions.score_bias(1, pos + 1, pos)  # [H, 1, pos+1] for ALiBi, else None
+
+        x = F.embedding(idx, self.transformer.wte.weight)  # [B, 1, C]
+        x = positions.add_to_embeddings(x, pos)[:, 0]  # [B, C]
+        for i, layer in enumerate(plan if plan is not None else self.decode_plan()):
+            h = F.layer_norm(x, (dim,), *layer.ln_1)
+            qkv = layer.qkv(h).view(batch, 3, n_heads, 1, head_dim)  # one token: [B, 3, H, T=1, hd]
+            q, k = positions.rotate_qk(qkv[:, 0], qkv[:, 1], pos)  # [B, H, 1, hd]
+            keys, values = cache.k[i], cache.v[i]  # [B, H, block_size, hd]
+            keys[:, :, pos : pos + 1] = k
+            values[:, :, pos : pos + 1] = qkv[:, 2]
+            out = F.scaled_dot_product_attention(q, keys[:, :, : pos + 1], values[:, :, : pos + 1], attn_mask=bias)
+            x = x + layer.attn_out(out.reshape(batch, dim))  # heads concatenated: [B, H·hd]
+            h = F.layer_norm(x, (dim,), *layer.ln_2)
+            x = x + layer.mlp_out(F.gelu(layer.mlp_in(h)))
+        cache.length += 1
+        ln_f = self.transformer.ln_f
+        return F.linear(F.layer_norm(x, (dim,), ln_f.weight, ln_f.bias, ln_f.eps), self.lm_head.weight)  # [B, V]
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         """Count parameters (the tied wte/lm_head matrix once).
