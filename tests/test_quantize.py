@@ -1,0 +1,90 @@
+"""Weight-only int8 quantization: the error bound it promises, and that decoding still agrees with itself."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from minitx.config import POSITIONAL_ENCODINGS, ModelConfig
+from minitx.errors import UserError
+from minitx.model import GPT, KVCache
+from minitx.model.quantize import Int8Linear, apply_quantization, quantize_int8
+
+
+def random_model(pos: str = "learned", seed: int = 0) -> GPT:
+    torch.manual_seed(seed)
+    config = ModelConfig(vocab_size=48, block_size=16, n_layers=2, n_heads=4, dim=64, pos=pos)
+    return GPT(config).eval()
+
+
+def test_each_weight_is_within_half_a_step_of_its_row_scale_and_the_row_maximum_is_exact() -> None:
+    torch.manual_seed(0)
+    linear = nn.Linear(64, 24)
+    with torch.no_grad():
+        linear.weight[3] = 0.0  # an all-zero row must not divide by zero
+        linear.weight[5, 7] = 9.0  # one large weight coarsens its own row only
+    q = Int8Linear(linear)
+    w = linear.weight.detach()
+    error = (q.dequantized_weight() - w).abs()
+    step = w.abs().amax(dim=1, keepdim=True) / 127
+    assert torch.all(error <= step / 2 + 1e-7)
+    rows = torch.arange(w.shape[0])
+    biggest = w.abs().argmax(dim=1)
+    torch.testing.assert_close(q.dequantized_weight()[rows, biggest], w[rows, biggest], atol=1e-6, rtol=1e-6)
+    assert torch.all(q.dequantized_weight()[3] == 0)
+    assert q.qweight.dtype == torch.int8 and int(q.qweight.abs().max()) == 127
+    assert error[0].max() < error[5].max() / 10  # row 0 kept its fine grid
+
+
+def test_an_int8_layer_computes_x_times_its_dequantized_weight_plus_bias() -> None:
+    torch.manual_seed(1)
+    linear = nn.Linear(32, 16)
+    q = Int8Linear(linear)
+    x = torch.randn(2, 5, 32)
+    expected = x @ q.dequantized_weight().T + linear.bias.detach()
+    got = q(x)
+    assert got.shape == (2, 5, 16) and got.dtype == torch.float32
+    # the CPU kernel rounds x to bfloat16 (8 significant bits): a relative error near 2^-8
+    assert (got - expected).abs().max() <= 2**-7 * expected.abs().max()
+
+
+def test_quantizing_replaces_every_block_linear_and_keeps_the_tied_embedding() -> None:
+    model = random_model()
+    report = quantize_int8(model)
+    assert report["layers"] == 4 * model.config.n_layers
+    assert report["bytes_after"] < report["bytes_before"] / 3.5
+    assert not any(isinstance(m, nn.Linear) and m is not model.lm_head for m in model.modules())
+    assert model.lm_head.weight is model.transformer.wte.weight
+
+
+def test_a_quantized_model_predicts_almost_what_the_original_does() -> None:
+    model = random_model(seed=2)
+    idx = torch.randint(0, 48, (2, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before, _ = model(idx)
+        quantize_int8(model)
+        after, _ = model(idx)
+    assert (after - before).abs().max() < 0.05 * before.abs().max()
+    assert (after.argmax(-1) == before.argmax(-1)).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("pos", POSITIONAL_ENCODINGS)
+def test_a_quantized_model_decodes_through_the_cache_as_its_full_forward_does(pos: str) -> None:
+    model = random_model(pos)
+    quantize_int8(model)
+    idx = torch.randint(0, 48, (1, 16), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        full, _ = model(idx)
+        cache = KVCache(model.config, batch_size=1)
+        plan = model.decode_plan()
+        steps = torch.stack([model.decode_next(idx[:, t : t + 1], cache, plan) for t in range(16)], dim=1)
+    torch.testing.assert_close(steps, full, atol=1e-4, rtol=0)
+
+
+def test_the_quantize_option_accepts_none_and_int8_only() -> None:
+    model = random_model()
+    assert apply_quantization(model, "none") is None and apply_quantization(model, None) is None
+    with pytest.raises(UserError, match="--quantize"):
+        apply_quantization(model, "int4")
+    assert apply_quantization(model, "int8")["layers"] == 8
