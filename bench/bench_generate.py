@@ -11,10 +11,18 @@ runs alternate A B C A B C ... and the median tokens/s of each is reported. Two 
       n_positions = prompt + new tokens and attends over the whole growing context (more attention
       work than the others, but at this width attention is a small share of a step).
 
-Goals: (a) minitx ≥ 3x HF and ≥ 10x nanoGPT; (b) ≥ 2x both. The "floor" is the matmul work of one
-decoded token, 2·(non-embedding params) + 2·vocab·dim + 4·layers·dim·context (context averaged
-over minitx's windows), divided by this machine's fp32 matmul rate measured here with large
-`torch.mm` calls: how fast a token could be if only arithmetic counted.
+minitx runs twice: in fp32 like the others, and with int8 weights (`--quantize int8`, weight-only,
+activations rounded to bfloat16 at each product; see minitx.model.quantize) -- the numbers differ
+slightly from fp32, so that row is a different trade, reported beside the fp32 one, not instead.
+
+Goals: (a) minitx ≥ 3x HF and ≥ 10x nanoGPT; (b) ≥ 2x both. Floors per token, "if only the matrix
+work counted": (1) its FLOPs -- 2·(non-embedding params) + 2·vocab·dim + 4·layers·dim·context,
+context averaged over minitx's windows -- at the fp32 rate of large `torch.mm` calls, a bound no
+batch-1 step comes near, because (2) in a batch-1 step each weight is used once, so the products
+are bound by streaming the weights in: the bench times exactly those products (every block linear
+and the output layer, one vector each, nothing else), in fp32 and in int8. (2) is the floor an
+eager decode step can approach; everything above it is attention, LayerNorm, GELU, sampling and
+the Python that calls them.
 
     python bench/bench_generate.py               # 500 tokens, 3 repeats, both shapes
     python bench/bench_generate.py --quick       # 50 tokens, 1 repeat: does it run?
@@ -36,14 +44,17 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
 from minitx.config import ModelConfig
 from minitx.model import GPT
+from minitx.model.quantize import Int8Linear, quantize_int8
 from minitx.sample import SamplingConfig, default_window_shift, generate_ids, slide_window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -73,10 +84,12 @@ PROMPT = [0]  # one token: all three start from the same context
 # the three generators: each returns a function that generates `new_tokens` tokens once
 
 
-def minitx_generator(shape: Shape, new_tokens: int) -> tuple[Callable[[], None], GPT]:
+def minitx_generator(shape: Shape, new_tokens: int, quantize: bool = False) -> tuple[Callable[[], None], GPT]:
     config = ModelConfig(vocab_size=shape.vocab_size, block_size=shape.block_size, n_layers=shape.n_layers,
                          n_heads=shape.n_heads, dim=shape.dim, pos="learned", dropout=0.0, bias=True)
     model = GPT(config).eval()
+    if quantize:
+        quantize_int8(model)  # the caller seeds torch so that both minitx runners share their weights
     cfg = SamplingConfig(max_new_tokens=new_tokens, temperature=1.0, seed=0)
     return (lambda: generate_ids(model, PROMPT, cfg)), model
 
@@ -149,37 +162,52 @@ def mean_context(shape: Shape, new_tokens: int) -> float:
     return total / new_tokens
 
 
-def read_bytes_per_second(n_bytes: int = 128 * 2**20) -> float:
-    """The machine's memory read rate: best of a few sums over a tensor far larger than the caches."""
-    big = torch.ones(n_bytes // 4)
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        big.sum()
-        best = min(best, time.perf_counter() - started)
-    return n_bytes / best
+def weight_products_seconds(model: GPT, repeats: int = 200) -> float:
+    """Seconds for the matrix-vector products of one decoded token alone, measured on `model`'s weights.
 
-
-@dataclass(frozen=True)
-class Machine:
-    flops_per_second: float
-    bytes_per_second: float
-
-
-def floors_per_token(model: GPT, shape: Shape, new_tokens: int, machine: Machine) -> dict[str, float]:
-    """Seconds per decoded token if only arithmetic (FLOPs) or only reading memory (bytes) counted.
-
-    A batch-1 decode step multiplies every weight matrix by one vector: 2 FLOPs per weight, but
-    each 4-byte weight is read from memory once and used once, so on a CPU the weight reads, not
-    the arithmetic, usually set the pace once the weights outgrow the caches.
+    One token at batch 1 multiplies a single vector by every weight matrix of every block and by
+    the output matrix; nothing else is timed here (no attention, LayerNorm, sampling or Python
+    around them). Each weight is used once, so unlike a big `torch.mm` these products are bound by
+    how fast the weights stream in, and this is the real floor of an eager decode step.
     """
+    products: list[Callable[[], torch.Tensor]] = []
+    for layer in model.transformer.h.modules():
+        if isinstance(layer, torch.nn.Linear):
+            x = torch.randn(1, layer.in_features)
+            products.append(partial(F.linear, x, layer.weight, layer.bias))
+        elif isinstance(layer, Int8Linear):  # the int8 kernel alone, on a bfloat16 vector
+            x = torch.randn(1, layer.in_features, dtype=torch.bfloat16)
+            products.append(partial(torch._weight_int8pack_mm, x, layer.qweight, layer.scale.bfloat16()))
+    head = model.lm_head.weight
+    products.append(partial(F.linear, torch.randn(1, head.shape[1]), head))
+
+    def all_products() -> None:
+        for product in products:
+            product()
+
+    with torch.inference_mode():
+        for _ in range(20):
+            all_products()
+        started = time.perf_counter()
+        for _ in range(repeats):
+            all_products()
+    return (time.perf_counter() - started) / repeats
+
+
+def floors_per_token(
+    models: dict[str, GPT], shape: Shape, new_tokens: int, flops_per_second: float
+) -> dict[str, float]:
+    """Seconds per decoded token if only the matrix work counted: as FLOPs at the big-matmul rate, and as
+    the measured weight products of each model (fp32, and int8 when present)."""
+    model = models["minitx"]
     non_embedding = model.num_parameters(exclude_embeddings=True)
     context = mean_context(shape, new_tokens)
     flops = 2 * non_embedding + 2 * shape.vocab_size * shape.dim + 4 * shape.n_layers * shape.dim * context
-    cache_reads = 2 * shape.n_layers * shape.dim * context  # keys and values of the context, every layer
-    weights_and_cache = 4 * (non_embedding + shape.vocab_size * shape.dim + cache_reads)  # fp32: 4 bytes each
-    return {"matmul floor (FLOPs)": flops / machine.flops_per_second,
-            "memory floor (bytes read)": weights_and_cache / machine.bytes_per_second}
+    floors = {"floor: FLOPs at the big-matmul rate": flops / flops_per_second}
+    for name, m in models.items():
+        kind = "int8" if name.endswith("int8") else "fp32"
+        floors[f"floor: the {kind} weight products alone"] = weight_products_seconds(m)
+    return floors
 
 
 @torch.inference_mode()
@@ -207,22 +235,25 @@ def ratio_cell(ours: float, theirs: float | None, goal: float) -> str:
 def report(
     console: Console, shape: Shape, rates: dict[str, float], floors: dict[str, float], threads: int
 ) -> None:
-    table = Table(title=f"{shape.name}: batch 1, fp32, {threads} thread(s)")
+    table = Table(title=f"{shape.name}: batch 1, {threads} thread(s)")
     table.add_column("generator")
     table.add_column("tokens/s", justify="right")
     table.add_column("ms/token", justify="right")
-    table.add_column("minitx is", justify="right")
-    for name, label in (("minitx", "minitx (KV cache, window)"), ("hf", "HF GPT2 generate (KV cache)"),
-                        ("nanogpt", "nanoGPT generate (no cache)")):
+    table.add_column("minitx fp32 is", justify="right")
+    table.add_column("minitx int8 is", justify="right")
+    for name, label in (("minitx", "minitx fp32 (KV cache, window)"), ("minitx-int8", "minitx int8 weights"),
+                        ("hf", "HF GPT2 generate fp32 (KV cache)"), ("nanogpt", "nanoGPT generate fp32 (no cache)")):
         if name not in rates:
-            table.add_row(label, "[dim]skipped[/dim]", "", "")
+            table.add_row(label, "[dim]skipped[/dim]", "", "", "")
             continue
         goal = {"hf": shape.goal_vs_hf, "nanogpt": shape.goal_vs_nanogpt}.get(name)
         vs = ratio_cell(rates["minitx"], rates[name], goal) if goal else ""
-        table.add_row(label, f"{rates[name]:,.0f}", f"{1000 / rates[name]:.2f}", vs)
+        vs8 = ratio_cell(rates["minitx-int8"], rates[name], goal) if goal and "minitx-int8" in rates else ""
+        table.add_row(label, f"{rates[name]:,.0f}", f"{1000 / rates[name]:.2f}", vs, vs8)
     for label, floor in floors.items():
+        who = "minitx-int8" if "int8" in label else "minitx"
         table.add_row(label, f"{1 / floor:,.0f}", f"{floor * 1000:.3f}",
-                      f"minitx at {1 / (rates['minitx'] * floor):.1f}x this")
+                      f"{who} at {1 / (rates[who] * floor):.1f}x this" if who in rates else "", "")
     console.print(table)
 
 
@@ -238,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.tokens, args.repeats = 50, 1
 
-    console = Console()
+    console = Console(width=150)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     nanogpt = load_nanogpt_module(args.nanogpt)
@@ -246,22 +277,25 @@ def main(argv: list[str] | None = None) -> int:
         console.print("[yellow]nanoGPT not found (fetch the mirror or pass --nanogpt): skipped[/yellow]")
     if hf_generator(SHAPES["b"], 1) is None:
         console.print("[yellow]transformers is not installed (pip install transformers): HF skipped[/yellow]")
-    machine = Machine(matmul_flops_per_second(), read_bytes_per_second())
-    console.print(f"fp32 matmul {machine.flops_per_second / 1e9:.1f} GFLOP/s, memory read "
-                  f"{machine.bytes_per_second / 1e9:.1f} GB/s on {args.threads} thread(s); "
+    flops_per_second = matmul_flops_per_second()
+    console.print(f"fp32 matmul {flops_per_second / 1e9:.1f} GFLOP/s on {args.threads} thread(s); "
                   f"{args.tokens} new tokens, {args.repeats} repeat(s)")
 
     for key in args.shapes:
         shape = SHAPES[key]
+        torch.manual_seed(0)
         run_minitx, model = minitx_generator(shape, args.tokens)
-        runners: dict[str, Callable[[], None]] = {"minitx": run_minitx}
+        torch.manual_seed(0)
+        run_int8, model_int8 = minitx_generator(shape, args.tokens, quantize=True)
+        runners: dict[str, Callable[[], None]] = {"minitx": run_minitx, "minitx-int8": run_int8}
         run_hf = hf_generator(shape, args.tokens)
         if run_hf is not None:
             runners["hf"] = run_hf
         if nanogpt is not None:
             runners["nanogpt"] = nanogpt_generator(nanogpt, shape, args.tokens)
         rates = measure(runners, args.tokens, args.repeats)
-        report(console, shape, rates, floors_per_token(model, shape, args.tokens, machine), args.threads)
+        floors = floors_per_token({"minitx": model, "minitx-int8": model_int8}, shape, args.tokens, flops_per_second)
+        report(console, shape, rates, floors, args.threads)
     return 0
 
 

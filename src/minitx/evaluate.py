@@ -116,6 +116,7 @@ def run_eval(
     seed: int,
     as_json: bool,
     temperature: float = DEFAULT_TEMPERATURE,
+    quantize: str | None = None,
 ) -> None:
     """`minitx eval`: print loss/perplexity/bits-per-byte and, with --grammar N, grammaticality."""
     from rich.console import Console
@@ -123,8 +124,11 @@ def run_eval(
 
     from .checkpoint import load_model
     from .device import resolve_device
+    from .model.quantize import apply_quantization, check_quantize
 
+    check_quantize(quantize)
     model, run = load_model(run_dir, device=resolve_device(device))
+    apply_quantization(model, quantize)
     if files:
         from .data import read_corpus
 
@@ -134,7 +138,7 @@ def run_eval(
     else:
         ids, n_bytes, source = validation_ids(run)
     score = score_ids(model, ids, n_bytes)
-    result: dict[str, Any] = {"source": source, **asdict(score)}
+    result: dict[str, Any] = {"source": source, "weights": quantize or "none", **asdict(score)}
     report = None
     if grammar > 0:
         stories = sample_stories(model, run.tokenizer, grammar, seed, temperature=temperature)
@@ -147,6 +151,8 @@ def run_eval(
     table = Table(title=f"eval {run_dir} on {source}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
+    if quantize not in (None, "none"):
+        table.add_row("weights", f"{quantize} (--quantize)")
     table.add_row("tokens scored", f"{score.tokens:,}")
     table.add_row("loss (nats/token)", f"{score.loss:.4f}")
     table.add_row("perplexity", f"{score.perplexity:.3f}")

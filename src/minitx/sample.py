@@ -396,6 +396,7 @@ def run_generate(
     stream: bool,
     device: str,
     quiet: bool,
+    quantize: str | None = None,
 ) -> None:
     """`minitx generate`: sample from a run and print prompt + text to stdout, statistics to stderr.
 
@@ -404,12 +405,15 @@ def run_generate(
     """
     from .checkpoint import load_model
     from .device import apply_threads, resolve_device
+    from .model.quantize import apply_quantization, check_quantize
 
     cfg = SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed, num_samples, list(stop))
+    check_quantize(quantize)
     device = resolve_device(device)
     if device == "cpu":
         apply_threads()
     model, run = load_model(run_dir, device=device)
+    apply_quantization(model, quantize)
     out = sys.stdout
 
     def write(piece: str) -> None:

@@ -223,7 +223,8 @@ class GPT(nn.Module):
         logits = self.lm_head(self.transformer.ln_f(x))  # [B, T, V]
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-1)
+            flat = logits.view(-1, logits.shape[-1]).float()  # the loss in fp32 even for a bf16 model
+            loss = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-1)
         if return_weights:
             self.attn_weights = weights
             self.captured = {f"blocks.{i}.attn.hook_pattern": w for i, w in enumerate(weights)}
