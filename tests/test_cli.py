@@ -137,10 +137,38 @@ def test_train_writes_a_complete_run_directory(tiny_run):
 
 
 def test_info_shows_config_steps_and_losses(tiny_run):
+    from minitx.checkpoint import load_run
+    from minitx.model import GPT
+
     result = run("info", tiny_run)
     assert result.exit_code == 0, result.output
     for text in ("model.n_layers", "parameters", "steps done", "10 / 10", "last val loss"):
         assert text in result.output
+    parameters = GPT(load_run(tiny_run).model_config).num_parameters()  # the tied lm_head counted once
+    row = next(line for line in result.output.splitlines() if "parameters" in line)
+    assert row.replace("│", " ").split() == ["parameters", f"{parameters:,}"]
+
+
+def test_info_reads_sizes_from_the_weights_header_without_importing_torch(tiny_run):
+    code = (
+        "import sys\nfrom minitx.cli import app\n"
+        f"try:\n    app(['info', {str(tiny_run)!r}])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "parameters" in out and out.strip().endswith("NO-TORCH")
+
+
+def test_info_on_a_run_with_truncated_weights_still_shows_the_rest(tmp_path, tiny_run):
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(tiny_run, target)
+    weights = target / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    result = run("info", target)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert "missing or damaged" in result.output and "10 / 10" in result.output
 
 
 def test_training_into_an_existing_run_needs_resume_or_force(tiny_run, stories):
@@ -273,3 +301,38 @@ def test_resume_refuses_a_different_corpus(tmp_path, tiny_run):
     other = tmp_path / "other.txt"
     other.write_text("<|doc|>The cat sits. " * 500)
     assert_user_error(run("train", other, "--out", tiny_run, "--resume", "--steps", "20", *TINY), "sha256")
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir())}
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--lr", "0.01"], ("--lr 0.01 differs from the saved 0.003", "drop the flag", "--force")),
+        (["--no-bias"], ("--no-bias differs from the saved --bias",)),
+        (["--layers", "2", "--seed", "9"], ("--layers 2 differs from the saved 1", "--seed 9", "1337",
+                                            "drop these flags")),
+        (["--dtype", "bfloat16", "--compile"], ("--dtype bfloat16 differs from the saved auto",
+                                                "--compile differs from the saved auto")),
+        (["--tokenizer", "char"], ("--tokenizer char",)),
+    ],
+)
+def test_resume_refuses_a_changed_recipe_flag_and_leaves_the_run_untouched(tiny_run, flags, words):
+    before = _files(tiny_run)
+    result = run("train", "--out", tiny_run, "--resume", "--steps", "20", *TINY, *flags)
+    assert_user_error(result, "--resume keeps the run's recipe", *words)
+    assert _files(tiny_run) == before
+
+
+def test_resume_accepts_recipe_flags_equal_to_the_saved_ones(tmp_path, tiny_run):
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(tiny_run, target)
+    same = ["--lr", "3e-3", "--bias", "--seed", "1337", "--vocab-size", "300", "--no-doc-aligned",
+            "--tokenizer", target / "tokenizer.json"]
+    result = run("train", "--out", target, "--resume", "--steps", "12", *TINY, *same)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert json.loads((target / "trainer_state.json").read_text())["step"] == 12

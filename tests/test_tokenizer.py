@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,7 +11,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from minitx.errors import UserError
-from minitx.tokenizer import DOC_TOKEN, Tokenizer, _cut_into_chunks, render_tokens
+from minitx.token_display import render_tokens
+from minitx.tokenizer import DOC_TOKEN, Tokenizer, _cut_into_chunks
 
 STORY = (
     "Once upon a time, a small cat found a red ball in the garden.\n"
@@ -226,15 +228,25 @@ def test_bad_training_input_is_a_user_error(tmp_path) -> None:
         Tokenizer.train_char(DOC_TOKEN * 3)
 
 
-def test_train_summary_counts_corpus_bytes_and_tokens(bpe: Tokenizer) -> None:
-    summary = bpe.train_summary
-    assert summary is not None and summary.kind == "bpe" and summary.vocab_size == bpe.vocab_size
-    assert summary.corpus_bytes == len(CORPUS.encode("utf-8"))
-    assert summary.corpus_tokens == len(bpe.encode(CORPUS))
-    assert summary.bytes_per_token == pytest.approx(summary.corpus_bytes / summary.corpus_tokens)
-    assert summary.bytes_per_token > 2 and summary.seconds >= 0
-    char = Tokenizer.train_char(CORPUS).train_summary
-    assert char is not None and char.corpus_tokens == len(CORPUS) - 40 * (len(DOC_TOKEN) - 1)
+def _summary_rows(tok: Tokenizer, text: str) -> dict[str, str]:
+    """The rows of the `minitx tokenize train` summary table, as label -> shown value."""
+    from minitx.reports import tokenizer_summary
+
+    table = tokenizer_summary(tok, text, Path("tok.json"), seconds=1.5)
+    labels, values = (list(column.cells) for column in table.columns)
+    return dict(zip(labels, values, strict=True))
+
+
+def test_tokenizer_summary_counts_corpus_bytes_tokens_and_compression(bpe: Tokenizer) -> None:
+    rows = _summary_rows(bpe, CORPUS)
+    n_bytes, n_tokens = len(CORPUS.encode("utf-8")), len(bpe.encode(CORPUS))
+    assert rows["kind"] == "bpe" and rows["vocabulary size"] == f"{bpe.vocab_size:,}"
+    assert rows["corpus bytes"] == f"{n_bytes:,}" and rows["corpus tokens"] == f"{n_tokens:,}"
+    assert rows["bytes per token"] == f"{n_bytes / n_tokens:.3f}" and n_bytes / n_tokens > 2
+    assert rows["seconds"] == "1.50"
+    char = Tokenizer.train_char(CORPUS)
+    char_tokens = len(CORPUS) - 40 * (len(DOC_TOKEN) - 1)  # one token per character, <|doc|> counts once
+    assert _summary_rows(char, CORPUS)["corpus tokens"] == f"{char_tokens:,}"
 
 
 # ---------------------------------------------------------------------------------- save / load
@@ -249,7 +261,6 @@ def test_save_then_load_gives_identical_encodings(bpe: Tokenizer, tmp_path, kind
     text = CORPUS[:1500] + EXTRA_SPECIAL
     assert loaded.encode(text) == tok.encode(text)
     assert Tokenizer.from_json_str(tok.to_json_str()).encode(text) == tok.encode(text)
-    assert loaded.train_summary is None
 
 
 def test_saved_char_tokenizer_gives_the_same_ids_in_hf_tokenizers(tmp_path) -> None:

@@ -164,6 +164,40 @@ def test_truncated_weights_are_a_user_error(tmp_path):
         checkpoint.read_tensors(path, "weights")
 
 
+@pytest.mark.parametrize("pos", ["learned", "rope"])
+def test_parameter_count_from_the_weights_header_equals_the_models_count(tmp_path, pos):
+    from minitx.model import GPT
+
+    mc = ModelConfig(vocab_size=40, block_size=16, n_layers=2, n_heads=2, dim=32, pos=pos)
+    model = GPT(mc)
+    checkpoint.save_weights(tmp_path, model, step=3)
+    shapes = checkpoint.tensor_shapes(tmp_path / checkpoint.WEIGHTS)
+    assert shapes["transformer.wte.weight"] == (40, 32)
+    assert "lm_head.weight" not in shapes  # tied to wte: stored (and counted) once
+    assert checkpoint.parameter_count(tmp_path / checkpoint.WEIGHTS) == model.num_parameters()
+
+
+def test_weights_header_that_does_not_match_the_file_is_a_user_error(tmp_path):
+    from minitx.model import GPT
+
+    checkpoint.save_weights(tmp_path, GPT(ModelConfig(vocab_size=40, block_size=16, n_layers=1, n_heads=2, dim=32)))
+    good = (tmp_path / checkpoint.WEIGHTS).read_bytes()
+    damaged = {
+        "truncated": good[:-1],
+        "padded": good + b"\0",
+        "huge header size": (10**12).to_bytes(8, "little") + good[8:],
+        "not json": good[:8] + b"x" * (len(good) - 8),
+        "empty": b"",
+    }
+    for name, data in damaged.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(data)
+        with pytest.raises(UserError, match="corrupt"):
+            checkpoint.tensor_shapes(path)
+    with pytest.raises(UserError, match="not found"):
+        checkpoint.tensor_shapes(tmp_path / "missing.safetensors")
+
+
 def test_existing_run_is_never_overwritten_without_force(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(UserError, match="--force"):

@@ -19,6 +19,7 @@ problem into a one-line `UserError`.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -194,6 +195,46 @@ def read_tensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[s
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"{path} is corrupt or truncated ({reason}); restore it or retrain") from None
     return tensors, metadata
+
+
+def tensor_shapes(path: Path, what: str = "weights file") -> dict[str, tuple[int, ...]]:
+    """The name and shape of every tensor in a safetensors file, read from its header alone.
+
+    A safetensors file starts with 8 bytes holding N (little-endian), then N bytes of JSON that
+    describe every tensor, then the raw tensor data:
+
+        N | {"transformer.wte.weight": {"dtype": "F32", "shape": [300, 32], "data_offsets": [0, 38400]},
+             ..., "__metadata__": {"step": "10"}} | data ...
+
+    So sizes can be known without reading (or even importing a library for) the data. A file whose
+    data is shorter or longer than its header promises is a UserError.
+    """
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path} (the run has not saved a checkpoint yet?)")
+    file_size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            header_size = int.from_bytes(f.read(8), "little")
+            if not 2 <= header_size <= file_size - 8:
+                raise ValueError(f"header of {header_size} bytes in a file of {file_size}")
+            header = json.loads(f.read(header_size))
+        header.pop("__metadata__", None)
+        shapes = {name: tuple(int(n) for n in entry["shape"]) for name, entry in header.items()}
+        data_size = max((entry["data_offsets"][1] for entry in header.values()), default=0)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as e:  # JSONDecodeError is a ValueError
+        raise UserError(f"{path} is corrupt ({e}); restore it or retrain") from None
+    if 8 + header_size + data_size != file_size:
+        raise UserError(f"{path} is truncated or corrupt (its header does not match its size); restore it or retrain")
+    return shapes
+
+
+def parameter_count(path: Path) -> int:
+    """How many numbers a weights file holds: the model's parameter count, without building the model.
+
+    The tied lm_head is not stored (it is `transformer.wte`), so each parameter is counted once,
+    exactly as `GPT.num_parameters()` counts it: [300, 32] + [32] + ... -> 9600 + 32 + ...
+    """
+    return sum(math.prod(shape) for shape in tensor_shapes(path).values())
 
 
 def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, Run]:

@@ -126,7 +126,7 @@ def tokenize_encode(
     ids: Annotated[bool, typer.Option("--ids", help="Print only the ids, space separated.")] = False,
 ) -> None:
     """Show how a tokenizer splits text: coloured tokens with their ids."""
-    from .tokenizer import render_tokens
+    from .token_display import render_tokens
 
     tok = _load_tokenizer(tokenizer)
     text = _read_text_arg(text)
@@ -283,7 +283,8 @@ def train(
     doc_aligned: Annotated[bool | None, typer.Option("--doc-aligned/--no-doc-aligned",
                                                         help="Start training windows at <|doc|> markers.",
                                                         rich_help_panel="Training")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.",
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint, with the same "
+                                              "recipe (only --steps, --device, --threads may change).",
                                          rich_help_panel="Run")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing run in --out.", rich_help_panel="Run")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.", rich_help_panel="Run")] = False,
@@ -302,13 +303,15 @@ def train(
     train_overrides = dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, min_lr=min_lr,
                            warmup=warmup, weight_decay=weight_decay, beta2=beta2, grad_clip=grad_clip,
                            val_fraction=val_fraction, eval_every=eval_every, eval_batches=eval_batches,
-                           save_every=save_every, seed=seed, device=device, dtype=dtype, compile=compile,
-                           threads=threads, doc_aligned=doc_aligned)
+                           save_every=save_every, seed=seed, device=device,
+                           dtype=None if dtype == "auto" else dtype,  # the default: not a choice made
+                           compile=compile, threads=threads, doc_aligned=doc_aligned)
     cfg = make_train_config(preset, train_overrides)
     for f in files or []:
         require_file(f, "corpus file")
     trainer, result = run_training(files or [], out, model_overrides=model_overrides, train_config=cfg,
-                                   tokenizer_spec=tokenizer, vocab_size=vocab_size, resume=resume, force=force,
+                                   tokenizer_spec=tokenizer, vocab_size=vocab_size,
+                                   train_flags={"preset": preset, **train_overrides}, resume=resume, force=force,
                                    show_progress=not quiet)
     print_train_summary(trainer, result, _console())
     if result.interrupted:

@@ -72,10 +72,13 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
 def print_info(run_dir: Path, console: Console) -> None:
     """`minitx info`: configuration, parameter count, steps done, last losses."""
     from . import checkpoint
-    from .model import GPT
+    from .errors import UserError
 
     run = checkpoint.load_run(run_dir)
-    model = GPT(run.model_config)
+    try:  # from the weights file's header: no model is built, torch is not even imported
+        parameters = f"{checkpoint.parameter_count(Path(run_dir) / checkpoint.WEIGHTS):,}"
+    except UserError:
+        parameters = f"- ({checkpoint.WEIGHTS} is missing or damaged)"  # show what else is known
     state_path = Path(run_dir) / checkpoint.TRAINER_STATE
     try:
         state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
@@ -91,7 +94,7 @@ def print_info(run_dir: Path, console: Console) -> None:
     for key, value in run.model_config.to_dict().items():
         table.add_row(f"model.{key}", str(value))
     table.add_row("tokenizer", f"{run.tokenizer.kind}, {run.tokenizer.vocab_size:,} tokens")
-    table.add_row("parameters", f"{model.num_parameters():,}")
+    table.add_row("parameters", parameters)
     tc = run.train_config
     table.add_row("recipe", f"preset {tc.preset}, batch {tc.batch_size}×{tc.grad_accum}, lr {tc.lr:g}→{tc.min_lr:g}, "
                             f"warmup {tc.warmup}, wd {tc.weight_decay:g}, beta2 {tc.beta2:g}, seed {tc.seed}")

@@ -25,12 +25,9 @@ library can load by itself too. The file's model type records the kind: "BPE" is
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
-import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,7 +36,6 @@ from .fileio import atomic_write_text
 
 if TYPE_CHECKING:
     import tokenizers
-    from rich.console import RenderableType
 
 #: Starts every document; models see it as one token (a beginning-of-sequence marker).
 DOC_TOKEN = "<|doc|>"
@@ -50,22 +46,6 @@ DOC_TOKEN = "<|doc|>"
 #: in parallel and the ids concatenated.
 _SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
 _CHUNK_CHARS = 1 << 15
-
-
-@dataclass(frozen=True)
-class TrainSummary:
-    """What training produced, for the CLI's summary table."""
-
-    kind: str
-    vocab_size: int
-    corpus_bytes: int  # UTF-8 bytes of the training text
-    corpus_tokens: int  # ids the trained tokenizer turns that text into
-    seconds: float  # time spent training
-
-    @property
-    def bytes_per_token(self) -> float:
-        """Compression: how many bytes of text one token stands for on average (higher = shorter)."""
-        return self.corpus_bytes / max(1, self.corpus_tokens)
 
 
 def _byte_of_stand_in() -> dict[str, int]:
@@ -176,8 +156,6 @@ class Tokenizer:
         self._text_of_id = [""] * self.vocab_size  # id -> vocabulary entry (bpe: bytes as stand-ins)
         for token, i in vocab.items():
             self._text_of_id[i] = token
-        self._training_corpus: list[str] | None = None
-        self._summary: TrainSummary | None = None
 
     # ----------------------------------------------------------------------------------- training
     @classmethod
@@ -195,7 +173,7 @@ class Tokenizer:
 
         The vocabulary is: the special tokens (ids 0, 1, ...), the 256 bytes, then the merges in the
         order they were learned. Pairs seen fewer than `min_frequency` times are never merged, so a
-        small corpus can end with fewer than `vocab_size` tokens. `tok.train_summary` reports results.
+        small corpus can end with fewer than `vocab_size` tokens.
         """
         from tokenizers import Tokenizer as HFTokenizer
         from tokenizers import decoders, models, pre_tokenizers, trainers
@@ -210,9 +188,9 @@ class Tokenizer:
         if min_frequency < 1:
             raise UserError(f"--min-frequency must be at least 1, got {min_frequency}")
         corpus = _read_training_text(texts, files)
-        corpus_bytes = sum(_require_unicode_text(t, "the training text") for t in corpus)
+        for text in corpus:
+            _require_unicode_text(text, "the training text")
 
-        started = time.perf_counter()
         hf = HFTokenizer(models.BPE())
         # No normalizer and no prefix space: both would change the text, breaking the round trip.
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
@@ -236,7 +214,7 @@ class Tokenizer:
             if chunk
         ]
         hf.train_from_iterator(pieces, trainer=trainer, length=len(pieces))
-        return cls._trained(hf, corpus, corpus_bytes, time.perf_counter() - started)
+        return cls(hf)
 
     @classmethod
     def train_char(cls, text: str, special_tokens: Sequence[str] = (DOC_TOKEN,)) -> Tokenizer:
@@ -250,8 +228,7 @@ class Tokenizer:
         from tokenizers import Tokenizer as HFTokenizer
 
         special_tokens = _check_special_tokens(special_tokens)
-        corpus_bytes = _require_unicode_text(text, "the training text")
-        started = time.perf_counter()
+        _require_unicode_text(text, "the training text")
         plain_text = _without_special_tokens(text, _special_token_pattern(special_tokens))
         chars = sorted(set().union(*map(set, plain_text)))
         if not chars:
@@ -263,28 +240,7 @@ class Tokenizer:
         hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
         hf.decoder = decoders.Fuse()
         hf.add_special_tokens(special_tokens)
-        return cls._trained(hf, [text], corpus_bytes, time.perf_counter() - started)
-
-    @classmethod
-    def _trained(cls, hf: tokenizers.Tokenizer, corpus: list[str], corpus_bytes: int, seconds: float) -> Tokenizer:
-        """Wrap a freshly trained HF tokenizer, keeping the corpus until `train_summary` is asked for."""
-        tok = cls(hf)
-        tok._training_corpus = corpus
-        tok._summary = TrainSummary(tok.kind, tok.vocab_size, corpus_bytes, 0, seconds)
-        return tok
-
-    @property
-    def train_summary(self) -> TrainSummary | None:
-        """Vocabulary size, corpus size, time and bytes/token of training; None if loaded from a file.
-
-        Computed on first access: counting tokens means encoding the whole corpus, which costs about
-        half as much as training it, so callers who do not print a summary do not pay for it.
-        """
-        if self._summary is not None and self._training_corpus is not None:
-            n_tokens = sum(len(self.encode(text)) for text in self._training_corpus)
-            self._summary = dataclasses.replace(self._summary, corpus_tokens=n_tokens)
-            self._training_corpus = None
-        return self._summary
+        return cls(hf)
 
     # ----------------------------------------------------------------------------- saving/loading
     def to_json_str(self) -> str:
@@ -402,51 +358,3 @@ class Tokenizer:
 
     def __repr__(self) -> str:
         return f"Tokenizer(kind={self.kind!r}, vocab_size={self.vocab_size}, special_tokens={self.special_tokens})"
-
-
-# ------------------------------------------------------------------------------------- display
-# Light and mid tones alternate, so neighbours differ even where a terminal has only 16 colours.
-_BACKGROUNDS = ("#cfe2ff", "#d7af87", "#d4f4dd", "#d7afd7")
-_SPECIAL_STYLE = "bold white on #7b3294"
-_VISIBLE_WHITESPACE = {" ": "·", "\n": "↵", "\t": "→", "\r": "␍"}
-
-
-def render_tokens(tok: Tokenizer, text: str, show_ids: bool = True, separator: str = "") -> RenderableType:
-    """A rich renderable showing how `tok` cuts `text`: one coloured span per token, then the ids.
-
-    `separator` is drawn between tokens (the CLI uses "|" where colours cannot be shown).
-
-    Spans alternate background colours so token boundaries are visible; whitespace is drawn as
-    · (space), → (tab), ␍ (carriage return) and ↵ (newline, followed by a real line break), other
-    invisible characters as escapes like \\x07. Each id is coloured like its token.
-    """
-    from rich.console import Group
-    from rich.text import Text
-
-    ids = tok.encode(text)
-    special_ids = {tok.token_id(token) for token in tok.special_tokens}
-    spans, id_line = Text(), Text()
-    for n, i in enumerate(ids):
-        is_special = i in special_ids
-        style = _SPECIAL_STYLE if is_special else f"black on {_BACKGROUNDS[n % len(_BACKGROUNDS)]}"
-        if separator and n:
-            spans.append(separator, style="dim")
-        for char in tok.id_to_token_text(i):
-            if char in _VISIBLE_WHITESPACE:
-                spans.append(_VISIBLE_WHITESPACE[char], style=f"{style} dim" if not is_special else style)
-            elif not char.isprintable():
-                spans.append(char.encode("unicode_escape").decode("ascii"), style=style)
-            else:
-                spans.append(char, style=style)
-            if char == "\n":
-                spans.append("\n")
-        id_line.append(str(i), style=style)
-        id_line.append(" ")
-    n_bytes = len(text.encode("utf-8"))
-    footer = Text(
-        f"{len(ids)} tokens, {n_bytes} bytes, {n_bytes / max(1, len(ids)):.2f} bytes/token "
-        f"({tok.kind}, vocabulary {tok.vocab_size})",
-        style="italic",
-    )
-    parts = [spans, Text(), id_line] if show_ids else [spans]
-    return Group(*parts, footer)

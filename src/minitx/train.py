@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -37,6 +37,9 @@ from .config import ModelConfig, TrainConfig
 from .data import load_training_text
 from .device import apply_threads, resolve_device, resolve_dtype
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
 
 
 @dataclass
@@ -433,17 +436,23 @@ def run_training(
     train_config: TrainConfig,
     tokenizer_spec: str | None = None,
     vocab_size: int | None = None,
+    train_flags: dict[str, Any] | None = None,
     resume: bool = False,
     force: bool = False,
     show_progress: bool = True,
 ) -> tuple[Trainer, TrainResult]:
-    """Everything `minitx train` does, as one call: corpus → tokenizer → ids → model → run dir."""
+    """Everything `minitx train` does, as one call: corpus → tokenizer → ids → model → run dir.
+
+    `train_flags` are the recipe flags the user typed, by TrainConfig field (None: not given); with
+    `resume` they, `model_overrides`, `tokenizer_spec` and `vocab_size` must match the saved run.
+    """
     from .config import DEFAULT_PRESET, preset
 
     out = Path(out)
     check_run_dir(out, resume, force)
     if resume:
         run = checkpoint.load_run(out)
+        refuse_recipe_changes(run, model_overrides, train_flags or {}, tokenizer_spec, vocab_size)
         tokenizer, model_config = run.tokenizer, run.model_config
         train_config = _resumed_train_config(run.train_config, train_config)
         files = files or [Path(f) for f in train_config.extra.get("corpus_files", [])]
@@ -486,6 +495,68 @@ def run_training(
     band = expected_band(train_config) if stock and not resume else None
     result = trainer.fit(show_progress=show_progress, expected_band=band)
     return trainer, result
+
+
+#: What --resume may change: the new total of steps, and where and on how many threads the run computes.
+RESUME_MAY_CHANGE = ("steps", "device", "threads")
+_FLAG_OF_FIELD = {"n_layers": "--layers", "n_heads": "--heads"}  # the other flags are named like their field
+
+
+def refuse_recipe_changes(
+    run: checkpoint.Run,
+    model_flags: dict[str, Any],
+    train_flags: dict[str, Any],
+    tokenizer_spec: str | None,
+    vocab_size: int | None,
+) -> None:
+    """--resume continues a run with the recipe it started with; a flag that would change it is a UserError.
+
+    Ignoring `--resume --lr 0.01` in silence would let the user believe the learning rate changed,
+    so every model or recipe flag given (not None) must equal the saved value, else the error names it:
+    saved lr 0.005 and `--lr 0.01` -> "--resume keeps the run's recipe: --lr 0.01 differs from the
+    saved 0.005; drop the flag, or start a new run with --force". Flags are keyed by config field
+    (`n_layers` is --layers); --vocab-size is compared with the run's vocabulary, --tokenizer with
+    its tokenizer.json. Only RESUME_MAY_CHANGE may differ. Nothing is written: call it before touching RUN_DIR.
+    """
+    saved = {**run.train_config.to_dict(), **run.model_config.to_dict()}  # no field name is in both
+    given = {field: value for field, value in train_flags.items() if field not in RESUME_MAY_CHANGE}
+    given.update(model_flags, vocab_size=vocab_size)
+    changes = [
+        f"{_flag_text(field, value)} differs from the saved {_saved_text(field, saved[field])}"
+        for field, value in given.items()
+        if value is not None and value != saved[field]
+    ]
+    if tokenizer_spec is not None and not _is_runs_tokenizer(tokenizer_spec, run.tokenizer):
+        changes.append(f"--tokenizer {tokenizer_spec} is not the run's own {checkpoint.TOKENIZER}")
+    if changes:
+        these = "the flag" if len(changes) == 1 else "these flags"
+        raise UserError(
+            f"--resume keeps the run's recipe: {', '.join(changes)}; drop {these}, or start a new run with --force"
+        )
+
+
+def _flag_text(field: str, value: Any) -> str:
+    """How the user typed it: ("lr", 0.01) -> "--lr 0.01"; ("bias", False) -> "--no-bias"."""
+    flag = _FLAG_OF_FIELD.get(field, "--" + field.replace("_", "-"))
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag.removeprefix("--")
+    return f"{flag} {value}"
+
+
+def _saved_text(field: str, value: Any) -> str:
+    """A saved value in the words of `_flag_text`: 0.005 -> "0.005", True -> "--bias", None -> "auto"."""
+    if value is None:
+        return "auto"
+    return _flag_text(field, value) if isinstance(value, bool) else str(value)
+
+
+def _is_runs_tokenizer(spec: str, saved: Tokenizer) -> bool:
+    """Would `--tokenizer spec` (a tokenizer.json or 'char') build the run's own tokenizer again?"""
+    from .tokenizer import Tokenizer
+
+    if spec == "char":  # the corpus is checked to be the same, so a char tokenizer of it is the same too
+        return saved.kind == "char"
+    return Tokenizer.load(spec).to_json_str() == saved.to_json_str()
 
 
 def _resumed_train_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
