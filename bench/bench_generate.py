@@ -179,7 +179,7 @@ def weight_products_seconds(model: GPT, repeats: int = 200) -> float:
             x = torch.randn(1, layer.in_features, dtype=torch.bfloat16)
             products.append(partial(torch._weight_int8pack_mm, x, layer.qweight, layer.scale.bfloat16()))
     head = model.lm_head.weight
-    products.append(partial(F.linear, torch.randn(1, head.shape[1]), head))
+    products.append(partial(F.linear, torch.randn(1, head.shape[1], dtype=head.dtype), head))
 
     def all_products() -> None:
         for product in products:

@@ -54,11 +54,13 @@ class DecodeLayer(NamedTuple):
 def _as_function(layer: nn.Module) -> Callable[[Tensor], Tensor]:
     """A linear layer as a plain function of x, skipping nn.Module's call machinery.
 
-    An `nn.Linear` becomes F.linear with its weight and bias bound; any other layer (e.g. the
-    int8 one of `minitx.model.quantize`) keeps its own forward.
+    An `nn.Linear` becomes F.linear with its weight and bias bound; a layer with an `as_function`
+    method (the int8 one of `minitx.model.quantize`) says itself; any other keeps its forward.
     """
     if type(layer) is nn.Linear:
         return partial(F.linear, weight=layer.weight, bias=layer.bias)
+    if hasattr(layer, "as_function"):
+        return layer.as_function()
     return layer.forward
 
 
@@ -281,7 +283,7 @@ class GPT(nn.Module):
             x = x + layer.mlp_out(F.gelu(layer.mlp_in(h)))
         cache.length += 1
         ln_f = self.transformer.ln_f
-        return F.linear(F.layer_norm(x, (dim,), ln_f.weight, ln_f.bias, ln_f.eps), self.lm_head.weight)  # [B, V]
+        return _as_function(self.lm_head)(F.layer_norm(x, (dim,), ln_f.weight, ln_f.bias, ln_f.eps))  # [B, V]
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         """Count parameters (the tied wte/lm_head matrix once).
