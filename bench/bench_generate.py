@@ -171,15 +171,13 @@ def weight_products_seconds(model: GPT, repeats: int = 200) -> float:
     how fast the weights stream in, and this is the real floor of an eager decode step.
     """
     products: list[Callable[[], torch.Tensor]] = []
-    for layer in model.transformer.h.modules():
+    for layer in model.modules():  # the blocks' linears and the output layer
         if isinstance(layer, torch.nn.Linear):
-            x = torch.randn(1, layer.in_features)
+            x = torch.randn(1, layer.in_features, dtype=layer.weight.dtype)
             products.append(partial(F.linear, x, layer.weight, layer.bias))
         elif isinstance(layer, Int8Linear):  # the int8 kernel alone, on a bfloat16 vector
             x = torch.randn(1, layer.in_features, dtype=torch.bfloat16)
             products.append(partial(torch._weight_int8pack_mm, x, layer.qweight, layer.scale.bfloat16()))
-    head = model.lm_head.weight
-    products.append(partial(F.linear, torch.randn(1, head.shape[1], dtype=head.dtype), head))
 
     def all_products() -> None:
         for product in products:
