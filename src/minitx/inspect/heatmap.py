@@ -1,0 +1,143 @@
+"""A matrix of numbers as a picture: in the terminal (coloured cells) or as a PNG file.
+
+Both renderers take the same inputs -- a 2-D array, row labels, column labels -- so a view can be
+printed and saved without knowing how. Terminal cells are two characters on a background colour
+from white (low) to a deep blue (high) -- on a terminal without colour, the shades " ░▒▓█" -- and a
+cell that is NaN (e.g. the future, which attention never sees) stays blank. The colour scale is
+fixed by (low, high), so two heatmaps with the same scale can be compared by eye.
+
+Example:
+    >>> console.print(terminal_heatmap(weights, tokens, tokens, title="layer 0 head 1"))
+    >>> save_png_heatmaps("attn.png", [weights], ["layer 0 head 1"], tokens, tokens)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import UserError
+
+#: How many characters of a row label the terminal view keeps (tokens can be long).
+LABEL_WIDTH = 12
+
+
+def _cell_colour(value: float, low: float, high: float) -> str:
+    """Background colour for `value` on a white -> blue ramp between low and high (rich's rgb syntax)."""
+    share = 0.0 if high <= low else min(1.0, max(0.0, (value - low) / (high - low)))
+    red = round(255 - share * (255 - 8))
+    green = round(255 - share * (255 - 48))
+    blue = round(255 - share * (255 - 140))
+    return f"rgb({red},{green},{blue})"
+
+
+SHADES = " ░▒▓█"
+
+
+def _shade(value: float, low: float, high: float) -> str:
+    """The character for `value` where colour is unavailable: " " (low) .. "█" (high)."""
+    share = 0.0 if high <= low else min(1.0, max(0.0, (value - low) / (high - low)))
+    return SHADES[min(len(SHADES) - 1, int(share * len(SHADES)))]
+
+
+def shorten(label: str, width: int = LABEL_WIDTH) -> str:
+    """A label that fits: whitespace made visible (␣ ↵ ⇥), cut with … when longer than `width`."""
+    shown = label.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
+    return shown if len(shown) <= width else shown[: width - 1] + "…"
+
+
+def terminal_heatmap(
+    matrix: Sequence[Sequence[float]],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str] | None = None,
+    *,
+    title: str = "",
+    low: float = 0.0,
+    high: float = 1.0,
+) -> Table:
+    """A rich Table: one row per matrix row, one 2-character coloured cell per column.
+
+    Column labels are not printed above the cells (they would not fit); the caption lists them
+    by index instead when there are few, and rows carry their label and index. NaN cells are blank.
+    """
+    n_rows = len(matrix)
+    if n_rows != len(row_labels):
+        raise ValueError(f"{n_rows} rows but {len(row_labels)} row labels")
+    n_cols = len(matrix[0]) if n_rows else 0
+    table = Table(title=title, show_header=True, box=None, pad_edge=False, padding=(0, 0), title_justify="left")
+    table.add_column("", justify="right", no_wrap=True)
+    for j in range(n_cols):
+        table.add_column(str(j % 10), justify="center", no_wrap=True, width=2)
+    for i, row in enumerate(matrix):
+        cells = [Text(f"{shorten(row_labels[i])} {i:>3} ")]
+        for value in row:
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                cells.append(Text("  "))
+            else:  # colour terminals show the colour; plain ones the shade character under it
+                colour = _cell_colour(float(value), low, high)
+                cells.append(Text(_shade(float(value), low, high) * 2, style=f"{colour} on {colour}"))
+        table.add_row(*cells)
+    labels = col_labels if col_labels is not None else row_labels
+    if n_cols and n_cols <= 40:
+        table.caption = "columns: " + "  ".join(f"{j}={shorten(t, 8)}" for j, t in enumerate(labels))
+        table.caption_justify = "left"
+    return table
+
+
+def save_png_heatmaps(
+    path: str | Path,
+    matrices: Sequence[Sequence[Sequence[float]]],
+    titles: Sequence[str],
+    row_labels: Sequence[str],
+    col_labels: Sequence[str] | None = None,
+    *,
+    low: float = 0.0,
+    high: float = 1.0,
+    columns: int = 4,
+    colour_label: str = "",
+) -> Path:
+    """Save one or more heatmaps side by side as a PNG (written atomically); return the path.
+
+    Needs matplotlib (`pip install 'minitx[plot]'`); without it this is a UserError saying so.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, never a window
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("PNG output needs matplotlib: pip install 'minitx[plot]' (or use the terminal view)") from None
+    import numpy as np
+
+    from ..fileio import atomic_write_bytes
+
+    col_labels = list(col_labels if col_labels is not None else row_labels)
+    n = len(matrices)
+    n_cols = min(columns, n)
+    n_rows = math.ceil(n / n_cols)
+    size = 0.28 * max(len(row_labels), len(col_labels)) + 1.5
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(size * n_cols, size * n_rows), squeeze=False)
+    image = None
+    for k, ax in enumerate(axes.flat):
+        if k >= n:
+            ax.axis("off")
+            continue
+        data = np.array(matrices[k], dtype=float)
+        image = ax.imshow(np.ma.masked_invalid(data), cmap="Blues", vmin=low, vmax=high, interpolation="nearest")
+        ax.set_title(titles[k], fontsize=9)
+        ax.set_xticks(range(len(col_labels)), [shorten(t, 8) for t in col_labels], rotation=90, fontsize=6)
+        ax.set_yticks(range(len(row_labels)), [shorten(t, 8) for t in row_labels], fontsize=6)
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label=colour_label)
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    path = Path(path)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
