@@ -358,6 +358,14 @@ def test_generate_prints_prompt_and_text_then_stats_on_stderr(run_dir, capsys: p
     assert printed.out == streamed.out and printed.err == ""
 
 
+def test_generate_with_int8_weights_says_so_and_an_unknown_kind_is_refused(run_dir, capsys) -> None:
+    run_generate(run_dir, **generate_args(quantize="int8"))
+    assert "int8 weights" in capsys.readouterr().err
+    with pytest.raises(UserError, match="--quantize must be one of none, int8"):
+        run_generate(run_dir, **generate_args(quantize="int4"))
+    assert capsys.readouterr().out == ""  # refused before anything was printed
+
+
 def test_several_samples_are_printed_under_headings(run_dir, capsys: pytest.CaptureFixture) -> None:
     run_generate(run_dir, **generate_args(num_samples=2, quiet=True))
     out = capsys.readouterr().out

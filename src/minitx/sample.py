@@ -437,6 +437,7 @@ def run_generate(
         rate = samples.steps * num_samples / max(samples.seconds, 1e-9)
         print(
             f"{samples.steps} tokens × {num_samples} sample{'s' if num_samples > 1 else ''} in "
-            f"{samples.seconds:.2f} s: {rate:,.0f} tokens/s (seed {samples.seed})",
+            f"{samples.seconds:.2f} s: {rate:,.0f} tokens/s (seed {samples.seed}"
+            f"{', int8 weights' if quantize == 'int8' else ''})",
             file=sys.stderr,
         )
