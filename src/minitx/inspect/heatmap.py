@@ -83,9 +83,15 @@ def terminal_heatmap(
         table.add_row(*cells)
     labels = col_labels if col_labels is not None else row_labels
     if n_cols and n_cols <= 40:
-        table.caption = "columns: " + "  ".join(f"{j}={shorten(t, 8)}" for j, t in enumerate(labels))
+        # plain Text, not markup: a token such as "[red]" or "[/b]" must show as itself
+        table.caption = Text("columns: " + "  ".join(f"{j}={shorten(t, 8)}" for j, t in enumerate(labels)))
         table.caption_justify = "left"
     return table
+
+
+def _plain(label: str) -> str:
+    """A tick label matplotlib shows as typed: `$` would otherwise start a maths formula."""
+    return shorten(label, 8).replace("$", r"\$")
 
 
 def save_png_heatmaps(
@@ -129,8 +135,8 @@ def save_png_heatmaps(
         data = np.array(matrices[k], dtype=float)
         image = ax.imshow(np.ma.masked_invalid(data), cmap="Blues", vmin=low, vmax=high, interpolation="nearest")
         ax.set_title(titles[k], fontsize=9)
-        ax.set_xticks(range(len(col_labels)), [shorten(t, 8) for t in col_labels], rotation=90, fontsize=6)
-        ax.set_yticks(range(len(row_labels)), [shorten(t, 8) for t in row_labels], fontsize=6)
+        ax.set_xticks(range(len(col_labels)), [_plain(t) for t in col_labels], rotation=90, fontsize=6)
+        ax.set_yticks(range(len(row_labels)), [_plain(t) for t in row_labels], fontsize=6)
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label=colour_label)
     import io

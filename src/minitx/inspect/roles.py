@@ -1,0 +1,196 @@
+"""Naming what an attention head does, from its weights α alone.
+
+Each attention head has its own query, key and value maps, and so its own pattern. Drawn as a
+[T, T] picture (queries down, keys across) a head's pattern often has a shape you can name:
+
+    previous token   a line just below the diagonal: each token reads the one before it
+    self             the diagonal: each token mostly keeps its own value
+    first token      the first column, usually <|doc|>: softmax must put the weight somewhere, so a
+                     head with nothing to do parks it on a token that is always there (a "sink")
+    same token       each token reads earlier copies of itself ("the dog ... the dog")
+    focused          most of each row on one token, not at a fixed place: a lookup by content
+                     ("the last full stop", "the start of this sentence")
+    local            the mass stays on the 3 tokens before t (t-3, t-2, t-1; t itself excluded)
+    broad            rows close to uniform over everything visible: an average of the context
+    mixed            none of these is strong enough (the heatmap may still show a pattern)
+
+A worked example, four tokens "<|doc|> the dog runs" and a previous-token head:
+
+                 <|doc|>  the   dog   runs
+    <|doc|>       1.00     ·     ·     ·        the first token can only see itself
+    the           0.90   0.10    ·     ·
+    dog           0.05   0.90  0.05    ·
+    runs          0.00   0.05  0.90  0.05       · = the future, weight 0
+
+Its "previous token" score is the mean of α[t, t-1] over t ≥ 1: (0.90 + 0.90 + 0.90) / 3 = 0.90.
+Row 0 is left out of every score: it has a single entry, always 1, and says nothing about the head.
+
+How a head gets its name (`name_role`): the roles are tried in three groups, the most specific
+first, and within a group the higher score wins.
+  1. *positional* roles (previous token, self, first token, same token) claim that one known place
+     gets most of each row; each is given at a score of at least 0.5 -- more than all other
+     positions together.
+  2. focused, at ≥ 0.7: the mean of each row's largest weight. A sharp previous-token, self or
+     first-token head is focused too, which is why this comes second.
+  3. *spread* roles: local when ≥ 0.7 of each row stays within 3 tokens (a previous-token head is
+     local as well), broad when the rows' normalised entropy is ≥ 0.85 (1 = uniform).
+If nothing clears its threshold the head is "mixed".
+
+An induction score ("attend to the token after an earlier copy of me") is left out on purpose: on
+story text it is fooled by heads that read the start of the current sentence (after "." comes " The"
+again and again), so it named the wrong heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from .attention import AttentionCapture
+
+#: The roles in the order they are tried: group by group, the most specific first (ties: the earlier role).
+ROLE_GROUPS = (("previous token", "self", "first token", "same token"), ("focused",), ("local", "broad"))
+#: The score a role needs to be given to a head (see the module docstring for the reasons).
+ROLE_THRESHOLDS = {
+    "previous token": 0.5, "self": 0.5, "first token": 0.5, "same token": 0.5,
+    "focused": 0.7, "local": 0.7, "broad": 0.85,
+}
+#: How many tokens before t count as "local".
+LOCAL_WINDOW = 3
+#: "same token" is only scored when at least this many queries have an earlier copy of themselves.
+MIN_REPEATED_QUERIES = 2
+#: When a head gets which name, in one line.
+ROLE_RULES = (
+    "named when: "
+    + ", ".join(f"{role} ≥ {at}" for role, at in ROLE_THRESHOLDS.items())
+    + " (most specific first); else mixed"
+)
+#: Colours of the roles in the terminal grid.
+ROLE_STYLES = {"previous token": "bold magenta", "self": "cyan", "first token": "yellow", "same token": "bold green",
+               "focused": "bold red", "local": "magenta", "broad": "blue", "mixed": "dim"}
+
+
+
+def head_scores(weights: torch.Tensor, token_ids: Sequence[int] | None = None) -> dict[str, float]:
+    """Scores in [0, 1] of one head's [T, T] weights for each role it can be measured on.
+
+    Rows t ≥ 1 are averaged (row 0 is always [1]). "broad" needs rows with at least 3 visible
+    tokens (t ≥ 2), "same token" needs `token_ids` and MIN_REPEATED_QUERIES queries that have an
+    earlier copy of themselves; a role that cannot be measured is left out.
+
+    Example (an exact previous-token head on 4 tokens):
+        >>> scores = head_scores(torch.tensor([[1., 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]))
+        >>> {role: round(score, 2) for role, score in scores.items()}
+        {'previous token': 1.0, 'self': 0.0, 'first token': 0.33, 'focused': 1.0, 'local': 1.0, 'broad': 0.0}
+    """
+    weights = weights.double()  # exact means for hand-made patterns; cheap at these sizes
+    n = weights.shape[-1]
+    scores: dict[str, float] = {}
+    if n >= 2:
+        queries = torch.arange(1, n)
+        scores["previous token"] = weights[queries, queries - 1].mean().item()
+        scores["self"] = weights[queries, queries].mean().item()
+        scores["first token"] = weights[1:, 0].mean().item()
+        scores["focused"] = weights[1:].max(dim=-1).values.mean().item()
+        ones = torch.ones(n, n, dtype=torch.bool)
+        window = ones.tril(-1) & ~ones.tril(-LOCAL_WINDOW - 1)  # [T, T]: t-3 <= t' <= t-1
+        scores["local"] = (weights * window)[1:].sum(dim=-1).mean().item()
+    if token_ids is not None:
+        ids = torch.as_tensor(list(token_ids))
+        earlier_copy = (ids[:, None] == ids[None, :]).tril(-1)  # [T, T]: key t' < t holds the same id as t
+        has_copy = earlier_copy.any(dim=-1)  # [T]
+        if int(has_copy.sum()) >= MIN_REPEATED_QUERIES:
+            scores["same token"] = (weights * earlier_copy)[has_copy].sum(dim=-1).mean().item()
+    if n >= 3:
+        rows = weights[2:]  # [T-2, T]: queries that can see 3 or more tokens
+        entropy = -torch.where(rows > 0, rows * rows.log(), torch.zeros_like(rows)).sum(dim=-1)
+        visible = torch.arange(3, n + 1, dtype=torch.float64)  # row t sees t+1 tokens
+        scores["broad"] = (entropy / visible.log()).mean().item()  # 1 = uniform over what it can see
+    return scores
+
+
+def name_role(scores: dict[str, float]) -> tuple[str, float]:
+    """The role a head's scores earn, and its score; ("mixed", best score) when none clears its threshold.
+
+    The groups of ROLE_GROUPS are tried in order; within a group the highest score wins (ties: the
+    earlier role).
+
+        >>> name_role({"previous token": 1.0, "local": 1.0, "broad": 0.0})
+        ('previous token', 1.0)
+        >>> name_role({"previous token": 0.3, "local": 0.5, "broad": 0.6})
+        ('mixed', 0.6)
+    """
+    for group in ROLE_GROUPS:
+        cleared = [role for role in group if scores.get(role, -1.0) >= ROLE_THRESHOLDS[role]]
+        if cleared:
+            best = max(cleared, key=lambda role: (scores[role], -group.index(role)))
+            return best, scores[best]
+    return "mixed", max(scores.values(), default=0.0)
+
+
+@dataclass(frozen=True)
+class HeadRole:
+    """The role of one head: `role` is a name from ROLE_THRESHOLDS or "mixed"; `scores` has every measured role."""
+
+    layer: int
+    head: int
+    role: str
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+
+
+def head_roles(capture: AttentionCapture) -> list[HeadRole]:
+    """Name every head of `capture`, layer by layer: [HeadRole(0, 0, ...), HeadRole(0, 1, ...), ...]."""
+    roles = []
+    for layer in range(capture.n_layers):
+        for head in range(capture.n_heads):
+            scores = head_scores(capture.weights[layer, head], capture.token_ids)
+            role, score = name_role(scores)
+            roles.append(HeadRole(layer, head, role, score, scores))
+    return roles
+
+
+def most_telling_head(roles: Sequence[HeadRole]) -> HeadRole:
+    """The head worth showing first: the strongest named role, "broad" aside.
+
+    A broad head is a flat triangle, the least telling picture, so it only counts when nothing else
+    is named; then the most concentrated head (lowest "broad" score) is shown, as its pattern has
+    the most structure to see.
+    """
+    named = [r for r in roles if r.role not in ("mixed", "broad")]
+    if named:
+        return max(named, key=lambda r: r.score)
+    return min(roles, key=lambda r: r.scores.get("broad", 1.0))
+
+
+def roles_table(roles: Sequence[HeadRole], n_layers: int, n_heads: int, note: str = "") -> Table:
+    """A layers × heads grid; each cell is "role score", e.g. "previous token 0.83" (or "mixed").
+
+    `note` is added to the title, e.g. "what each head does (19 tokens, learned positions)".
+    """
+    title = "what each head does" + (f" ({note})" if note else "")
+    table = Table(title=title, title_justify="left", min_width=len(title))  # wide enough not to wrap the title
+    table.add_column("layer", justify="right")
+    for head in range(n_heads):
+        table.add_column(f"head {head}")
+    by_place = {(r.layer, r.head): r for r in roles}
+    for layer in range(n_layers):
+        cells: list[Text] = [Text(str(layer))]
+        for head in range(n_heads):
+            role = by_place[layer, head]
+            cells.append(Text(role_label(role.role, role.score), style=ROLE_STYLES.get(role.role, "")))
+        table.add_row(*cells)
+    return table
+
+
+def role_label(role: str, score: float) -> str:
+    """How a role is shown: "previous token 0.83", or just "mixed" (its score names no role)."""
+    return role if role == "mixed" else f"{role} {score:.2f}"
+
+
