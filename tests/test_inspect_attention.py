@@ -445,3 +445,16 @@ def test_bad_flags_are_user_errors_before_anything_is_printed(run_dir, flags, me
     with pytest.raises(UserError, match=message):
         run_inspect_attention(run_dir, **inspect_args(console=out, **flags))
     assert out.export_text() == ""
+
+
+def test_the_cli_command_runs_and_a_bad_layer_is_one_line_with_exit_2(run_dir) -> None:
+    from typer.testing import CliRunner
+
+    from minitx.cli import app
+
+    ok = CliRunner().invoke(app, ["inspect-attention", str(run_dir), "--prompt", "the cat", "--device", "cpu"])
+    assert ok.exit_code == 0, ok.output
+    assert "what each head does" in ok.output and "named when:" in ok.output
+    bad = CliRunner().invoke(app, ["inspect-attention", str(run_dir), "--layer", "7", "--device", "cpu"])
+    assert bad.exit_code == 2
+    assert bad.output.strip().splitlines() == ["minitx: error: --layer 7 does not exist: this model has layers 0..1"]

@@ -377,6 +377,30 @@ def eval_(
              as_json=json_, quantize=quantize)
 
 
+# ------------------------------------------------------------------------------------------------
+# inspect
+
+
+@command(app, "inspect-attention")
+def inspect_attention(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    prompt: Annotated[str | None, typer.Option(help="Text to read ('-' reads stdin; default: a short story).")]
+    = None,
+    layer: Annotated[int | None, typer.Option(help="Show this layer (default: the most telling head's).")] = None,
+    head: Annotated[int | None, typer.Option(help="Show this head (default: the most telling one).")] = None,
+    png: Annotated[Path | None, typer.Option(help="Also save every head (or --layer's heads) as a PNG.")] = None,
+    html: Annotated[Path | None, typer.Option(help="Also save an offline HTML page to explore every head.")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="Keep only the last N tokens (default: block size).")]
+    = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
+) -> None:
+    """Show what each attention head looks at: the weights α as heatmaps, and the role of every head."""
+    from .inspect.attention import run_inspect_attention
+
+    run_inspect_attention(run_dir, prompt=_read_text_arg(prompt) if prompt == "-" else prompt, layer=layer,
+                          head=head, png=png, html=html, device=device, max_tokens=max_tokens, console=_console())
+
+
 @app.command("version")
 def version() -> None:
     """Print the minitx version."""
