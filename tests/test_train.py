@@ -12,7 +12,8 @@ from minitx import checkpoint
 from minitx.batches import BatchSampler, split_train_val
 from minitx.config import ModelConfig, TrainConfig, make_train_config
 from minitx.errors import UserError
-from minitx.train import Trainer, check_run_dir, learning_rate
+from minitx.run_setup import check_run_dir
+from minitx.train import Trainer, learning_rate
 
 
 def _split(n_tokens: int = 4000, vocab: int = 40, block: int = 16):

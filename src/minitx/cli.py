@@ -292,7 +292,7 @@ def train(
     """Train a decoder-only transformer and save it as a run directory."""
     from .config import make_train_config
     from .reports import print_train_summary
-    from .train import run_training
+    from .run_setup import run_training
 
     model_overrides = {
         k: v
