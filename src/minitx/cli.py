@@ -401,6 +401,21 @@ def inspect_attention(
                           head=head, png=png, html=html, device=device, max_tokens=max_tokens, console=_console())
 
 
+@command(app, "inspect-positions")
+def inspect_positions(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    positions: Annotated[int | None, typer.Option(help="Positions to look at (default: block size, at most 128).")]
+    = None,
+    png: Annotated[Path | None, typer.Option(help="Also save the view as FILE.png and FILE-by-distance.png.")]
+    = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
+) -> None:
+    """Show what the positional encoding gives the model: how positions relate, and how that changes with distance."""
+    from .inspect.positions import run_inspect_positions
+
+    run_inspect_positions(run_dir, positions=positions, png=png, device=device, console=_console())
+
+
 @app.command("version")
 def version() -> None:
     """Print the minitx version."""

@@ -21,7 +21,7 @@ from rich.text import Text
 
 from ..errors import UserError
 from ..tokenizer import DOC_TOKEN
-from .heatmap import terminal_heatmap
+from .heatmap import cells_that_fit, terminal_heatmap
 from .roles import ROLE_RULES, head_roles, head_scores, most_telling_head, name_role, role_label, roles_table
 
 if TYPE_CHECKING:
@@ -133,16 +133,18 @@ def _causal_rows(matrix: torch.Tensor) -> list[list[float]]:
     return matrix.masked_fill(future, float("nan")).tolist()
 
 
-def attention_heatmap(capture: AttentionCapture, layer: int, head: int) -> RenderableType:
+def attention_heatmap(
+    capture: AttentionCapture, layer: int, head: int, limit: int = MAX_SHOWN_TOKENS
+) -> RenderableType:
     """One head's weights as a terminal heatmap: queries down, keys across, the future blank.
 
-    Long inputs show the last MAX_SHOWN_TOKENS queries over the last MAX_SHOWN_TOKENS keys (the
+    Long inputs show the last `limit` queries over the last `limit` keys (the
     title says so); the mass those queries give to earlier keys is then off the picture.
     """
     check_head(capture, layer, head)
     scores = head_scores(capture.weights[layer, head], capture.token_ids)
     role, score = name_role(scores)
-    start, note = shown_window(capture)
+    start, note = shown_window(capture, limit)
     matrix = capture.weights[layer, head, start:, start:]  # [T', T']
     labels = capture.tokens[start:]
     title = f"layer {layer} head {head}: {role_label(role, score)}{note}"
@@ -253,7 +255,8 @@ def run_inspect_attention(
     note = f"{capture.n_tokens} tokens, {capture.pos} positions"
     console.print(roles_table(roles, capture.n_layers, capture.n_heads, note))
     console.print(Text(ROLE_RULES, style="dim"))
-    console.print(attention_heatmap(capture, chosen.layer, chosen.head))
+    fits = min(MAX_SHOWN_TOKENS, cells_that_fit(console.width))  # an 80-column terminal shows 31 tokens
+    console.print(attention_heatmap(capture, chosen.layer, chosen.head, fits))
     last = range(max(1, capture.n_tokens - 4), capture.n_tokens)
     console.print(Text(f"what the last tokens read through layer {chosen.layer} head {chosen.head}:"))
     for query in last:

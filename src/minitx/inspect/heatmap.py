@@ -44,6 +44,11 @@ def _shade(value: float, low: float, high: float) -> str:
     return SHADES[min(len(SHADES) - 1, int(share * len(SHADES)))]
 
 
+def cells_that_fit(console_width: int) -> int:
+    """How many 2-character cells a heatmap row can hold beside its label in a console this wide (at least 8)."""
+    return max(8, (console_width - LABEL_WIDTH - 6) // 2)
+
+
 def shorten(label: str, width: int = LABEL_WIDTH) -> str:
     """A label that fits: whitespace made visible (␣ ↵ ⇥), cut with … when longer than `width`."""
     shown = label.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
@@ -110,16 +115,9 @@ def save_png_heatmaps(
 
     Needs matplotlib (`pip install 'minitx[plot]'`); without it this is a UserError saying so.
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only, never a window
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UserError("PNG output needs matplotlib: pip install 'minitx[plot]' (or use the terminal view)") from None
     import numpy as np
 
-    from ..fileio import atomic_write_bytes
+    plt = pyplot()
 
     col_labels = list(col_labels if col_labels is not None else row_labels)
     n = len(matrices)
@@ -139,11 +137,32 @@ def save_png_heatmaps(
         ax.set_yticks(range(len(row_labels)), [_plain(t) for t in row_labels], fontsize=6)
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label=colour_label)
+    return save_figure(fig, path)
+
+
+def pyplot():  # noqa: ANN201 - matplotlib.pyplot, imported only when a picture is asked for
+    """matplotlib.pyplot drawing to files only; a UserError naming the `plot` extra when it is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, never a window
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UserError("PNG output needs matplotlib: pip install 'minitx[plot]' (or use the terminal view)") from None
+    return plt
+
+
+def save_figure(fig, path: str | Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+    """Write `fig` as a PNG atomically (nothing half-written is left at `path`), close it, return the path."""
     import io
+
+    from ..fileio import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    pyplot().close(fig)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as err:
+        raise UserError(f"cannot write {path} ({err.strerror or err}); choose another --png path") from None
+    return Path(path)

@@ -1,0 +1,368 @@
+"""What a model's positional encoding gives it: the views behind `minitx inspect-positions`.
+
+Why positions need encoding. Attention gives token t the weighted sum
+
+    c_t = Σ_{t' ≤ t} α[t, t'] v_{t'}        α[t, ·] = softmax over t' of q_t·k_{t'} / √hd
+
+and nothing in it says where t' stands. Shuffle the tokens before t: each keeps its own key and
+value, so the weights and the sum -- token t's output -- come out exactly the same. To one
+attention layer the past is a *set*, not a sequence; only the causal mask breaks the symmetry
+(token t sees exactly t + 1 tokens). A positional encoding puts order in, and each kind does it in
+its own place, so each gets its own picture here (N positions, distance d = i - j):
+
+  sinusoidal  adds a fixed vector PE[p] to the token embedding. View: cosine similarity of the
+              position vectors, [N, N]. Row p holds sin/cos(p·ω_k), so the similarity of p and p'
+              is mean_k cos((p - p')·ω_k): it depends only on the distance, every diagonal is constant.
+  learned     adds a trained vector wpe[p]. View: the same similarity, showing whatever training
+              made -- typically smooth, neighbours alike and similarity fading with distance, where
+              random vectors would be ~0 off the diagonal (the report prints that baseline).
+  rope        rotates q and k: pair k of a head's dimensions turns by θ_k per position. View: the
+              factor RoPE puts on q·k at distance d. For a query and key holding the same vector x,
+              pair k contributes |x_k|²·cos(d·θ_k); with equal energy in every pair that makes
+              q·k scaled by mean_k cos(d·θ_k) -- 1 at d = 0, then decaying and oscillating as the
+              pairs dephase. In general pair k gives |q_k||k_k|·cos(d·θ_k + φ_k), φ_k the angle from
+              the key's pair to the query's: a head can line every pair up at one distance d₀
+              (φ_k = -d₀·θ_k) and so prefer that offset, such as the previous token.
+  alibi       adds -m_h·d to head h's scores. View: the bias per head and distance; e^(-m_h·d) is the
+              weight a key d tokens back keeps next to an equally relevant key at d = 0.
+  none        nothing to show. The model can still tell where it is: token t sees t + 1 tokens, and
+              with <|doc|> opening every document, a head spreading its attention evenly takes
+              ~1/(t + 1) of <|doc|>'s value.
+
+Example:
+    >>> report = inspect_positions(model, 64)         # model: a GPT with sinusoidal positions, dim 32
+    >>> report.matrix.shape, [round(s, 2) for s in report.distance_profile[:3]]
+    (torch.Size([64, 64]), [1.0, 0.96, 0.86])
+    >>> render_position_report(report, Console())
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import UserError
+from .heatmap import cells_that_fit, terminal_heatmap
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..model import GPT
+
+#: Heatmaps show at most this many positions per side (evenly spaced), so they fit a terminal.
+MAX_SHOWN_POSITIONS = 40
+#: `minitx inspect-positions` looks at min(block_size, this) positions unless --positions says otherwise.
+DEFAULT_POSITIONS = 128
+#: "Far apart" for the learned-table summary: positions at least this many tokens apart.
+FAR_DISTANCE = 16
+
+MATRIX_MEANING = {
+    "learned": "cosine similarity of position vectors",
+    "sinusoidal": "cosine similarity of position vectors",
+    "rope": "factor RoPE puts on q·k of a vector with itself",
+}
+NO_SIGNAL = (
+    "This model has no positional encoding: nothing tells it where a token stands. It can still work it out: the "
+    "causal mask lets token t see exactly t + 1 tokens, and with <|doc|> at the start of every document a head that "
+    "spreads its attention evenly takes ~1/(t + 1) of <|doc|>'s value -- a clock that gets harder to read as t grows."
+)
+
+
+@dataclass
+class LearnedTableStats:
+    """Is a learned position table smooth, or no better than random vectors of the same shape?
+
+    `chance_spread` = 1/√(dim·(N - 1)) is how far the mean neighbour cosine of random vectors
+    typically strays from 0; a table whose neighbours beat the random baseline by more than four
+    of those (about three spreads of a difference of two such means) is not random.
+    """
+
+    neighbour_cosine: float  # mean cosine of positions 1 apart
+    far_cosine: float  # mean cosine of positions at least far_distance apart
+    far_distance: int
+    random_neighbour_cosine: float  # the same two figures for random vectors [N, dim]
+    random_far_cosine: float
+    random_profile: list[float]  # by_distance of the random vectors' similarity
+    chance_spread: float
+
+    @property
+    def looks_trained(self) -> bool:
+        return self.neighbour_cosine - self.random_neighbour_cosine > 4 * self.chance_spread
+
+
+@dataclass
+class PositionReport:
+    """Everything `inspect_positions` found out about one model's positions (N = n_positions)."""
+
+    kind: str  # "learned" | "sinusoidal" | "rope" | "alibi" | "none"
+    description: str  # the encoding's own describe() line
+    n_positions: int
+    matrix: torch.Tensor | None  # [N, N] similarity (learned, sinusoidal) or RoPE factor; None otherwise
+    distance_profile: list[float] | None  # by_distance(matrix): distance 0 .. N-1
+    head_biases: torch.Tensor | None = None  # alibi: [H, N, N], -m_h·(i - j)
+    slopes: list[float] | None = None  # alibi: m_h per head
+    frequencies: list[float] | None = None  # sinusoidal, rope: radians per token of each dimension pair
+    embedding_scale: float | None = None  # sinusoidal: token embeddings are multiplied by this (√d)
+    learned: LearnedTableStats | None = None
+
+    @property
+    def has_signal(self) -> bool:
+        return self.kind != "none"
+
+
+# ---------------------------------------------------------------------------------------------
+# the numbers
+
+
+def check_n_positions(model: GPT, n_positions: int) -> None:
+    """UserError unless 1 <= n_positions <= block_size."""
+    block_size = model.config.block_size
+    if not 1 <= n_positions <= block_size:
+        raise UserError(f"asked for {n_positions} positions but the model has block_size {block_size}; "
+                        f"ask for 1 to {block_size} positions (--positions)")
+
+
+def cosine_similarity_matrix(vectors: torch.Tensor) -> torch.Tensor:
+    """[N, D] -> [N, N] cosine of every pair of rows, in float64. Example: rows [1, 0], [1, 1] -> 0.707 off-diagonal."""
+    unit = F.normalize(vectors.detach().to("cpu", torch.float64), dim=1)  # [N, D], each row of length 1
+    return unit @ unit.T
+
+
+def position_similarity(model: GPT, n_positions: int) -> torch.Tensor | None:
+    """[N, N]: how alike positions i and j look to the model, or None where that is not one matrix.
+
+    learned, sinusoidal: cosine similarity of rows i and j of `encoding_matrix(N)`.
+    rope: mean_k cos((i - j)·θ_k), the factor RoPE puts on q·k when query and key hold the same
+          vector with equal energy in every pair: the dot product of the unit pairs (cos iθ_k, sin iθ_k)
+          and (cos jθ_k, sin jθ_k), divided by the number of pairs, read from the model's own tables.
+    alibi (per head, see `alibi_bias`) and none: None.
+    """
+    check_n_positions(model, n_positions)
+    positions = model.positions
+    if positions.kind in ("learned", "sinusoidal"):
+        return cosine_similarity_matrix(positions.encoding_matrix(n_positions))
+    if positions.kind == "rope":
+        half = positions.head_dim // 2  # the tables hold each angle twice ([angle, angle]); one copy is enough
+        cos, sin = positions.cos[:n_positions, :half], positions.sin[:n_positions, :half]  # [N, hd/2]
+        unit_pairs = torch.cat([cos, sin], dim=1).to("cpu", torch.float64)  # [N, hd]
+        return unit_pairs @ unit_pairs.T / half  # Σ_k cos(iθ_k)cos(jθ_k) + sin(iθ_k)sin(jθ_k) = Σ_k cos((i-j)θ_k)
+    return None
+
+
+def alibi_bias(model: GPT, n_positions: int) -> torch.Tensor:
+    """[H, N, N]: the bias ALiBi adds to head h's score of query i for key j, -m_h·(i - j).
+
+    Taken from the model's own `score_bias`; j > i (the future) is masked in attention anyway.
+    Example with slope 0.5: row i = 2 is [-1.0, -0.5, 0.0, ...].
+    """
+    check_n_positions(model, n_positions)
+    if model.positions.kind != "alibi":
+        raise ValueError(f"alibi_bias needs an alibi model, not {model.positions.kind!r}")
+    return model.positions.score_bias(n_positions, n_positions, 0).detach().to("cpu", torch.float64)
+
+
+def by_distance(matrix: torch.Tensor) -> list[float]:
+    """The mean of matrix[i, j] over all pairs at distance i - j = d, for d = 0 .. N-1.
+
+    Example: [[1, 0], [0.5, 1]] -> [1.0, 0.5] (the main diagonal, then the one below it).
+    """
+    return [matrix.diagonal(offset=-d).mean().item() for d in range(matrix.shape[0])]
+
+
+def pair_frequencies(model: GPT) -> list[float] | None:
+    """Sinusoidal and rope: the angle (radians per token) each pair of dimensions turns by, fastest first.
+
+    Read off position 1 of the model's tables (sin ω, cos ω) -- ω ≤ 1 rad, so atan2 gives it back.
+    """
+    positions = model.positions
+    if positions.block_size < 2 or positions.kind not in ("sinusoidal", "rope"):
+        return None
+    if positions.kind == "sinusoidal":
+        sin, cos = positions.table[1, 0::2], positions.table[1, 1::2]
+    else:
+        sin, cos = positions.sin[1, : positions.head_dim // 2], positions.cos[1, : positions.head_dim // 2]
+    return torch.atan2(sin.double().cpu(), cos.double().cpu()).tolist()
+
+
+def learned_table_stats(similarity: torch.Tensor, dim: int) -> LearnedTableStats | None:
+    """Neighbour and far-apart similarity of a learned table next to random vectors [N, dim] (None if N < 2)."""
+    n = similarity.shape[0]
+    if n < 2:
+        return None
+    far_distance = min(FAR_DISTANCE, n // 2)
+    generator = torch.Generator().manual_seed(0)  # a fixed baseline, and the global RNG left alone
+    random_similarity = cosine_similarity_matrix(torch.randn(n, dim, generator=generator, dtype=torch.float64))
+    far_pairs = torch.ones(n, n, dtype=torch.bool).tril(diagonal=-far_distance)  # i - j >= far_distance
+    random_profile = by_distance(random_similarity)
+    return LearnedTableStats(
+        neighbour_cosine=similarity.diagonal(offset=-1).mean().item(),
+        far_cosine=similarity[far_pairs].mean().item(),
+        far_distance=far_distance,
+        random_neighbour_cosine=random_profile[1],
+        random_far_cosine=random_similarity[far_pairs].mean().item(),
+        random_profile=random_profile,
+        chance_spread=1.0 / math.sqrt(dim * (n - 1)),
+    )
+
+
+@torch.no_grad()
+def inspect_positions(model: GPT, n_positions: int) -> PositionReport:
+    """Gather what the model's positional encoding shows over positions 0 .. n_positions-1."""
+    positions = model.positions
+    matrix = position_similarity(model, n_positions)  # checks n_positions
+    report = PositionReport(positions.kind, positions.describe(), n_positions, matrix,
+                            distance_profile=None if matrix is None else by_distance(matrix),
+                            frequencies=pair_frequencies(model))
+    if positions.kind == "alibi":
+        report.head_biases = alibi_bias(model, n_positions)
+        report.slopes = positions.slopes.tolist()
+    elif positions.kind == "sinusoidal":
+        report.embedding_scale = positions.embedding_scale
+    elif positions.kind == "learned":
+        report.learned = learned_table_stats(matrix, model.config.dim)
+    return report
+
+
+def table_distances(n_positions: int) -> list[int]:
+    """Distances worth a table row: 0, 1, 2, 4, 8, ... below N, then N - 1. Example: 20 -> [0, 1, 2, 4, 8, 16, 19]."""
+    powers = [2**k for k in range(n_positions.bit_length()) if 2**k < n_positions]
+    return sorted({0, *powers, n_positions - 1})
+
+
+def evenly_spaced(n: int, limit: int = MAX_SHOWN_POSITIONS) -> list[int]:
+    """At most `limit` positions out of 0 .. n-1, evenly spread, both ends kept. Example: (9, 3) -> [0, 4, 8]."""
+    if n <= limit:
+        return list(range(n))
+    return [round(k * (n - 1) / (limit - 1)) for k in range(limit)]
+
+
+# ---------------------------------------------------------------------------------------------
+# the terminal view
+
+
+def shown_matrix(matrix: torch.Tensor, limit: int = MAX_SHOWN_POSITIONS) -> tuple[list[list[float]], list[str], str]:
+    """The matrix cut down to at most `limit` evenly spaced positions: (rows, position labels, title note)."""
+    shown = evenly_spaced(matrix.shape[0], limit)
+    index = torch.tensor(shown)
+    note = "" if len(shown) == matrix.shape[0] else f", every ~{(matrix.shape[0] - 1) / (len(shown) - 1):.1f} positions"
+    return matrix[index][:, index].tolist(), [str(p) for p in shown], note
+
+
+def _facts(report: PositionReport) -> list[str]:
+    """Kind-specific sentences: the turning speeds, the learned table against chance, how fast the view decays."""
+    facts = []
+    if report.frequencies:
+        fastest, slowest = max(report.frequencies), min(report.frequencies)
+        facts.append(f"{len(report.frequencies)} dimension pairs turn at their own speed, from {fastest:.3g} to "
+                     f"{slowest:.3g} rad per token: one turn every {2 * math.pi / fastest:.1f} to "
+                     f"{2 * math.pi / slowest:,.0f} tokens.")
+    if report.embedding_scale is not None:
+        facts.append(f"Token embeddings are multiplied by √d = {report.embedding_scale:.2f} before the table is "
+                     "added. The similarity depends only on the distance: every diagonal is constant.")
+    stats = report.learned
+    if stats is not None:
+        facts.append(f"Neighbouring positions: cosine {stats.neighbour_cosine:.3f}; positions {stats.far_distance}+ "
+                     f"apart: {stats.far_cosine:.3f}. Random vectors of the same shape: "
+                     f"{stats.random_neighbour_cosine:.3f} and {stats.random_far_cosine:.3f} "
+                     f"(chance spread ±{stats.chance_spread:.3f}).")
+        facts.append("Neighbours are far more alike than chance: training has made the table smooth, a notion of order."
+                     if stats.looks_trained else "Neighbours are no more alike than random vectors: "
+                     "this table looks untrained.")
+    if report.kind == "rope":
+        facts.append("The same in every head and layer: RoPE has no trained parameters; each head's q and k decide "
+                     "what it makes of the rotation.")
+    if report.kind in ("learned", "rope"):
+        profile = report.distance_profile
+        below = next((d for d, value in enumerate(profile) if value < 0.5), None)
+        lowest = min(range(len(profile)), key=profile.__getitem__)
+        falls = f"first falls below 0.5 at distance {below}" if below is not None else "stays above 0.5"
+        facts.append(f"The {MATRIX_MEANING[report.kind]} {falls}; its lowest is {profile[lowest]:.3f} "
+                     f"at distance {lowest}.")
+    return facts
+
+
+def _distance_table(report: PositionReport) -> Table:
+    """The view at distances 0, 1, 2, 4, ...; a learned table beside random vectors of its shape."""
+    table = Table()  # each value is the mean over all pairs (i, j) at that distance
+    table.add_column("distance i - j", justify="right")
+    table.add_column("mean q·k factor" if report.kind == "rope" else "mean cosine", justify="right")
+    if report.learned is not None:
+        table.add_column("random vectors", justify="right")
+    for d in table_distances(report.n_positions):
+        baseline = [f"{report.learned.random_profile[d]:.3f}"] if report.learned is not None else []
+        table.add_row(str(d), f"{report.distance_profile[d]:.3f}", *baseline)
+    return table
+
+
+def _alibi_table(report: PositionReport) -> Table:
+    """One row per head: slope, the distance at which a key's weight halves, the bias at a few distances."""
+    distances = table_distances(report.n_positions)[1:]
+    table = Table(title="ALiBi bias -m·d added to each head's scores", title_justify="left")
+    for name in ["head", "slope m", "halves every", *(f"d={d}" for d in distances)]:
+        table.add_column(name, justify="right")
+    for head, slope in enumerate(report.slopes):
+        halving = f"{math.log(2) / slope:.1f} tok" if slope > 0 else "never"
+        table.add_row(str(head), f"{slope:.4g}", halving, *(f"{-slope * d:.3g}" for d in distances))
+    return table
+
+
+def render_position_report(report: PositionReport, console: Console) -> None:
+    """Print the report: the describe() line, then the heatmap, distance table and facts for the kind."""
+    console.print(Text(report.description, style="bold"))
+    if not report.has_signal:
+        console.print(Text(NO_SIGNAL))
+    elif report.kind == "alibi":
+        console.print(_alibi_table(report))
+        console.print(Text("A key d tokens back keeps e^(-m·d) of the weight an equally relevant key at d = 0 would "
+                           "get, so steep heads read locally and shallow heads far back."))
+    else:
+        rows, labels, note = shown_matrix(report.matrix, min(MAX_SHOWN_POSITIONS, cells_that_fit(console.width)))
+        title = f"{MATRIX_MEANING[report.kind]}, positions 0..{report.n_positions - 1}{note} (white -1, blue 1)"
+        console.print(terminal_heatmap(rows, labels, labels, title=title, low=-1.0, high=1.0))
+        console.print(_distance_table(report))
+        for fact in _facts(report):
+            console.print(Text(fact))
+
+
+# ---------------------------------------------------------------------------------------------
+# the CLI command
+
+
+def run_inspect_positions(
+    run_dir: str | Path,
+    *,
+    positions: int | None = None,
+    png: str | Path | None = None,
+    device: str = "auto",
+    console: Console | None = None,
+) -> None:
+    """`minitx inspect-positions RUN_DIR`: print what the run's positional encoding gives its model.
+
+    Looks at `positions` positions (default: the block size, at most DEFAULT_POSITIONS). --png also
+    writes the heatmap(s) there and, unless the model has no positions, the plot by distance beside
+    it: pos.png -> pos-by-distance.png.
+    """
+    from rich.console import Console
+
+    from ..checkpoint import load_model
+    from ..device import resolve_device
+
+    console = console if console is not None else Console()
+    model, _ = load_model(run_dir, device=resolve_device(device))
+    n_positions = positions if positions is not None else min(model.config.block_size, DEFAULT_POSITIONS)
+    report = inspect_positions(model, n_positions)
+    render_position_report(report, console)
+    if png is not None:
+        from .position_pictures import save_distance_png, save_positions_png
+
+        console.print(Text(f"wrote {save_positions_png(report, png)}"))
+        if report.has_signal:
+            distance_png = Path(png).with_name(f"{Path(png).stem}-by-distance.png")
+            console.print(Text(f"wrote {save_distance_png(report, distance_png)}"))
