@@ -44,6 +44,9 @@ demo: install
 	@echo "== 4. stories it writes, and how grammatical they are"
 	$(BIN)/minitx generate $(DEMO)/run --num-samples 3 --seed 0
 	$(BIN)/minitx eval $(DEMO)/run --grammar 200
+	@echo "== 5. inside the model: what each attention head reads, what the positions encode"
+	$(BIN)/minitx inspect-attention $(DEMO)/run --html $(DEMO)/attention.html
+	$(BIN)/minitx inspect-positions $(DEMO)/run --png $(DEMO)/positions.png
 
 bench: install
 	$(BIN)/pip install -q -e ".[bench]"
