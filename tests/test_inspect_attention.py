@@ -11,7 +11,8 @@ import pytest
 import torch
 from rich.console import Console
 
-from minitx.config import ModelConfig, TrainConfig
+from helpers import random_model
+from minitx.config import TrainConfig
 from minitx.errors import UserError
 from minitx.inspect.attention import (
     DEFAULT_PROMPT,
@@ -38,20 +39,9 @@ def char_tokenizer() -> Tokenizer:
     return Tokenizer.train_char(STORY_TEXT)
 
 
-def random_model(vocab_size: int, block_size: int = 16, n_layers: int = 2, n_heads: int = 2, seed: int = 0) -> GPT:
-    """A small random model with weights larger than GPT-2's init, so its heads do not all look alike."""
-    torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=vocab_size, block_size=block_size, n_layers=n_layers, n_heads=n_heads, dim=32)
-    model = GPT(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.1)
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def model(char_tokenizer: Tokenizer) -> GPT:
-    return random_model(char_tokenizer.vocab_size)
+    return random_model(vocab_size=char_tokenizer.vocab_size)
 
 
 def console() -> Console:
@@ -138,7 +128,7 @@ def test_doc_is_put_in_front_once_and_tokens_line_up_with_ids(model, char_tokeni
 
 def test_without_a_doc_token_the_text_is_read_as_is_and_empty_text_is_a_user_error() -> None:
     tokenizer = Tokenizer.train_char("abc ", special_tokens=())
-    model = random_model(tokenizer.vocab_size)
+    model = random_model(vocab_size=tokenizer.vocab_size)
     capture = capture_attention(model, tokenizer, "cab")
     assert capture.tokens == ["c", "a", "b"]
     with pytest.raises(UserError, match="empty after tokenizing"):
@@ -155,7 +145,7 @@ def test_long_text_keeps_its_last_block_size_or_max_tokens_tokens(model, char_to
 
 
 def test_capture_puts_a_training_model_back_in_training_mode(char_tokenizer) -> None:
-    model = random_model(char_tokenizer.vocab_size).train()
+    model = random_model(vocab_size=char_tokenizer.vocab_size).train()
     capture_attention(model, char_tokenizer, "the cat")
     assert model.training
     capture_attention(model.eval(), char_tokenizer, "the cat")
@@ -246,7 +236,7 @@ def test_the_most_telling_head_is_the_strongest_named_one_and_broad_only_as_a_la
 
 
 def test_a_real_head_with_zero_queries_and_keys_attends_uniformly_and_is_broad(char_tokenizer) -> None:
-    model = random_model(char_tokenizer.vocab_size)
+    model = random_model(vocab_size=char_tokenizer.vocab_size)
     dim = model.config.dim
     with torch.no_grad():  # q = k = 0 in layer 1: every score is 0, so softmax is uniform over the past
         model.transformer.h[1].attn.c_attn.weight[: 2 * dim] = 0.0

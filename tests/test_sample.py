@@ -9,6 +9,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import random_model
 from minitx.config import POSITIONAL_ENCODINGS, ModelConfig, TrainConfig
 from minitx.errors import UserError
 from minitx.model import GPT
@@ -27,17 +28,6 @@ from minitx.tokenizer import DOC_TOKEN, Tokenizer
 
 BLOCK = 16
 STORY_TEXT = "<|doc|>the cat sat on the mat.\n<|doc|>a dog ran to the sun.\n" * 3
-
-
-def random_model(pos: str = "learned", vocab_size: int = 40, block_size: int = BLOCK, seed: int = 0) -> GPT:
-    """A 2-layer random model; weights larger than GPT-2's init so its predictions are not all alike."""
-    torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=vocab_size, block_size=block_size, n_layers=2, n_heads=2, dim=32, pos=pos)
-    model = GPT(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.1)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
