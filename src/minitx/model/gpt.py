@@ -51,6 +51,13 @@ class DecodeLayer(NamedTuple):
     mlp_out: Callable[[Tensor], Tensor]
 
 
+class DecodePlan(NamedTuple):
+    """What `GPT.decode_next` needs, looked up once per generation: every block, and the output layer."""
+
+    layers: list[DecodeLayer]
+    head: Callable[[Tensor], Tensor]  # ln_f's output [B, C] -> logits [B, V]
+
+
 def _as_function(layer: nn.Module) -> Callable[[Tensor], Tensor]:
     """A linear layer as a plain function of x, skipping nn.Module's call machinery.
 
@@ -232,9 +239,9 @@ class GPT(nn.Module):
             self.captured = {f"blocks.{i}.attn.hook_pattern": w for i, w in enumerate(weights)}
         return logits, loss
 
-    def decode_plan(self) -> list[DecodeLayer]:
-        """Each block's pieces for `decode_next`, looked up once per generation instead of once per token."""
-        return [
+    def decode_plan(self) -> DecodePlan:
+        """Each block's pieces and the output layer for `decode_next`, looked up once per generation, not per token."""
+        layers = [
             DecodeLayer(
                 ln_1=(block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
                 qkv=_as_function(block.attn.c_attn),
@@ -245,9 +252,10 @@ class GPT(nn.Module):
             )
             for block in self.transformer.h
         ]
+        return DecodePlan(layers, _as_function(self.lm_head))
 
     @torch.no_grad()
-    def decode_next(self, idx: Tensor, cache: KVCache, plan: list[DecodeLayer] | None = None) -> Tensor:
+    def decode_next(self, idx: Tensor, cache: KVCache, plan: DecodePlan | None = None) -> Tensor:
         """Logits [B, V] for one new token per sequence, idx [B, 1], after the tokens in `cache`.
 
         The same arithmetic as `forward(idx, cache=cache, last_only=True)` -- tests hold the two
@@ -271,7 +279,8 @@ class GPT(nn.Module):
 
         x = F.embedding(idx, self.transformer.wte.weight)  # [B, 1, C]
         x = positions.add_to_embeddings(x, pos)[:, 0]  # [B, C]
-        for i, layer in enumerate(plan if plan is not None else self.decode_plan()):
+        plan = plan if plan is not None else self.decode_plan()
+        for i, layer in enumerate(plan.layers):
             h = F.layer_norm(x, (dim,), *layer.ln_1)
             qkv = layer.qkv(h).view(batch, 3, n_heads, 1, head_dim)  # one token: [B, 3, H, T=1, hd]
             q, k = positions.rotate_qk(qkv[:, 0], qkv[:, 1], pos)  # [B, H, 1, hd]
@@ -284,7 +293,7 @@ class GPT(nn.Module):
             x = x + layer.mlp_out(F.gelu(layer.mlp_in(h)))
         cache.length += 1
         ln_f = self.transformer.ln_f
-        return _as_function(self.lm_head)(F.layer_norm(x, (dim,), ln_f.weight, ln_f.bias, ln_f.eps))  # [B, V]
+        return plan.head(F.layer_norm(x, (dim,), ln_f.weight, ln_f.bias, ln_f.eps))  # [B, V]
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
         """Count parameters (the tied wte/lm_head matrix once).
