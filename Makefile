@@ -28,6 +28,7 @@ $(VENV)/.installed: pyproject.toml
 
 lint: install
 	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
 
 test: install lint
 	$(BIN)/python -m pytest

@@ -53,9 +53,9 @@ from rich.console import Console
 from rich.table import Table
 
 from minitx.config import ModelConfig
+from minitx.generation.sampling import SamplingConfig, default_window_shift, generate_ids, slide_window
 from minitx.model import GPT
 from minitx.model.quantize import Int8Linear, quantize_int8
-from minitx.sample import SamplingConfig, default_window_shift, generate_ids, slide_window
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import nanogpt_dir  # noqa: E402 - bench/ helper, importable once bench/ is on the path

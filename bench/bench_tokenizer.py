@@ -18,7 +18,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from minitx.tokenizer import DOC_TOKEN, Tokenizer
+from minitx.text.tokenizer import DOC_TOKEN, Tokenizer
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/tinyshakespeare.txt"
 

@@ -137,8 +137,8 @@ def test_train_writes_a_complete_run_directory(tiny_run):
 
 
 def test_info_shows_config_steps_and_losses(tiny_run):
-    from minitx.checkpoint import load_run
     from minitx.model import GPT
+    from minitx.rundir import load_run
 
     result = run("info", tiny_run)
     assert result.exit_code == 0, result.output

@@ -76,7 +76,7 @@ def test_stories_have_two_to_six_sentences_separated_by_single_spaces(many_stori
 
 
 def test_doc_token_is_the_tokenizers():
-    tokenizer = pytest.importorskip("minitx.tokenizer")
+    tokenizer = pytest.importorskip("minitx.text.tokenizer")
     assert DOC_TOKEN == tokenizer.DOC_TOKEN
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from minitx.data import TINYSHAKESPEARE_SHA256, TINYSHAKESPEARE_URL, download_tinyshakespeare, read_corpus
 from minitx.errors import UserError
+from minitx.text.files import TINYSHAKESPEARE_SHA256, TINYSHAKESPEARE_URL, download_tinyshakespeare, read_corpus
 
 
 def write(path: Path, data: bytes) -> Path:

@@ -12,6 +12,7 @@ import torch
 from rich.console import Console
 
 from helpers import random_model
+from minitx.commands.inspect import run_inspect_attention
 from minitx.config import TrainConfig
 from minitx.errors import UserError
 from minitx.inspect.attention import (
@@ -22,14 +23,13 @@ from minitx.inspect.attention import (
     attention_heatmap,
     capture_attention,
     readout_line,
-    run_inspect_attention,
     save_attention_png,
     top_attended,
 )
 from minitx.inspect.html import rounded_weights, save_attention_html
 from minitx.inspect.roles import HeadRole, head_roles, head_scores, most_telling_head, name_role, roles_table
 from minitx.model import GPT
-from minitx.tokenizer import DOC_TOKEN, Tokenizer
+from minitx.text.tokenizer import DOC_TOKEN, Tokenizer
 
 STORY_TEXT = "<|doc|>the cat sat on the mat.\n<|doc|>a dog ran to the sun.\n" + DEFAULT_PROMPT + " <script>&'\"\n"
 
@@ -384,12 +384,12 @@ def test_an_unwritable_output_path_is_a_user_error(tricky_capture, tmp_path) -> 
 
 @pytest.fixture
 def run_dir(tmp_path, char_tokenizer: Tokenizer, model: GPT, monkeypatch: pytest.MonkeyPatch):
-    from minitx import checkpoint
+    from minitx import rundir
 
     monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # no idle-core probe, no change
-    checkpoint.save_config(tmp_path, model.config, TrainConfig())
-    checkpoint.save_weights(tmp_path, model)
-    char_tokenizer.save(tmp_path / checkpoint.TOKENIZER)
+    rundir.save_config(tmp_path, model.config, TrainConfig())
+    rundir.save_weights(tmp_path, model)
+    char_tokenizer.save(tmp_path / rundir.TOKENIZER)
     return tmp_path
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from rich.console import Console
 
+from minitx.commands.inspect import run_inspect_positions
 from minitx.config import TrainConfig
 from minitx.errors import UserError
 from minitx.inspect.position_pictures import save_distance_png, save_positions_png
@@ -18,9 +19,8 @@ from minitx.inspect.positions import (
     by_distance,
     evenly_spaced,
     inspect_positions,
+    position_report_view,
     position_similarity,
-    render_position_report,
-    run_inspect_positions,
     table_distances,
 )
 from minitx.model.positions import alibi_slopes
@@ -32,7 +32,7 @@ N = 16  # the tiny models' block_size
 
 def rendered(report) -> str:
     console = Console(record=True, width=120)
-    render_position_report(report, console)
+    console.print(position_report_view(report, console.width))
     return console.export_text()
 
 
@@ -220,17 +220,17 @@ def test_png_without_matplotlib_is_a_user_error_naming_the_extra(make_tiny_model
 @pytest.fixture
 def run_dir(tmp_path, tiny_config, monkeypatch: pytest.MonkeyPatch):
     """A saved tiny run (rope positions, char tokenizer) as `minitx train` would leave it."""
-    from minitx import checkpoint
+    from minitx import rundir
     from minitx.model import GPT
-    from minitx.tokenizer import Tokenizer
+    from minitx.text.tokenizer import Tokenizer
 
     monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
     tokenizer = Tokenizer.train_char("<|doc|>the cat sat on the mat.\n")
     model = GPT(tiny_config("rope", vocab_size=tokenizer.vocab_size))
     run = tmp_path / "run"
-    checkpoint.save_config(run, model.config, TrainConfig())
-    checkpoint.save_weights(run, model)
-    tokenizer.save(run / checkpoint.TOKENIZER)
+    rundir.save_config(run, model.config, TrainConfig())
+    rundir.save_weights(run, model)
+    tokenizer.save(run / rundir.TOKENIZER)
     return run
 
 

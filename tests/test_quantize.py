@@ -101,7 +101,7 @@ def test_the_quantize_option_accepts_none_and_int8_only() -> None:
 
 
 def test_a_quantized_model_generates_past_its_block_reproducibly() -> None:
-    from minitx.sample import SamplingConfig, generate_ids
+    from minitx.generation.sampling import SamplingConfig, generate_ids
 
     model = random_model("rope")
     quantize_int8(model)

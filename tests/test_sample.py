@@ -10,21 +10,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import random_model
+from minitx.commands.generate import run_generate
 from minitx.config import POSITIONAL_ENCODINGS, ModelConfig, TrainConfig
 from minitx.errors import UserError
-from minitx.model import GPT
-from minitx.sample import (
+from minitx.generation.sampling import (
     SamplingConfig,
     SlidingWindowDecoder,
     filter_logits,
     generate_ids,
     generate_text,
-    run_generate,
     sample_next,
     slide_window,
 )
-from minitx.streaming import REPLACEMENT_CHAR, StopAndStream, find_stop, stable_length
-from minitx.tokenizer import DOC_TOKEN, Tokenizer
+from minitx.generation.streaming import REPLACEMENT_CHAR, StopAndStream, find_stop, stable_length
+from minitx.model import GPT
+from minitx.text.tokenizer import DOC_TOKEN, Tokenizer
 
 BLOCK = 16
 STORY_TEXT = "<|doc|>the cat sat on the mat.\n<|doc|>a dog ran to the sun.\n" * 3
@@ -323,13 +323,13 @@ def test_an_empty_prompt_starts_at_doc_and_each_story_ends_at_the_next(char_toke
 
 @pytest.fixture
 def run_dir(tmp_path, char_tokenizer: Tokenizer, monkeypatch: pytest.MonkeyPatch):
-    from minitx import checkpoint
+    from minitx import rundir
 
     monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))  # no idle-core probe, no change
     model = random_model(vocab_size=char_tokenizer.vocab_size)
-    checkpoint.save_config(tmp_path, model.config, TrainConfig())
-    checkpoint.save_weights(tmp_path, model)
-    char_tokenizer.save(tmp_path / checkpoint.TOKENIZER)
+    rundir.save_config(tmp_path, model.config, TrainConfig())
+    rundir.save_weights(tmp_path, model)
+    char_tokenizer.save(tmp_path / rundir.TOKENIZER)
     return tmp_path
 
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from minitx.errors import UserError
-from minitx.token_display import render_tokens
-from minitx.tokenizer import DOC_TOKEN, Tokenizer, _cut_into_chunks
+from minitx.text.display import render_tokens
+from minitx.text.tokenizer import DOC_TOKEN, Tokenizer, _cut_into_chunks
 
 STORY = (
     "Once upon a time, a small cat found a red ball in the garden.\n"
@@ -230,7 +230,7 @@ def test_bad_training_input_is_a_user_error(tmp_path) -> None:
 
 def _summary_rows(tok: Tokenizer, text: str) -> dict[str, str]:
     """The rows of the `minitx tokenize train` summary table, as label -> shown value."""
-    from minitx.reports import tokenizer_summary
+    from minitx.commands.tokenize import tokenizer_summary
 
     table = tokenizer_summary(tok, text, Path("tok.json"), seconds=1.5)
     labels, values = (list(column.cells) for column in table.columns)

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from minitx import checkpoint
-from minitx.batches import BatchSampler, split_train_val
+from minitx import rundir
 from minitx.config import ModelConfig, TrainConfig, make_train_config
 from minitx.errors import UserError
-from minitx.run_setup import check_run_dir
-from minitx.train import Trainer, learning_rate
+from minitx.training.batches import BatchSampler, split_train_val
+from minitx.training.loop import Trainer, learning_rate
+from minitx.training.setup import check_run_dir
 
 
 def _split(n_tokens: int = 4000, vocab: int = 40, block: int = 16):
@@ -28,7 +28,7 @@ def _configs(tmp_path, steps=12, pos="learned", **train):
     mc = ModelConfig(vocab_size=40, block_size=16, n_layers=2, n_heads=2, dim=32, pos=pos)
     tc = TrainConfig(steps=steps, batch_size=4, lr=3e-3, min_lr=3e-4, warmup=2, eval_every=4, eval_batches=2,
                      save_every=4, seed=7, device="cpu", threads=1, **train)
-    checkpoint.save_config(tmp_path, mc, tc)
+    rundir.save_config(tmp_path, mc, tc)
     return mc, tc
 
 
@@ -75,10 +75,10 @@ def test_save_then_load_gives_identical_logits(tmp_path):
     # a tokenizer is part of a run: a char one with 39 characters + <|doc|> fits the 40-token model
     import string
 
-    from minitx.tokenizer import Tokenizer
+    from minitx.text.tokenizer import Tokenizer
 
-    Tokenizer.train_char(string.ascii_letters[:39]).save(tmp_path / checkpoint.TOKENIZER)
-    loaded, _ = checkpoint.load_model(tmp_path)
+    Tokenizer.train_char(string.ascii_letters[:39]).save(tmp_path / rundir.TOKENIZER)
+    loaded, _ = rundir.load_model(tmp_path)
     trainer.model.eval()
     x = torch.randint(0, 40, (3, 16))
     with torch.no_grad():
@@ -89,7 +89,7 @@ def test_save_then_load_gives_identical_logits(tmp_path):
 def test_weights_have_gpt2_names_and_no_compile_prefix(tmp_path):
     mc, tc = _configs(tmp_path, steps=1)
     Trainer(tmp_path, mc, tc, _split()).fit(show_progress=False)
-    tensors, _ = checkpoint.read_tensors(tmp_path / checkpoint.WEIGHTS, "weights")
+    tensors, _ = rundir.read_tensors(tmp_path / rundir.WEIGHTS, "weights")
     assert "transformer.wte.weight" in tensors
     assert "transformer.h.1.attn.c_attn.weight" in tensors
     assert not any(k.startswith("_orig_mod") for k in tensors)
@@ -120,8 +120,8 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, pos):
     resumed.fit(show_progress=False)
     full_w, resumed_w = _weights(full.model), _weights(resumed.model)
     assert all(torch.equal(full_w[k], resumed_w[k]) for k in full_w)
-    full_val = [m["val_loss"] for m in checkpoint.read_metrics(full_dir)]
-    resumed_val = [m["val_loss"] for m in checkpoint.read_metrics(cut_dir)]
+    full_val = [m["val_loss"] for m in rundir.read_metrics(full_dir)]
+    resumed_val = [m["val_loss"] for m in rundir.read_metrics(cut_dir)]
     assert full_val == resumed_val
 
 
@@ -149,9 +149,9 @@ def test_mismatched_optimizer_and_state_refuse_to_resume(tmp_path):
     mc, tc = _configs(tmp_path, steps=4)
     t = Trainer(tmp_path, mc, tc, _split())
     t.fit(show_progress=False)
-    state = json.loads((tmp_path / checkpoint.TRAINER_STATE).read_text())
+    state = json.loads((tmp_path / rundir.TRAINER_STATE).read_text())
     state["step"] = 2
-    (tmp_path / checkpoint.TRAINER_STATE).write_text(json.dumps(state))
+    (tmp_path / rundir.TRAINER_STATE).write_text(json.dumps(state))
     with pytest.raises(UserError, match="interrupted"):
         Trainer(tmp_path, mc, tc, _split(), resume=True)
 
@@ -159,10 +159,10 @@ def test_mismatched_optimizer_and_state_refuse_to_resume(tmp_path):
 def test_truncated_weights_are_a_user_error(tmp_path):
     mc, tc = _configs(tmp_path, steps=1)
     Trainer(tmp_path, mc, tc, _split()).fit(show_progress=False)
-    path = tmp_path / checkpoint.WEIGHTS
+    path = tmp_path / rundir.WEIGHTS
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(UserError, match="corrupt or truncated"):
-        checkpoint.read_tensors(path, "weights")
+        rundir.read_tensors(path, "weights")
 
 
 @pytest.mark.parametrize("pos", ["learned", "rope"])
@@ -171,18 +171,18 @@ def test_parameter_count_from_the_weights_header_equals_the_models_count(tmp_pat
 
     mc = ModelConfig(vocab_size=40, block_size=16, n_layers=2, n_heads=2, dim=32, pos=pos)
     model = GPT(mc)
-    checkpoint.save_weights(tmp_path, model, step=3)
-    shapes = checkpoint.tensor_shapes(tmp_path / checkpoint.WEIGHTS)
+    rundir.save_weights(tmp_path, model, step=3)
+    shapes = rundir.tensor_shapes(tmp_path / rundir.WEIGHTS)
     assert shapes["transformer.wte.weight"] == (40, 32)
     assert "lm_head.weight" not in shapes  # tied to wte: stored (and counted) once
-    assert checkpoint.parameter_count(tmp_path / checkpoint.WEIGHTS) == model.num_parameters()
+    assert rundir.parameter_count(tmp_path / rundir.WEIGHTS) == model.num_parameters()
 
 
 def test_weights_header_that_does_not_match_the_file_is_a_user_error(tmp_path):
     from minitx.model import GPT
 
-    checkpoint.save_weights(tmp_path, GPT(ModelConfig(vocab_size=40, block_size=16, n_layers=1, n_heads=2, dim=32)))
-    good = (tmp_path / checkpoint.WEIGHTS).read_bytes()
+    rundir.save_weights(tmp_path, GPT(ModelConfig(vocab_size=40, block_size=16, n_layers=1, n_heads=2, dim=32)))
+    good = (tmp_path / rundir.WEIGHTS).read_bytes()
     damaged = {
         "truncated": good[:-1],
         "padded": good + b"\0",
@@ -194,9 +194,9 @@ def test_weights_header_that_does_not_match_the_file_is_a_user_error(tmp_path):
         path = tmp_path / f"{name}.safetensors"
         path.write_bytes(data)
         with pytest.raises(UserError, match="corrupt"):
-            checkpoint.tensor_shapes(path)
+            rundir.tensor_shapes(path)
     with pytest.raises(UserError, match="not found"):
-        checkpoint.tensor_shapes(tmp_path / "missing.safetensors")
+        rundir.tensor_shapes(tmp_path / "missing.safetensors")
 
 
 def test_existing_run_is_never_overwritten_without_force(tmp_path):

@@ -1,4 +1,4 @@
-"""The `minitx` command line: parse flags, call one library function, print the result.
+"""The `minitx` command line: declares the commands and their typed options; each calls one function in commands/.
 
 Nothing heavy is imported at module level, so `minitx --help` answers at once; each command imports
 what it needs when it runs. A `UserError` from any command becomes one line on stderr and exit code 2.
@@ -7,15 +7,13 @@ what it needs when it runs. A `UserError` from any command becomes one line on s
 from __future__ import annotations
 
 import functools
-import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from .errors import EXIT_USER_ERROR, UserError, refuse_overwrite, require_file
+from minitx.errors import EXIT_USER_ERROR, UserError
 
 app = typer.Typer(
     name="minitx",
@@ -61,28 +59,6 @@ def command(typer_app: typer.Typer, name: str | None = None) -> Callable[[F], F]
     return register
 
 
-def _console(stderr: bool = False):  # noqa: ANN202
-    from rich.console import Console
-
-    return Console(stderr=stderr)
-
-
-def _read_stdin() -> str:
-    """All of stdin, exactly: bytes decoded as UTF-8, no newline translation (\r\n stays \r\n)."""
-    buffer = getattr(sys.stdin, "buffer", None)
-    if buffer is None:
-        return sys.stdin.read()
-    data = buffer.read()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"stdin is not UTF-8 text (bad byte at offset {e.start})") from None
-
-
-def _read_text_arg(text: str) -> str:
-    return _read_stdin() if text == "-" else text
-
-
 # ------------------------------------------------------------------------------------------------
 # tokenize
 
@@ -99,24 +75,10 @@ def tokenize_train(
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
     """Train a tokenizer on text files and save it as tokenizer.json."""
-    from .data import load_training_text
-    from .reports import tokenizer_summary
-    from .tokenizer import DOC_TOKEN, Tokenizer
+    from minitx.commands import tokenize
 
-    refuse_overwrite(out, force)
-    if kind not in ("bpe", "char"):
-        raise UserError(f"--kind must be bpe or char, got {kind!r}")
-    text, _ = load_training_text(files or [])
-    specials = [DOC_TOKEN, *[s for s in special or [] if s != DOC_TOKEN]]
-    started = time.perf_counter()
-    if kind == "char":
-        tok = Tokenizer.train_char(text, special_tokens=specials)
-    else:
-        tok = Tokenizer.train_bpe([text], vocab_size=vocab_size, min_frequency=min_frequency,
-                                  special_tokens=specials, show_progress=not quiet)
-    seconds = time.perf_counter() - started
-    tok.save(out)
-    _console().print(tokenizer_summary(tok, text, out, seconds))
+    tokenize.train(files or [], vocab_size=vocab_size, out=out, kind=kind, min_frequency=min_frequency,
+                   special=special or [], force=force, quiet=quiet)
 
 
 @command(tokenize_app, "encode")
@@ -126,16 +88,9 @@ def tokenize_encode(
     ids: Annotated[bool, typer.Option("--ids", help="Print only the ids, space separated.")] = False,
 ) -> None:
     """Show how a tokenizer splits text: coloured tokens with their ids."""
-    from .token_display import render_tokens
+    from minitx.commands import tokenize
 
-    tok = _load_tokenizer(tokenizer)
-    text = _read_text_arg(text)
-    if ids:
-        typer.echo(" ".join(map(str, tok.encode(text))))
-    else:
-        console = _console()
-        plain = not console.is_terminal or console.no_color  # no colours: mark the boundaries with |
-        console.print(render_tokens(tok, text, separator="|" if plain else ""))
+    tokenize.encode(text, tokenizer=tokenizer, ids=ids)
 
 
 @command(tokenize_app, "decode")
@@ -144,26 +99,9 @@ def tokenize_decode(
     tokenizer: Annotated[str, typer.Option(help="tokenizer.json, or a run directory.")] = "tokenizer.json",
 ) -> None:
     """Turn token ids back into text."""
-    tok = _load_tokenizer(tokenizer)
-    raw = _read_stdin().split() if ids == ["-"] else ids
-    try:
-        numbers = [int(i) for i in raw]
-    except ValueError:
-        raise UserError(f"token ids must be whole numbers, got {' '.join(raw)[:60]!r}") from None
-    bad = [i for i in numbers if not 0 <= i < tok.vocab_size]
-    if bad:
-        raise UserError(f"token id {bad[0]} is outside this tokenizer's vocabulary (0..{tok.vocab_size - 1})")
-    sys.stdout.write(tok.decode(numbers) + "\n")
+    from minitx.commands import tokenize
 
-
-def _load_tokenizer(spec: str):  # noqa: ANN202
-    """A tokenizer from tokenizer.json or from a run directory."""
-    from .tokenizer import Tokenizer
-
-    path = Path(spec)
-    if path.is_dir():
-        path = path / "tokenizer.json"
-    return Tokenizer.load(path)
+    tokenize.decode(ids, tokenizer=tokenizer)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -178,16 +116,9 @@ def data_grammar(
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Write stories from minitx's built-in English grammar (word order matters in it)."""
-    from .corpus import DOC_TOKEN, generate_corpus
-    from .fileio import atomic_write_text
+    from minitx.commands import data
 
-    if bytes_ < 1:
-        raise UserError(f"--bytes must be positive, got {bytes_}")
-    refuse_overwrite(out, force)
-    text = generate_corpus(bytes_, seed)
-    atomic_write_text(out, text)
-    stories = text.count(DOC_TOKEN)
-    _console().print(f"wrote {out}: {len(text.encode('utf-8')):,} bytes, {stories:,} stories (seed {seed})")
+    data.grammar(out=out, n_bytes=bytes_, seed=seed, force=force)
 
 
 @command(data_app, "check")
@@ -197,22 +128,9 @@ def data_check(
     examples: Annotated[int, typer.Option(help="How many rejected sentences to show.")] = 5,
 ) -> None:
     """Parse every sentence with the built-in grammar; exit 0 if all are accepted, 1 otherwise."""
-    import json
+    from minitx.commands import data
 
-    from .corpus import check_text, render_report
-
-    if str(file) == "-":
-        text = _read_stdin().removeprefix("\ufeff")
-    else:
-        from .data import read_corpus
-
-        text = read_corpus([file])
-    report = check_text(text)
-    if json_:
-        typer.echo(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))
-    else:
-        _console().print(render_report(report, max_examples=examples))
-    raise typer.Exit(0 if report.total > 0 and report.accepted == report.total else 1)
+    raise typer.Exit(data.check(file, as_json=json_, examples=examples))
 
 
 @command(data_app, "tinyshakespeare")
@@ -221,10 +139,9 @@ def data_tinyshakespeare(
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Download the tiny Shakespeare corpus (1.1 MB) and verify its sha256."""
-    from .data import download_tinyshakespeare
+    from minitx.commands import data
 
-    path = download_tinyshakespeare(out, force=force)
-    _console().print(f"saved {path} ({path.stat().st_size:,} bytes, sha256 verified)")
+    data.tinyshakespeare(out=out, force=force)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -290,9 +207,7 @@ def train(
     quiet: Annotated[bool, typer.Option(help="No progress display.", rich_help_panel="Run")] = False,
 ) -> None:
     """Train a decoder-only transformer and save it as a run directory."""
-    from .config import make_train_config
-    from .reports import print_train_summary
-    from .run_setup import run_training
+    from minitx.commands import train as train_command
 
     model_overrides = {
         k: v
@@ -306,24 +221,19 @@ def train(
                            save_every=save_every, seed=seed, device=device,
                            dtype=None if dtype == "auto" else dtype,  # the default: not a choice made
                            compile=compile, threads=threads, doc_aligned=doc_aligned)
-    cfg = make_train_config(preset, train_overrides)
-    for f in files or []:
-        require_file(f, "corpus file")
-    trainer, result = run_training(files or [], out, model_overrides=model_overrides, train_config=cfg,
-                                   tokenizer_spec=tokenizer, vocab_size=vocab_size,
-                                   train_flags={"preset": preset, **train_overrides}, resume=resume, force=force,
-                                   show_progress=not quiet)
-    print_train_summary(trainer, result, _console())
-    if result.interrupted:
-        raise typer.Exit(130)
+    code = train_command.train(files or [], out=out, preset=preset, tokenizer=tokenizer, vocab_size=vocab_size,
+                               model_overrides=model_overrides, train_overrides=train_overrides, resume=resume,
+                               force=force, quiet=quiet)
+    if code:
+        raise typer.Exit(code)
 
 
 @command(app, "info")
 def info(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
     """Show a run's configuration, size, progress and last losses."""
-    from .reports import print_info
+    from minitx.commands.info import info as show_info
 
-    print_info(run_dir, _console())
+    show_info(run_dir)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -350,9 +260,10 @@ def generate(
     quiet: Annotated[bool, typer.Option(help="No statistics on stderr.")] = False,
 ) -> None:
     """Sample text from a trained model (with a KV cache)."""
-    from .sample import run_generate
+    from minitx.commands.generate import run_generate
+    from minitx.commands.tokenize import read_stdin
 
-    run_generate(run_dir, prompt=_read_text_arg(prompt) if prompt == "-" else prompt,
+    run_generate(run_dir, prompt=read_stdin() if prompt == "-" else prompt,
                  max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                  num_samples=num_samples, stop=stop or [], stream=stream, device=device, quiet=quiet,
                  quantize=quantize)
@@ -371,7 +282,7 @@ def eval_(
     json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Loss, perplexity and bits per byte on text; optionally the grammaticality of samples."""
-    from .evaluate import run_eval
+    from minitx.commands.eval import run_eval
 
     run_eval(run_dir, files or [], grammar=grammar, device=device, seed=seed, temperature=temperature,
              as_json=json_, quantize=quantize)
@@ -395,10 +306,11 @@ def inspect_attention(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
 ) -> None:
     """Show what each attention head looks at: the weights α as heatmaps, and the role of every head."""
-    from .inspect.attention import run_inspect_attention
+    from minitx.commands.inspect import run_inspect_attention
+    from minitx.commands.tokenize import read_stdin
 
-    run_inspect_attention(run_dir, prompt=_read_text_arg(prompt) if prompt == "-" else prompt, layer=layer,
-                          head=head, png=png, html=html, device=device, max_tokens=max_tokens, console=_console())
+    run_inspect_attention(run_dir, prompt=read_stdin() if prompt == "-" else prompt, layer=layer,
+                          head=head, png=png, html=html, device=device, max_tokens=max_tokens)
 
 
 @command(app, "inspect-positions")
@@ -411,21 +323,17 @@ def inspect_positions(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
 ) -> None:
     """Show what the positional encoding gives the model: how positions relate, and how that changes with distance."""
-    from .inspect.positions import run_inspect_positions
+    from minitx.commands.inspect import run_inspect_positions
 
-    run_inspect_positions(run_dir, positions=positions, png=png, device=device, console=_console())
+    run_inspect_positions(run_dir, positions=positions, png=png, device=device)
 
 
 @app.command("version")
 def version() -> None:
     """Print the minitx version."""
-    from . import __version__
+    from minitx import __version__
 
     typer.echo(__version__)
-
-
-def main() -> None:  # pragma: no cover - console-script entry point
-    app()
 
 
 if __name__ == "__main__":  # python -m minitx.cli

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import UserError
+from minitx.errors import UserError
 
 POSITIONAL_ENCODINGS = ("sinusoidal", "learned", "rope", "alibi", "none")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 
-from .errors import UserError
+from minitx.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Starts every document. Must equal `minitx.tokenizer.DOC_TOKEN` (a test checks it); it is
+#: Starts every document. Must equal `minitx.text.tokenizer.DOC_TOKEN` (a test checks it); it is
 #: repeated here so that the corpus does not depend on the tokenizer.
 DOC_TOKEN = "<|doc|>"
 

@@ -17,18 +17,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from rich.text import Text
 
-from ..errors import UserError
-from ..tokenizer import DOC_TOKEN
-from .heatmap import cells_that_fit, terminal_heatmap
-from .roles import ROLE_RULES, head_roles, head_scores, most_telling_head, name_role, role_label, roles_table
+from minitx.errors import UserError
+from minitx.inspect.heatmap import terminal_heatmap
+from minitx.inspect.roles import (
+    head_roles,
+    head_scores,
+    name_role,
+    role_label,
+)
+from minitx.text.tokenizer import DOC_TOKEN
 
 if TYPE_CHECKING:
-    from rich.console import Console, RenderableType
+    from rich.console import RenderableType
 
-    from ..model import GPT
-    from ..tokenizer import Tokenizer
+    from minitx.model import GPT
+    from minitx.text.tokenizer import Tokenizer
 
 #: Heatmaps show at most the last this many tokens (a terminal row is 2 characters per token).
 MAX_SHOWN_TOKENS = 40
@@ -189,7 +193,7 @@ def save_attention_png(capture: AttentionCapture, path: str | Path, layer: int |
     Each panel is titled with its layer, head and role; long inputs keep the last MAX_SHOWN_TOKENS
     tokens, as in the terminal. Needs matplotlib (a UserError says so when it is missing).
     """
-    from .heatmap import save_png_heatmaps
+    from minitx.inspect.heatmap import save_png_heatmaps
 
     check_head(capture, layer, None)
     layers = range(capture.n_layers) if layer is None else [layer]
@@ -207,63 +211,3 @@ def save_attention_png(capture: AttentionCapture, path: str | Path, layer: int |
                                  colour_label="attention weight α" + note)
     except OSError as err:
         raise UserError(f"cannot write {path} ({err.strerror or err}); choose another --png path") from None
-
-
-# ---------------------------------------------------------------------------------------------
-# the CLI command
-
-
-def run_inspect_attention(
-    run_dir: str | Path,
-    *,
-    prompt: str | None = None,
-    layer: int | None = None,
-    head: int | None = None,
-    png: str | Path | None = None,
-    html: str | Path | None = None,
-    device: str = "auto",
-    max_tokens: int | None = None,
-    console: Console | None = None,
-) -> None:
-    """`minitx inspect-attention RUN_DIR`: print what every head attends to for `prompt`.
-
-    Prints how to read the view, the roles grid, one head's heatmap -- the given --layer/--head, or
-    the most telling head (`most_telling_head`, within --layer or --head if only one is given) --
-    and what the last few tokens read through that head. --png / --html also write those files.
-    """
-    from rich.console import Console
-
-    from ..checkpoint import load_model
-    from ..device import apply_threads, resolve_device
-    from .html import save_attention_html
-
-    console = console if console is not None else Console()
-    device = resolve_device(device)
-    if device == "cpu":
-        apply_threads()
-    model, run = load_model(run_dir, device=device)
-    text = DEFAULT_PROMPT if prompt is None else prompt
-    capture = capture_attention(model, run.tokenizer, text, max_tokens=max_tokens)
-    check_head(capture, layer, head)
-    if capture.n_tokens < 2:
-        raise UserError("the prompt is empty after tokenizing; give --prompt some text")
-    roles = head_roles(capture)
-    candidates = [r for r in roles if (layer is None or r.layer == layer) and (head is None or r.head == head)]
-    chosen = most_telling_head(candidates)
-
-    console.print(Text(HOW_TO_READ))
-    note = f"{capture.n_tokens} tokens, {capture.pos} positions"
-    console.print(roles_table(roles, capture.n_layers, capture.n_heads, note))
-    console.print(Text(ROLE_RULES, style="dim"))
-    fits = min(MAX_SHOWN_TOKENS, cells_that_fit(console.width))  # an 80-column terminal shows 31 tokens
-    console.print(attention_heatmap(capture, chosen.layer, chosen.head, fits))
-    last = range(max(1, capture.n_tokens - 4), capture.n_tokens)
-    console.print(Text(f"what the last tokens read through layer {chosen.layer} head {chosen.head}:"))
-    for query in last:
-        console.print(Text("  " + readout_line(capture, chosen.layer, chosen.head, query)))
-    if png is not None:
-        console.print(Text(f"wrote {save_attention_png(capture, png, layer=layer)}"))
-    if html is not None:
-        title = f"attention of {Path(run_dir).name}: {capture.n_tokens} tokens"
-        path = save_attention_html(capture, roles, html, title=title, selected=(chosen.layer, chosen.head))
-        console.print(Text(f"wrote {path} (open it in a browser; it works offline)"))

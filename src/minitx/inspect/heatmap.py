@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import UserError
+from minitx.errors import UserError
 
 #: How many characters of a row label the terminal view keeps (tokens can be long).
 LABEL_WIDTH = 12
@@ -156,7 +156,7 @@ def save_figure(fig, path: str | Path) -> Path:  # noqa: ANN001 - a matplotlib F
     """Write `fig` as a PNG atomically (nothing half-written is left at `path`), close it, return the path."""
     import io
 
-    from ..fileio import atomic_write_bytes
+    from minitx.fileio import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")

@@ -29,14 +29,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UserError
-from ..fileio import atomic_write_text
+from minitx.errors import UserError
+from minitx.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     import torch
 
-    from .attention import AttentionCapture
-    from .roles import HeadRole
+    from minitx.inspect.attention import AttentionCapture
+    from minitx.inspect.roles import HeadRole
 
 #: Decimals kept for each weight in the page.
 DECIMALS = 3
@@ -81,7 +81,7 @@ def save_attention_html(
     `roles` are `head_roles(capture)`; `selected` is the (layer, head) shown first (default: the
     most telling head, see `most_telling_head`).
     """
-    from .roles import ROLE_THRESHOLDS, most_telling_head
+    from minitx.inspect.roles import ROLE_THRESHOLDS, most_telling_head
 
     if selected is None:
         best = most_telling_head(roles)

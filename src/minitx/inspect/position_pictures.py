@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .heatmap import pyplot, save_figure, save_png_heatmaps
-from .positions import MATRIX_MEANING, PositionReport, by_distance, shown_matrix
+from minitx.inspect.heatmap import pyplot, save_figure, save_png_heatmaps
+from minitx.inspect.positions import MATRIX_MEANING, PositionReport, by_distance, shown_matrix
 
 
 def save_positions_png(report: PositionReport, path: str | Path) -> Path:

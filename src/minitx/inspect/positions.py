@@ -33,28 +33,28 @@ Example:
     >>> report = inspect_positions(model, 64)         # model: a GPT with sinusoidal positions, dim 32
     >>> report.matrix.shape, [round(s, 2) for s in report.distance_profile[:3]]
     (torch.Size([64, 64]), [1.0, 0.96, 0.86])
-    >>> render_position_report(report, Console())
+    >>> Console().print(position_report_view(report))
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ..errors import UserError
-from .heatmap import cells_that_fit, terminal_heatmap
+from minitx.errors import UserError
+from minitx.inspect.heatmap import cells_that_fit, terminal_heatmap
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import RenderableType
 
-    from ..model import GPT
+    from minitx.model import GPT
 
 #: Heatmaps show at most this many positions per side (evenly spaced), so they fit a terminal.
 MAX_SHOWN_POSITIONS = 40
@@ -313,56 +313,24 @@ def _alibi_table(report: PositionReport) -> Table:
     return table
 
 
-def render_position_report(report: PositionReport, console: Console) -> None:
-    """Print the report: the describe() line, then the heatmap, distance table and facts for the kind."""
-    console.print(Text(report.description, style="bold"))
+def position_report_view(report: PositionReport, width: int = 80) -> Group:
+    """The report as one renderable: the describe() line, then the heatmap, distance table and facts for the kind.
+
+    `width` is the console's: the heatmap is cut to the positions that fit.
+    """
+    parts: list[RenderableType] = []
+    parts.append(Text(report.description, style="bold"))
     if not report.has_signal:
-        console.print(Text(NO_SIGNAL))
+        parts.append(Text(NO_SIGNAL))
     elif report.kind == "alibi":
-        console.print(_alibi_table(report))
-        console.print(Text("A key d tokens back keeps e^(-m·d) of the weight an equally relevant key at d = 0 would "
+        parts.append(_alibi_table(report))
+        parts.append(Text("A key d tokens back keeps e^(-m·d) of the weight an equally relevant key at d = 0 would "
                            "get, so steep heads read locally and shallow heads far back."))
     else:
-        rows, labels, note = shown_matrix(report.matrix, min(MAX_SHOWN_POSITIONS, cells_that_fit(console.width)))
+        rows, labels, note = shown_matrix(report.matrix, min(MAX_SHOWN_POSITIONS, cells_that_fit(width)))
         title = f"{MATRIX_MEANING[report.kind]}, positions 0..{report.n_positions - 1}{note} (white -1, blue 1)"
-        console.print(terminal_heatmap(rows, labels, labels, title=title, low=-1.0, high=1.0))
-        console.print(_distance_table(report))
+        parts.append(terminal_heatmap(rows, labels, labels, title=title, low=-1.0, high=1.0))
+        parts.append(_distance_table(report))
         for fact in _facts(report):
-            console.print(Text(fact))
-
-
-# ---------------------------------------------------------------------------------------------
-# the CLI command
-
-
-def run_inspect_positions(
-    run_dir: str | Path,
-    *,
-    positions: int | None = None,
-    png: str | Path | None = None,
-    device: str = "auto",
-    console: Console | None = None,
-) -> None:
-    """`minitx inspect-positions RUN_DIR`: print what the run's positional encoding gives its model.
-
-    Looks at `positions` positions (default: the block size, at most DEFAULT_POSITIONS). --png also
-    writes the heatmap(s) there and, unless the model has no positions, the plot by distance beside
-    it: pos.png -> pos-by-distance.png.
-    """
-    from rich.console import Console
-
-    from ..checkpoint import load_model
-    from ..device import resolve_device
-
-    console = console if console is not None else Console()
-    model, _ = load_model(run_dir, device=resolve_device(device))
-    n_positions = positions if positions is not None else min(model.config.block_size, DEFAULT_POSITIONS)
-    report = inspect_positions(model, n_positions)
-    render_position_report(report, console)
-    if png is not None:
-        from .position_pictures import save_distance_png, save_positions_png
-
-        console.print(Text(f"wrote {save_positions_png(report, png)}"))
-        if report.has_signal:
-            distance_png = Path(png).with_name(f"{Path(png).stem}-by-distance.png")
-            console.print(Text(f"wrote {save_distance_png(report, distance_png)}"))
+            parts.append(Text(fact))
+    return Group(*parts)

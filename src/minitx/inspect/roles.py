@@ -52,7 +52,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
-    from .attention import AttentionCapture
+    from minitx.inspect.attention import AttentionCapture
 
 #: The roles in the order they are tried: group by group, the most specific first (ties: the earlier role).
 ROLE_GROUPS = (("previous token", "self", "first token", "same token"), ("focused",), ("local", "broad"))

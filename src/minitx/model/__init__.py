@@ -5,9 +5,9 @@ attention.py   masked multi-head self-attention (textbook and fused paths) and t
 gpt.py         MLP, pre-LN residual block, and the GPT model with tied embeddings
 """
 
-from .attention import AttentionMask, CausalSelfAttention, KVCache, textbook_attention
-from .gpt import GPT, MLP, Block
-from .positions import PositionalEncoding, alibi_slopes, build_positional_encoding
+from minitx.model.attention import AttentionMask, CausalSelfAttention, KVCache, textbook_attention
+from minitx.model.gpt import GPT, MLP, Block
+from minitx.model.positions import PositionalEncoding, alibi_slopes, build_positional_encoding
 
 __all__ = [
     "GPT",

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ModelConfig
-from .positions import PositionalEncoding
+from minitx.config import ModelConfig
+from minitx.model.positions import PositionalEncoding
 
 
 class KVCache:

@@ -33,9 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import ModelConfig
-from .attention import AttentionMask, CausalSelfAttention, KVCache
-from .positions import PositionalEncoding, build_positional_encoding, check_positions
+from minitx.config import ModelConfig
+from minitx.model.attention import AttentionMask, CausalSelfAttention, KVCache
+from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions
 
 ATTENTION_PATHS = ("sdpa", "textbook")
 

@@ -39,8 +39,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..config import ModelConfig
-from ..errors import UserError
+from minitx.config import ModelConfig
+from minitx.errors import UserError
 
 
 def check_positions(start_pos: int, length: int, block_size: int) -> None:

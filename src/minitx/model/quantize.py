@@ -136,7 +136,7 @@ def quantize_int8(model: nn.Module) -> dict[str, int]:
 
 def check_quantize(kind: str | None) -> None:
     """Raise a UserError unless `kind` is a --quantize choice (checked before any file is read)."""
-    from ..errors import UserError
+    from minitx.errors import UserError
 
     if kind is not None and kind not in QUANTIZE_CHOICES:
         raise UserError(f"--quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {kind!r}")

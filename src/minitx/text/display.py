@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from .tokenizer import Tokenizer
+    from minitx.text.tokenizer import Tokenizer
 
 # Light and mid tones alternate, so neighbours differ even where a terminal has only 16 colours.
 _BACKGROUNDS = ("#cfe2ff", "#d7af87", "#d4f4dd", "#d7afd7")

@@ -11,20 +11,19 @@
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .sample import DEFAULT_TEMPERATURE
+from minitx.generation.sampling import DEFAULT_TEMPERATURE
 
 if TYPE_CHECKING:
-    from .corpus import CheckReport
-    from .model import GPT
-    from .tokenizer import Tokenizer
+    from minitx.corpus import CheckReport
+    from minitx.model import GPT
+    from minitx.text.tokenizer import Tokenizer
 
 
 @dataclass
@@ -47,7 +46,7 @@ def score_ids(model: GPT, ids: torch.Tensor, n_bytes: int, batch_size: int = 16)
     device = next(model.parameters()).device
     n_windows = (len(ids) - 1) // block
     if n_windows < 1:
-        from .errors import UserError
+        from minitx.errors import UserError
 
         raise UserError(f"the text has {len(ids)} tokens; scoring needs at least block size + 1 = {block + 1}")
     windows = ids[: n_windows * block + 1]
@@ -69,7 +68,7 @@ def score_ids(model: GPT, ids: torch.Tensor, n_bytes: int, batch_size: int = 16)
 
 def validation_ids(run: Any) -> tuple[torch.Tensor, int, str]:
     """Rebuild a run's validation split: the same corpus, tokenizer and --val-fraction as in training."""
-    from .data import load_training_text
+    from minitx.corpus.sources import load_training_text
 
     files = [Path(f) for f in run.train_config.extra.get("corpus_files", [])]
     text, source = load_training_text(files)
@@ -89,7 +88,7 @@ def sample_stories(
     max_new_tokens: int | None = None,
 ) -> list[str]:
     """Sample `n` stories: each starts after a <|doc|> token and ends at the next one (or the token limit)."""
-    from .sample import SamplingConfig, generate_text
+    from minitx.generation.sampling import SamplingConfig, generate_text
 
     limit = max_new_tokens or model.config.block_size
     stories: list[str] = []
@@ -102,64 +101,6 @@ def sample_stories(
 
 
 def grammar_score(stories: list[str]) -> CheckReport:
-    from .corpus import DOC_TOKEN, check_text
+    from minitx.corpus import DOC_TOKEN, check_text
 
     return check_text("".join(f"{DOC_TOKEN}{s}\n" for s in stories))
-
-
-def run_eval(
-    run_dir: Path,
-    files: list[Path],
-    *,
-    grammar: int,
-    device: str,
-    seed: int,
-    as_json: bool,
-    temperature: float = DEFAULT_TEMPERATURE,
-    quantize: str | None = None,
-) -> None:
-    """`minitx eval`: print loss/perplexity/bits-per-byte and, with --grammar N, grammaticality."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from .checkpoint import load_model
-    from .device import resolve_device
-    from .model.quantize import apply_quantization, check_quantize
-
-    check_quantize(quantize)
-    model, run = load_model(run_dir, device=resolve_device(device))
-    apply_quantization(model, quantize)
-    if files:
-        from .data import read_corpus
-
-        text = read_corpus(files)
-        ids = torch.tensor(run.tokenizer.encode(text), dtype=torch.long)
-        n_bytes, source = len(text.encode("utf-8")), ", ".join(map(str, files))
-    else:
-        ids, n_bytes, source = validation_ids(run)
-    score = score_ids(model, ids, n_bytes)
-    result: dict[str, Any] = {"source": source, "weights": quantize or "none", **asdict(score)}
-    report = None
-    if grammar > 0:
-        stories = sample_stories(model, run.tokenizer, grammar, seed, temperature=temperature)
-        report = grammar_score(stories)
-        result["grammar"] = {**report.to_dict(), "temperature": temperature, "seed": seed}
-    if as_json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
-        return
-    console = Console()
-    table = Table(title=f"eval {run_dir} on {source}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    if quantize not in (None, "none"):
-        table.add_row("weights", f"{quantize} (--quantize)")
-    table.add_row("tokens scored", f"{score.tokens:,}")
-    table.add_row("loss (nats/token)", f"{score.loss:.4f}")
-    table.add_row("perplexity", f"{score.perplexity:.3f}")
-    table.add_row("bits per byte", f"{score.bits_per_byte:.4f}")
-    console.print(table)
-    if report is not None:
-        from .corpus import render_report
-
-        console.print(f"grammar: {grammar} sampled stories (temperature {temperature:g}, seed {seed})")
-        console.print(render_report(report, max_examples=5))

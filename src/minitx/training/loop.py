@@ -33,11 +33,11 @@ from typing import Any
 
 import torch
 
-from . import checkpoint
-from .batches import BatchSampler, TokenSplit
-from .config import ModelConfig, TrainConfig
-from .device import apply_threads, resolve_device, resolve_dtype
-from .errors import UserError
+from minitx import rundir
+from minitx.config import ModelConfig, TrainConfig
+from minitx.device import apply_threads, resolve_device, resolve_dtype
+from minitx.errors import UserError
+from minitx.training.batches import BatchSampler, TokenSplit
 
 
 @dataclass
@@ -83,7 +83,7 @@ class Trainer:
         *,
         resume: bool = False,
     ) -> None:
-        from .model import GPT
+        from minitx.model import GPT
 
         train_config.validate()
         self.run_dir = Path(run_dir)
@@ -178,15 +178,15 @@ class Trainer:
 
     def save(self, last_train_loss: float | None = None) -> None:
         """Write weights, optimizer moments, RNG states and step; each file atomically."""
-        checkpoint.save_weights(self.run_dir, self.model, self.step)
+        rundir.save_weights(self.run_dir, self.model, self.step)
         rng = {"batches": self.batches.get_state(), "torch": torch.get_rng_state()}
         state = {"step": self.step, "last_train_loss": last_train_loss}
-        checkpoint.save_trainer_state(self.run_dir, self.optimizer, state, rng)
+        rundir.save_trainer_state(self.run_dir, self.optimizer, state, rng)
 
     def _resume(self) -> None:
-        tensors, meta = checkpoint.read_tensors(self.run_dir / checkpoint.WEIGHTS, "weights file")
-        checkpoint.load_weights_into(self.model, tensors, self.run_dir / checkpoint.WEIGHTS)
-        state, rng = checkpoint.load_trainer_state(self.run_dir, self.optimizer)
+        tensors, meta = rundir.read_tensors(self.run_dir / rundir.WEIGHTS, "weights file")
+        rundir.load_weights_into(self.model, tensors, self.run_dir / rundir.WEIGHTS)
+        state, rng = rundir.load_trainer_state(self.run_dir, self.optimizer)
         if meta.get("step") is not None and meta["step"] != str(state.get("step")):
             raise UserError(
                 f"{self.run_dir}: weights are from step {meta['step']} but the trainer state is from step "
@@ -198,8 +198,8 @@ class Trainer:
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
         # Evaluations logged after the checkpoint belong to the lost future: drop them.
-        self.history = [m for m in checkpoint.read_metrics(self.run_dir) if m.get("step", 0) <= self.step]
-        checkpoint.write_metrics(self.run_dir, self.history)
+        self.history = [m for m in rundir.read_metrics(self.run_dir) if m.get("step", 0) <= self.step]
+        rundir.write_metrics(self.run_dir, self.history)
         if self.history:
             self._train_seconds = self.history[-1].get("train_seconds") or 0.0
 
@@ -269,7 +269,7 @@ class Trainer:
         self._train_seconds += sum(self._step_seconds)
         self._step_seconds = []
         self.history.append(record)
-        checkpoint.append_metrics(self.run_dir, record)
+        rundir.append_metrics(self.run_dir, record)
         display.eval(record)
         return val_loss, val_bpb
 

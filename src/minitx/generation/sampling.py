@@ -42,30 +42,28 @@ simply frozen) until all are done or `max_new_tokens` is reached. With an empty 
 starts a new document: the model is fed the `<|doc|>` token alone, and each sample also stops at
 the next `<|doc|>` -- the end of its story.
 
-Streaming and stop strings are followed token by token in `minitx.streaming`.
+Streaming and stop strings are followed token by token in `minitx.generation.streaming`.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
-from .errors import UserError
-from .model import GPT, KVCache
-from .streaming import StopAndStream
+from minitx.errors import UserError
+from minitx.generation.streaming import StopAndStream
+from minitx.model import GPT, KVCache
 
 if TYPE_CHECKING:
-    from .tokenizer import Tokenizer
+    from minitx.text.tokenizer import Tokenizer
 
 #: The default softmax temperature of `minitx generate` and `minitx eval --grammar` (docs/decisions.md:
 #: on the default story model, 0.7 / 0.8 / 1.0 gave 97% / 96% / 90% grammatical sentences).
@@ -346,7 +344,7 @@ def generate_text(
     piece)` receives each sample's text as soon as it is final (the pieces of a sample add up to its
     entry in `texts`).
     """
-    from .tokenizer import DOC_TOKEN
+    from minitx.text.tokenizer import DOC_TOKEN
 
     prompt_ids = tokenizer.encode(prompt)  # char tokenizers raise UserError for unknown characters
     stop = list(cfg.stop)
@@ -376,68 +374,3 @@ def generate_text(
         new_ids = [follower.ids for follower in followers]
     seconds = time.perf_counter() - started
     return Samples(texts, new_ids, max(len(ids) for ids in new_ids), seconds, seed)
-
-
-# ---------------------------------------------------------------------------------------------
-# the CLI command
-
-
-def run_generate(
-    run_dir: str | Path,
-    *,
-    prompt: str,
-    max_new_tokens: int,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    seed: int | None,
-    num_samples: int,
-    stop: list[str],
-    stream: bool,
-    device: str,
-    quiet: bool,
-    quantize: str | None = None,
-) -> None:
-    """`minitx generate`: sample from a run and print prompt + text to stdout, statistics to stderr.
-
-    One sample streams as it is written (unless --no-stream). Several samples are printed when all
-    are done, each under a `── sample i ──` line: streaming them side by side would interleave.
-    """
-    from .checkpoint import load_model
-    from .device import apply_threads, resolve_device
-    from .model.quantize import apply_quantization, check_quantize
-
-    cfg = SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed, num_samples, list(stop))
-    check_quantize(quantize)
-    device = resolve_device(device)
-    if device == "cpu":
-        apply_threads()
-    model, run = load_model(run_dir, device=device)
-    apply_quantization(model, quantize)
-    out = sys.stdout
-
-    def write(piece: str) -> None:
-        out.write(piece)
-        out.flush()
-
-    streaming = stream and num_samples == 1
-    run.tokenizer.encode(prompt)  # an unencodable prompt fails here, before anything is printed
-    if streaming:
-        write(prompt)
-    on_text = (lambda _, piece: write(piece)) if streaming else None
-    samples = generate_text(model, run.tokenizer, prompt, cfg, on_text=on_text)
-    for i, text in enumerate(samples.texts):
-        if not streaming:
-            if num_samples > 1:
-                write(f"── sample {i + 1} ──\n")
-            write(prompt + text)
-        if not (prompt + text).endswith("\n"):
-            write("\n")
-    if not quiet:
-        rate = samples.steps * num_samples / max(samples.seconds, 1e-9)
-        print(
-            f"{samples.steps} tokens × {num_samples} sample{'s' if num_samples > 1 else ''} in "
-            f"{samples.seconds:.2f} s: {rate:,.0f} tokens/s (seed {samples.seed}"
-            f"{', int8 weights' if quantize == 'int8' else ''})",
-            file=sys.stderr,
-        )

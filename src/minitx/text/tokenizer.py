@@ -31,14 +31,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import UserError, require_file
-from .fileio import atomic_write_text
+from minitx.errors import UserError, require_file
+from minitx.fileio import atomic_write_text
+from minitx.text.special import DOC_TOKEN
 
 if TYPE_CHECKING:
     import tokenizers
-
-#: Starts every document; models see it as one token (a beginning-of-sequence marker).
-DOC_TOKEN = "<|doc|>"
 
 #: Where text may be cut without changing how byte-level BPE splits it into words: after a lone
 #: newline that sits between two non-space characters ("...the end.\nNext..."). The words on

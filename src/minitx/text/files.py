@@ -156,19 +156,3 @@ def _read_body(response, expected_size: int | None, progress: bool) -> bytes:
         if bar is not None:
             bar.stop()
     return bytes(body)
-
-
-# ---------------------------------------------------------------------------------------------
-# what `train` and `tokenize train` read when given no files
-
-BUILTIN_CORPUS_BYTES = 2_000_000
-BUILTIN_CORPUS_SEED = 0
-
-
-def load_training_text(files: list[Path]) -> tuple[str, str]:
-    """The corpus to train on and a name for it: the files, or the built-in story grammar."""
-    if files:
-        return read_corpus(files), ", ".join(str(f) for f in files)
-    from .corpus import generate_corpus
-
-    return generate_corpus(BUILTIN_CORPUS_BYTES, BUILTIN_CORPUS_SEED), "built-in stories"

@@ -20,22 +20,22 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import checkpoint
-from .config import ModelConfig, TrainConfig
-from .data import load_training_text
-from .device import resolve_device, resolve_dtype
-from .errors import UserError
-from .train import Trainer, TrainResult
+from minitx import rundir
+from minitx.config import ModelConfig, TrainConfig
+from minitx.corpus.sources import load_training_text
+from minitx.device import resolve_device, resolve_dtype
+from minitx.errors import UserError
+from minitx.training.loop import Trainer, TrainResult
 
 if TYPE_CHECKING:
-    from .tokenizer import Tokenizer
+    from minitx.text.tokenizer import Tokenizer
 
 
 def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
     """Refuse to clobber another run: an existing non-empty RUN_DIR needs --resume or --force."""
     run_dir = Path(run_dir)
     if resume:
-        if not checkpoint.is_run_dir(run_dir):
+        if not rundir.is_run_dir(run_dir):
             raise UserError(f"--resume: {run_dir} is not a run directory to resume (no config.json)")
         return
     if run_dir.exists() and not run_dir.is_dir():
@@ -49,7 +49,7 @@ def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
 
 def clear_run_dir(run_dir: Path) -> None:
     """With --force: remove the files a previous run left (only minitx's own files)."""
-    for name in checkpoint.RUN_FILES:
+    for name in rundir.RUN_FILES:
         p = Path(run_dir) / name
         if p.is_file():
             p.unlink()
@@ -60,7 +60,7 @@ def clear_run_dir(run_dir: Path) -> None:
 
 def build_tokenizer(spec: str | None, text: str, vocab_size: int, show_progress: bool):  # noqa: ANN201
     """`--tokenizer PATH` loads one, `char` builds a character tokenizer, None trains a BPE on `text`."""
-    from .tokenizer import Tokenizer
+    from minitx.text.tokenizer import Tokenizer
 
     if spec == "char":
         return Tokenizer.train_char(text)
@@ -87,12 +87,12 @@ def run_training(
     `train_flags` are the recipe flags the user typed, by TrainConfig field (None: not given); with
     `resume` they, `model_overrides`, `tokenizer_spec` and `vocab_size` must match the saved run.
     """
-    from .config import DEFAULT_PRESET, preset
+    from minitx.config import DEFAULT_PRESET, preset
 
     out = Path(out)
     check_run_dir(out, resume, force)
     if resume:
-        run = checkpoint.load_run(out)
+        run = rundir.load_run(out)
         refuse_recipe_changes(run, model_overrides, train_flags or {}, tokenizer_spec, vocab_size)
         tokenizer, model_config = run.tokenizer, run.model_config
         train_config = _resumed_train_config(run.train_config, train_config)
@@ -117,8 +117,8 @@ def run_training(
         "corpus_sha256": digest,
     }
     ids = tokenizer.encode(text)
-    from .batches import split_train_val
-    from .tokenizer import DOC_TOKEN
+    from minitx.text.tokenizer import DOC_TOKEN
+    from minitx.training.batches import split_train_val
 
     doc_id = tokenizer.token_id(DOC_TOKEN) if train_config.doc_aligned else None
     split = split_train_val(ids, len(text.encode("utf-8")), model_config.block_size, train_config.val_fraction,
@@ -128,9 +128,9 @@ def run_training(
         if force:
             clear_run_dir(out)
         out.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(out / checkpoint.TOKENIZER)
+        tokenizer.save(out / rundir.TOKENIZER)
     trainer = Trainer(out, model_config, train_config, split, resume=resume)
-    checkpoint.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
+    rundir.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
     stock = not files and tokenizer_spec is None and vocab_size is None and not model_overrides
     stock = stock and not train_config.extra.get("steps_given")
     band = expected_band(train_config) if stock and not resume else None
@@ -147,7 +147,7 @@ _FLAG_OF_FIELD = {"n_layers": "--layers", "n_heads": "--heads"}  # the other fla
 
 
 def refuse_recipe_changes(
-    run: checkpoint.Run,
+    run: rundir.Run,
     model_flags: dict[str, Any],
     train_flags: dict[str, Any],
     tokenizer_spec: str | None,
@@ -171,7 +171,7 @@ def refuse_recipe_changes(
         if value is not None and value != saved[field]
     ]
     if tokenizer_spec is not None and not _is_runs_tokenizer(tokenizer_spec, run.tokenizer):
-        changes.append(f"--tokenizer {tokenizer_spec} is not the run's own {checkpoint.TOKENIZER}")
+        changes.append(f"--tokenizer {tokenizer_spec} is not the run's own {rundir.TOKENIZER}")
     if changes:
         these = "the flag" if len(changes) == 1 else "these flags"
         raise UserError(
@@ -196,7 +196,7 @@ def _saved_text(field: str, value: Any) -> str:
 
 def _is_runs_tokenizer(spec: str, saved: Tokenizer) -> bool:
     """Would `--tokenizer spec` (a tokenizer.json or 'char') build the run's own tokenizer again?"""
-    from .tokenizer import Tokenizer
+    from minitx.text.tokenizer import Tokenizer
 
     if spec == "char":  # the corpus is checked to be the same, so a char tokenizer of it is the same too
         return saved.kind == "char"
@@ -213,6 +213,6 @@ def _resumed_train_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig
 
 def expected_band(cfg: TrainConfig) -> tuple[float, float] | None:
     """The validation-loss band measured for this preset on the built-in corpus (stock settings only)."""
-    from .config import DEFAULT_PRESET, PRESETS
+    from minitx.config import DEFAULT_PRESET, PRESETS
 
     return PRESETS.get(cfg.preset or DEFAULT_PRESET, {}).get("expected_val_loss")

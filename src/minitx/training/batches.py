@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import UserError
+from minitx.errors import UserError
 
 
 @dataclass

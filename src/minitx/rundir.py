@@ -24,16 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import CHECKPOINT_FORMAT, __version__
-from .config import ModelConfig, TrainConfig
-from .errors import UserError
-from .fileio import atomic_write_bytes, atomic_write_json
+from minitx import CHECKPOINT_FORMAT, __version__
+from minitx.config import ModelConfig, TrainConfig
+from minitx.errors import UserError
+from minitx.fileio import atomic_write_bytes, atomic_write_json
 
 if TYPE_CHECKING:
     import torch
 
-    from .model import GPT
-    from .tokenizer import Tokenizer
+    from minitx.model import GPT
+    from minitx.text.tokenizer import Tokenizer
 
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
@@ -158,7 +158,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
 
 def load_run(run_dir: str | Path) -> Run:
     """Read config and tokenizer of a run directory (not the weights)."""
-    from .tokenizer import Tokenizer
+    from minitx.text.tokenizer import Tokenizer
 
     run_dir = Path(run_dir)
     raw = read_config(run_dir)
@@ -239,7 +239,7 @@ def parameter_count(path: Path) -> int:
 
 def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, Run]:
     """Rebuild the model of a run directory and load its weights (strictly: every name, every shape)."""
-    from .model import GPT
+    from minitx.model import GPT
 
     run = load_run(run_dir)
     tensors, _ = read_tensors(run.path / WEIGHTS, "weights file")
@@ -310,7 +310,7 @@ def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
 
 def write_metrics(run_dir: Path, records: list[dict[str, Any]]) -> None:
     """Replace metrics.jsonl with `records` (atomically)."""
-    from .fileio import atomic_write_text
+    from minitx.fileio import atomic_write_text
 
     atomic_write_text(Path(run_dir) / METRICS, "".join(json.dumps(r) + "\n" for r in records))
 

@@ -1,0 +1,51 @@
+"""`minitx info RUN`: a run's configuration, size, progress and last losses -- without importing torch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+from minitx import rundir
+from minitx.commands.display import fmt, make_console
+from minitx.errors import UserError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+def info(run_dir: Path, console: Console | None = None) -> None:
+    """`minitx info`: configuration, parameter count, steps done, last losses."""
+    console = console if console is not None else make_console()
+    run = rundir.load_run(run_dir)
+    try:  # from the weights file's header: no model is built, torch is not even imported
+        parameters = f"{rundir.parameter_count(Path(run_dir) / rundir.WEIGHTS):,}"
+    except UserError:
+        parameters = f"- ({rundir.WEIGHTS} is missing or damaged)"  # show what else is known
+    state_path = Path(run_dir) / rundir.TRAINER_STATE
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        state = {}  # a damaged trainer_state.json: show what else is known
+    metrics = rundir.read_metrics(run_dir)
+    last = metrics[-1] if metrics else {}
+
+    table = Table(title=f"run {run_dir}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("minitx version", str(run.raw_config.get("minitx_version", "?")))
+    for key, value in run.model_config.to_dict().items():
+        table.add_row(f"model.{key}", str(value))
+    table.add_row("tokenizer", f"{run.tokenizer.kind}, {run.tokenizer.vocab_size:,} tokens")
+    table.add_row("parameters", parameters)
+    tc = run.train_config
+    table.add_row("recipe", f"preset {tc.preset}, batch {tc.batch_size}×{tc.grad_accum}, lr {tc.lr:g}→{tc.min_lr:g}, "
+                            f"warmup {tc.warmup}, wd {tc.weight_decay:g}, beta2 {tc.beta2:g}, seed {tc.seed}")
+    table.add_row("corpus", str(tc.extra.get("corpus", "?")))
+    table.add_row("steps done", f"{state.get('step', 0):,} / {tc.steps:,}")
+    table.add_row("last train loss", fmt(last.get("train_loss", state.get("last_train_loss"))))
+    table.add_row("last val loss", fmt(last.get("val_loss")))
+    table.add_row("last val bits/byte", fmt(last.get("val_bpb"), 3))
+    console.print(table)

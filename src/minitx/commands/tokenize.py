@@ -1,0 +1,101 @@
+"""`minitx tokenize train|encode|decode`: train a tokenizer, show how it cuts text, turn ids back into text."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from rich.table import Table
+
+from minitx.commands.display import make_console
+from minitx.errors import UserError, refuse_overwrite
+from minitx.text.tokenizer import Tokenizer
+
+
+def read_stdin() -> str:
+    """All of stdin, exactly: bytes decoded as UTF-8, no newline translation (\\r\\n stays \\r\\n)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:
+        return sys.stdin.read()
+    data = buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"stdin is not UTF-8 text (bad byte at offset {e.start})") from None
+
+
+def load_tokenizer(spec: str) -> Tokenizer:
+    """A tokenizer from tokenizer.json or from a run directory."""
+    path = Path(spec)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    return Tokenizer.load(path)
+
+
+def train(
+    files: list[Path], *, vocab_size: int, out: Path, kind: str, min_frequency: int, special: list[str],
+    force: bool, quiet: bool,
+) -> None:
+    """`minitx tokenize train`: train a tokenizer on text files (default: the built-in stories), save it."""
+    from minitx.corpus.sources import load_training_text
+    from minitx.text.special import DOC_TOKEN
+
+    refuse_overwrite(out, force)
+    if kind not in ("bpe", "char"):
+        raise UserError(f"--kind must be bpe or char, got {kind!r}")
+    text, _ = load_training_text(files)
+    specials = [DOC_TOKEN, *[s for s in special if s != DOC_TOKEN]]
+    started = time.perf_counter()
+    if kind == "char":
+        tok = Tokenizer.train_char(text, special_tokens=specials)
+    else:
+        tok = Tokenizer.train_bpe([text], vocab_size=vocab_size, min_frequency=min_frequency,
+                                  special_tokens=specials, show_progress=not quiet)
+    seconds = time.perf_counter() - started
+    tok.save(out)
+    make_console().print(tokenizer_summary(tok, text, out, seconds))
+
+
+def encode(text: str, *, tokenizer: str, ids: bool) -> None:
+    """`minitx tokenize encode`: coloured tokens with their ids, or only the ids."""
+    from minitx.text.display import render_tokens
+
+    tok = load_tokenizer(tokenizer)
+    text = read_stdin() if text == "-" else text
+    if ids:
+        print(" ".join(map(str, tok.encode(text))))
+    else:
+        console = make_console()
+        plain = not console.is_terminal or console.no_color  # no colours: mark the boundaries with |
+        console.print(render_tokens(tok, text, separator="|" if plain else ""))
+
+
+def decode(ids: list[str], *, tokenizer: str) -> None:
+    """`minitx tokenize decode`: token ids (or '-' for stdin) back to text, exactly."""
+    tok = load_tokenizer(tokenizer)
+    raw = read_stdin().split() if ids == ["-"] else ids
+    try:
+        numbers = [int(i) for i in raw]
+    except ValueError:
+        raise UserError(f"token ids must be whole numbers, got {' '.join(raw)[:60]!r}") from None
+    bad = [i for i in numbers if not 0 <= i < tok.vocab_size]
+    if bad:
+        raise UserError(f"token id {bad[0]} is outside this tokenizer's vocabulary (0..{tok.vocab_size - 1})")
+    sys.stdout.write(tok.decode(numbers) + "\n")
+
+
+def tokenizer_summary(tok: Tokenizer, text: str, out: Path, seconds: float) -> Table:
+    """Vocabulary size, corpus bytes, training seconds and bytes per token on the corpus."""
+    n_bytes = len(text.encode("utf-8"))
+    n_tokens = len(tok.encode(text))
+    table = Table(title=f"tokenizer → {out}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("kind", tok.kind)
+    table.add_row("vocabulary size", f"{tok.vocab_size:,}")
+    table.add_row("corpus bytes", f"{n_bytes:,}")
+    table.add_row("corpus tokens", f"{n_tokens:,}")
+    table.add_row("bytes per token", f"{n_bytes / max(1, n_tokens):.3f}")
+    table.add_row("seconds", f"{seconds:.2f}")
+    return table
