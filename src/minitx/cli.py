@@ -1,21 +1,59 @@
 """The `minitx` command line: declares the commands and their typed options; each calls one function in commands/.
 
 Nothing heavy is imported at module level, so `minitx --help` answers at once; each command imports
-what it needs when it runs. A `UserError` from any command becomes one line on stderr and exit code 2.
+what it needs when it runs. A `UserError` from any command becomes one line on stderr and exit code 2,
+and so does a usage error that Click finds before the command runs (`--steps abc`, an unknown option):
+
+    minitx: error: Invalid value for '--steps': 'abc' is not a valid integer. (see `minitx train --help`)
+
+A training run whose loss became NaN or infinite ends with one line too, and exit code 3.
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
-from minitx.errors import EXIT_USER_ERROR, UserError
+from minitx.errors import EXIT_DIVERGED, EXIT_USER_ERROR, TrainingDiverged, UserError
+
+
+class OneLineErrors(TyperGroup):
+    """Click's usage errors as minitx's own: one line on stderr, exit code 2, no box, no usage block.
+
+    Typer raises Click's exceptions (a vendored copy of Click in recent Typer versions, Click itself in
+    older ones), so they are recognised by what they carry -- `format_message()` and `exit_code` --
+    rather than by class.
+    """
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:  # a caller that handles Click's exceptions itself
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        except Exception as e:
+            if not (hasattr(e, "format_message") and hasattr(e, "exit_code")):
+                raise  # a bug, not a usage error: keep its traceback
+            ctx = getattr(e, "ctx", None)
+            if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:  # `minitx tokenize` alone: its help
+                typer.echo(ctx.get_help())
+                sys.exit(0)
+            where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+            typer.echo(f"minitx: error: {' '.join(e.format_message().split())}{where}", err=True)
+            sys.exit(e.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
+    cls=OneLineErrors,
     name="minitx",
     help="Train, sample and look inside small transformer language models.",
     no_args_is_help=True,
@@ -24,10 +62,10 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 tokenize_app = typer.Typer(
-    help="Train a tokenizer, encode text to token ids and decode them back.", no_args_is_help=True
+    cls=OneLineErrors, help="Train a tokenizer, encode text to token ids and decode them back.", no_args_is_help=True
 )
-data_app = typer.Typer(help="Corpora: write the built-in story corpus, check grammar, fetch tiny Shakespeare.",
-                       no_args_is_help=True)
+data_app = typer.Typer(cls=OneLineErrors, no_args_is_help=True,
+                       help="Corpora: write the built-in story corpus, check grammar, fetch tiny Shakespeare.")
 app.add_typer(tokenize_app, name="tokenize")
 app.add_typer(data_app, name="data")
 
@@ -44,6 +82,9 @@ def _user_errors_exit_2(func: F) -> F:
         except UserError as e:
             typer.echo(f"minitx: error: {e}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except TrainingDiverged as e:
+            typer.echo(f"minitx: error: {e}", err=True)
+            raise typer.Exit(EXIT_DIVERGED) from None
         except OSError as e:  # a path that cannot be read or written: the user's to fix
             where = f": {e.filename}" if getattr(e, "filename", None) else ""
             typer.echo(f"minitx: error: {e.strerror or e}{where}", err=True)
@@ -200,8 +241,13 @@ def train(
     doc_aligned: Annotated[bool | None, typer.Option("--doc-aligned/--no-doc-aligned",
                                                         help="Start training windows at <|doc|> markers.",
                                                         rich_help_panel="Training")] = None,
+    keep: Annotated[int | None, typer.Option(help="Checkpoints to keep (the newest K).", rich_help_panel="Run")]
+    = None,
+    detect_anomaly: Annotated[bool, typer.Option(help="Autograd anomaly mode: name the operation that made the "
+                                                      "first NaN (slow).", rich_help_panel="Run")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint, with the same "
-                                              "recipe (only --steps, --device, --threads may change).",
+                                              "recipe (only --steps, --device, --threads, --keep, --detect-anomaly "
+                                              "may change).",
                                          rich_help_panel="Run")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing run in --out.", rich_help_panel="Run")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.", rich_help_panel="Run")] = False,
@@ -220,7 +266,8 @@ def train(
                            val_fraction=val_fraction, eval_every=eval_every, eval_batches=eval_batches,
                            save_every=save_every, seed=seed, device=device,
                            dtype=None if dtype == "auto" else dtype,  # the default: not a choice made
-                           compile=compile, threads=threads, doc_aligned=doc_aligned)
+                           compile=compile, threads=threads, doc_aligned=doc_aligned, keep=keep,
+                           detect_anomaly=detect_anomaly or None)
     code = train_command.train(files or [], out=out, preset=preset, tokenizer=tokenizer, vocab_size=vocab_size,
                                model_overrides=model_overrides, train_overrides=train_overrides, resume=resume,
                                force=force, quiet=quiet)

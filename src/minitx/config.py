@@ -98,6 +98,8 @@ class TrainConfig:
     compile: bool | None = None  # None: auto (see train.should_compile)
     threads: int = 0
     doc_aligned: bool = False  # windows start only at <|doc|> (see batches.py); measured not to pay
+    keep: int = 1  # checkpoints kept (the newest K); older ones are deleted after each save
+    detect_anomaly: bool = False  # torch.autograd anomaly mode: names the operation that made a NaN (slow)
     preset: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -116,6 +118,7 @@ class TrainConfig:
             "eval-every": self.eval_every >= 1,
             "eval-batches": self.eval_batches >= 1,
             "save-every": self.save_every >= 1,
+            "keep": self.keep >= 1,
         }
         for flag, ok in checks.items():
             if not ok:

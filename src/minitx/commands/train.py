@@ -27,12 +27,29 @@ def train(
     cfg = make_train_config(preset, train_overrides)
     for f in files:
         require_file(f, "corpus file")
+    if resume:
+        note_leftovers(out, make_console(stderr=True))
     trainer, result = run_training(files, out, model_overrides=model_overrides, train_config=cfg,
                                    tokenizer_spec=tokenizer, vocab_size=vocab_size,
                                    train_flags={"preset": preset, **train_overrides}, resume=resume, force=force,
                                    show_progress=not quiet)
     print_train_summary(trainer, result, make_console())
     return 130 if result.interrupted else 0
+
+
+def note_leftovers(out: Path, console: Console) -> None:
+    """--resume: remove what an interrupted save left behind (half-written checkpoints), with a one-line note."""
+    from minitx import rundir
+    from minitx.console import safe
+    from minitx.fileio import check_writable
+
+    if not rundir.is_run_dir(out):
+        return  # run_training says what is wrong
+    check_writable(out)
+    removed = rundir.remove_leftovers(out)
+    if removed:
+        console.print(f"note: removed what an interrupted save left behind in {safe(out)}: "
+                      f"{safe(', '.join(removed))}", highlight=False, soft_wrap=True)
 
 
 def print_train_summary(trainer: Trainer, result: TrainResult, console: Console) -> None:

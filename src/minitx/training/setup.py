@@ -10,7 +10,8 @@ A fresh run builds everything the training loop (train.py) needs, in this order:
 
 An existing non-empty RUN_DIR is only reused with --resume (or replaced with --force). --resume reads
 the tokenizer, model and recipe back from RUN_DIR and keeps them: the corpus must have the same sha256,
-and of the flags only --steps (the new total), --device and --threads may differ from the saved values;
+and of the flags only --steps (the new total), --device, --threads, --keep and --detect-anomaly may
+differ from the saved values;
 any other flag given that differs is a UserError naming it.
 """
 
@@ -48,11 +49,16 @@ def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
 
 
 def clear_run_dir(run_dir: Path) -> None:
-    """With --force: remove the files a previous run left (only minitx's own files)."""
+    """With --force: remove the files a previous run left (only minitx's own files and its checkpoints)."""
+    import shutil
+
     for name in rundir.RUN_FILES:
         p = Path(run_dir) / name
         if p.is_file():
             p.unlink()
+    rundir.remove_leftovers(run_dir)
+    for _, path in rundir.list_checkpoints(run_dir):
+        shutil.rmtree(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -88,9 +94,11 @@ def run_training(
     `resume` they, `model_overrides`, `tokenizer_spec` and `vocab_size` must match the saved run.
     """
     from minitx.config import DEFAULT_PRESET, preset
+    from minitx.fileio import check_writable
 
     out = Path(out)
     check_run_dir(out, resume, force)
+    check_writable(out)
     if resume:
         run = rundir.load_run(out)
         refuse_recipe_changes(run, model_overrides, train_flags or {}, tokenizer_spec, vocab_size)
@@ -141,8 +149,9 @@ def run_training(
 # ---------------------------------------------------------------------------------------------
 # Resuming: the run keeps the recipe it started with.
 
-#: What --resume may change: the new total of steps, and where and on how many threads the run computes.
-RESUME_MAY_CHANGE = ("steps", "device", "threads")
+#: What --resume may change: the new total of steps, where and on how many threads the run computes,
+#: how many checkpoints it keeps, and whether autograd's anomaly mode watches it.
+RESUME_MAY_CHANGE = ("steps", "device", "threads", "keep", "detect_anomaly")
 _FLAG_OF_FIELD = {"n_layers": "--layers", "n_heads": "--heads"}  # the other flags are named like their field
 
 
@@ -204,10 +213,11 @@ def _is_runs_tokenizer(spec: str, saved: Tokenizer) -> bool:
 
 
 def _resumed_train_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
-    """A resumed run keeps its recipe; only --steps (the new total), device and threads may change."""
+    """A resumed run keeps its recipe; only RESUME_MAY_CHANGE may change (--steps: the new total)."""
     if given.extra.get("steps_given"):
         saved.steps = given.steps
     saved.device, saved.threads = given.device, given.threads
+    saved.keep, saved.detect_anomaly = given.keep, given.detect_anomaly
     return saved
 
 
