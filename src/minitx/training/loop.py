@@ -209,8 +209,10 @@ class Trainer:
     def _resume(self) -> None:
         """Load the newest complete checkpoint: weights, optimizer moments, RNG states, step."""
         checkpoint = rundir.latest_checkpoint(self.run_dir)
-        if checkpoint is None:
-            raise UserError(f"{self.run_dir} has no checkpoint to resume from; train it without --resume")
+        if checkpoint is None:  # stopped before its first save: start again from step 0, with the run's recipe
+            self.history = []
+            rundir.write_metrics(self.run_dir, [])
+            return
         weights = checkpoint / rundir.WEIGHTS
         tensors, meta = rundir.read_tensors(weights, "weights file")
         rundir.load_weights_into(self.model, tensors, weights)

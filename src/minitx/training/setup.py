@@ -103,7 +103,7 @@ def run_training(
         run = rundir.load_run(out)
         refuse_recipe_changes(run, model_overrides, train_flags or {}, tokenizer_spec, vocab_size)
         tokenizer, model_config = run.tokenizer, run.model_config
-        train_config = _resumed_train_config(run.train_config, train_config)
+        train_config = _resumed_train_config(run.train_config, train_config, train_flags or {})
         files = files or [Path(f) for f in train_config.extra.get("corpus_files", [])]
     text, source = load_training_text(files)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -212,12 +212,18 @@ def _is_runs_tokenizer(spec: str, saved: Tokenizer) -> bool:
     return Tokenizer.load(spec).to_json_str() == saved.to_json_str()
 
 
-def _resumed_train_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
-    """A resumed run keeps its recipe; only RESUME_MAY_CHANGE may change (--steps: the new total)."""
+def _resumed_train_config(saved: TrainConfig, given: TrainConfig, flags: dict[str, Any]) -> TrainConfig:
+    """A resumed run keeps its recipe; only RESUME_MAY_CHANGE may change (--steps: the new total).
+
+    --device and --threads are where it runs now; --keep and --detect-anomaly keep their saved values
+    unless given again.
+    """
     if given.extra.get("steps_given"):
         saved.steps = given.steps
     saved.device, saved.threads = given.device, given.threads
-    saved.keep, saved.detect_anomaly = given.keep, given.detect_anomaly
+    for name in ("keep", "detect_anomaly"):
+        if flags.get(name) is not None:
+            setattr(saved, name, getattr(given, name))
     return saved
 
 
