@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from minitx.commands.loading import load_for_inference
+from minitx.console import safe
 from minitx.generation.sampling import DEFAULT_TEMPERATURE
 
 
@@ -51,7 +52,7 @@ def run_eval(
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return
     console = Console()
-    table = Table(title=f"eval {run_dir} on {source}", show_header=False, title_justify="left")
+    table = Table(title=f"eval {safe(run_dir)} on {safe(source)}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     if quantize not in (None, "none"):

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from rich.table import Table
 
 from minitx.commands.display import fmt, make_console
+from minitx.console import safe
 from minitx.errors import require_file
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ def train(
 def note_leftovers(out: Path, console: Console) -> None:
     """--resume: remove what an interrupted save left behind (half-written checkpoints), with a one-line note."""
     from minitx import rundir
-    from minitx.console import safe
     from minitx.fileio import check_writable
 
     if not rundir.is_run_dir(out):
@@ -59,7 +59,7 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
-    table.add_row("run directory", str(trainer.run_dir))
+    table.add_row("run directory", safe(trainer.run_dir))
     table.add_row("model", f"{mc.n_layers} layers × {mc.n_heads} heads × {mc.dim} wide, block {mc.block_size}, "
                            f"pos {mc.pos}")
     table.add_row("parameters", f"{result.parameters:,}")
@@ -74,6 +74,6 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
                             f"{compiled}")
     console.print(table)
     if result.interrupted:
-        console.print(f"continue with: minitx train --out {trainer.run_dir} --resume")
+        console.print(f"continue with: minitx train --out {safe(trainer.run_dir)} --resume")
     else:
-        console.print(f"next: minitx generate {trainer.run_dir}    minitx eval {trainer.run_dir}")
+        console.print(f"next: minitx generate {safe(trainer.run_dir)}    minitx eval {safe(trainer.run_dir)}")

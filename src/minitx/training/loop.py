@@ -250,7 +250,7 @@ class Trainer:
         needs_eval = self.step > 0 and self.step % cfg.eval_every == 0 and (
             not self.history or self.history[-1]["step"] != self.step
         )
-        anomaly = torch.autograd.detect_anomaly(check_nan=True) if cfg.detect_anomaly else nullcontext()
+        anomaly = _anomaly_mode() if cfg.detect_anomaly else nullcontext()
         with display, _stop_on_interrupt() as stop, anomaly, _anomaly_is_divergence(self):
             if needs_eval:  # resumed from a checkpoint whose evaluation never got logged
                 val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
@@ -326,6 +326,18 @@ def should_compile(cfg: TrainConfig, model_config: ModelConfig, parameters: int,
 def bits_per_byte(loss_nats_per_token: float, bytes_per_token: float) -> float:
     """Convert a loss in nats per token into bits per byte of text, comparable across tokenizers."""
     return loss_nats_per_token / math.log(2) / bytes_per_token
+
+
+@contextmanager
+def _anomaly_mode() -> Iterator[None]:
+    """--detect-anomaly: autograd checks every backward output for NaN; on the first one, torch prints
+    where in the forward pass that operation was made, and the run stops (see `_anomaly_is_divergence`)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Anomaly Detection has been enabled")  # the user asked for it
+        with torch.autograd.detect_anomaly(check_nan=True):
+            yield
 
 
 @contextmanager
