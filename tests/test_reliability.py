@@ -337,3 +337,51 @@ def test_keep_k_keeps_the_newest_k_checkpoints(tmp_path, corpus):
     assert result.exit_code == 0, result.output + result.stderr
     names = sorted(p.name for p in (out / rundir.CHECKPOINTS).iterdir())
     assert names == ["step-000006", "step-000008", "step-000010"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged files of a run
+
+
+@pytest.mark.parametrize(
+    ("damage", "command", "words"),
+    [
+        ("config not json", "generate", ["config.json is not valid JSON", "damaged"]),
+        ("trainer state not json", "resume", ["trainer_state.json is not valid JSON", "cannot resume"]),
+        ("optimizer truncated", "resume", ["optimizer.safetensors is corrupt or truncated"]),
+        ("tokenizer missing", "info", ["no tokenizer.json"]),
+    ],
+)
+def test_damaged_files_of_a_run_are_one_line_errors_that_name_the_file(tmp_path, trained, damage, command, words):
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(trained, target)
+    checkpoint = rundir.latest_checkpoint(target)
+    if damage == "config not json":
+        (target / rundir.CONFIG).write_text('{"format": 2, "model": ')
+    elif damage == "trainer state not json":
+        (checkpoint / rundir.TRAINER_STATE).write_text("{step: 5")
+    elif damage == "optimizer truncated":
+        path = checkpoint / rundir.OPTIMIZER
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        (target / rundir.TOKENIZER).unlink()
+    args = {"generate": ["generate", target, "--max-new-tokens", "3", "--device", "cpu"],
+            "resume": ["train", "--out", target, "--resume", "--steps", "20", *TINY],
+            "info": ["info", target]}[command]
+    one_line_error(run(*args), 2, *words)
+
+
+def test_a_torn_or_garbled_metrics_file_is_read_around_and_resume_rewrites_it(tmp_path, trained):
+    import shutil
+
+    target = tmp_path / "run"
+    shutil.copytree(trained, target)
+    metrics = target / rundir.METRICS
+    good = metrics.read_text()
+    metrics.write_text(good + 'not json at all\n[1, 2]\n{"step": 10, "val_lo')  # garbage and a torn last line
+    assert rundir.read_metrics(target) == [json.loads(line) for line in good.splitlines()]
+    assert run("info", target).exit_code == 0
+    assert run("train", "--out", target, "--resume", "--steps", "12", *TINY).exit_code == 0
+    assert all(json.loads(line)["step"] in (5, 10, 12) for line in metrics.read_text().splitlines())
