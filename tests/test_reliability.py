@@ -385,3 +385,12 @@ def test_a_torn_or_garbled_metrics_file_is_read_around_and_resume_rewrites_it(tm
     assert run("info", target).exit_code == 0
     assert run("train", "--out", target, "--resume", "--steps", "12", *TINY).exit_code == 0
     assert all(json.loads(line)["step"] in (5, 10, 12) for line in metrics.read_text().splitlines())
+
+
+def test_every_test_named_in_docs_reliability_exists():
+    root = Path(__file__).resolve().parents[1]
+    table = (root / "docs" / "reliability.md").read_text(encoding="utf-8")
+    named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", table)
+    assert len(named) > 40
+    for file, name in named:
+        assert re.search(rf"^def {name}\(", (root / file).read_text(encoding="utf-8"), re.M), f"{file}::{name}"
