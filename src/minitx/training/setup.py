@@ -25,6 +25,8 @@ from minitx.config import ModelConfig, TrainConfig
 from minitx.corpus.sources import load_training_text
 from minitx.device import resolve_device, resolve_dtype
 from minitx.errors import UserError
+from minitx.training import distributed
+from minitx.training.distributed import World
 from minitx.training.loop import Trainer, TrainResult
 
 if TYPE_CHECKING:
@@ -81,16 +83,21 @@ def run_training(
     resume: bool = False,
     force: bool = False,
     show_progress: bool = True,
+    world: World | None = None,
 ) -> tuple[Trainer, TrainResult]:
     """Everything `minitx train` does, as one call: corpus → tokenizer → ids → model → run dir.
 
     `train_flags` are the recipe flags the user typed, by TrainConfig field (None: not given); with
     `resume` they, `model_overrides`, `tokenizer_spec` and `vocab_size` must match the saved run.
+    Under torchrun (`world` of several ranks) rank 0 checks and writes RUN_DIR; the other ranks wait
+    for it and read the tokenizer it wrote, so every rank builds the same model from the same ids.
     """
     from minitx.config import DEFAULT_PRESET, preset
 
     out = Path(out)
-    check_run_dir(out, resume, force)
+    world = world if world is not None else World.from_env()
+    if world.is_main:
+        check_run_dir(out, resume, force)
     if resume:
         run = rundir.load_run(out)
         refuse_recipe_changes(run, model_overrides, train_flags or {}, tokenizer_spec, vocab_size)
@@ -106,7 +113,13 @@ def run_training(
         )
     if not resume:
         chosen = preset(train_config.preset or DEFAULT_PRESET)
-        tokenizer = build_tokenizer(tokenizer_spec, text, vocab_size or chosen["vocab_size"], show_progress)
+        if world.is_main:
+            tokenizer = build_tokenizer(tokenizer_spec, text, vocab_size or chosen["vocab_size"], show_progress)
+        else:
+            from minitx.text.tokenizer import Tokenizer
+
+            distributed.barrier(world)  # until rank 0 has written RUN_DIR/tokenizer.json
+            tokenizer = Tokenizer.load(out / rundir.TOKENIZER)
         model_fields = {**chosen["model"], **model_overrides, "vocab_size": tokenizer.vocab_size}
         model_config = ModelConfig(**model_fields)
     train_config.extra = {
@@ -124,13 +137,15 @@ def run_training(
     split = split_train_val(ids, len(text.encode("utf-8")), model_config.block_size, train_config.val_fraction,
                             doc_id=doc_id)
     resolve_dtype(train_config.dtype, resolve_device(train_config.device))  # fail before touching RUN_DIR
-    if not resume:
+    if not resume and world.is_main:
         if force:
             clear_run_dir(out)
         out.mkdir(parents=True, exist_ok=True)
         tokenizer.save(out / rundir.TOKENIZER)
-    trainer = Trainer(out, model_config, train_config, split, resume=resume)
-    rundir.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
+        distributed.barrier(world)  # the other ranks may read it now
+    trainer = Trainer(out, model_config, train_config, split, resume=resume, world=world)
+    if world.is_main:
+        rundir.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
     stock = not files and tokenizer_spec is None and vocab_size is None and not model_overrides
     stock = stock and not train_config.extra.get("steps_given")
     band = expected_band(train_config) if stock and not resume else None
