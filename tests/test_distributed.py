@@ -130,9 +130,15 @@ def test_a_killed_rank_ends_the_job_and_resume_equals_the_uninterrupted_run(corp
     out = corpus.parent / "killed"
     args = [str(corpus), "--out", str(out), "--batch-size", "4", "--grad-accum", "2", *MODEL]
     started = time.monotonic()
-    crashed = _torchrun(args, env={**_env(), FAIL_ENV: "1:7"})  # rank 1 dies right after step 7
+    crash = [sys.executable, "-m", "minitx", "train", "--nproc", "2", *args]  # the shortcut for torchrun
+    crashed = subprocess.run(crash, capture_output=True, text=True, timeout=TIMEOUT,
+                             env={**_env(), FAIL_ENV: "1:7"})  # rank 1 dies right after step 7
     assert crashed.returncode != 0
     assert time.monotonic() - started < 60  # the surviving rank did not hang
+    assert crashed.stderr.strip().splitlines() == [
+        "minitx: error: rank 1 stopped with exit code 1; torchrun stopped the other ranks -- the last checkpoint "
+        "is kept, continue with --resume"
+    ]
     state = json.loads((out / "trainer_state.json").read_text()) if (out / "trainer_state.json").exists() else None
     assert state is None or state["step"] <= 8
     resumed = _torchrun([*args, "--resume"])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import re
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -59,7 +62,6 @@ def launch(nproc: int, port: int | None, device: str) -> int:
     """
     import signal
     import subprocess
-    import sys
 
     from minitx.training import distributed
 
@@ -69,12 +71,55 @@ def launch(nproc: int, port: int | None, device: str) -> int:
     where = ["--standalone"] if port is None else ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}"]
     cmd = [sys.executable, "-m", "torch.distributed.run", *where, "--nproc-per-node", str(nproc),
            "-m", "minitx", *_without_launch_flags(sys.argv[1:])]
-    child = subprocess.Popen(cmd)
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the ranks; they save and stop
+    child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, errors="replace")
+    # torchrun starts the ranks in sessions of their own: a Ctrl-C here reaches torchrun, which sends
+    # them SIGTERM, which they treat like Ctrl-C (finish the step, save, stop). This process waits.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        return child.wait()
+        report = relay_stderr(child.stderr)
+        code = child.wait()
     finally:
         signal.signal(signal.SIGINT, previous)
+    if code != 0 and not report.ours and report.failed_rank is not None:
+        print(f"minitx: error: rank {report.failed_rank} stopped with exit code {report.failed_code}; torchrun "
+              "stopped the other ranks -- the last checkpoint is kept, continue with --resume", file=sys.stderr)
+    return code
+
+
+@dataclass
+class LaunchReport:
+    ours: bool = False  # a rank printed its own "minitx: error: ..." line
+    failed_rank: int | None = None  # torchrun's "root cause": the first rank that failed
+    failed_code: str | None = None
+
+
+_TORCH_LOG = re.compile(r"^[WIE]\d{4} \d\d:\d\d:\d\d")  # torch.distributed's own log lines
+
+
+def relay_stderr(stream: IO[str]) -> LaunchReport:
+    """Pass the ranks' stderr through; keep torchrun's own logs and traceback back, noting who failed.
+
+    torchrun ends a failed job with a Python traceback and a "Root Cause" table; minitx shows one line
+    instead (above), naming the rank that failed first.
+    """
+    report, in_torchrun_report, root_cause = LaunchReport(), False, False
+    for line in stream:
+        if line.startswith("minitx: error:"):
+            report.ours = True
+        if _TORCH_LOG.match(line):
+            continue
+        if line.startswith("Traceback (most recent call last):") or line.startswith("torch.distributed.elastic"):
+            in_torchrun_report = True
+        if not in_torchrun_report:
+            sys.stderr.write(line)
+            continue
+        root_cause = root_cause or line.startswith("Root Cause")
+        field, _, value = line.strip().partition(":")
+        if root_cause and field.strip() == "rank" and report.failed_rank is None:
+            report.failed_rank = int(value.split()[0])
+        elif root_cause and field.strip() == "exitcode" and report.failed_code is None:
+            report.failed_code = value.split()[0]
+    return report
 
 
 def _without_launch_flags(argv: list[str]) -> list[str]:

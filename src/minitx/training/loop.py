@@ -249,7 +249,7 @@ class Trainer:
         needs_eval = self.step > 0 and self.step % cfg.eval_every == 0 and (
             not self.history or self.history[-1]["step"] != self.step
         )
-        with display, _stop_on_interrupt() as stop:
+        with display, _stop_on_interrupt(also_sigterm=self.world.distributed) as stop:
             if needs_eval:  # resumed from a checkpoint whose evaluation never got logged
                 val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
             stopped = False
@@ -337,29 +337,35 @@ class _StopFlag:
 
 
 @contextmanager
-def _stop_on_interrupt() -> Iterator[_StopFlag]:
-    """The first Ctrl-C asks the loop to stop after the current step; a second one aborts at once."""
+def _stop_on_interrupt(also_sigterm: bool = False) -> Iterator[_StopFlag]:
+    """The first Ctrl-C asks the loop to stop after the current step; a second one aborts at once.
+
+    Under torchrun, a Ctrl-C makes torchrun send SIGTERM to every rank (and SIGKILL 30 s later), so
+    there SIGTERM is treated like the first Ctrl-C: the ranks finish the step, save, and stop.
+    """
     flag = _StopFlag()
-    try:
-        previous = signal.getsignal(signal.SIGINT)
-    except ValueError:  # not the main thread: leave signals alone
-        yield flag
-        return
 
     def handler(signum, frame):  # noqa: ANN001
-        if flag.requested:
+        if flag.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag.requested = True
 
+    signals = [signal.SIGINT, *([signal.SIGTERM] if also_sigterm else [])]
+    previous = {}
     try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:
-        yield flag
-        return
+        for sig in signals:
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            try:
+                signal.signal(sig, old)
+            except ValueError:
+                pass
 
 
 class TrainDisplay:
