@@ -159,6 +159,17 @@ def any_rank(flag: bool, world: World, device: str) -> bool:
     return bool(t.item() > 0)
 
 
+def broadcast_from_main(obj: Any, world: World) -> Any:
+    """Rank 0's `obj` on every rank (pass anything, e.g. None, on the others)."""
+    if not world.distributed:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather_to_all(obj: Any, world: World) -> list[Any]:
     """Every rank's `obj`, in rank order, on every rank ([obj] for one process)."""
     if not world.distributed:

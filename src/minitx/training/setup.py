@@ -89,8 +89,9 @@ def run_training(
 
     `train_flags` are the recipe flags the user typed, by TrainConfig field (None: not given); with
     `resume` they, `model_overrides`, `tokenizer_spec` and `vocab_size` must match the saved run.
-    Under torchrun (`world` of several ranks) rank 0 checks and writes RUN_DIR; the other ranks wait
-    for it and read the tokenizer it wrote, so every rank builds the same model from the same ids.
+    Under torchrun (`world` of several ranks) rank 0 checks and writes RUN_DIR and sends its tokenizer
+    to the other ranks, so every rank builds the same model from the same ids. --resume reads RUN_DIR
+    on every rank: on several machines it must be on a filesystem they share.
     """
     from minitx.config import DEFAULT_PRESET, preset
 
@@ -115,11 +116,11 @@ def run_training(
         chosen = preset(train_config.preset or DEFAULT_PRESET)
         if world.is_main:
             tokenizer = build_tokenizer(tokenizer_spec, text, vocab_size or chosen["vocab_size"], show_progress)
-        else:
+        if world.distributed:  # every rank encodes with rank 0's tokenizer (machines need not share a disk)
             from minitx.text.tokenizer import Tokenizer
 
-            distributed.barrier(world)  # until rank 0 has written RUN_DIR/tokenizer.json
-            tokenizer = Tokenizer.load(out / rundir.TOKENIZER)
+            tokenizer_json = distributed.broadcast_from_main(tokenizer.to_json_str() if world.is_main else None, world)
+            tokenizer = Tokenizer.from_json_str(tokenizer_json)
         model_fields = {**chosen["model"], **model_overrides, "vocab_size": tokenizer.vocab_size}
         model_config = ModelConfig(**model_fields)
     train_config.extra = {
@@ -142,7 +143,6 @@ def run_training(
             clear_run_dir(out)
         out.mkdir(parents=True, exist_ok=True)
         tokenizer.save(out / rundir.TOKENIZER)
-        distributed.barrier(world)  # the other ranks may read it now
     trainer = Trainer(out, model_config, train_config, split, resume=resume, world=world)
     if world.is_main:
         rundir.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
