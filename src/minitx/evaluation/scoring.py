@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from minitx.generation.sampling import DEFAULT_TEMPERATURE
+from minitx.config import DEFAULT_TEMPERATURE
 
 if TYPE_CHECKING:
     from minitx.corpus import CheckReport
@@ -70,7 +70,7 @@ def validation_ids(run: Any) -> tuple[torch.Tensor, int, str]:
     """Rebuild a run's validation split: the same corpus, tokenizer and --val-fraction as in training."""
     from minitx.corpus.sources import load_training_text
 
-    files = [Path(f) for f in run.train_config.extra.get("corpus_files", [])]
+    files = [Path(f) for f in run.train_config.corpus_files]
     text, source = load_training_text(files)
     ids = run.tokenizer.encode(text)
     n_val = int(len(ids) * run.train_config.val_fraction)

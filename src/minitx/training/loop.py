@@ -16,7 +16,7 @@ finishes the current step, saves, and stops; `--resume` continues bit-for-bit wh
 (on a CPU, same seed and threads): the batch sampler's generator state is the data position.
 
 How `minitx train` prepares the run this loop trains (corpus, tokenizer, run directory, what --resume
-may change) is in run_setup.py.
+may change) is in setup.py.
 """
 
 from __future__ import annotations
