@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from minitx.config import (
     BUILTIN_CORPUS_BYTES,
@@ -32,7 +33,27 @@ from minitx.config import (
 from minitx.device import Device
 from minitx.errors import EXIT_USER_ERROR, UserError
 
+#: Click's UsageError (bad option values, unknown options), found through Typer, which may bundle its own click.
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """A value Typer rejects (a choice not in the list, a word where a number goes, an unknown option) ends
+    like every other user mistake: one line on stderr, exit code 2, instead of a usage box."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # `minitx data` alone shows its help
+                raise
+            where = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+            typer.echo(f"minitx: error: {e.format_message()}{where}", err=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="minitx",
     help="Train, sample and look inside small transformer language models.",
     no_args_is_help=True,
