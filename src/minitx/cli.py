@@ -297,9 +297,8 @@ def generate(
 ) -> None:
     """Sample text from a trained model (with a KV cache)."""
     from minitx.commands.generate import run_generate
-    from minitx.commands.tokenize import read_stdin
 
-    run_generate(run_dir, prompt=read_stdin() if prompt == "-" else prompt,
+    run_generate(run_dir, prompt=prompt,
                  max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                  num_samples=num_samples, stop=stop or [], stream=stream, device=device.value, quiet=quiet,
                  quantize=quantize.value)
@@ -344,9 +343,8 @@ def inspect_attention(
 ) -> None:
     """Show what each attention head looks at: the weights α as heatmaps, and the role of every head."""
     from minitx.commands.inspect import run_inspect_attention
-    from minitx.commands.tokenize import read_stdin
 
-    run_inspect_attention(run_dir, prompt=read_stdin() if prompt == "-" else prompt, layer=layer,
+    run_inspect_attention(run_dir, prompt=prompt, layer=layer,
                           head=head, png=png, html=html, device=device.value, max_tokens=max_tokens)
 
 
