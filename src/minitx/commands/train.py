@@ -20,33 +20,30 @@ if TYPE_CHECKING:
 
 
 def train(
-    files: list[Path], *, out: Path, preset: str | None, tokenizer: str | None, vocab_size: int | None,
-    model_overrides: dict[str, Any], train_overrides: dict[str, Any], resume: bool, force: bool, quiet: bool,
+    files: list[Path], *, out: Path, flags: dict[str, Any], resume: bool, force: bool, quiet: bool,
     nproc: int = 1, port: int | None = None,
 ) -> int:
     """Train (or resume) a run; return the exit code (130 when Ctrl-C stopped it after saving).
 
+    `flags` holds every ModelConfig and TrainConfig flag by field name, None where not given.
     `nproc` > 1 relaunches this same command under torchrun with that many processes; under torchrun
     (WORLD_SIZE set) this process joins the group and trains its share of every batch.
     """
-    from minitx.config import make_train_config
     from minitx.device import resolve_device
     from minitx.training import distributed
     from minitx.training.setup import run_training
 
     world = distributed.World.from_env()
-    device = resolve_device(train_overrides.get("device") or "auto")
+    chosen = flags.get("device") or "auto"
+    device = resolve_device(getattr(chosen, "value", chosen))  # an Enum member or its text
     if nproc > 1 and not world.distributed:
         return launch(nproc, port, device)
-    cfg = make_train_config(preset, train_overrides)
     for f in files:
         require_file(f, "corpus file")
     distributed.init(world, distributed.rank_device(device, world))
     try:
-        trainer, result = run_training(files, out, model_overrides=model_overrides, train_config=cfg,
-                                       tokenizer_spec=tokenizer, vocab_size=vocab_size,
-                                       train_flags={"preset": preset, **train_overrides}, resume=resume,
-                                       force=force, show_progress=not quiet, world=world)
+        trainer, result = run_training(files, out, flags=flags, resume=resume, force=force,
+                                       show_progress=not quiet, world=world)
     finally:
         distributed.shutdown(world)
     if world.is_main:
