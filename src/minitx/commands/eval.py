@@ -10,8 +10,8 @@ from typing import Any
 import torch
 
 from minitx.commands.loading import load_for_inference
+from minitx.config import DEFAULT_TEMPERATURE
 from minitx.console import safe
-from minitx.generation.sampling import DEFAULT_TEMPERATURE
 
 
 def run_eval(

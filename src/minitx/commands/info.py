@@ -47,7 +47,7 @@ def info(run_dir: Path, console: Console | None = None) -> None:
     table.add_row("recipe", f"preset {safe(tc.preset)}, batch {tc.batch_size}×{tc.grad_accum}, "
                             f"lr {tc.lr:g}→{tc.min_lr:g}, warmup {tc.warmup}, wd {tc.weight_decay:g}, "
                             f"beta2 {tc.beta2:g}, seed {tc.seed}")
-    table.add_row("corpus", safe(tc.extra.get("corpus", "?")))
+    table.add_row("corpus", safe(tc.corpus or "?"))
     where = "none yet" if latest is None else "top of the run directory (format 1)" if latest == run.path else None
     table.add_row("checkpoint", where or safe(checkpoint.relative_to(run.path)))
     table.add_row("steps done", f"{state.get('step', 0):,} / {tc.steps:,}")

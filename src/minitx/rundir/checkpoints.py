@@ -35,13 +35,18 @@ from minitx.rundir.files import (
     OPTIMIZER,
     TRAINER_STATE,
     WEIGHTS,
+    Run,
     _tensor_bytes,
+    load_run,
+    load_weights_into,
     model_state,
     read_tensors,
 )
 
 if TYPE_CHECKING:
     import torch
+
+    from minitx.model import GPT
 
 _STEP_DIR = re.compile(r"step-(\d+)")
 _LEFTOVER = re.compile(r"\.step-\d+\.(partial|deleting)")
@@ -203,7 +208,23 @@ def remove_leftovers(run_dir: Path) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# loading for --resume
+# loading
+
+
+def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, Run]:
+    """Rebuild the model of a run directory from its newest complete checkpoint (strictly: every name, every shape)."""
+    from minitx.model import GPT
+
+    run = load_run(run_dir)
+    weights = require_checkpoint(run.path) / WEIGHTS
+    tensors, _ = read_tensors(weights, "weights file")
+    model = GPT(run.model_config)
+    load_weights_into(model, tensors, weights)
+    model.to(device)
+    model.eval()
+    return model, run
+
+
 
 
 def load_trainer_state(

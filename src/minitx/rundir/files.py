@@ -22,7 +22,6 @@ from minitx.fileio import atomic_write_bytes, atomic_write_json
 if TYPE_CHECKING:
     import torch
 
-    from minitx.model import GPT
     from minitx.text.tokenizer import Tokenizer
 
 CONFIG = "config.json"
@@ -200,21 +199,6 @@ def parameter_count(path: Path) -> int:
     exactly as `GPT.num_parameters()` counts it: [300, 32] + [32] + ... -> 9600 + 32 + ...
     """
     return sum(math.prod(shape) for shape in tensor_shapes(path).values())
-
-
-def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, Run]:
-    """Rebuild the model of a run directory from its newest complete checkpoint (strictly: every name, every shape)."""
-    from minitx.model import GPT
-    from minitx.rundir.checkpoints import require_checkpoint
-
-    run = load_run(run_dir)
-    weights = require_checkpoint(run.path) / WEIGHTS
-    tensors, _ = read_tensors(weights, "weights file")
-    model = GPT(run.model_config)
-    load_weights_into(model, tensors, weights)
-    model.to(device)
-    model.eval()
-    return model, run
 
 
 def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
