@@ -12,17 +12,16 @@ from rich.console import Console
 from minitx.commands.inspect import run_inspect_positions
 from minitx.config import TrainConfig
 from minitx.errors import UserError
-from minitx.inspect.position_pictures import save_distance_png, save_positions_png
 from minitx.inspect.positions import (
     MAX_SHOWN_POSITIONS,
     alibi_bias,
     by_distance,
     evenly_spaced,
     inspect_positions,
-    position_report_view,
     position_similarity,
     table_distances,
 )
+from minitx.inspect.views.positions import position_report_view, save_distance_png, save_positions_png
 from minitx.model.positions import alibi_slopes
 
 KINDS = ["learned", "sinusoidal", "rope", "alibi", "none"]
