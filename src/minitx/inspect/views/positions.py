@@ -167,7 +167,7 @@ def save_comparison_png(reports: Sequence[PositionReport], names: Sequence[str],
     plt = pyplot()
     n_runs = len(reports)
     fig, axes = plt.subplots(1, n_runs + 1, figsize=(4.2 * (n_runs + 1), 4.2), squeeze=False)
-    for ax, name, report in zip(axes[0], names, reports, strict=True):
+    for ax, name, report in zip(axes[0][:n_runs], names, reports, strict=True):
         future = torch.ones(report.n_positions, report.n_positions, dtype=torch.bool).triu(diagonal=1)
         if report.kind == "alibi":
             matrix, low, what = report.head_biases.exp().mean(dim=0).masked_fill(future, float("nan")), 0.0, "e^(-m·d)"
