@@ -28,8 +28,7 @@ def run_dir(tmp_path_factory):
     (path / "corpus.txt").write_text(CORPUS, encoding="utf-8")
     tokenizer = Tokenizer.train_char(CORPUS)
     model = random_model(vocab_size=tokenizer.vocab_size)
-    train_config = TrainConfig()
-    train_config.extra["corpus_files"] = [str(path / "corpus.txt")]  # the validation split comes from here
+    train_config = TrainConfig(corpus_files=[str(path / "corpus.txt")])  # the validation split comes from here
     rundir.save_config(path, model.config, train_config)
     rundir.save_weights(path, model)
     tokenizer.save(path / rundir.TOKENIZER)

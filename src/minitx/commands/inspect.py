@@ -61,7 +61,7 @@ def run_inspect_attention(
     console: Console | None = None,
     threads: int = 0,
 ) -> None:
-    """`minitx inspect-attention RUN_DIR`: print what every head attends to, and what else was asked.
+    """`minitx inspect-attention RUN_DIR`: print what every head attends to for `prompt` ("-": stdin), and more.
 
     Prints how to read the view, the roles grid, one head's heatmap -- the given --layer/--head, or
     the most telling head (`most_telling_head`, within --layer or --head if only one is given) --
@@ -75,6 +75,7 @@ def run_inspect_attention(
     from minitx.inspect.roles import ROLE_RULES, head_roles, most_telling_head
     from minitx.inspect.views import terminal
     from minitx.inspect.views.heatmap import cells_that_fit
+    from minitx.text.files import read_stdin
 
     check_attention_flags(over=over, induction=induction, length=length, repeats=repeats, generate=generate)
     if max_tokens is not None and max_tokens < 1:
@@ -82,7 +83,7 @@ def run_inspect_attention(
     console = console if console is not None else Console()
     model, run = load_for_inference(run_dir, device, threads)
     check_head_range(model, layer, head)
-    text = DEFAULT_PROMPT if prompt is None else prompt
+    text = DEFAULT_PROMPT if prompt is None else read_stdin() if prompt == "-" else prompt
     ids = prompt_ids(run.tokenizer, text)
     if len(ids) < 2 and not generate:
         raise UserError("the prompt is empty after tokenizing; give --prompt some text")
