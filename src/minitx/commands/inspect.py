@@ -142,6 +142,7 @@ def run_inspect_attention(
 
 
 def check_head_range(model: GPT, layer: int | None, head: int | None) -> None:
+    """A UserError naming the valid range when --layer or --head does not exist in `model`."""
     from minitx.inspect.capture import check_layer_head
 
     check_layer_head(model.config.n_layers, model.config.n_heads, layer, head)

@@ -122,8 +122,8 @@ def induction_table(report: InductionReport) -> Group:
     title = (f"induction on {report.sequences} random sequences of {report.length} tokens, "
              f"repeated {report.repeats}× (scores on the repeats)")
     table = Table(title=title, title_justify="left", min_width=len(title))
-    for name in ("layer", "head", "induction", "duplicate token", "previous token", ""):
-        table.add_column(name, justify="right" if name else "left")
+    for name in ("layer", "head", "induction", "duplicate token", "previous token", "named"):
+        table.add_column(name, justify="left" if name == "named" else "right")
     for h in report.heads:
         named = Text("induction", style=ROLE_STYLES["induction"]) if h.is_induction else Text("")
         table.add_row(str(h.layer), str(h.head), f"{h.induction:.2f}", f"{h.duplicate_token:.2f}",
