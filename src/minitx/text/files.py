@@ -88,9 +88,9 @@ def read_stdin() -> str:
 def decode_utf8(data: bytes, where: str, how_to_fix: str = "") -> str:
     """Bytes to text, exactly: UTF-8, no newline translation, a leading byte-order mark dropped.
 
-    >>> decode_utf8("\ufeffone\r\ntwo".encode("utf-8"), "a.txt")
-    'one\r\ntwo'
-    >>> decode_utf8(b"caf\xe9", "a.txt")
+    >>> decode_utf8("\\ufeffone\\r\\ntwo".encode("utf-8"), "a.txt")
+    'one\\r\\ntwo'
+    >>> decode_utf8(b"caf\\xe9", "a.txt")
     Traceback (most recent call last):
     minitx.errors.UserError: a.txt is not valid UTF-8 (byte 0xe9 at offset 3)
     """
