@@ -33,7 +33,6 @@ from minitx.fileio import atomic_write_bytes
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-TINYSHAKESPEARE_BYTES = 1_115_394
 #: A download larger than this is not the file we asked for; stop instead of filling the memory.
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 
