@@ -29,8 +29,8 @@ from minitx.errors import UserError
 # Choices, and the defaults the command line shows (defined here, once, so that `--help` needs no torch).
 
 
-class PositionalEncoding(str, Enum):
-    """How a model learns where a token stands (`--pos`; see model/positions.py and docs/positions.md)."""
+class PositionKind(str, Enum):
+    """How a model learns where a token stands (`--pos`): one class each in model/positions.py."""
 
     sinusoidal = "sinusoidal"
     learned = "learned"
@@ -39,7 +39,7 @@ class PositionalEncoding(str, Enum):
     none = "none"
 
 
-POSITIONAL_ENCODINGS = tuple(p.value for p in PositionalEncoding)
+POSITIONAL_ENCODINGS = tuple(p.value for p in PositionKind)
 
 
 class Quantize(str, Enum):
@@ -192,7 +192,7 @@ class ModelConfig:
     n_layers: int = flag(4, "Transformer blocks.", MODEL, name="--layers")
     n_heads: int = flag(4, "Attention heads per block.", MODEL, name="--heads")
     dim: int = flag(128, "Width of the residual stream.", MODEL)
-    pos: str = flag("learned", "How the model learns where a token stands.", MODEL, choices=PositionalEncoding)
+    pos: str = flag("learned", "How the model learns where a token stands.", MODEL, choices=PositionKind)
     dropout: float = flag(0.0, "Dropout while training.", MODEL)
     mlp_ratio: int = 4
     bias: bool = flag(True, "Biases in linears and LayerNorms.", MODEL)
