@@ -254,11 +254,16 @@ def train(
                                          rich_help_panel=RUN)] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing run in --out.", rich_help_panel=RUN)] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.", rich_help_panel=RUN)] = False,
+    nproc: Annotated[int, typer.Option(help="Processes training together (DistributedDataParallel via torchrun).",
+                                       rich_help_panel="Distributed")] = 1,
+    port: Annotated[int | None, typer.Option(help="With --nproc: rendezvous port on 127.0.0.1 (default: a free one).",
+                                                rich_help_panel="Distributed")] = None,
 ) -> None:
     """Train a decoder-only transformer and save it as a run directory."""
     from minitx.commands import train as train_command
 
-    code = train_command.train(files or [], out=out, flags=flags, resume=resume, force=force, quiet=quiet)
+    code = train_command.train(files or [], out=out, flags=flags, resume=resume, force=force, quiet=quiet,
+                               nproc=nproc, port=port)
     if code:
         raise typer.Exit(code)
 

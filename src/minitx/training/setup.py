@@ -39,7 +39,9 @@ from minitx.corpus.sources import load_training_text
 from minitx.device import resolve_device, resolve_dtype
 from minitx.errors import UserError
 from minitx.text.special import DOC_TOKEN
+from minitx.training import distributed
 from minitx.training.batches import split_train_val
+from minitx.training.distributed import World
 from minitx.training.loop import Trainer, TrainResult
 
 if TYPE_CHECKING:
@@ -92,15 +94,21 @@ def run_training(
     resume: bool = False,
     force: bool = False,
     show_progress: bool = True,
+    world: World | None = None,
 ) -> tuple[Trainer, TrainResult]:
     """Everything `minitx train` does, as one call: corpus → tokenizer → ids → model → run dir.
 
     `flags` are the ModelConfig and TrainConfig flags by field name (None or absent: not given); a fresh
     run puts them on top of the preset, `--resume` refuses any that would change the saved recipe.
+    Under torchrun (`world` of several ranks) rank 0 checks and writes RUN_DIR and sends its tokenizer
+    to the other ranks, so every rank builds the same model from the same ids. --resume reads RUN_DIR
+    on every rank: on several machines it must be on a filesystem they share.
     """
     out = Path(out)
     train_config = make_train_config(flags.get("preset"), flags)  # impossible values fail first
-    check_run_dir(out, resume, force)
+    world = world if world is not None else World.from_env()
+    if world.is_main:
+        check_run_dir(out, resume, force)
     if resume:
         run = rundir.load_run(out)
         refuse_recipe_changes(run, flags)
@@ -117,7 +125,13 @@ def run_training(
         )
     if not resume:
         vocab_size = flags.get("vocab_size") or preset(train_config.preset or DEFAULT_PRESET)["model"]["vocab_size"]
-        tokenizer = build_tokenizer(train_config.tokenizer, text, vocab_size, show_progress)
+        if world.is_main:
+            tokenizer = build_tokenizer(train_config.tokenizer, text, vocab_size, show_progress)
+        if world.distributed:  # every rank encodes with rank 0's tokenizer (machines need not share a disk)
+            from minitx.text.tokenizer import Tokenizer
+
+            tokenizer_json = distributed.broadcast_from_main(tokenizer.to_json_str() if world.is_main else None, world)
+            tokenizer = Tokenizer.from_json_str(tokenizer_json)
         model_config = make_model_config(train_config.preset, flags, vocab_size=tokenizer.vocab_size)
     train_config.corpus, train_config.corpus_bytes, train_config.corpus_sha256 = source, n_bytes, digest
     train_config.corpus_files = [str(Path(f).resolve()) for f in files]
@@ -125,13 +139,14 @@ def run_training(
     doc_id = tokenizer.token_id(DOC_TOKEN) if train_config.doc_aligned else None
     split = split_train_val(ids, n_bytes, model_config.block_size, train_config.val_fraction, doc_id=doc_id)
     resolve_dtype(train_config.dtype, resolve_device(train_config.device))  # fail before touching RUN_DIR
-    if not resume:
+    if not resume and world.is_main:
         if force:
             clear_run_dir(out)
         out.mkdir(parents=True, exist_ok=True)
         tokenizer.save(out / rundir.TOKENIZER)
-    trainer = Trainer(out, model_config, train_config, split, resume=resume)
-    rundir.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
+    trainer = Trainer(out, model_config, train_config, split, resume=resume, world=world)
+    if world.is_main:
+        rundir.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
     band = expected_band(train_config) if is_stock(files, flags) and not resume else None
     result = trainer.fit(show_progress=show_progress, expected_band=band)
     return trainer, result
