@@ -15,19 +15,17 @@ from helpers import random_model
 from minitx.commands.inspect import run_inspect_attention
 from minitx.config import TrainConfig
 from minitx.errors import UserError
-from minitx.inspect.attention import (
-    DEFAULT_PROMPT,
+from minitx.inspect.capture import DEFAULT_PROMPT, AttentionCapture, capture_attention, top_attended
+from minitx.inspect.roles import HeadRole, head_roles, head_scores, most_telling_head, name_role
+from minitx.inspect.views.html import rounded_weights, save_attention_html
+from minitx.inspect.views.pictures import save_attention_png
+from minitx.inspect.views.terminal import (
     HOW_TO_READ,
     MAX_SHOWN_TOKENS,
-    AttentionCapture,
     attention_heatmap,
-    capture_attention,
     readout_line,
-    save_attention_png,
-    top_attended,
+    roles_table,
 )
-from minitx.inspect.html import rounded_weights, save_attention_html
-from minitx.inspect.roles import HeadRole, head_roles, head_scores, most_telling_head, name_role, roles_table
 from minitx.model import GPT
 from minitx.text.tokenizer import DOC_TOKEN, Tokenizer
 
@@ -340,7 +338,7 @@ def tricky_capture(model, char_tokenizer) -> AttentionCapture:
 
 
 def test_html_page_is_written_atomically_and_names_no_network_address(tricky_capture, tmp_path, monkeypatch) -> None:
-    from minitx.inspect import html
+    from minitx.inspect.views import html
 
     written = []
     real_write = html.atomic_write_text

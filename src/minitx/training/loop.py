@@ -181,7 +181,8 @@ class Trainer:
             kept = f"the last good checkpoint is {rundir.latest_checkpoint(self.run_dir)} (step {self.saved_step})"
         else:
             kept = "no checkpoint was saved yet"
-        remedy = "lower --lr or raise --warmup" if self.cfg.grad_clip > 0 else "lower --lr, raise --warmup or set --grad-clip"
+        remedy = ("lower --lr or raise --warmup" if self.cfg.grad_clip > 0
+                  else "lower --lr, raise --warmup or set --grad-clip")
         raise TrainingDiverged(
             f"{what} at step {self.step + 1}; training stopped and {kept}; {remedy}, then start again "
             "(--detect-anomaly names the operation that made the first NaN)"
