@@ -394,3 +394,12 @@ def test_every_test_named_in_docs_reliability_exists():
     assert len(named) > 40
     for file, name in named:
         assert re.search(rf"^def {name}\(", (root / file).read_text(encoding="utf-8"), re.M), f"{file}::{name}"
+
+
+def test_force_replaces_a_run_with_all_its_checkpoints_and_leftovers(tmp_path, corpus):
+    out = tmp_path / "run"
+    assert run("train", corpus, "--out", out, "--steps", "6", "--save-every", "2", "--keep", "3", *TINY).exit_code == 0
+    (out / rundir.CHECKPOINTS / ".step-000008.partial").mkdir()  # what a crash would have left
+    result = run("train", corpus, "--out", out, "--steps", "3", "--save-every", "3", "--force", *TINY)
+    assert result.exit_code == 0, result.output + result.stderr
+    assert [p.name for p in (out / rundir.CHECKPOINTS).iterdir()] == ["step-000003"]
