@@ -14,6 +14,8 @@ from typing import Any
 from minitx.errors import UserError
 
 POSITIONAL_ENCODINGS = ("sinusoidal", "learned", "rope", "alibi", "none")
+#: The MLP's nonlinearity: "gelu" is the exact x·Φ(x); "gelu_tanh" is GPT-2's tanh approximation of it.
+ACTIVATIONS = ("gelu", "gelu_tanh")
 
 
 @dataclass
@@ -30,6 +32,9 @@ class ModelConfig:
         dropout: dropout probability used while training (0 disables it).
         mlp_ratio: hidden width of the MLP as a multiple of `dim`.
         bias: whether linear layers and LayerNorms have bias terms.
+        activation: the MLP's nonlinearity, one of ACTIVATIONS ("gelu_tanh" for imported GPT-2 weights).
+        tie_embeddings: the output layer reuses the token embedding matrix (weight tying); False
+            gives it a matrix of its own, as some imported checkpoints have.
     """
 
     vocab_size: int
@@ -41,6 +46,8 @@ class ModelConfig:
     dropout: float = 0.0
     mlp_ratio: int = 4
     bias: bool = True
+    activation: str = "gelu"
+    tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -50,6 +57,8 @@ class ModelConfig:
         if self.pos not in POSITIONAL_ENCODINGS:
             choices = ", ".join(POSITIONAL_ENCODINGS)
             raise UserError(f"unknown positional encoding {self.pos!r}; choose one of {choices}")
+        if self.activation not in ACTIVATIONS:
+            raise UserError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         for name in ("vocab_size", "block_size", "n_layers", "n_heads", "dim", "mlp_ratio"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
