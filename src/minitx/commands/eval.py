@@ -32,6 +32,11 @@ def run_eval(
     from minitx.evaluation.scoring import grammar_score, sample_stories, score_ids, validation_ids
 
     model, run = load_for_inference(run_dir, device, threads, quantize)
+    if not files and "imported_from" in run.train_config.extra:
+        from minitx.errors import UserError
+
+        raise UserError(f"{run_dir} was imported, not trained here, so it has no validation split; "
+                        f"give text files to score: minitx eval {run_dir} FILE")
     if files:
         from minitx.text.files import read_corpus
 
