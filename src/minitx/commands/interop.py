@@ -44,8 +44,9 @@ def run_export(run_dir: str | Path, *, format: str, out: Path, force: bool, cons
     console.print(Text(
         "  from transformers import AutoModelForCausalLM, AutoTokenizer\n"
         f"  model, tok = AutoModelForCausalLM.from_pretrained({folder}), AutoTokenizer.from_pretrained({folder})\n"
-        "  print(tok.decode(model.generate(**tok(tok.bos_token + 'Once', return_tensors='pt'), max_new_tokens=40)[0]))"
-    ))
+        "  print(tok.decode(model.generate(**tok(tok.bos_token + 'The dog', return_tensors='pt'),"
+        " max_new_tokens=30)[0]))"
+    ), soft_wrap=True)  # code to copy: never wrapped
 
 
 def run_import_hf(directory: str | Path, *, out: Path, force: bool, console: Console | None = None) -> None:
@@ -72,5 +73,5 @@ def run_import_hf(directory: str | Path, *, out: Path, force: bool, console: Con
         f"{config.activation}, {head} output layer, {model.num_parameters():,} parameters, "
         f"{imported.tokenizer.kind} tokenizer of {imported.tokenizer.vocab_size:,} tokens"
     ))
-    console.print(Text(f"look inside: minitx inspect-attention {out} --prompt 'When Mary and John went to the store,'",
-                       style="dim"))
+    hint = f"look inside: minitx inspect-attention {out} --prompt 'When Mary and John went to the store,'"
+    console.print(Text(hint, style="dim"), soft_wrap=True)
