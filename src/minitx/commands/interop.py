@@ -8,10 +8,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
+from minitx.config import ExportFormat
 from minitx.errors import UserError
 
-EXPORT_FORMATS = ("hf",)
+EXPORT_FORMATS = tuple(f.value for f in ExportFormat)
 ARCHITECTURE_NAMES = {"gpt2": "GPT-2", "gpt_neox": "GPT-NeoX", "mpt": "MPT"}
+#: The config.json section an imported run has: {"path": the checkpoint folder, "architecture": "gpt2"}.
+IMPORTED_FROM = "imported_from"
 
 
 def run_export(run_dir: str | Path, *, format: str, out: Path, force: bool, console: Console | None = None) -> None:
@@ -52,18 +55,21 @@ def run_export(run_dir: str | Path, *, format: str, out: Path, force: bool, cons
 def run_import_hf(directory: str | Path, *, out: Path, force: bool, console: Console | None = None) -> None:
     """Turn a GPT-2-family checkpoint folder into a minitx run directory."""
     from minitx.config import TrainConfig
-    from minitx.fileio import atomic_directory
+    from minitx.fileio import atomic_directory, atomic_write_json
     from minitx.interop.hf_import import import_hf
-    from minitx.rundir import TOKENIZER, save_config, save_weights
+    from minitx.rundir import CONFIG, TOKENIZER, save_config, save_weights
 
     console = console if console is not None else Console()
     if Path(out).exists() and not force and (not Path(out).is_dir() or any(Path(out).iterdir())):
         raise UserError(f"{out} already exists; pass --force to replace it or choose another --out")
     imported = import_hf(directory)
     model, config = imported.model, imported.model.config
-    train_config = TrainConfig(extra={"imported_from": str(imported.source), "architecture": imported.architecture})
     with atomic_directory(out, force) as tmp:
-        save_config(tmp, config, train_config)
+        save_config(tmp, config, TrainConfig())
+        # Where the weights came from, beside the usual sections: eval looks for it (no training split).
+        raw = json.loads((tmp / CONFIG).read_text(encoding="utf-8"))
+        raw[IMPORTED_FROM] = {"path": str(imported.source), "architecture": imported.architecture}
+        atomic_write_json(tmp / CONFIG, raw)
         save_weights(tmp, model)
         imported.tokenizer.save(tmp / TOKENIZER)
     head = "tied" if config.tie_embeddings else "untied"
