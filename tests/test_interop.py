@@ -262,7 +262,9 @@ def test_an_imported_gpt2_works_with_generate_eval_and_both_inspect_commands(imp
     assert "layer" in result.output
     result = run("inspect-positions", imported_gpt2, "--device", "cpu")
     assert result.exit_code == 0, result.output
-    assert run("info", imported_gpt2).exit_code == 0
+    result = run("info", imported_gpt2)
+    assert result.exit_code == 0, result.output
+    assert "imported from" in result.output and "steps done" not in result.output  # no training recipe to show
 
 
 def test_a_cache_folder_is_followed_to_the_snapshot_its_main_ref_names(tmp_path, gpt2_tokenizer):
