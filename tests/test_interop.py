@@ -267,6 +267,33 @@ def test_an_imported_gpt2_works_with_generate_eval_and_both_inspect_commands(imp
     assert "imported from" in result.output and "steps done" not in result.output  # no training recipe to show
 
 
+def test_hub_names_mask_buffers_and_sharded_files_import_like_save_pretrained_output(tmp_path, gpt2_tokenizer):
+    """The Hub's GPT-2 files name weights without "transformer." and carry causal-mask buffers
+    ("h.0.attn.bias"); big checkpoints come in shards listed by an index. All three are read."""
+    from safetensors.torch import load_file, save_file
+
+    folder = gpt2_folder(tmp_path / "gpt2", gpt2_tokenizer)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder).eval()
+    tensors = load_file(folder / "model.safetensors")
+    hub = {name.removeprefix("transformer."): t for name, t in tensors.items()}
+    for i in range(2):
+        hub[f"h.{i}.attn.bias"] = torch.tril(torch.ones(1, 1, BLOCK, BLOCK))  # a buffer, not a weight
+    (folder / "model.safetensors").unlink()
+    names = sorted(hub)
+    shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2 :]}
+    for shard, shard_names in shards.items():
+        save_file({name: hub[name].contiguous() for name in shard_names}, folder / shard, metadata={"format": "pt"})
+    index = {"weight_map": {name: shard for shard, shard_names in shards.items() for name in shard_names}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    result = run("import-hf", folder, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    model, _ = rundir.load_model(tmp_path / "run")
+    ids = random_ids(model.config.vocab_size)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids)[0], hf(ids).logits, atol=1e-4, rtol=0)
+
+
 def test_a_cache_folder_is_followed_to_the_snapshot_its_main_ref_names(tmp_path, gpt2_tokenizer):
     cache = tmp_path / "models--tiny-gpt2"
     gpt2_folder(cache / "snapshots" / "abc123", gpt2_tokenizer)
