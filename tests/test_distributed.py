@@ -139,7 +139,10 @@ def test_a_killed_rank_ends_the_job_and_resume_equals_the_uninterrupted_run(corp
         "minitx: error: rank 1 stopped with exit code 1; torchrun stopped the other ranks -- the last checkpoint "
         "is kept, continue with --resume"
     ]
-    state = json.loads((out / "trainer_state.json").read_text()) if (out / "trainer_state.json").exists() else None
+    from minitx.rundir import latest_checkpoint
+
+    checkpoint = latest_checkpoint(out)
+    state = json.loads((checkpoint / "trainer_state.json").read_text()) if checkpoint else None
     assert state is None or state["step"] <= 8
     resumed = _torchrun([*args, "--resume"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
