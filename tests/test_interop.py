@@ -163,6 +163,28 @@ def test_export_never_overwrites_without_force(tmp_path, tokenizers_by_kind):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
 
 
+def test_ctrl_c_while_exporting_leaves_the_previous_export_whole(tmp_path, tokenizers_by_kind, monkeypatch):
+    from minitx import fileio
+
+    run_dir = make_run(tmp_path / "run", tokenizers_by_kind["char"], "learned")
+    out = tmp_path / "hf"
+    assert run("export", run_dir, "--out", out).exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    write, calls = fileio.atomic_write_bytes, []
+
+    def interrupted(path, data):
+        calls.append(Path(path).name)
+        if Path(path).name == "model.safetensors":
+            raise KeyboardInterrupt  # Ctrl-C in the middle of writing the new folder
+        write(path, data)
+
+    monkeypatch.setattr(fileio, "atomic_write_bytes", interrupted)
+    result = run("export", run_dir, "--out", out, "--force")
+    assert "model.safetensors" in calls and result.exit_code != 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hf", "run"]  # no half-written folder left
+
+
 # ---------------------------------------------------------------------------------------------
 # export then import
 
