@@ -8,9 +8,9 @@ accepted too):
     model.safetensors                         the weights (or model-0000k-of-0000n.safetensors + an index)
     tokenizer.json, or vocab.json+merges.txt  the tokenizer (see hf_tokenizer.py)
 
-Only safetensors files are read: a pickle (pytorch_model.bin, *.pt) can run code while it loads,
-so one lying beside the safetensors is ignored, and a directory with nothing else is refused with
-a line that says how to convert it.
+Only safetensors files are read (hf_checkpoint.py): a pickle (pytorch_model.bin, *.pt) can run code
+while it loads, so one lying beside the safetensors is ignored, and a folder with nothing else is
+refused with a line that says how to convert it.
 
 Three architectures come in -- the ones `hf_export` writes -- each when it computes a function
 minitx can compute:
@@ -26,9 +26,7 @@ position table, zero biases) the original kind comes back, so export then import
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,20 +36,15 @@ from torch import Tensor
 
 from minitx.config import ModelConfig
 from minitx.errors import UserError
+from minitx.interop.hf_checkpoint import checkpoint_directory, read_json, read_safetensors
 from minitx.interop.hf_export import LAYER_NORM_EPS, ROPE_BASE
 from minitx.interop.hf_tokenizer import read_hf_tokenizer
 from minitx.model import GPT
 from minitx.model.positions import sinusoidal_table
 from minitx.text.tokenizer import Tokenizer
 
-SAFETENSORS = "model.safetensors"
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 #: transformers' activation names -> minitx's (gelu_new, gelu_fast and gelu_pytorch_tanh are one tanh formula).
 ACTIVATION_OF = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh"}
-#: Buffers some checkpoints carry beside the weights, causal masks ("h.0.attn.bias") and rotary tables:
-#: every model rebuilds them, so they are skipped. (The real biases are one level deeper: "h.0.attn.c_attn.bias".)
-BUFFER = re.compile(r"(^|\.)(attn|attention)\.(bias|masked_bias)$|rotary_emb\.inv_freq$")
 
 
 @dataclass
@@ -67,7 +60,7 @@ class ImportedModel:
 def import_hf(directory: str | Path) -> ImportedModel:
     """Read a GPT-2 / GPT-NeoX / MPT checkpoint directory into a minitx model and tokenizer."""
     directory = checkpoint_directory(Path(directory))
-    hf_config = _read_json(directory / "config.json")
+    hf_config = read_json(directory / "config.json")
     architecture = hf_config.get("model_type")
     readers = {"gpt2": _from_gpt2, "gpt_neox": _from_gpt_neox, "mpt": _from_mpt}
     if architecture not in readers:
@@ -75,7 +68,7 @@ def import_hf(directory: str | Path) -> ImportedModel:
             f"{directory} holds a {architecture!r} model; minitx imports gpt2, gpt_neox and mpt "
             "checkpoints (the GPT-2 family and what `minitx export` writes)"
         )
-    tensors = {name: t.float() for name, t in read_safetensors(directory).items() if not BUFFER.search(name)}
+    tensors = {name: t.float() for name, t in read_safetensors(directory).items()}  # buffers left out
     config, state = readers[architecture](hf_config, tensors, directory)
     config, state = _restore_exported_kind(hf_config.get("minitx"), config, state)
     tokenizer = read_hf_tokenizer(directory)
@@ -85,63 +78,6 @@ def import_hf(directory: str | Path) -> ImportedModel:
             f"{config.vocab_size}; minitx needs the two to agree (padded vocabularies are not supported)"
         )
     return ImportedModel(_build(config, state, directory), tokenizer, directory, architecture)
-
-
-# ---------------------------------------------------------------------------------------------
-# finding and reading the files
-
-
-def checkpoint_directory(path: Path) -> Path:
-    """`path` itself, or for a Hugging Face cache folder (models--gpt2) the snapshot its refs/main names."""
-    if not path.is_dir():
-        raise UserError(f"{path} is not a directory; give the folder holding config.json and model.safetensors")
-    if (path / "config.json").is_file():
-        return path
-    snapshots = path / "snapshots"
-    if snapshots.is_dir():
-        ref = path / "refs" / "main"
-        if ref.is_file() and (snapshots / ref.read_text().strip() / "config.json").is_file():
-            return snapshots / ref.read_text().strip()
-        found = sorted(p for p in snapshots.iterdir() if (p / "config.json").is_file())
-        if len(found) == 1:
-            return found[0]
-    raise UserError(f"{path} has no config.json; give a checkpoint folder (e.g. a snapshot in the Hugging Face cache)")
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{path} not found; a checkpoint folder needs its config.json")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is not valid JSON ({err}); the checkpoint is damaged") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{path} is not a JSON object; the checkpoint is damaged")
-    return value
-
-
-def read_safetensors(directory: Path) -> dict[str, Tensor]:
-    """Every tensor of the checkpoint's safetensors file(s); never opens a pickle."""
-    from minitx.rundir import read_tensors
-
-    if (directory / SAFETENSORS).is_file():
-        return read_tensors(directory / SAFETENSORS, "weights file")[0]
-    if (directory / SAFETENSORS_INDEX).is_file():  # sharded: {"weight_map": {name: "model-00001-of-00002...", ...}}
-        weight_map = _read_json(directory / SAFETENSORS_INDEX).get("weight_map", {})
-        tensors: dict[str, Tensor] = {}
-        for shard in sorted(set(weight_map.values())):
-            if Path(shard).name != shard:
-                raise UserError(f"{directory / SAFETENSORS_INDEX} names a shard outside the folder: {shard!r}")
-            tensors.update(read_tensors(directory / shard, "weights shard")[0])
-        return tensors
-    pickles = sorted(p.name for p in directory.iterdir() if p.suffix in PICKLE_SUFFIXES)
-    if pickles:
-        raise UserError(
-            f"{directory} has only a pickle checkpoint ({pickles[0]}), which can run code when loaded, so minitx "
-            f"never opens it; convert it once, if you trust it: python -c \"from transformers import "
-            f"AutoModelForCausalLM as M; M.from_pretrained('{directory}').save_pretrained('{directory}')\""
-        )
-    raise UserError(f"{directory} has no {SAFETENSORS}; a checkpoint folder needs its weights")
 
 
 def _setting(hf_config: dict[str, Any], directory: Path, *names: str, default: Any = None) -> Any:
