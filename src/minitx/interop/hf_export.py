@@ -160,8 +160,10 @@ def _gpt2(config: ModelConfig, state: dict[str, Tensor]) -> tuple[dict, dict[str
 def qkv_rows_per_head(rows: Tensor, n_heads: int) -> Tensor:
     """minitx's fused q/k/v rows [q (all heads) | k | v] -> GPT-NeoX's [q_0 k_0 v_0 | q_1 k_1 v_1 | ...].
 
-    Works on a weight [3C, C] or a bias [3C]. Example with 2 heads of size 1: rows
-    [q0, q1, k0, k1, v0, v1] -> [q0, k0, v0, q1, k1, v1].
+    Works on a weight [3C, C] or a bias [3C]. With 2 heads of size 1, rows q0 q1 k0 k1 v0 v1:
+
+    >>> qkv_rows_per_head(torch.tensor([0.0, 1.0, 10.0, 11.0, 20.0, 21.0]), n_heads=2).tolist()
+    [0.0, 10.0, 20.0, 1.0, 11.0, 21.0]
     """
     head_dim = rows.shape[0] // (3 * n_heads)
     grouped = rows.reshape(3, n_heads, head_dim, *rows.shape[1:])  # [3, H, hd, (C)]

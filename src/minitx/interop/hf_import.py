@@ -236,7 +236,11 @@ def _from_gpt_neox(hf: dict[str, Any], tensors: dict[str, Tensor], directory: Pa
 
 
 def _qkv_rows_back(rows: Tensor, n_heads: int) -> Tensor:
-    """GPT-NeoX's [q_0 k_0 v_0 | q_1 k_1 v_1 | ...] -> minitx's [q | k | v] (the inverse of qkv_rows_per_head)."""
+    """GPT-NeoX's [q_0 k_0 v_0 | q_1 k_1 v_1 | ...] -> minitx's [q | k | v] (the inverse of qkv_rows_per_head).
+
+    >>> _qkv_rows_back(torch.tensor([0.0, 10.0, 20.0, 1.0, 11.0, 21.0]), n_heads=2).tolist()
+    [0.0, 1.0, 10.0, 11.0, 20.0, 21.0]
+    """
     head_dim = rows.shape[0] // (3 * n_heads)
     grouped = rows.reshape(n_heads, 3, head_dim, *rows.shape[1:])  # [H, 3, hd, (C)]
     return grouped.transpose(0, 1).reshape(rows.shape)
