@@ -134,7 +134,7 @@ def test_a_killed_rank_ends_the_job_and_resume_equals_the_uninterrupted_run(corp
     crashed = subprocess.run(crash, capture_output=True, text=True, timeout=TIMEOUT,
                              env={**_env(), FAIL_ENV: "1:7"})  # rank 1 dies right after step 7
     assert crashed.returncode != 0
-    assert time.monotonic() - started < 60  # the surviving rank did not hang
+    assert time.monotonic() - started < 90  # the surviving rank did not hang (collectives time out at 100 s)
     assert crashed.stderr.strip().splitlines() == [
         "minitx: error: rank 1 stopped with exit code 1; torchrun stopped the other ranks -- the last checkpoint "
         "is kept, continue with --resume"
