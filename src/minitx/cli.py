@@ -276,16 +276,23 @@ def eval_(
     = None,
     grammar: Annotated[int, typer.Option(help="Also sample N stories and check them with the grammar.")] = 0,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed for the grammar samples.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the grammar samples, minimal pairs and shuffles.")] = 0,
     temperature: Annotated[float, typer.Option(help="Softmax temperature of the grammar samples.")] = 0.7,
     quantize: Annotated[str, typer.Option(help=QUANTIZE_HELP)] = "none",
+    minimal_pairs: Annotated[int, typer.Option(help="Also score N minimal pairs from the built-in grammar "
+                                                    "(--seed picks them).")] = 0,
+    order_test: Annotated[bool, typer.Option("--order-test", help="Also compare the loss on the text (FILES, or "
+                                                                    "the validation split) with its words and "
+                                                                    "sentences shuffled.")] = False,
+    context: Annotated[int | None, typer.Option(help="Also read windows of L tokens (longer than the block) and "
+                                                     "show the loss by position.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Loss, perplexity and bits per byte on text; optionally the grammaticality of samples."""
+    """Loss, perplexity and bits per byte on text; optionally grammaticality, minimal pairs, order, length."""
     from minitx.commands.eval import run_eval
 
     run_eval(run_dir, files or [], grammar=grammar, device=device, seed=seed, temperature=temperature,
-             as_json=json_, quantize=quantize)
+             as_json=json_, quantize=quantize, minimal_pairs=minimal_pairs, order_test=order_test, context=context)
 
 
 # ------------------------------------------------------------------------------------------------
