@@ -28,8 +28,11 @@ tokenize_app = typer.Typer(
 )
 data_app = typer.Typer(help="Corpora: write the built-in story corpus, check grammar, fetch tiny Shakespeare.",
                        no_args_is_help=True)
+experiment_app = typer.Typer(help="Experiments: train many models the same way and compare them with error bars.",
+                             no_args_is_help=True)
 app.add_typer(tokenize_app, name="tokenize")
 app.add_typer(data_app, name="data")
+app.add_typer(experiment_app, name="experiment")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -293,6 +296,44 @@ def eval_(
 
     run_eval(run_dir, files or [], grammar=grammar, device=device, seed=seed, temperature=temperature,
              as_json=json_, quantize=quantize, minimal_pairs=minimal_pairs, order_test=order_test, context=context)
+
+
+# ------------------------------------------------------------------------------------------------
+# experiment
+
+
+@command(experiment_app, "positions")
+def experiment_positions(
+    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories).")] = None,
+    out: Annotated[Path, typer.Option(help="Experiment directory (created; rerun the same command to resume).")]
+    = Path("runs/positions"),
+    kinds: Annotated[str | None, typer.Option(help="Comma-separated: sinusoidal,learned,rope,alibi,none (default: "
+                                                   "all five).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Runs per kind (default 2).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimisation steps per run.", rich_help_panel="Training")] = None,
+    layers: Annotated[int | None, typer.Option(help="Transformer blocks.", rich_help_panel="Model")] = None,
+    heads: Annotated[int | None, typer.Option(help="Attention heads per block.", rich_help_panel="Model")] = None,
+    dim: Annotated[int | None, typer.Option(help="Width of the residual stream.", rich_help_panel="Model")] = None,
+    block_size: Annotated[int | None, typer.Option(help="Context length in tokens.", rich_help_panel="Model")]
+    = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per batch.", rich_help_panel="Training")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.", rich_help_panel="Training")] = None,
+    vocab_size: Annotated[int | None, typer.Option(help="BPE vocabulary (default 1024).", rich_help_panel="Model")]
+    = None,
+    corpus_bytes: Annotated[int | None, typer.Option(help="Bytes of built-in stories (default 1,000,000).")] = None,
+    pairs: Annotated[int | None, typer.Option(help="Minimal pairs per run (default 600).")] = None,
+    stories: Annotated[int | None, typer.Option(help="Sampled stories per run (default 60).")] = None,
+    quiet: Annotated[bool, typer.Option(help="No per-run progress bars.")] = False,
+) -> None:
+    """The positional-encoding lab: one model per kind and seed, measured alike, with a report."""
+    from minitx.commands.experiment import run_positions
+
+    code = run_positions(files or [], out=out, kinds=kinds, seeds=seeds,
+                         model_overrides=dict(n_layers=layers, n_heads=heads, dim=dim, block_size=block_size),
+                         train_overrides=dict(steps=steps, batch_size=batch_size, lr=lr),
+                         vocab_size=vocab_size, corpus_bytes=corpus_bytes, pairs=pairs, stories=stories, quiet=quiet)
+    if code:
+        raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------------------------------------
