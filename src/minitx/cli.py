@@ -320,7 +320,7 @@ def experiment_positions(
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.", rich_help_panel="Training")] = None,
     vocab_size: Annotated[int | None, typer.Option(help="BPE vocabulary (default 1024).", rich_help_panel="Model")]
     = None,
-    corpus_bytes: Annotated[int | None, typer.Option(help="Bytes of built-in stories (default 1,000,000).")] = None,
+    corpus_bytes: Annotated[int | None, typer.Option(help="Bytes of built-in stories (default 2,000,000).")] = None,
     pairs: Annotated[int | None, typer.Option(help="Minimal pairs per run (default 600).")] = None,
     stories: Annotated[int | None, typer.Option(help="Sampled stories per run (default 60).")] = None,
     quiet: Annotated[bool, typer.Option(help="No per-run progress bars.")] = False,

@@ -37,7 +37,7 @@ DEFAULT_MODEL: dict[str, Any] = {"n_layers": 3, "n_heads": 4, "dim": 96, "block_
 DEFAULT_TRAIN: dict[str, Any] = {"steps": 1200, "batch_size": 16, "lr": 3e-3, "min_lr": 3e-4, "warmup": 60,
                                  "eval_every": 100, "eval_batches": 10, "save_every": 200}
 DEFAULT_VOCAB = 1024
-DEFAULT_CORPUS_BYTES = 1_000_000
+DEFAULT_CORPUS_BYTES = 2_000_000
 DEFAULT_SEEDS = 2
 
 
