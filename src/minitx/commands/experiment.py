@@ -54,8 +54,11 @@ def run_positions(
     if train_overrides.get("save_every") is None:
         experiment.train["save_every"] = max(1, experiment.train["steps"] // 6)
     console = make_console()
-    result = run_experiment(out, experiment, LiveView(console), show_progress=not quiet)
-    if not result.finished:
+    try:
+        result = run_experiment(out, experiment, LiveView(console), show_progress=not quiet)
+    except KeyboardInterrupt:  # Ctrl-C while measuring: nothing half-written (lab.json is written atomically)
+        result = None
+    if result is None or not result.finished:
         console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
                       f"{escape(_command_line())}")
         return 130
