@@ -129,3 +129,33 @@ def test_an_interrupted_experiment_resumes_without_retraining_finished_runs(tmp_
     metrics = [json.loads(line) for line in metrics_file.read_text().splitlines()]
     assert [m["step"] for m in metrics] == [10, 20]
     assert [r["kind"] for r in second.runs] == ["none", "alibi"]
+
+
+def _row(**metrics):
+    from minitx.experiments.report import ROW_FIELDS
+
+    row = {key: {"mean": None, "spread": None, "values": []} for key in ROW_FIELDS}
+    row["grammar_errors"] = {}
+    for key, (mean, spread) in metrics.items():
+        row[key] = {"mean": mean, "spread": spread, "values": [mean - spread, mean + spread]}
+    return row
+
+
+def test_findings_say_which_differences_exceed_the_spread_and_which_are_noise():
+    from minitx.experiments.report import findings
+
+    rows = {
+        "rope": _row(val_bpb=(1.00, 0.01), pairs_accuracy=(0.90, 0.02)),
+        "alibi": _row(val_bpb=(1.01, 0.01), pairs_accuracy=(0.89, 0.02)),
+        "none": _row(val_bpb=(1.20, 0.01), pairs_accuracy=(0.88, 0.02)),
+    }
+    text = findings(rows, seeds=2)
+    (bpb,) = [s for s in text if s.startswith("Val bits/byte")]
+    assert "rope is lowest" in bpb and "none highest" in bpb and "more than the spread" in bpb
+    assert "alibi cannot be told apart from rope" in bpb
+    (pairs,) = [s for s in text if s.startswith("Minimal pairs")]
+    assert "within the spread" in pairs and "No kind can be told apart from rope" in pairs
+    rows["none"]["val_bpb"] = {"mean": 1.005, "spread": 0.01, "values": [0.995, 1.015]}
+    (bpb,) = [s for s in findings(rows, seeds=2) if s.startswith("Val bits/byte")]
+    assert "within the spread" in bpb
+    assert any("one seed" in s for s in findings(rows, seeds=1))
