@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from minitx.commands.loading import load_for_inference
-from minitx.generation.sampling import DEFAULT_TEMPERATURE
+from minitx.config import DEFAULT_TEMPERATURE
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -19,11 +19,14 @@ if TYPE_CHECKING:
 
 
 def run_positions(
-    files: list[Path], *, out: Path, kinds: str | None, seeds: int | None, model_overrides: dict[str, Any],
-    train_overrides: dict[str, Any], vocab_size: int | None, corpus_bytes: int | None, pairs: int | None,
-    stories: int | None, quiet: bool,
+    files: list[Path], *, out: Path, kinds: str | None, seeds: int | None, flags: dict[str, Any],
+    corpus_bytes: int | None, pairs: int | None, stories: int | None, quiet: bool,
 ) -> int:
-    """Run (or continue) the experiment in `out`, write the report, print the table; return the exit code."""
+    """Run (or continue) the experiment in `out`, write the report, print the table; return the exit code.
+
+    `flags` are `minitx train`'s model and optimiser flags by field name (None: not given).
+    """
+    from minitx.config import ModelConfig, TrainConfig, given
     from minitx.experiments.measure import LabSettings
     from minitx.experiments.positions import (
         DEFAULT_CORPUS_BYTES,
@@ -37,21 +40,22 @@ def run_positions(
 
     for f in files:
         require_file(f, "corpus file")
+    model_flags, train_flags = given(flags, ModelConfig), given(flags, TrainConfig)
     lab = LabSettings()
     experiment = PositionsExperiment(
         kinds=[k.strip() for k in kinds.split(",") if k.strip()] if kinds else PositionsExperiment().kinds,
         seeds=seeds if seeds is not None else DEFAULT_SEEDS,
-        model={**DEFAULT_MODEL, **{k: v for k, v in model_overrides.items() if v is not None}},
-        train={**DEFAULT_TRAIN, **{k: v for k, v in train_overrides.items() if v is not None}},
-        vocab_size=vocab_size or DEFAULT_VOCAB,
+        model={**DEFAULT_MODEL, **{k: v for k, v in model_flags.items() if k != "vocab_size"}},
+        train={**DEFAULT_TRAIN, **train_flags},
+        vocab_size=model_flags.get("vocab_size", DEFAULT_VOCAB),
         corpus_files=[str(f.resolve()) for f in files],
         corpus_bytes=corpus_bytes or DEFAULT_CORPUS_BYTES,
         lab=LabSettings(pairs=pairs if pairs is not None else lab.pairs,
                         stories=stories if stories is not None else lab.stories),
     )
-    if "eval_every" not in train_overrides or train_overrides.get("eval_every") is None:
+    if "eval_every" not in train_flags:
         experiment.train["eval_every"] = max(1, experiment.train["steps"] // 12)  # about a dozen curve points
-    if train_overrides.get("save_every") is None:
+    if "save_every" not in train_flags:
         experiment.train["save_every"] = max(1, experiment.train["steps"] // 6)
     console = make_console()
     try:

@@ -16,21 +16,16 @@ if TYPE_CHECKING:
     from minitx.training.loop import Trainer, TrainResult
 
 
-def train(
-    files: list[Path], *, out: Path, preset: str | None, tokenizer: str | None, vocab_size: int | None,
-    model_overrides: dict[str, Any], train_overrides: dict[str, Any], resume: bool, force: bool, quiet: bool,
-) -> int:
-    """Train (or resume) a run; return the exit code (130 when Ctrl-C stopped it after saving)."""
-    from minitx.config import make_train_config
+def train(files: list[Path], *, out: Path, flags: dict[str, Any], resume: bool, force: bool, quiet: bool) -> int:
+    """Train (or resume) a run; return the exit code (130 when Ctrl-C stopped it after saving).
+
+    `flags` holds every ModelConfig and TrainConfig flag by field name, None where not given.
+    """
     from minitx.training.setup import run_training
 
-    cfg = make_train_config(preset, train_overrides)
     for f in files:
         require_file(f, "corpus file")
-    trainer, result = run_training(files, out, model_overrides=model_overrides, train_config=cfg,
-                                   tokenizer_spec=tokenizer, vocab_size=vocab_size,
-                                   train_flags={"preset": preset, **train_overrides}, resume=resume, force=force,
-                                   show_progress=not quiet)
+    trainer, result = run_training(files, out, flags=flags, resume=resume, force=force, show_progress=not quiet)
     print_train_summary(trainer, result, make_console())
     return 130 if result.interrupted else 0
 

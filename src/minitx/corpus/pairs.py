@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from minitx.corpus import DOC_TOKEN
 from minitx.corpus.check import antecedents_introduced, check_text, judge_sentence
 from minitx.corpus.generate import Phrase, StoryWriter
 from minitx.corpus.grammar import split_words
@@ -92,7 +93,7 @@ def minimal_pairs(n: int, seed: int = 0, phenomena: tuple[str, ...] = PHENOMENA)
 
 def _graded(pair: MinimalPair) -> MinimalPair | None:
     """The pair with the checker's reason filled in, or None unless good passes and bad fails as expected."""
-    good_doc, bad_doc = (f"<|doc|>{text}\n" for text in pair.texts())
+    good_doc, bad_doc = (f"{DOC_TOKEN}{text}\n" for text in pair.texts())
     if pair.good == pair.bad or check_text(good_doc).rejected:
         return None
     rejected = check_text(bad_doc).rejected

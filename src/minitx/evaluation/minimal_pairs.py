@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from minitx.evaluation.intervals import wilson
 from minitx.evaluation.likelihood import total_log_probs
+from minitx.text.special import DOC_TOKEN
 
 if TYPE_CHECKING:
     from minitx.corpus.pairs import MinimalPair
     from minitx.model import GPT
     from minitx.text.tokenizer import Tokenizer
 
-DOC_TOKEN = "<|doc|>"
 
 
 @dataclass

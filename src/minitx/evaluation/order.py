@@ -29,12 +29,13 @@ import numpy as np
 
 from minitx.evaluation.intervals import bootstrap
 from minitx.evaluation.likelihood import token_log_probs
+from minitx.text.special import DOC_TOKEN
 
 if TYPE_CHECKING:
     from minitx.model import GPT
     from minitx.text.tokenizer import Tokenizer
 
-DOC_TOKEN = "<|doc|>"
+
 _SENTENCE = re.compile(r"[^.?!]*[.?!]")
 #: How many documents the order test reads by default: enough for intervals of a few hundredths of a bit.
 DEFAULT_DOCUMENTS = 400

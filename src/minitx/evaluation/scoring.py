@@ -14,15 +14,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
-from minitx.generation.sampling import DEFAULT_TEMPERATURE
+from minitx.config import DEFAULT_TEMPERATURE
+from minitx.training.batches import split_train_val
+from minitx.training.loop import bits_per_byte
 
 if TYPE_CHECKING:
     from minitx.corpus import CheckReport
     from minitx.model import GPT
+    from minitx.rundir import Run
     from minitx.text.tokenizer import Tokenizer
 
 
@@ -61,22 +64,19 @@ def score_ids(model: GPT, ids: torch.Tensor, n_bytes: int, batch_size: int = 16)
         total += loss.item() * y.numel()
         count += y.numel()
     loss = total / count
-    # the scored tokens stand for this share of the bytes
-    scored_bytes = n_bytes * count / max(1, len(ids))
-    return TextScore(count, n_bytes, loss, math.exp(loss), loss / math.log(2) * count / max(1.0, scored_bytes))
+    bytes_per_token = n_bytes / max(1, len(ids))
+    return TextScore(count, n_bytes, loss, math.exp(loss), bits_per_byte(loss, bytes_per_token))
 
 
-def validation_ids(run: Any) -> tuple[torch.Tensor, int, str]:
-    """Rebuild a run's validation split: the same corpus, tokenizer and --val-fraction as in training."""
+def validation_ids(run: Run) -> tuple[torch.Tensor, int, str]:
+    """Rebuild a run's validation split: the same corpus, tokenizer and split as in training."""
     from minitx.corpus.sources import load_training_text
 
-    files = [Path(f) for f in run.train_config.extra.get("corpus_files", [])]
+    files = [Path(f) for f in run.train_config.corpus_files]
     text, source = load_training_text(files)
-    ids = run.tokenizer.encode(text)
-    n_val = int(len(ids) * run.train_config.val_fraction)
-    val = torch.tensor(ids[len(ids) - n_val :], dtype=torch.long)
-    val_bytes = round(len(text.encode("utf-8")) * n_val / max(1, len(ids)))
-    return val, val_bytes, f"validation split of {source}"
+    split = split_train_val(run.tokenizer.encode(text), len(text.encode("utf-8")), run.model_config.block_size,
+                            run.train_config.val_fraction)
+    return split.val, round(split.bytes_per_token * len(split.val)), f"validation split of {source}"
 
 
 def sample_stories(

@@ -111,6 +111,14 @@ def run_state(run_dir: Path, steps: int) -> str:
     return "new"
 
 
+def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide the numbers: all but where the runs compute (--device, --threads)."""
+    from minitx.config import TrainConfig, flag_fields, flag_of
+
+    elsewhere = {f.name for f in flag_fields(TrainConfig) if not flag_of(f).recipe}
+    return {**settings, "train": {k: v for k, v in settings.get("train", {}).items() if k not in elsewhere}}
+
+
 def prepare(out: Path, experiment: PositionsExperiment, observer: Observer) -> tuple[list[Path], Path]:
     """DIR/experiment.json, the corpus and the shared tokenizer; refuses a DIR holding a different experiment."""
     experiment.validate()
@@ -119,8 +127,8 @@ def prepare(out: Path, experiment: PositionsExperiment, observer: Observer) -> t
     wanted = json.loads(json.dumps(experiment.to_dict()))  # as it reads back from JSON
     if settings_path.is_file():
         saved = json.loads(settings_path.read_text(encoding="utf-8"))
-        if saved != wanted:
-            changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
+        if _recipe(saved) != _recipe(wanted):
+            changed = sorted(k for k in wanted if _recipe(saved).get(k) != _recipe(wanted)[k])
             raise UserError(f"{out} holds an experiment with other settings ({', '.join(changed)} differ); "
                             "rerun with the same flags to continue it, or choose another --out")
     elif any(out.iterdir()):
@@ -155,7 +163,6 @@ def run_experiment(
     show_progress: bool = True,
 ) -> ExperimentResult:
     """Train and measure every run that is not done yet; return every run's measures (lab.json)."""
-    from minitx.config import make_train_config
     from minitx.training.setup import run_training
 
     observer = observer or Observer()
@@ -172,14 +179,11 @@ def run_experiment(
         eta = sum(durations) / len(durations) * remaining if durations else None
         observer.run_started(index, len(names), status, eta)
         run_started = time.perf_counter()
-        if status.state in ("new", "partial"):
-            overrides = {**experiment.train, "seed": seed}
-            cfg = make_train_config(None, overrides)
-            _, trained = run_training(
-                files, run_dir, model_overrides={**experiment.model, "pos": kind}, train_config=cfg,
-                tokenizer_spec=str(tokenizer_path), resume=status.state == "partial",
-                force=status.state == "new", show_progress=show_progress,
-            )
+        if status.state in ("new", "partial"):  # the very code of `minitx train`, fresh or --resume
+            flags = {**experiment.model, **experiment.train, "pos": kind, "seed": seed,
+                     "tokenizer": str(tokenizer_path)}
+            _, trained = run_training(files, run_dir, flags=flags, resume=status.state == "partial",
+                                      force=status.state == "new", show_progress=show_progress)
             if trained.interrupted:
                 return ExperimentResult(False, results, time.perf_counter() - started)
         if status.state != "measured":

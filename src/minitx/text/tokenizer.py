@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from minitx.errors import UserError, require_file
 from minitx.fileio import atomic_write_text
+from minitx.text.files import read_text_file
 from minitx.text.special import DOC_TOKEN
 
 if TYPE_CHECKING:
@@ -113,12 +114,7 @@ def _cut_into_chunks(text: str, chunk_chars: int = _CHUNK_CHARS) -> list[str]:
 
 def _read_training_text(texts: Iterable[str] | None, files: list[Path] | None) -> list[str]:
     corpus = [] if texts is None else list(texts)
-    for path in files or []:
-        try:
-            # Decode the bytes ourselves: read_text() would turn "\r\n" into "\n" and change the text.
-            corpus.append(require_file(path, "training file").read_bytes().decode("utf-8"))
-        except UnicodeDecodeError as err:
-            raise UserError(f"{path} is not UTF-8 text (bad byte at offset {err.start}); convert it") from None
+    corpus += [read_text_file(Path(path)) for path in files or []]
     if not any(corpus):
         raise UserError("the training text is empty; pass a corpus with some text in it")
     return corpus

@@ -16,7 +16,7 @@ finishes the current step, saves, and stops; `--resume` continues bit-for-bit wh
 (on a CPU, same seed and threads): the batch sampler's generator state is the data position.
 
 How `minitx train` prepares the run this loop trains (corpus, tokenizer, run directory, what --resume
-may change) is in run_setup.py.
+may change) is in setup.py.
 """
 
 from __future__ import annotations
@@ -291,7 +291,13 @@ def should_compile(cfg: TrainConfig, model_config: ModelConfig, parameters: int,
 
 
 def bits_per_byte(loss_nats_per_token: float, bytes_per_token: float) -> float:
-    """Convert a loss in nats per token into bits per byte of text, comparable across tokenizers."""
+    """Convert a loss in nats per token into bits per byte of text, comparable across tokenizers.
+
+    A token that stands for 4 bytes on average and costs ln 2 nats (1 bit) costs a quarter bit per byte:
+
+    >>> bits_per_byte(math.log(2), bytes_per_token=4.0)
+    0.25
+    """
     return loss_nats_per_token / math.log(2) / bytes_per_token
 
 

@@ -1,6 +1,6 @@
 """A training run as `minitx train` sets it up: from files on disk to a run directory, fresh or resumed.
 
-A fresh run builds everything the training loop (train.py) needs, in this order:
+A fresh run builds everything the training loop (loop.py) needs, in this order:
 
     text      = the corpus files, or the built-in stories         its sha256 goes into config.json
     tokenizer = --tokenizer PATH, `char`, or a BPE trained on text
@@ -16,15 +16,30 @@ any other flag given that differs is a UserError naming it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minitx import rundir
-from minitx.config import ModelConfig, TrainConfig
+from minitx.config import (
+    DEFAULT_PRESET,
+    PRESETS,
+    ModelConfig,
+    TrainConfig,
+    flag_fields,
+    flag_of,
+    flag_text,
+    given,
+    make_model_config,
+    make_train_config,
+    preset,
+)
 from minitx.corpus.sources import load_training_text
 from minitx.device import resolve_device, resolve_dtype
 from minitx.errors import UserError
+from minitx.text.special import DOC_TOKEN
+from minitx.training.batches import split_train_val
 from minitx.training.loop import Trainer, TrainResult
 
 if TYPE_CHECKING:
@@ -73,56 +88,42 @@ def run_training(
     files: list[Path],
     out: Path,
     *,
-    model_overrides: dict[str, Any],
-    train_config: TrainConfig,
-    tokenizer_spec: str | None = None,
-    vocab_size: int | None = None,
-    train_flags: dict[str, Any] | None = None,
+    flags: dict[str, Any],
     resume: bool = False,
     force: bool = False,
     show_progress: bool = True,
 ) -> tuple[Trainer, TrainResult]:
     """Everything `minitx train` does, as one call: corpus → tokenizer → ids → model → run dir.
 
-    `train_flags` are the recipe flags the user typed, by TrainConfig field (None: not given); with
-    `resume` they, `model_overrides`, `tokenizer_spec` and `vocab_size` must match the saved run.
+    `flags` are the ModelConfig and TrainConfig flags by field name (None or absent: not given); a fresh
+    run puts them on top of the preset, `--resume` refuses any that would change the saved recipe.
     """
-    from minitx.config import DEFAULT_PRESET, preset
-
     out = Path(out)
+    train_config = make_train_config(flags.get("preset"), flags)  # impossible values fail first
     check_run_dir(out, resume, force)
     if resume:
         run = rundir.load_run(out)
-        refuse_recipe_changes(run, model_overrides, train_flags or {}, tokenizer_spec, vocab_size)
+        refuse_recipe_changes(run, flags)
         tokenizer, model_config = run.tokenizer, run.model_config
-        train_config = _resumed_train_config(run.train_config, train_config)
-        files = files or [Path(f) for f in train_config.extra.get("corpus_files", [])]
+        train_config = resumed_train_config(run.train_config, flags)
+        files = files or [Path(f) for f in train_config.corpus_files]
     text, source = load_training_text(files)
+    n_bytes = len(text.encode("utf-8"))
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    if resume and train_config.extra.get("corpus_sha256") not in (None, digest):
+    if resume and train_config.corpus_sha256 not in (None, digest):
         raise UserError(
             f"the corpus ({source}) is not the text this run was trained on (its sha256 changed); "
             "resume with the same files, or start a new run"
         )
     if not resume:
-        chosen = preset(train_config.preset or DEFAULT_PRESET)
-        tokenizer = build_tokenizer(tokenizer_spec, text, vocab_size or chosen["vocab_size"], show_progress)
-        model_fields = {**chosen["model"], **model_overrides, "vocab_size": tokenizer.vocab_size}
-        model_config = ModelConfig(**model_fields)
-    train_config.extra = {
-        **train_config.extra,
-        "corpus": source,
-        "corpus_files": [str(Path(f).resolve()) for f in files],
-        "corpus_bytes": len(text.encode("utf-8")),
-        "corpus_sha256": digest,
-    }
+        vocab_size = flags.get("vocab_size") or preset(train_config.preset or DEFAULT_PRESET)["model"]["vocab_size"]
+        tokenizer = build_tokenizer(train_config.tokenizer, text, vocab_size, show_progress)
+        model_config = make_model_config(train_config.preset, flags, vocab_size=tokenizer.vocab_size)
+    train_config.corpus, train_config.corpus_bytes, train_config.corpus_sha256 = source, n_bytes, digest
+    train_config.corpus_files = [str(Path(f).resolve()) for f in files]
     ids = tokenizer.encode(text)
-    from minitx.text.tokenizer import DOC_TOKEN
-    from minitx.training.batches import split_train_val
-
     doc_id = tokenizer.token_id(DOC_TOKEN) if train_config.doc_aligned else None
-    split = split_train_val(ids, len(text.encode("utf-8")), model_config.block_size, train_config.val_fraction,
-                            doc_id=doc_id)
+    split = split_train_val(ids, n_bytes, model_config.block_size, train_config.val_fraction, doc_id=doc_id)
     resolve_dtype(train_config.dtype, resolve_device(train_config.device))  # fail before touching RUN_DIR
     if not resume:
         if force:
@@ -131,47 +132,43 @@ def run_training(
         tokenizer.save(out / rundir.TOKENIZER)
     trainer = Trainer(out, model_config, train_config, split, resume=resume)
     rundir.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
-    stock = not files and tokenizer_spec is None and vocab_size is None and not model_overrides
-    stock = stock and not train_config.extra.get("steps_given")
-    band = expected_band(train_config) if stock and not resume else None
+    band = expected_band(train_config) if is_stock(files, flags) and not resume else None
     result = trainer.fit(show_progress=show_progress, expected_band=band)
     return trainer, result
+
+
+def is_stock(files: list[Path], flags: dict[str, Any]) -> bool:
+    """Built-in corpus, the preset's tokenizer, shape and length: the setting `expected_val_loss` was measured in."""
+    shape_or_length = {f.name for f in dataclasses.fields(ModelConfig)} | {"tokenizer", "steps"}
+    changed = {**given(flags, ModelConfig), **given(flags, TrainConfig)}
+    return not files and not changed.keys() & shape_or_length
 
 
 # ---------------------------------------------------------------------------------------------
 # Resuming: the run keeps the recipe it started with.
 
-#: What --resume may change: the new total of steps, and where and on how many threads the run computes.
-RESUME_MAY_CHANGE = ("steps", "device", "threads")
-_FLAG_OF_FIELD = {"n_layers": "--layers", "n_heads": "--heads"}  # the other flags are named like their field
 
-
-def refuse_recipe_changes(
-    run: rundir.Run,
-    model_flags: dict[str, Any],
-    train_flags: dict[str, Any],
-    tokenizer_spec: str | None,
-    vocab_size: int | None,
-) -> None:
+def refuse_recipe_changes(run: rundir.Run, flags: dict[str, Any]) -> None:
     """--resume continues a run with the recipe it started with; a flag that would change it is a UserError.
 
     Ignoring `--resume --lr 0.01` in silence would let the user believe the learning rate changed,
-    so every model or recipe flag given (not None) must equal the saved value, else the error names it:
+    so every recipe flag given (not None) must equal the saved value, else the error names it:
     saved lr 0.005 and `--lr 0.01` -> "--resume keeps the run's recipe: --lr 0.01 differs from the
-    saved 0.005; drop the flag, or start a new run with --force". Flags are keyed by config field
-    (`n_layers` is --layers); --vocab-size is compared with the run's vocabulary, --tokenizer with
-    its tokenizer.json. Only RESUME_MAY_CHANGE may differ. Nothing is written: call it before touching RUN_DIR.
+    saved 0.005; drop the flag, or start a new run with --force". --vocab-size is compared with the
+    run's vocabulary, --tokenizer with its tokenizer.json. Flags that are no recipe (`Flag.recipe`
+    False: --device, --threads) and --steps (the new total) may differ. Nothing is written: call it
+    before touching RUN_DIR.
     """
     saved = {**run.train_config.to_dict(), **run.model_config.to_dict()}  # no field name is in both
-    given = {field: value for field, value in train_flags.items() if field not in RESUME_MAY_CHANGE}
-    given.update(model_flags, vocab_size=vocab_size)
+    recipe = {f.name for f in flag_fields(ModelConfig, TrainConfig) if flag_of(f).recipe} - {"steps", "tokenizer"}
     changes = [
-        f"{_flag_text(field, value)} differs from the saved {_saved_text(field, saved[field])}"
-        for field, value in given.items()
-        if value is not None and value != saved[field]
+        f"{flag_text(name, value)} differs from the saved {_saved_text(name, saved[name])}"
+        for name, value in flags.items()
+        if name in recipe and value is not None and value != saved[name]
     ]
-    if tokenizer_spec is not None and not _is_runs_tokenizer(tokenizer_spec, run.tokenizer):
-        changes.append(f"--tokenizer {tokenizer_spec} is not the run's own {rundir.TOKENIZER}")
+    spec = flags.get("tokenizer")
+    if spec is not None and not _is_runs_tokenizer(spec, run.tokenizer):
+        changes.append(f"--tokenizer {spec} is not the run's own {rundir.TOKENIZER}")
     if changes:
         these = "the flag" if len(changes) == 1 else "these flags"
         raise UserError(
@@ -179,19 +176,11 @@ def refuse_recipe_changes(
         )
 
 
-def _flag_text(field: str, value: Any) -> str:
-    """How the user typed it: ("lr", 0.01) -> "--lr 0.01"; ("bias", False) -> "--no-bias"."""
-    flag = _FLAG_OF_FIELD.get(field, "--" + field.replace("_", "-"))
-    if isinstance(value, bool):
-        return flag if value else "--no-" + flag.removeprefix("--")
-    return f"{flag} {value}"
-
-
 def _saved_text(field: str, value: Any) -> str:
-    """A saved value in the words of `_flag_text`: 0.005 -> "0.005", True -> "--bias", None -> "auto"."""
+    """A saved value in the words of `flag_text`: 0.005 -> "0.005", True -> "--bias", None -> "auto"."""
     if value is None:
         return "auto"
-    return _flag_text(field, value) if isinstance(value, bool) else str(value)
+    return flag_text(field, value) if isinstance(value, bool) else str(value)
 
 
 def _is_runs_tokenizer(spec: str, saved: Tokenizer) -> bool:
@@ -203,16 +192,18 @@ def _is_runs_tokenizer(spec: str, saved: Tokenizer) -> bool:
     return Tokenizer.load(spec).to_json_str() == saved.to_json_str()
 
 
-def _resumed_train_config(saved: TrainConfig, given: TrainConfig) -> TrainConfig:
-    """A resumed run keeps its recipe; only --steps (the new total), device and threads may change."""
-    if given.extra.get("steps_given"):
-        saved.steps = given.steps
-    saved.device, saved.threads = given.device, given.threads
+def resumed_train_config(saved: TrainConfig, flags: dict[str, Any]) -> TrainConfig:
+    """A resumed run keeps its recipe. --steps given is the new total; the flags that are no recipe
+    (--device, --threads) take the value given, else their default: where the run computes now."""
+    if flags.get("steps") is not None:
+        saved.steps = flags["steps"]
+    for f in flag_fields(TrainConfig):
+        if not flag_of(f).recipe:
+            value = flags.get(f.name)
+            setattr(saved, f.name, f.default if value is None else value)
     return saved
 
 
 def expected_band(cfg: TrainConfig) -> tuple[float, float] | None:
     """The validation-loss band measured for this preset on the built-in corpus (stock settings only)."""
-    from minitx.config import DEFAULT_PRESET, PRESETS
-
     return PRESETS.get(cfg.preset or DEFAULT_PRESET, {}).get("expected_val_loss")
