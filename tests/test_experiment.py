@@ -110,6 +110,11 @@ def test_an_interrupted_experiment_resumes_without_retraining_finished_runs(tmp_
     assert not first.finished and [r["kind"] for r in first.runs] == ["none"]
     state = json.loads((tmp_path / "runs" / "alibi-seed0" / "trainer_state.json").read_text())
     assert state["step"] == 12  # saved at the Ctrl-C, between two checkpoints
+    from minitx.experiments.report import build_report
+
+    partial = build_report(experiment.to_dict(), first.runs, first.seconds, [], partial=True)
+    assert partial["partial"] and partial["rows"]["alibi"]["val_bpb"]["mean"] is None
+    assert partial["rows"]["none"]["val_bpb"]["mean"] > 0 and any("1 seed per kind" in s for s in partial["findings"])
     finished_weights = (tmp_path / "runs" / "none-seed0" / "model.safetensors").stat().st_mtime_ns
 
     monkeypatch.setattr(Trainer, "train_step", original_step)

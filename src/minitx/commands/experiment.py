@@ -58,15 +58,14 @@ def run_positions(
     if "save_every" not in train_flags:
         experiment.train["save_every"] = max(1, experiment.train["steps"] // 6)
     console = make_console()
-    try:
-        result = run_experiment(out, experiment, LiveView(console), show_progress=not quiet)
-    except KeyboardInterrupt:  # Ctrl-C while measuring: nothing half-written (lab.json is written atomically)
-        result = None
-    if result is None or not result.finished:
-        console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
+    result = run_experiment(out, experiment, LiveView(console), show_progress=not quiet)
+    if result.runs:  # after Ctrl-C: a report of the runs measured so far, marked partial
+        write_report(out, experiment, result, console)
+    if not result.finished:
+        console.print(f"stopped (Ctrl-C) with the current run saved; {len(result.runs)} of "
+                      f"{len(experiment.run_names())} runs are in the report; continue with the same command: "
                       f"{escape(_command_line())}")
         return 130
-    write_report(out, experiment, result, console)
     return 0
 
 
@@ -77,7 +76,7 @@ def write_report(out: Path, experiment: Any, result: Any, console: Console) -> N
     from minitx.fileio import atomic_write_json, atomic_write_text
 
     data = experiment.to_dict()
-    report = build_report(data, result.runs, result.seconds, pictures=[])
+    report = build_report(data, result.runs, result.seconds, pictures=[], partial=not result.finished)
     report["pictures"] = save_pictures(report, out)
     atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "report.md", render_markdown(report, _command_line()))

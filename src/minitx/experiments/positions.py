@@ -188,7 +188,10 @@ def run_experiment(
                 return ExperimentResult(False, results, time.perf_counter() - started)
         if status.state != "measured":
             observer.measuring(status)
-            lab = measure_run(run_dir, experiment.lab)
+            try:
+                lab = measure_run(run_dir, experiment.lab)
+            except KeyboardInterrupt:  # Ctrl-C while measuring: the run is trained; it is measured next time
+                return ExperimentResult(False, results, time.perf_counter() - started)
             atomic_write_json(run_dir / LAB_FILE, lab)
             durations.append(time.perf_counter() - run_started)
         lab = json.loads((run_dir / LAB_FILE).read_text(encoding="utf-8"))

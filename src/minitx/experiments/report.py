@@ -27,7 +27,7 @@ METRICS: list[tuple[str, str, str, str, int]] = [
     ("train_seconds", "training time (s)", "train s", "{:.0f}", 0),
 ]
 #: Every field report.json has at its top level (a test checks them).
-REPORT_FIELDS = ("experiment", "kinds", "seeds", "rows", "runs", "findings", "seconds", "pictures")
+REPORT_FIELDS = ("experiment", "kinds", "seeds", "rows", "runs", "findings", "seconds", "pictures", "partial")
 ROW_FIELDS = (*(key for key, *_ in METRICS), *(f"pairs_{name}" for name in PHENOMENA), "grammar_errors",
               "extrapolation_in_block")
 
@@ -167,21 +167,26 @@ def _join(names: list[str]) -> str:
 
 
 def build_report(experiment: dict[str, Any], runs: list[dict[str, Any]], seconds: float,
-                 pictures: list[str]) -> dict[str, Any]:
-    """report.json: the settings, one row per kind, every run's measures, the reading, the time."""
+                 pictures: list[str], partial: bool = False) -> dict[str, Any]:
+    """report.json: the settings, one row per kind, every run's measures, the reading, the time.
+
+    `partial`: the experiment was stopped before every run was measured; rows hold the runs so far.
+    """
     kinds = experiment["kinds"]
     rows = summarise(runs, kinds)
+    measured_seeds = min((n for n in (sum(r["kind"] == k for r in runs) for k in kinds) if n), default=0)
     return {
         "experiment": experiment,
         "kinds": kinds,
         "seeds": experiment["seeds"],
         "rows": rows,
         "runs": runs,
-        "findings": findings(rows, experiment["seeds"]),
+        "findings": findings(rows, measured_seeds),
         "seconds": {"this_invocation": seconds,
                     "training": sum(r["train_seconds"] or 0 for r in runs),
                     "measuring": sum(r["eval_seconds"] for r in runs)},
         "pictures": pictures,
+        "partial": partial,
     }
 
 
@@ -194,6 +199,9 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
              f"{len(kinds)} kinds × {seeds} seed{'s' if seeds != 1 else ''}; model {experiment['model']}; "
              f"{experiment['train']['steps']} steps of batch {experiment['train']['batch_size']}; "
              f"values are mean ± standard deviation over seeds.", ""]
+    if report["partial"]:
+        lines += [f"**Partial report**: {len(report['runs'])} of {len(kinds) * seeds} runs measured so far; "
+                  "rerun the same command to finish the experiment.", ""]
     headings = [heading for _, heading, *_ in METRICS]
     lines += ["| kind | " + " | ".join(headings) + " |", "|---" * (len(headings) + 1) + "|"]
     for kind in kinds:
