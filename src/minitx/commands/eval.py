@@ -40,12 +40,14 @@ def run_eval(
     from rich.console import Console
     from rich.table import Table
 
+    from minitx.errors import UserError
     from minitx.evaluation.scoring import grammar_score, sample_stories, score_ids, validation_ids
 
     if minimal_pairs < 0:
-        from minitx.errors import UserError
-
         raise UserError(f"--minimal-pairs must be 0 or more, not {minimal_pairs}")
+    if context is not None and quantize not in (None, "none"):
+        raise UserError(f"--context rebuilds the model for a longer window and needs its float weights; "
+                        f"drop --quantize {quantize} to measure length extrapolation")
     model, run = load_for_inference(run_dir, device, threads, quantize)
     if context is not None:  # refuse (learned positions, too little text) before any slow work
         from minitx.evaluation.extrapolation import stretched_model
