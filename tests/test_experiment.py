@@ -85,6 +85,8 @@ def test_eval_measures_on_a_run_and_learned_refuses_extrapolation(experiment):
     refused = run("eval", out / "runs" / "learned-seed0", "--context", "64")
     assert refused.exit_code == 2 and "learned positions" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.output
+    quantized = run("eval", out / "runs" / "rope-seed0", "--context", "64", "--quantize", "int8")
+    assert quantized.exit_code == 2 and "--quantize" in quantized.stderr
 
 
 def test_an_interrupted_experiment_resumes_without_retraining_finished_runs(tmp_path, monkeypatch):
