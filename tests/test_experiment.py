@@ -58,11 +58,12 @@ def test_tiny_experiment_writes_a_report_with_every_field(experiment):
 
 def test_rerunning_a_finished_experiment_reuses_every_run(experiment):
     out, _ = experiment
-    weights = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")}
+    weights = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/**/model.safetensors")}
+    assert len(weights) == 2
     result = run("experiment", "positions", "--out", out, "--kinds", "rope,learned", "--seeds", "1", *TINY)
     assert result.exit_code == 0, result.output
     assert result.output.count("done, reused") == 2
-    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/model.safetensors")} == weights
+    assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/**/model.safetensors")} == weights
 
 
 def test_other_settings_in_the_same_directory_are_refused(experiment):
@@ -110,14 +111,17 @@ def test_an_interrupted_experiment_resumes_without_retraining_finished_runs(tmp_
     monkeypatch.setattr(Trainer, "train_step", ctrl_c_in_the_second_run)
     first = run_experiment(tmp_path, experiment, show_progress=False)
     assert not first.finished and [r["kind"] for r in first.runs] == ["none"]
-    state = json.loads((tmp_path / "runs" / "alibi-seed0" / "trainer_state.json").read_text())
-    assert state["step"] == 12  # saved at the Ctrl-C, between two checkpoints
+    from minitx import rundir
+
+    checkpoint = rundir.latest_checkpoint(tmp_path / "runs" / "alibi-seed0")
+    assert json.loads((checkpoint / rundir.TRAINER_STATE).read_text())["step"] == 12  # saved at the Ctrl-C
     from minitx.experiments.report import build_report
 
     partial = build_report(experiment.to_dict(), first.runs, first.seconds, [], partial=True)
     assert partial["partial"] and partial["rows"]["alibi"]["val_bpb"]["mean"] is None
     assert partial["rows"]["none"]["val_bpb"]["mean"] > 0 and any("1 seed per kind" in s for s in partial["findings"])
-    finished_weights = (tmp_path / "runs" / "none-seed0" / "model.safetensors").stat().st_mtime_ns
+    finished = rundir.latest_checkpoint(tmp_path / "runs" / "none-seed0")
+    finished_weights = (finished / rundir.WEIGHTS).stat().st_mtime_ns
 
     monkeypatch.setattr(Trainer, "train_step", original_step)
     states = []
@@ -131,7 +135,8 @@ def test_an_interrupted_experiment_resumes_without_retraining_finished_runs(tmp_
 
     second = run_experiment(tmp_path, experiment, Record(), show_progress=False)
     assert second.finished and states == [("none-seed0", "measured"), ("alibi-seed0", "partial")]
-    assert (tmp_path / "runs" / "none-seed0" / "model.safetensors").stat().st_mtime_ns == finished_weights
+    assert rundir.latest_checkpoint(tmp_path / "runs" / "none-seed0") == finished
+    assert (finished / rundir.WEIGHTS).stat().st_mtime_ns == finished_weights
     metrics_file = tmp_path / "runs" / "alibi-seed0" / "metrics.jsonl"
     metrics = [json.loads(line) for line in metrics_file.read_text().splitlines()]
     assert [m["step"] for m in metrics] == [10, 20]

@@ -311,3 +311,9 @@ def test_positions_describe_themselves_and_only_additive_kinds_have_a_matrix(tin
     assert "alibi" in model.positions.describe()
     assert model.positions.encoding_matrix(4) is None
     assert build_positional_encoding(tiny_config("sinusoidal")).encoding_matrix(4).shape == (4, 32)
+
+
+def test_every_pos_choice_has_exactly_one_encoding_class():
+    from minitx.model.positions import ENCODINGS
+
+    assert sorted(ENCODINGS) == sorted(POSITIONAL_ENCODINGS)

@@ -89,7 +89,7 @@ def test_save_then_load_gives_identical_logits(tmp_path):
 def test_weights_have_gpt2_names_and_no_compile_prefix(tmp_path):
     mc, tc = _configs(tmp_path, steps=1)
     Trainer(tmp_path, mc, tc, _split()).fit(show_progress=False)
-    tensors, _ = rundir.read_tensors(tmp_path / rundir.WEIGHTS, "weights")
+    tensors, _ = rundir.read_tensors(rundir.latest_checkpoint(tmp_path) / rundir.WEIGHTS, "weights")
     assert "transformer.wte.weight" in tensors
     assert "transformer.h.1.attn.c_attn.weight" in tensors
     assert not any(k.startswith("_orig_mod") for k in tensors)
@@ -149,17 +149,18 @@ def test_mismatched_optimizer_and_state_refuse_to_resume(tmp_path):
     mc, tc = _configs(tmp_path, steps=4)
     t = Trainer(tmp_path, mc, tc, _split())
     t.fit(show_progress=False)
-    state = json.loads((tmp_path / rundir.TRAINER_STATE).read_text())
+    state_path = rundir.latest_checkpoint(tmp_path) / rundir.TRAINER_STATE
+    state = json.loads(state_path.read_text())
     state["step"] = 2
-    (tmp_path / rundir.TRAINER_STATE).write_text(json.dumps(state))
-    with pytest.raises(UserError, match="interrupted"):
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(UserError, match="damaged"):
         Trainer(tmp_path, mc, tc, _split(), resume=True)
 
 
 def test_truncated_weights_are_a_user_error(tmp_path):
     mc, tc = _configs(tmp_path, steps=1)
     Trainer(tmp_path, mc, tc, _split()).fit(show_progress=False)
-    path = tmp_path / rundir.WEIGHTS
+    path = rundir.latest_checkpoint(tmp_path) / rundir.WEIGHTS
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(UserError, match="corrupt or truncated"):
         rundir.read_tensors(path, "weights")

@@ -12,6 +12,7 @@ import torch
 
 from minitx.commands.loading import load_for_inference
 from minitx.config import DEFAULT_TEMPERATURE
+from minitx.console import safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -91,7 +92,7 @@ def run_eval(
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return
     console = Console()
-    table = Table(title=f"eval {run_dir} on {source}", show_header=False, title_justify="left")
+    table = Table(title=f"eval {safe(run_dir)} on {safe(source)}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     if quantize not in (None, "none"):

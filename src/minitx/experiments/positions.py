@@ -102,13 +102,15 @@ class ExperimentResult:
 
 def run_state(run_dir: Path, steps: int) -> str:
     """measured (lab.json), trained (all steps saved), partial (a checkpoint to resume) or new."""
+    from minitx import rundir
+
     if (run_dir / LAB_FILE).is_file():
         return "measured"
-    state_file = run_dir / "trainer_state.json"
-    if state_file.is_file() and (run_dir / "model.safetensors").is_file():
-        step = json.loads(state_file.read_text(encoding="utf-8")).get("step", 0)
-        return "trained" if step >= steps else "partial"
-    return "new"
+    checkpoint = rundir.latest_checkpoint(run_dir) if rundir.is_run_dir(run_dir) else None
+    if checkpoint is None:
+        return "new"
+    step = json.loads((checkpoint / rundir.TRAINER_STATE).read_text(encoding="utf-8")).get("step", 0)
+    return "trained" if step >= steps else "partial"
 
 
 def _recipe(settings: dict[str, Any]) -> dict[str, Any]:

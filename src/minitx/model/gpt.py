@@ -120,9 +120,13 @@ class GPT(nn.Module):
     """A decoder-only transformer language model.
 
     Example:
-        >>> model = GPT(ModelConfig(vocab_size=65, block_size=64, n_layers=4, n_heads=4, dim=128))
-        >>> logits, loss = model(idx, targets)        # idx, targets: [B, T] token ids
-        >>> logits.shape                              # [B, T, 65]; loss ≈ ln 65 ≈ 4.17 at init
+        >>> model = GPT(ModelConfig(vocab_size=65, block_size=16, n_layers=2, n_heads=2, dim=32))
+        >>> idx, targets = torch.randint(65, (2, 3, 8))   # [B=3, T=8] token ids each
+        >>> logits, loss = model(idx, targets)
+        >>> logits.shape                                  # a score for every token of the vocabulary
+        torch.Size([3, 8, 65])
+        >>> abs(loss.item() - math.log(65)) < 0.2         # at init every token is about as likely
+        True
 
     After a call with `return_weights=True`, `model.attn_weights` holds one [B, H, T, Tk] tensor
     per layer and `model.captured` the same tensors under TransformerLens-style hook names,
@@ -262,10 +266,9 @@ class GPT(nn.Module):
         within 1e-5 for every positional encoding -- written as one flat loop for the hot path of
         generation: 2-D activations [B, C], no nn.Module calls, no mask object (a single query sees
         every cached key, so only ALiBi's bias is needed), keys and values written straight into
-        their cache slot. At batch 1 a decoding step is ~100 small kernels, and skipping the Python
-        work `forward` does around them saved 12% of the step (1.96 -> 1.72 ms on the 6-layer bench
-        shape; docs/decisions.md). `plan` is
-        `decode_plan()`, built once by the caller (built here if not given). Inference only: no
+        their cache slot. At batch 1 a decoding step is about a hundred small kernels, so the Python
+        work `forward` does around them is a real share of the step (measured in docs/decisions.md).
+        `plan` is `decode_plan()`, built once by the caller (here, if not given). Inference only: no
         dropout, no attention weights.
         """
         batch, t = idx.shape

@@ -9,11 +9,15 @@ One optimisation step:
     lr = schedule(step)                          linear warmup, then cosine decay to --min-lr
     AdamW step                                   per-weight adaptive steps + decoupled weight decay
 
-Every --save-every steps the run directory gets a checkpoint (weights, optimizer moments, RNG states);
-every --eval-every steps the mean loss on held-out text is measured and appended to metrics.jsonl.
-Saving comes before evaluating, so a crash during evaluation loses nothing. The first Ctrl-C
-finishes the current step, saves, and stops; `--resume` continues bit-for-bit where it left off
-(on a CPU, same seed and threads): the batch sampler's generator state is the data position.
+Every --save-every steps the run directory gets a checkpoint (weights, optimizer moments, RNG states),
+written as one unit beside the previous one (rundir/checkpoints.py), so a crash at any moment loses
+at most the steps since the last save; every --eval-every steps the mean loss on held-out text is
+measured and appended to metrics.jsonl. Saving comes before evaluating, so a crash during evaluation
+loses nothing. The first Ctrl-C finishes the current step, saves, and stops; `--resume` continues
+bit-for-bit where it left off (on a CPU, same seed and threads): the batch sampler's generator state
+is the data position. A loss (or gradient norm) that becomes NaN or infinite stops the run before the
+optimizer step can spread it into the weights, with `TrainingDiverged` naming the step and the last
+good checkpoint, which is never overwritten by bad numbers.
 
 How `minitx train` prepares the run this loop trains (corpus, tokenizer, run directory, what --resume
 may change) is in setup.py.
@@ -36,8 +40,11 @@ import torch
 from minitx import rundir
 from minitx.config import ModelConfig, TrainConfig
 from minitx.device import apply_threads, resolve_device, resolve_dtype
-from minitx.errors import UserError
+from minitx.errors import TrainingDiverged, UserError
+from minitx.fileio import crash_point
+from minitx.training import distributed
 from minitx.training.batches import BatchSampler, TokenSplit
+from minitx.training.distributed import World
 
 
 @dataclass
@@ -82,20 +89,24 @@ class Trainer:
         split: TokenSplit,
         *,
         resume: bool = False,
+        world: World | None = None,
     ) -> None:
         from minitx.model import GPT
 
         train_config.validate()
+        self.world = world if world is not None else World.from_env()
         self.run_dir = Path(run_dir)
         self.model_config = model_config
         self.cfg = train_config
         self.split = split
-        self.device = resolve_device(train_config.device)
+        self.device = distributed.rank_device(resolve_device(train_config.device), self.world)
         self.dtype = resolve_dtype(train_config.dtype, self.device)
         self.threads, self.threads_why = apply_threads(train_config.threads)
 
         torch.manual_seed(train_config.seed)
-        self.model = GPT(model_config).to(self.device)
+        self.model = GPT(model_config).to(self.device)  # the same initial weights on every rank
+        if self.world.distributed:  # each rank its own dropout masks
+            torch.manual_seed(train_config.seed + self.world.rank)
         self.optimizer = self.model.configure_optimizer(
             weight_decay=train_config.weight_decay,
             lr=train_config.lr,
@@ -104,9 +115,10 @@ class Trainer:
         )
         self.batches = BatchSampler(
             split.train, model_config.block_size, train_config.batch_size, train_config.seed, self.device,
-            starts=split.train_starts,
+            starts=split.train_starts, rank=self.world.rank, world_size=self.world.size,
         )
         self.step = 0
+        self.saved_step: int | None = None  # the step of the newest checkpoint on disk
         self.history: list[dict[str, Any]] = []
         self._step_seconds: list[float] = []  # durations of the steps since the last evaluation
         self._train_seconds = 0.0  # time spent in optimisation steps (no evaluation, no saving)
@@ -122,8 +134,10 @@ class Trainer:
     # -- pieces of a step ------------------------------------------------------------------------
 
     def _maybe_compile(self) -> torch.nn.Module:
+        """The module a step calls: the model, wrapped by DDP across ranks, compiled when it pays."""
         self.compiled = should_compile(self.cfg, self.model_config, self.model.num_parameters(), self.device)
-        return torch.compile(self.model) if self.compiled else self.model
+        self.ddp_model = distributed.wrap(self.model, self.world, self.device)
+        return torch.compile(self.ddp_model) if self.compiled else self.ddp_model
 
     def _autocast(self):  # noqa: ANN202 - a context manager
         if self.dtype == "bfloat16":
@@ -137,20 +151,42 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         total = 0.0
-        for _ in range(cfg.grad_accum):
+        for micro in range(cfg.grad_accum):
             x, y = self.batches.next()
-            with self._autocast():
-                _, loss = self.step_model(x, y)
-            if cfg.grad_accum > 1:
-                loss = loss / cfg.grad_accum
-            loss.backward()
+            # Across ranks, gradients are averaged once per step: skip the all-reduce until the last micro-batch.
+            last = micro == cfg.grad_accum - 1
+            sync = nullcontext() if last or not self.world.distributed else self.ddp_model.no_sync()
+            with sync:
+                with self._autocast():
+                    _, loss = self.step_model(x, y)
+                if cfg.grad_accum > 1:
+                    loss = loss / cfg.grad_accum
+                loss.backward()
             total += loss.item()
+        total = distributed.mean_over_ranks(total, self.world, self.device)  # the loss of the global batch
+        if not math.isfinite(total):  # the same on every rank, so all of them stop together
+            self._diverged(f"the loss became {total}")
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
+            if not torch.isfinite(norm):  # clipping cannot tame an infinite norm: every weight would turn NaN
+                self._diverged(f"the gradient norm became {norm.item()}")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
         return total
+
+    def _diverged(self, what: str) -> None:
+        """Stop before the optimizer step: the weights and the last checkpoint stay finite."""
+        if self.saved_step is not None:
+            kept = f"the last good checkpoint is {rundir.latest_checkpoint(self.run_dir)} (step {self.saved_step})"
+        else:
+            kept = "no checkpoint was saved yet"
+        remedy = ("lower --lr or raise --warmup" if self.cfg.grad_clip > 0
+                  else "lower --lr, raise --warmup or set --grad-clip")
+        raise TrainingDiverged(
+            f"{what} at step {self.step + 1}; training stopped and {kept}; {remedy}, then start again "
+            "(--detect-anomaly names the operation that made the first NaN)"
+        )
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -162,7 +198,7 @@ class Trainer:
         self.model.eval()
         sampler = BatchSampler(
             self.split.val, self.model_config.block_size, self.cfg.batch_size, self.cfg.seed + 1, self.device,
-            starts=self.split.val_starts,
+            starts=self.split.val_starts, rank=self.world.rank, world_size=self.world.size,
         )
         losses = []
         for _ in range(self.cfg.eval_batches):
@@ -171,35 +207,62 @@ class Trainer:
                 _, loss = self.model(x, y)
             losses.append(loss.item())
         self.model.train()
-        val = sum(losses) / len(losses)
+        # Each rank scored its share of every global batch; the mean over ranks is the loss on all of it.
+        val = distributed.mean_over_ranks(sum(losses) / len(losses), self.world, self.device)
         return val, bits_per_byte(val, self.split.bytes_per_token)
 
     # -- checkpoints -----------------------------------------------------------------------------
 
     def save(self, last_train_loss: float | None = None) -> None:
-        """Write weights, optimizer moments, RNG states and step; each file atomically."""
-        rundir.save_weights(self.run_dir, self.model, self.step)
-        rng = {"batches": self.batches.get_state(), "torch": torch.get_rng_state()}
-        state = {"step": self.step, "last_train_loss": last_train_loss}
-        rundir.save_trainer_state(self.run_dir, self.optimizer, state, rng)
+        """Write a checkpoint of this step (weights, optimizer moments, RNG states) as one unit.
+
+        With several ranks only rank 0 writes; every rank's torch RNG state is gathered into the checkpoint.
+        """
+        if self.saved_step == self.step:  # e.g. Ctrl-C right after a scheduled save: it is on disk already
+            return
+        torch_states = distributed.gather_to_all(torch.get_rng_state(), self.world)
+        if self.world.is_main:
+            rng = {"batches": self.batches.get_state(), "torch": torch_states[0]}
+            if self.world.distributed:
+                rng.update({f"torch_rank{r}": t.clone() for r, t in enumerate(torch_states) if r > 0})
+            state = {"step": self.step, "last_train_loss": last_train_loss, "world_size": self.world.size}
+            rundir.save_checkpoint(self.run_dir, self.model, self.optimizer, state, rng, keep=self.cfg.keep)
+        self.saved_step = self.step
 
     def _resume(self) -> None:
-        tensors, meta = rundir.read_tensors(self.run_dir / rundir.WEIGHTS, "weights file")
-        rundir.load_weights_into(self.model, tensors, self.run_dir / rundir.WEIGHTS)
-        state, rng = rundir.load_trainer_state(self.run_dir, self.optimizer)
+        """Load the newest complete checkpoint: weights, optimizer moments, RNG states, step."""
+        checkpoint = rundir.latest_checkpoint(self.run_dir)
+        if checkpoint is None:  # stopped before its first save: start again from step 0, with the run's recipe
+            self.history = []
+            if self.world.is_main:
+                rundir.write_metrics(self.run_dir, [])
+            return
+        weights = checkpoint / rundir.WEIGHTS
+        tensors, meta = rundir.read_tensors(weights, "weights file")
+        rundir.load_weights_into(self.model, tensors, weights)
+        state, rng = rundir.load_trainer_state(checkpoint, self.optimizer)
         if meta.get("step") is not None and meta["step"] != str(state.get("step")):
             raise UserError(
-                f"{self.run_dir}: weights are from step {meta['step']} but the trainer state is from step "
-                f"{state.get('step')}; the last save was interrupted -- cannot resume exactly"
+                f"{checkpoint}: weights are from step {meta['step']} but the trainer state is from step "
+                f"{state.get('step')}; the checkpoint is damaged -- cannot resume exactly"
+            )
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world.size:
+            raise UserError(
+                f"{self.run_dir} was trained by {saved_world} process{'es' if saved_world > 1 else ''} and this is "
+                f"{self.world.size}; resume with the same number (its global batch depends on it)"
             )
         self.step = int(state["step"])
+        self.saved_step = self.step
         if "batches" in rng:
             self.batches.set_state(rng["batches"])
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
+        own = f"torch_rank{self.world.rank}" if self.world.rank > 0 else "torch"
+        if own in rng:
+            torch.set_rng_state(rng[own])
         # Evaluations logged after the checkpoint belong to the lost future: drop them.
         self.history = [m for m in rundir.read_metrics(self.run_dir) if m.get("step", 0) <= self.step]
-        rundir.write_metrics(self.run_dir, self.history)
+        if self.world.is_main:
+            rundir.write_metrics(self.run_dir, self.history)
         if self.history:
             self._train_seconds = self.history[-1].get("train_seconds") or 0.0
 
@@ -209,7 +272,8 @@ class Trainer:
         """Train until --steps; save and stop cleanly on the first Ctrl-C."""
         cfg = self.cfg
         tokens_per_step = cfg.batch_size * cfg.grad_accum * self.model_config.block_size
-        display = TrainDisplay(cfg.steps, self.step, show_progress, expected_band)
+        tokens_per_step *= self.world.size  # the global batch
+        display = TrainDisplay(cfg.steps, self.step, show_progress and self.world.is_main, expected_band)
         self.model.train()
         start_step, t0 = self.step, time.perf_counter()
         recent: list[float] = []
@@ -219,23 +283,32 @@ class Trainer:
         needs_eval = self.step > 0 and self.step % cfg.eval_every == 0 and (
             not self.history or self.history[-1]["step"] != self.step
         )
-        with display, _stop_on_interrupt() as stop:
+        anomaly = _anomaly_mode() if cfg.detect_anomaly else nullcontext()
+        with (display, _stop_on_interrupt(also_sigterm=self.world.distributed) as stop, anomaly,
+              _anomaly_is_divergence(self)):
             if needs_eval:  # resumed from a checkpoint whose evaluation never got logged
                 val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
-            while self.step < cfg.steps and not stop.requested:
+            stopped = False
+            while self.step < cfg.steps:
+                # Ctrl-C reaches every rank, not always before the same step: all stop where the first one asked.
+                stopped = distributed.any_rank(stop.requested, self.world, self.device)
+                if stopped:
+                    break
                 step_started = time.perf_counter()
                 loss = self.train_step()
+                distributed.maybe_fail_for_test(self.world, self.step)
                 self._step_seconds.append(time.perf_counter() - step_started)
                 recent.append(loss)
                 elapsed = time.perf_counter() - t0
                 rate = (self.step - start_step) * tokens_per_step / max(elapsed, 1e-9)
                 display.update(self.step, loss, learning_rate(self.step - 1, cfg), rate)
+                crash_point("step")
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps:
                     self.save(loss)
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                     val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
                     recent = []
-            if stop.requested and self.step < cfg.steps:
+            if stopped and self.step < cfg.steps:
                 self.save(recent[-1] if recent else None)
         seconds = time.perf_counter() - t0
         done = self.step - start_step
@@ -248,7 +321,7 @@ class Trainer:
             seconds=seconds,
             tokens_per_second=done * tokens_per_step / max(seconds, 1e-9),
             parameters=self.model.num_parameters(),
-            interrupted=stop.requested and self.step < cfg.steps,
+            interrupted=stopped and self.step < cfg.steps,
             history=self.history,
         )
 
@@ -269,7 +342,8 @@ class Trainer:
         self._train_seconds += sum(self._step_seconds)
         self._step_seconds = []
         self.history.append(record)
-        rundir.append_metrics(self.run_dir, record)
+        if self.world.is_main:
+            rundir.append_metrics(self.run_dir, record)
         display.eval(record)
         return val_loss, val_bpb
 
@@ -301,34 +375,64 @@ def bits_per_byte(loss_nats_per_token: float, bytes_per_token: float) -> float:
     return loss_nats_per_token / math.log(2) / bytes_per_token
 
 
+@contextmanager
+def _anomaly_mode() -> Iterator[None]:
+    """--detect-anomaly: autograd checks every backward output for NaN; on the first one, torch prints
+    where in the forward pass that operation was made, and the run stops (see `_anomaly_is_divergence`)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Anomaly Detection has been enabled")  # the user asked for it
+        with torch.autograd.detect_anomaly(check_nan=True):
+            yield
+
+
+@contextmanager
+def _anomaly_is_divergence(trainer: Trainer) -> Iterator[None]:
+    """Under --detect-anomaly, autograd's RuntimeError about a NaN becomes TrainingDiverged (one line, exit 3)."""
+    try:
+        yield
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        if not trainer.cfg.detect_anomaly or "nan" not in first.lower():
+            raise
+        trainer._diverged(f"autograd's anomaly mode found a NaN ({first})")
+
+
 class _StopFlag:
     requested = False
 
 
 @contextmanager
-def _stop_on_interrupt() -> Iterator[_StopFlag]:
-    """The first Ctrl-C asks the loop to stop after the current step; a second one aborts at once."""
+def _stop_on_interrupt(also_sigterm: bool = False) -> Iterator[_StopFlag]:
+    """The first Ctrl-C asks the loop to stop after the current step; a second one aborts at once.
+
+    Under torchrun, a Ctrl-C makes torchrun send SIGTERM to every rank (and SIGKILL 30 s later), so
+    there SIGTERM is treated like the first Ctrl-C: the ranks finish the step, save, and stop.
+    """
     flag = _StopFlag()
-    try:
-        previous = signal.getsignal(signal.SIGINT)
-    except ValueError:  # not the main thread: leave signals alone
-        yield flag
-        return
 
     def handler(signum, frame):  # noqa: ANN001
-        if flag.requested:
+        if flag.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag.requested = True
 
+    signals = [signal.SIGINT, *([signal.SIGTERM] if also_sigterm else [])]
+    previous = {}
     try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:
-        yield flag
-        return
+        for sig in signals:
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            try:
+                signal.signal(sig, old)
+            except ValueError:
+                pass
 
 
 class TrainDisplay:

@@ -10,7 +10,8 @@ A fresh run builds everything the training loop (loop.py) needs, in this order:
 
 An existing non-empty RUN_DIR is only reused with --resume (or replaced with --force). --resume reads
 the tokenizer, model and recipe back from RUN_DIR and keeps them: the corpus must have the same sha256,
-and of the flags only --steps (the new total), --device and --threads may differ from the saved values;
+and of the flags only --steps (the new total), --device, --threads, --keep and --detect-anomaly may
+differ from the saved values;
 any other flag given that differs is a UserError naming it.
 """
 
@@ -38,8 +39,11 @@ from minitx.config import (
 from minitx.corpus.sources import load_training_text
 from minitx.device import resolve_device, resolve_dtype
 from minitx.errors import UserError
+from minitx.fileio import check_writable
 from minitx.text.special import DOC_TOKEN
+from minitx.training import distributed
 from minitx.training.batches import split_train_val
+from minitx.training.distributed import World
 from minitx.training.loop import Trainer, TrainResult
 
 if TYPE_CHECKING:
@@ -63,11 +67,16 @@ def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
 
 
 def clear_run_dir(run_dir: Path) -> None:
-    """With --force: remove the files a previous run left (only minitx's own files)."""
+    """With --force: remove the files a previous run left (only minitx's own files and its checkpoints)."""
+    import shutil
+
     for name in rundir.RUN_FILES:
         p = Path(run_dir) / name
         if p.is_file():
             p.unlink()
+    rundir.remove_leftovers(run_dir)
+    for _, path in rundir.list_checkpoints(run_dir):
+        shutil.rmtree(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,15 +101,22 @@ def run_training(
     resume: bool = False,
     force: bool = False,
     show_progress: bool = True,
+    world: World | None = None,
 ) -> tuple[Trainer, TrainResult]:
     """Everything `minitx train` does, as one call: corpus → tokenizer → ids → model → run dir.
 
     `flags` are the ModelConfig and TrainConfig flags by field name (None or absent: not given); a fresh
     run puts them on top of the preset, `--resume` refuses any that would change the saved recipe.
+    Under torchrun (`world` of several ranks) rank 0 checks and writes RUN_DIR and sends its tokenizer
+    to the other ranks, so every rank builds the same model from the same ids. --resume reads RUN_DIR
+    on every rank: on several machines it must be on a filesystem they share.
     """
     out = Path(out)
     train_config = make_train_config(flags.get("preset"), flags)  # impossible values fail first
-    check_run_dir(out, resume, force)
+    world = world if world is not None else World.from_env()
+    if world.is_main:
+        check_run_dir(out, resume, force)
+        check_writable(out)
     if resume:
         run = rundir.load_run(out)
         refuse_recipe_changes(run, flags)
@@ -117,7 +133,13 @@ def run_training(
         )
     if not resume:
         vocab_size = flags.get("vocab_size") or preset(train_config.preset or DEFAULT_PRESET)["model"]["vocab_size"]
-        tokenizer = build_tokenizer(train_config.tokenizer, text, vocab_size, show_progress)
+        if world.is_main:
+            tokenizer = build_tokenizer(train_config.tokenizer, text, vocab_size, show_progress)
+        if world.distributed:  # every rank encodes with rank 0's tokenizer (machines need not share a disk)
+            from minitx.text.tokenizer import Tokenizer
+
+            tokenizer_json = distributed.broadcast_from_main(tokenizer.to_json_str() if world.is_main else None, world)
+            tokenizer = Tokenizer.from_json_str(tokenizer_json)
         model_config = make_model_config(train_config.preset, flags, vocab_size=tokenizer.vocab_size)
     train_config.corpus, train_config.corpus_bytes, train_config.corpus_sha256 = source, n_bytes, digest
     train_config.corpus_files = [str(Path(f).resolve()) for f in files]
@@ -125,13 +147,14 @@ def run_training(
     doc_id = tokenizer.token_id(DOC_TOKEN) if train_config.doc_aligned else None
     split = split_train_val(ids, n_bytes, model_config.block_size, train_config.val_fraction, doc_id=doc_id)
     resolve_dtype(train_config.dtype, resolve_device(train_config.device))  # fail before touching RUN_DIR
-    if not resume:
+    if not resume and world.is_main:
         if force:
             clear_run_dir(out)
         out.mkdir(parents=True, exist_ok=True)
         tokenizer.save(out / rundir.TOKENIZER)
-    trainer = Trainer(out, model_config, train_config, split, resume=resume)
-    rundir.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
+    trainer = Trainer(out, model_config, train_config, split, resume=resume, world=world)
+    if world.is_main:
+        rundir.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
     band = expected_band(train_config) if is_stock(files, flags) and not resume else None
     result = trainer.fit(show_progress=show_progress, expected_band=band)
     return trainer, result
@@ -192,15 +215,23 @@ def _is_runs_tokenizer(spec: str, saved: Tokenizer) -> bool:
     return Tokenizer.load(spec).to_json_str() == saved.to_json_str()
 
 
+#: Flags that are no recipe but belong to the run: on --resume they keep their saved value unless given again.
+KEPT_ON_RESUME = ("keep",)
+
+
 def resumed_train_config(saved: TrainConfig, flags: dict[str, Any]) -> TrainConfig:
     """A resumed run keeps its recipe. --steps given is the new total; the flags that are no recipe
-    (--device, --threads) take the value given, else their default: where the run computes now."""
+    (--device, --threads, --detect-anomaly) take the value given, else their default: how the run
+    computes now; --keep (KEPT_ON_RESUME) keeps its saved value unless given."""
     if flags.get("steps") is not None:
         saved.steps = flags["steps"]
     for f in flag_fields(TrainConfig):
         if not flag_of(f).recipe:
             value = flags.get(f.name)
-            setattr(saved, f.name, f.default if value is None else value)
+            if value is not None:
+                setattr(saved, f.name, value)
+            elif f.name not in KEPT_ON_RESUME:
+                setattr(saved, f.name, f.default)
     return saved
 
 
