@@ -163,8 +163,11 @@ def test_resume_with_another_world_size_is_refused_in_one_line(two_ranks: Path, 
 def test_two_nodes_on_one_machine_train_like_one_node_of_two(corpus: Path, two_ranks: Path) -> None:
     out = corpus.parent / "nodes"
     port = _free_port()
+    # Static rendezvous (node 0 hosts the store at --master-addr:--master-port): deterministic ranks and a
+    # clean exit. The README shows c10d's elastic rendezvous, which on a loaded machine sometimes kept the
+    # store-hosting torchrun alive for minutes after training had finished.
     cmd = lambda node: [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),  # noqa: E731
-                        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "minitx-test",
+                        "--master-addr", "127.0.0.1", "--master-port", str(port),
                         "--nproc-per-node", "1", "-m", "minitx", "train", str(corpus), "--out", str(out),
                         "--batch-size", "4", "--grad-accum", "2", *MODEL]
     nodes = [subprocess.Popen(cmd(n), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())

@@ -28,6 +28,7 @@ from minitx.config import (
     DEFAULT_TEMPERATURE,
     EVALUATION,
     RUN,
+    ExportFormat,
     ModelConfig,
     Quantize,
     TokenizerKind,
@@ -445,6 +446,38 @@ def inspect_positions(
     from minitx.commands.inspect import run_inspect_positions
 
     run_inspect_positions(run_dirs, positions=positions, png=png, device=device.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# to and from Hugging Face transformers
+
+
+@command(app, "export")
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    format: Annotated[ExportFormat, typer.Option("--format", help="hf: a transformers folder (GPT-2, GPT-NeoX "
+                                                                 "or MPT).")] = ExportFormat.hf,
+    out: Annotated[Path, typer.Option(help="Folder to write (config.json, model.safetensors, tokenizer).")]
+    = Path("export"),
+    force: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+) -> None:
+    """Export a run for Hugging Face transformers: from_pretrained(DIR) gives the same logits."""
+    from minitx.commands.interop import run_export
+
+    run_export(run_dir, format=format.value, out=out, force=force)
+
+
+@command(app, "import-hf")
+def import_hf(
+    directory: Annotated[Path, typer.Argument(help="A GPT-2-family checkpoint folder (config.json + safetensors), "
+                                                   "e.g. a snapshot in the Hugging Face cache.")],
+    out: Annotated[Path, typer.Option(help="Run directory to create.")] = Path("runs/imported"),
+    force: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+) -> None:
+    """Import a GPT-2 / GPT-NeoX / MPT checkpoint as a run: generate, eval and inspect it. Never loads a pickle."""
+    from minitx.commands.interop import run_import_hf
+
+    run_import_hf(directory, out=out, force=force)
 
 
 @app.command("version")

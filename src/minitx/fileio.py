@@ -3,7 +3,8 @@
 Every file minitx writes goes through here: the bytes land in a temporary file in the same
 directory, are flushed to disk, and then `os.replace` renames it over the target in one step.
 A set of files that must agree (a checkpoint) is written the same way one level up: into a
-temporary directory, synced, then renamed (see rundir/checkpoints.py).
+temporary directory, synced, then renamed (see rundir/checkpoints.py; `atomic_directory` does it
+for a whole new folder, e.g. `minitx export`).
 
 `crash_point(name)` marks the moments between two writes. It does nothing unless the test-only
 environment variable MINITX_TEST_CRASH_AT names that moment ("weights:2": the second time the
@@ -16,8 +17,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,3 +118,35 @@ def crash_point(name: str) -> None:
     _crash_counts[point] = _crash_counts.get(point, 0) + 1
     if _crash_counts[point] == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@contextmanager
+def atomic_directory(path: str | Path, force: bool = False) -> Iterator[Path]:
+    """Write a set of files that must agree as one unit: `with atomic_directory(out) as tmp: write into tmp`.
+
+    The files go into a fresh hidden directory beside `path`; only when the block ends without an
+    error is it renamed to `path`. An error or Ctrl-C inside the block removes it and leaves `path`
+    as it was. A `path` that exists and is not empty is refused before any work unless `force`;
+    with `force` the old directory is moved aside and deleted only after the new one is in place.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{path} is a file; give a directory path to --out")
+    if path.is_dir() and any(path.iterdir()) and not force:
+        raise UserError(f"{path} already exists; pass --force to replace it or choose another --out")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; give the directory the usual permissions
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+            os.replace(path, old / path.name)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)  # the rename itself survives a power cut
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

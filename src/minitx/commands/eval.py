@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from minitx.commands.interop import IMPORTED_FROM
 from minitx.commands.loading import load_for_inference
 from minitx.config import DEFAULT_TEMPERATURE
 from minitx.console import safe
@@ -50,6 +51,9 @@ def run_eval(
         raise UserError(f"--context rebuilds the model for a longer window and needs its float weights; "
                         f"drop --quantize {quantize} to measure length extrapolation")
     model, run = load_for_inference(run_dir, device, threads, quantize)
+    if not files and IMPORTED_FROM in run.raw_config:
+        raise UserError(f"{run_dir} was imported, not trained here, so it has no validation split; "
+                        f"give text files to score: minitx eval {run_dir} FILE")
     if context is not None:  # refuse (learned positions, too little text) before any slow work
         from minitx.evaluation.extrapolation import stretched_model
 

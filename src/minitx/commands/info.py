@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.table import Table
+from rich.text import Text
 
 from minitx import rundir
 from minitx.commands.display import fmt, make_console
@@ -43,6 +44,12 @@ def info(run_dir: Path, console: Console | None = None) -> None:
         table.add_row(f"model.{key}", safe(value))
     table.add_row("tokenizer", f"{run.tokenizer.kind}, {run.tokenizer.vocab_size:,} tokens")
     table.add_row("parameters", parameters)
+    imported = run.raw_config.get("imported_from")
+    if isinstance(imported, dict):  # weights from a transformers checkpoint (minitx import-hf): no training here
+        source = f"{imported.get('architecture', '?')} checkpoint {imported.get('path', '?')}"
+        table.add_row("imported from", Text(source))
+        console.print(table)
+        return
     tc = run.train_config
     table.add_row("recipe", f"preset {safe(tc.preset)}, batch {tc.batch_size}×{tc.grad_accum}, "
                             f"lr {tc.lr:g}→{tc.min_lr:g}, warmup {tc.warmup}, wd {tc.weight_decay:g}, "

@@ -147,7 +147,7 @@ def quantize_int8(model: nn.Module) -> dict[str, int]:
             for name, child in list(parent.named_children()):
                 if isinstance(child, nn.Linear):
                     replace(parent, name, child)
-    replace(model, "lm_head", model.lm_head)  # unties it: wte keeps the table, lm_head its own int8 copy
+    replace(model, "lm_head", model.lm_head)  # a tied one is untied: wte keeps the table, lm_head an int8 copy
     model.to(torch.bfloat16)  # floating parameters and buffers; int8 weights are left alone
     model.eval()
     return {"layers": replaced, "bytes_before": before, "bytes_after": after}

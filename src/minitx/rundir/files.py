@@ -60,11 +60,16 @@ def _tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | N
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights to save: unwrapped from torch.compile/DDP, tied lm_head stored once (as wte)."""
+    """The weights to save: unwrapped from torch.compile/DDP, a tied lm_head stored once (as wte).
+
+    An untied lm_head (`ModelConfig.tie_embeddings=False`) is a matrix of its own and is saved
+    as `lm_head.weight`.
+    """
     module = getattr(model, "_orig_mod", model)
     module = getattr(module, "module", module)
     state = module.state_dict()
-    state.pop("lm_head.weight", None)  # tied to transformer.wte.weight; rebuilt on load
+    if module.config.tie_embeddings:
+        state.pop("lm_head.weight", None)  # tied to transformer.wte.weight; rebuilt on load
     return state
 
 
@@ -195,7 +200,7 @@ def tensor_shapes(path: Path, what: str = "weights file") -> dict[str, tuple[int
 def parameter_count(path: Path) -> int:
     """How many numbers a weights file holds: the model's parameter count, without building the model.
 
-    The tied lm_head is not stored (it is `transformer.wte`), so each parameter is counted once,
+    A tied lm_head is not stored (it is `transformer.wte`), so each parameter is counted once,
     exactly as `GPT.num_parameters()` counts it: [300, 32] + [32] + ... -> 9600 + 32 + ...
     """
     return sum(math.prod(shape) for shape in tensor_shapes(path).values())
@@ -214,7 +219,7 @@ def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], 
                 f"{path}: {name} has shape {tuple(t.shape)} but config.json implies "
                 f"{tuple(expected[name].shape)}; the run directory is damaged"
             )
-    model.load_state_dict(tensors, strict=False)  # lm_head is tied to wte, not stored
+    model.load_state_dict(tensors, strict=False)  # a tied lm_head is wte, not stored
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
