@@ -66,6 +66,16 @@ def test_rerunning_a_finished_experiment_reuses_every_run(experiment):
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/**/model.safetensors")} == weights
 
 
+def test_more_seeds_add_runs_and_fewer_kinds_report_on_a_subset(experiment):
+    out, _ = experiment
+    subset = run("experiment", "positions", "--out", out, "--kinds", "rope", "--seeds", "1", *TINY)
+    assert subset.exit_code == 0 and subset.output.count("done, reused") == 1
+    assert json.loads((out / "report.json").read_text())["kinds"] == ["rope"]
+    more = run("experiment", "positions", "--out", out, "--kinds", "rope", "--seeds", "2", *TINY)
+    assert more.exit_code == 0 and more.output.count("done, reused") == 1 and "seed 1 · training" in more.output
+    assert json.loads((out / "report.json").read_text())["rows"]["rope"]["val_bpb"]["values"][1] > 0
+
+
 def test_other_settings_in_the_same_directory_are_refused(experiment):
     out, _ = experiment
     args = [a if a != "20" else "40" for a in TINY]

@@ -13,7 +13,8 @@ and the same batches for every kind, so kinds are compared on equal terms and se
 
 Resumable: a run with lab.json is reused as it is; a finished run without it is only measured; an
 interrupted run continues from its last checkpoint (`minitx train --resume` semantics); Ctrl-C
-stops after saving and the same command picks up where it stopped.
+stops after saving and the same command picks up where it stopped. The same command with more
+--seeds (or other --kinds) trains only the runs that are missing.
 """
 
 from __future__ import annotations
@@ -114,11 +115,13 @@ def run_state(run_dir: Path, steps: int) -> str:
 
 
 def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings that decide the numbers: all but where the runs compute (--device, --threads)."""
+    """The settings that decide each run's numbers: all but which runs there are (--kinds, --seeds: more
+    seeds add runs, fewer report on a subset) and where they compute (--device, --threads)."""
     from minitx.config import TrainConfig, flag_fields, flag_of
 
     elsewhere = {f.name for f in flag_fields(TrainConfig) if not flag_of(f).recipe}
-    return {**settings, "train": {k: v for k, v in settings.get("train", {}).items() if k not in elsewhere}}
+    recipe = {k: v for k, v in settings.items() if k not in ("kinds", "seeds")}
+    return {**recipe, "train": {k: v for k, v in settings.get("train", {}).items() if k not in elsewhere}}
 
 
 def prepare(out: Path, experiment: PositionsExperiment, observer: Observer) -> tuple[list[Path], Path]:
@@ -130,7 +133,7 @@ def prepare(out: Path, experiment: PositionsExperiment, observer: Observer) -> t
     if settings_path.is_file():
         saved = json.loads(settings_path.read_text(encoding="utf-8"))
         if _recipe(saved) != _recipe(wanted):
-            changed = sorted(k for k in wanted if _recipe(saved).get(k) != _recipe(wanted)[k])
+            changed = sorted(k for k in _recipe(wanted) if _recipe(saved).get(k) != _recipe(wanted)[k])
             raise UserError(f"{out} holds an experiment with other settings ({', '.join(changed)} differ); "
                             "rerun with the same flags to continue it, or choose another --out")
     elif any(out.iterdir()):
