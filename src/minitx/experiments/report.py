@@ -115,12 +115,37 @@ def findings(rows: dict[str, dict[str, Any]], seeds: int) -> list[str]:
         elif tied:
             sentence += f" No kind can be told apart from {top}."
         sentences.append(sentence)
+    sentences += _phenomenon_findings(rows, seeds)
     sentences += _extrapolation_findings(rows)
     sentences += _none_findings(rows)
     if seeds < 3:
         sentences.append(f"With {seeds} seed{'s' if seeds != 1 else ''} per kind the spread is itself rough; "
                          "more seeds (--seeds) make these verdicts firmer.")
     return sentences
+
+
+def _phenomenon_findings(rows: dict[str, dict[str, Any]], seeds: int) -> list[str]:
+    """The two minimal-pair phenomena on which the kinds disagree most, and whether that is more than noise."""
+    gaps = []
+    for name in PHENOMENA:
+        measured = {k: r[f"pairs_{name}"] for k, r in rows.items() if r[f"pairs_{name}"]["mean"] is not None}
+        if len(measured) >= 2:
+            top = max(measured, key=lambda k: measured[k]["mean"])
+            bottom = min(measured, key=lambda k: measured[k]["mean"])
+            gaps.append((measured[top]["mean"] - measured[bottom]["mean"], name, top, bottom))
+    parts = []
+    for gap, name, top, bottom in sorted(gaps, reverse=True)[:2]:
+        if gap == 0:
+            continue
+        a, b = rows[top][f"pairs_{name}"], rows[bottom][f"pairs_{name}"]
+        if seeds == 1:
+            verdict = "one seed: not judged"
+        elif differs(a["mean"], a["spread"], b["mean"], b["spread"]):
+            verdict = "more than the spread over seeds"
+        else:
+            verdict = "within the spread over seeds"
+        parts.append(f"{name}, {top} {cell(a, '{:.0%}')} against {bottom} {cell(b, '{:.0%}')} ({verdict})")
+    return [f"Among the minimal-pair phenomena the kinds disagree most on {'; and on '.join(parts)}."] if parts else []
 
 
 def _extrapolation_findings(rows: dict[str, dict[str, Any]]) -> list[str]:
