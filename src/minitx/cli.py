@@ -358,7 +358,9 @@ def eval_(
 @command(experiment_app, "positions")
 @config_options(ModelConfig, TrainConfig, exclude=("pos", "seed", "preset", "tokenizer"))
 def experiment_positions(
-    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories).")] = None,
+    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories; minimal pairs "
+                                                            "and the grammar check speak the stories' language).")]
+    = None,
     out: Annotated[Path, typer.Option(help="Experiment directory (created; rerun the same command to resume).",
                                       rich_help_panel=RUN)] = Path("runs/positions"),
     kinds: Annotated[str | None, typer.Option(help="Comma-separated: sinusoidal,learned,rope,alibi,none (default: "
