@@ -181,3 +181,13 @@ def test_findings_say_which_differences_exceed_the_spread_and_which_are_noise():
     (bpb,) = [s for s in findings(rows, seeds=2) if s.startswith("Val bits/byte")]
     assert "within the spread" in bpb
     assert any("one seed" in s for s in findings(rows, seeds=1))
+
+
+def test_checker_reasons_are_grouped_into_error_kinds():
+    from minitx.experiments.measure import error_kind
+
+    assert error_kind("agreement: plural subject 'the dogs' with singular verb 'runs'") == "agreement"
+    assert error_kind("pronoun 'he' has no earlier male antecedent") == "pronoun"
+    assert error_kind("not a sentence of the grammar (parse failed at 'dog')") == "structure"
+    assert error_kind("unknown word 'xyzzy'") == "unknown word"
+    assert error_kind("adjective order: 'old' (age) before 'tiny' (size)") == "adjective order"
