@@ -69,6 +69,7 @@ def trained(tmp_path_factory, corpus) -> Path:
         (["train", "--stpes", "5"], ["No such option: --stpes"]),
         (["generate"], ["Missing argument"]),
         (["trian"], ["No such command 'trian'"]),
+        (["--bogus"], ["No such option: --bogus"]),
         (["tokenize", "encode", "x", "--bogus"], ["--bogus", "tokenize encode --help"]),
     ],
 )

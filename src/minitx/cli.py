@@ -52,11 +52,23 @@ class _OneLineUsageErrors(TyperGroup):
         try:
             return super().invoke(ctx)
         except _UsageError as e:
-            if type(e).__name__ == "NoArgsIsHelpError":  # `minitx data` alone shows its help
-                raise
-            where = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
-            typer.echo(f"minitx: error: {e.format_message()}{where}", err=True)
-            raise typer.Exit(EXIT_USER_ERROR) from None
+            _one_line_usage_error(e)
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        """Also the options of `minitx` itself, read before any command is chosen (`minitx --bogus`)."""
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except _UsageError as e:
+            _one_line_usage_error(e)
+
+
+def _one_line_usage_error(e: Exception) -> None:
+    if type(e).__name__ == "NoArgsIsHelpError":  # `minitx data` alone shows its help
+        raise e
+    ctx = getattr(e, "ctx", None)
+    where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+    typer.echo(f"minitx: error: {e.format_message()}{where}", err=True)
+    raise typer.Exit(EXIT_USER_ERROR) from None
 
 
 app = typer.Typer(
