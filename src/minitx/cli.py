@@ -229,11 +229,32 @@ def train(
 
 
 @command(app, "info")
-def info(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Show a run's configuration, size, progress and last losses."""
+def info(
+    path: Annotated[Path, typer.Argument(help="A run directory, or a data directory from minitx prepare.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+) -> None:
+    """Show a run's configuration, size, progress and last losses, or what prepared data holds."""
     from minitx.commands.info import info as show_info
 
-    show_info(run_dir)
+    show_info(path, as_json=json_)
+
+
+@command(app, "prepare")
+def prepare(
+    corpus: Annotated[list[str], typer.Argument(help="Text files, directories, globs, .jsonl, .parquet (.gz too); "
+                                                     "'-' reads stdin.")],
+    tokenizer: Annotated[str, typer.Option(help="tokenizer.json, a run directory, or 'char'.")],
+    out: Annotated[Path, typer.Option(help="Data directory to write (train.bin, val.bin, meta.json).")],
+    val_fraction: Annotated[float, typer.Option(help="Share of tokens held out for validation.")] = 0.1,
+    text_field: Annotated[str, typer.Option(help="JSON Lines / Parquet: the field that holds the text.")] = "text",
+    force: Annotated[bool, typer.Option(help="Replace prepared data already in --out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+) -> None:
+    """Tokenize a corpus of any size on every core into token files that training memory-maps."""
+    from minitx.commands.prepare import prepare as run_prepare
+
+    run_prepare(corpus, tokenizer=tokenizer, out=out, val_fraction=val_fraction, text_field=text_field,
+                force=force, quiet=quiet)
 
 
 # ------------------------------------------------------------------------------------------------

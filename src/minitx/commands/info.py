@@ -1,4 +1,5 @@
-"""`minitx info RUN`: a run's configuration, size, progress and last losses -- without importing torch."""
+"""`minitx info RUN|DATA_DIR`: a run's configuration, size, progress and last losses, or what a prepared data
+directory holds -- without importing torch."""
 
 from __future__ import annotations
 
@@ -16,8 +17,31 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-def info(run_dir: Path, console: Console | None = None) -> None:
-    """`minitx info`: configuration, parameter count, steps done, last losses."""
+def info(path: Path, as_json: bool = False, console: Console | None = None) -> None:
+    """`minitx info`: a prepared data directory (minitx prepare) or a run directory (minitx train)."""
+    from minitx.tokens import store
+
+    looks_prepared = (Path(path) / store.TRAIN_BIN).exists() and not rundir.is_run_dir(path)
+    if store.is_prepared_dir(path) or looks_prepared:  # the second: say what is missing
+        data_info(path, as_json, console)
+    else:
+        run_info(path, as_json, console)
+
+
+def data_info(data_dir: Path, as_json: bool = False, console: Console | None = None) -> None:
+    """Sources, tokens, dtype, bytes per token and documents of a prepared data directory."""
+    from minitx.commands.prepare import prepared_summary
+    from minitx.tokens import store
+
+    meta = store.read_meta(data_dir)
+    if as_json:
+        print(json.dumps(meta, indent=2, ensure_ascii=False))
+        return
+    (console or make_console()).print(prepared_summary(Path(data_dir), meta))
+
+
+def run_info(run_dir: Path, as_json: bool = False, console: Console | None = None) -> None:
+    """Configuration, parameter count, steps done, last losses of a run."""
     console = console if console is not None else make_console()
     run = rundir.load_run(run_dir)
     try:  # from the weights file's header: no model is built, torch is not even imported
@@ -31,6 +55,10 @@ def info(run_dir: Path, console: Console | None = None) -> None:
         state = {}  # a damaged trainer_state.json: show what else is known
     metrics = rundir.read_metrics(run_dir)
     last = metrics[-1] if metrics else {}
+    if as_json:
+        print(json.dumps({"config": run.raw_config, "parameters": parameters, "trainer_state": state,
+                          "last_metrics": last}, indent=2, ensure_ascii=False))
+        return
 
     table = Table(title=f"run {run_dir}", show_header=False, title_justify="left")
     table.add_column(style="bold")

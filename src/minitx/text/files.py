@@ -63,7 +63,7 @@ def _read_text_file(path: Path) -> str:
     if path.is_dir():
         raise UserError(f"{path} is a directory, not a text file; pass the files inside it, e.g. {path}/*.txt")
     data = path.read_bytes()
-    if _looks_binary(data):
+    if looks_binary(data):
         raise UserError(f"{path} looks like a binary file, not text; pass a plain UTF-8 text file")
     try:
         text = data.decode("utf-8")
@@ -78,10 +78,10 @@ def _read_text_file(path: Path) -> str:
     return text
 
 
-def _looks_binary(data: bytes) -> bool:
+def looks_binary(data: bytes) -> bool:
     """True for bytes with a NUL, or with many control characters near the start.
 
-    >>> _looks_binary(b"To be, or not to be\\n"), _looks_binary(b"PK\\x03\\x04\\x00\\x00")
+    >>> looks_binary(b"To be, or not to be\\n"), looks_binary(b"PK\\x03\\x04\\x00\\x00")
     (False, True)
     """
     if b"\x00" in data:

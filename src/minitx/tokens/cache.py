@@ -1,0 +1,105 @@
+"""The token cache: `minitx train CORPUS...` prepares a corpus once and reuses the token files after.
+
+An entry is a prepared data directory (see store.py) under the cache root -- `$MINITX_CACHE`, else
+the platform's user cache directory (`~/.cache/minitx` on Linux, `~/Library/Caches/minitx` on macOS) --
+named by a hash of what decides the tokens:
+
+    key = sha256(the sources' absolute paths, the tokenizer, --val-fraction, --text-field, format)
+
+where "the tokenizer" is the sha256 of a given tokenizer.json, or the recipe of one trained on the
+corpus ("bpe 1024", "char": the entry then holds the trained tokenizer too, so a second run skips
+training it). An entry is fresh while every source is unchanged: same size and modification time, or
+-- if only the time changed (`touch`, a copy) -- the same sha256. A stale entry is prepared again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from minitx.errors import UserError
+from minitx.text.special import DOC_TOKEN
+from minitx.tokens import store
+from minitx.tokens.prepare import Progress, prepare, tokenizer_sha256
+from minitx.tokens.sources import Source, file_changed, resolve
+from minitx.tokens.vocab import train_tokenizer
+
+CACHE_ENV = "MINITX_CACHE"
+
+
+def cache_root() -> Path:
+    """Where prepared corpora are cached: $MINITX_CACHE, else the user cache directory + /minitx."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("minitx", appauthor=False))
+
+
+@dataclass
+class CachedCorpus:
+    """A prepared corpus found in (or just added to) the cache."""
+
+    data: store.PreparedData
+    reused: bool
+
+
+def is_fresh(path: Path, sources: list[Source]) -> bool:
+    """Does the entry at `path` hold exactly these sources, none of them changed since?"""
+    try:
+        meta = store.read_meta(path)
+    except UserError:
+        return False
+    recorded = meta.get("sources", [])
+    if [r.get("path") for r in recorded] != [resolve(s.path) for s in sources]:
+        return False
+    return not any(file_changed(record) for record in recorded)
+
+
+def cache_key(sources: list[Source], tokenizer_identity: str, val_fraction: float, text_field: str) -> str:
+    recipe = {"sources": [resolve(s.path) for s in sources], "tokenizer": tokenizer_identity,
+              "val_fraction": val_fraction, "text_field": text_field, "format": store.FORMAT}
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+
+
+def prepared_corpus(
+    sources: list[Source],
+    *,
+    tokenizer_spec: str | None,
+    vocab_size: int,
+    val_fraction: float,
+    text_field: str = "text",
+    show_progress: bool = False,
+    progress: Progress | None = None,
+    on_prepare: Callable[[str], None] | None = None,
+) -> CachedCorpus:
+    """The prepared tokens of `sources` from the cache, preparing them first if they are missing or stale.
+
+    `tokenizer_spec`: a tokenizer.json path, 'char' (a char tokenizer of the corpus) or None (a BPE of
+    `vocab_size` trained on the corpus). `on_prepare` is called with a line to show before a
+    (slow) prepare starts.
+    """
+    from minitx.text.tokenizer import Tokenizer
+
+    if any(not s.cacheable for s in sources):
+        raise UserError("minitx train cannot cache stdin; prepare it first: minitx prepare - --out DATA_DIR, "
+                        "then minitx train DATA_DIR")
+    given = Tokenizer.load(tokenizer_spec) if tokenizer_spec not in (None, "char") else None
+    identity = tokenizer_sha256(given) if given is not None else (tokenizer_spec or f"bpe {vocab_size}")
+    entry = cache_root() / cache_key(sources, identity, val_fraction, text_field)
+    if is_fresh(entry, sources):
+        return CachedCorpus(store.open_prepared(entry), reused=True)
+    if on_prepare is not None:
+        on_prepare(f"preparing the corpus into the token cache {entry}")
+    tokenizer = given
+    if tokenizer is None:
+        tokenizer, _ = train_tokenizer(sources, kind="char" if tokenizer_spec == "char" else "bpe",
+                                       vocab_size=vocab_size, special_tokens=(DOC_TOKEN,),
+                                       text_field=text_field, show_progress=show_progress)
+    prepare(sources, tokenizer, entry, val_fraction=val_fraction, text_field=text_field, force=True,
+            progress=progress)
+    return CachedCorpus(store.open_prepared(entry), reused=False)
