@@ -65,20 +65,24 @@ def command(typer_app: typer.Typer, name: str | None = None) -> Callable[[F], F]
 
 @command(tokenize_app, "train")
 def tokenize_train(
-    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories).")] = None,
+    files: Annotated[list[str] | None, typer.Argument(help="Text files, directories, globs, .jsonl, .parquet, '-' "
+                                                           "(default: the built-in stories).")] = None,
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size (BPE: at least 256 + specials).")] = 1024,
     out: Annotated[Path, typer.Option(help="Where to write tokenizer.json.")] = Path("tokenizer.json"),
     kind: Annotated[str, typer.Option(help="bpe (byte-level BPE) or char (one token per character).")] = "bpe",
     min_frequency: Annotated[int, typer.Option(help="BPE: merge only pairs seen this often.")] = 2,
     special: Annotated[list[str] | None, typer.Option(help="Extra special tokens (repeatable).")] = None,
+    max_bytes: Annotated[int | None, typer.Option(help="Train on about the first N bytes of the corpus only "
+                                                       "(faster on a large one).")] = None,
+    text_field: Annotated[str, typer.Option(help="JSON Lines / Parquet: the field that holds the text.")] = "text",
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
-    """Train a tokenizer on text files and save it as tokenizer.json."""
+    """Train a tokenizer on a corpus (files, directories, globs, .jsonl, .parquet, '-'); save it as tokenizer.json."""
     from minitx.commands import tokenize
 
     tokenize.train(files or [], vocab_size=vocab_size, out=out, kind=kind, min_frequency=min_frequency,
-                   special=special or [], force=force, quiet=quiet)
+                   special=special or [], force=force, quiet=quiet, max_bytes=max_bytes, text_field=text_field)
 
 
 @command(tokenize_app, "encode")
