@@ -59,8 +59,8 @@ def train(
                                       show_progress=not quiet)
         seconds = time.perf_counter() - started
         tok.save(out)
-        sample = _text_sample(sources, specials, text_field, min(stream.text_bytes, SUMMARY_BYTES))
-        make_console().print(tokenizer_summary(tok, sample, out, seconds, trained_bytes=stream.text_bytes))
+        sample = _text_sample(sources, specials, text_field, min(stream.sampled_bytes, SUMMARY_BYTES))
+        make_console().print(tokenizer_summary(tok, sample, out, seconds, trained_bytes=stream.sampled_bytes))
         return
     from minitx.corpus.sources import load_training_text
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from minitx.errors import UserError
 from minitx.text.special import DOC_TOKEN
+from minitx.text.tokenizer import Tokenizer
 from minitx.tokens import store
 from minitx.tokens.prepare import Progress, prepare, tokenizer_sha256
 from minitx.tokens.sources import Source, file_changed, resolve
@@ -69,7 +70,7 @@ def cache_key(sources: list[Source], tokenizer_identity: str, val_fraction: floa
 def prepared_corpus(
     sources: list[Source],
     *,
-    tokenizer_spec: str | None,
+    tokenizer: str | Tokenizer | None,
     vocab_size: int,
     val_fraction: float,
     text_field: str = "text",
@@ -79,17 +80,18 @@ def prepared_corpus(
 ) -> CachedCorpus:
     """The prepared tokens of `sources` from the cache, preparing them first if they are missing or stale.
 
-    `tokenizer_spec`: a tokenizer.json path, 'char' (a char tokenizer of the corpus) or None (a BPE of
-    `vocab_size` trained on the corpus). `on_prepare` is called with a line to show before a
+    `tokenizer`: a Tokenizer, a tokenizer.json path, 'char' (a char tokenizer of the corpus) or None (a BPE
+    of `vocab_size` trained on the corpus). `on_prepare` is called with a line to show before a
     (slow) prepare starts.
     """
-    from minitx.text.tokenizer import Tokenizer
-
     if any(not s.cacheable for s in sources):
         raise UserError("minitx train cannot cache stdin; prepare it first: minitx prepare - --out DATA_DIR, "
                         "then minitx train DATA_DIR")
-    given = Tokenizer.load(tokenizer_spec) if tokenizer_spec not in (None, "char") else None
-    identity = tokenizer_sha256(given) if given is not None else (tokenizer_spec or f"bpe {vocab_size}")
+    given = Tokenizer.load(tokenizer) if tokenizer not in (None, "char") and isinstance(tokenizer, str) else tokenizer
+    if isinstance(given, Tokenizer):
+        identity = tokenizer_sha256(given)
+    else:
+        given, identity = None, tokenizer or f"bpe {vocab_size}"
     entry = cache_root() / cache_key(sources, identity, val_fraction, text_field)
     if is_fresh(entry, sources):
         return CachedCorpus(store.open_prepared(entry), reused=True)
@@ -97,7 +99,7 @@ def prepared_corpus(
         on_prepare(f"preparing the corpus into the token cache {entry}")
     tokenizer = given
     if tokenizer is None:
-        tokenizer, _ = train_tokenizer(sources, kind="char" if tokenizer_spec == "char" else "bpe",
+        tokenizer, _ = train_tokenizer(sources, kind="char" if identity == "char" else "bpe",
                                        vocab_size=vocab_size, special_tokens=(DOC_TOKEN,),
                                        text_field=text_field, show_progress=show_progress)
     prepare(sources, tokenizer, entry, val_fraction=val_fraction, text_field=text_field, force=True,

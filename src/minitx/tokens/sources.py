@@ -164,6 +164,7 @@ class CorpusStream:
         self.total_bytes = sum(os.path.getsize(s.path) for s in sources if s.path != STDIN) or None
         self.bytes_read = 0
         self.text_bytes = 0
+        self.sampled_bytes = 0  # the bytes a consumer took, when it stops early (vocab.sample_text)
         self.records: list[SourceRecord] = []
         self._text_sha256 = hashlib.sha256()
         self._ends_with_newline = True  # nothing before the first source needs a separator

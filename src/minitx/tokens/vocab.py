@@ -20,13 +20,16 @@ from minitx.tokens.sources import CorpusStream, Source
 
 
 def sample_text(stream: CorpusStream, special_tokens: Sequence[str], max_bytes: int | None = None) -> Iterator[str]:
-    """The text of `stream` as safely cut blocks, stopping after `max_bytes` UTF-8 bytes (None: all of it)."""
-    seen = 0
+    """The text of `stream` as safely cut blocks, stopping after `max_bytes` UTF-8 bytes (None: all of it).
+
+    `stream.sampled_bytes` counts the bytes given out so far.
+    """
+    stream.sampled_bytes = 0
     for pieces in safe_batches(stream.blocks(), partial(safe_pieces, special_tokens=special_tokens)):
         for piece in pieces:
             yield piece
-            seen += len(piece.encode("utf-8"))
-            if max_bytes is not None and seen >= max_bytes:
+            stream.sampled_bytes += len(piece.encode("utf-8"))
+            if max_bytes is not None and stream.sampled_bytes >= max_bytes:
                 return
 
 
