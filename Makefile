@@ -49,9 +49,11 @@ demo: install
 	$(BIN)/minitx inspect-attention $(DEMO)/run --html $(DEMO)/attention.html
 	$(BIN)/minitx inspect-positions $(DEMO)/run --png $(DEMO)/positions.png
 
+# Offline, name the inputs: make bench BENCH_ARGS="--data FILE --nanogpt DIR" (see bench/run_all.py).
+BENCH_ARGS ?=
 bench: install
 	$(BIN)/pip install -q -e ".[bench]"
-	cd bench && ../$(BIN)/python run_all.py
+	cd bench && ../$(BIN)/python run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache .ruff_cache

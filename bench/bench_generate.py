@@ -28,9 +28,9 @@ the Python that calls them.
     python bench/bench_generate.py --quick       # 50 tokens, 1 repeat: does it run?
     python bench/bench_generate.py --threads 2 --nanogpt ~/src/nanoGPT
 
-nanoGPT's model.py is read at run time from the fetched git snapshot (or `--nanogpt`, a checkout)
-and is never copied into this repository. HF needs `pip install transformers`; without it that
-column is skipped.
+nanoGPT's model.py is read at run time from a clone at a pinned commit in bench/_work/ (made on first
+use; or `--nanogpt`, a checkout) and is never copied into this repository. HF needs
+`pip install transformers`; without it that column is skipped.
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ def minitx_generator(shape: Shape, new_tokens: int, quantize: bool = False) -> t
 
 
 def load_nanogpt_module(checkout: Path | None):
-    """nanoGPT's model.py as a module (from `checkout`, else extracted from the git snapshot), or None."""
-    root = checkout if checkout is not None else nanogpt_dir()
+    """nanoGPT's model.py as a module (from `checkout`, else a clone at the pinned commit), or None."""
+    root = nanogpt_dir(checkout)
     path = root / "model.py" if root is not None else None
     if path is None or not path.is_file():
         return None
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="timed runs of each generator (median reported)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads, the same for all generators")
     ap.add_argument("--shapes", default="ab", help="which shapes to run: a, b or ab")
-    ap.add_argument("--nanogpt", type=Path, default=None, help="nanoGPT checkout (default: the git snapshot)")
+    ap.add_argument("--nanogpt", type=Path, default=None, help="nanoGPT checkout (default: cloned into bench/_work)")
     ap.add_argument("--quick", action="store_true", help="50 tokens, 1 repeat: check that it runs")
     args = ap.parse_args(argv)
     if args.quick:
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     nanogpt = load_nanogpt_module(args.nanogpt)
     if nanogpt is None:
-        console.print("[yellow]nanoGPT not found (fetch the mirror or pass --nanogpt): skipped[/yellow]")
+        console.print("[yellow]nanoGPT not available (see above): skipped[/yellow]")
     if hf_generator(SHAPES["b"], 1) is None:
         console.print("[yellow]transformers is not installed (pip install transformers): HF skipped[/yellow]")
     flops_per_second = matmul_flops_per_second()

@@ -1,7 +1,10 @@
 """Preparing a large corpus: `minitx prepare` against the `tokenizers` batch encoder alone and a nanoGPT-style script.
 
-    flock /tmp/minitx-cpu.lock python bench/bench_prepare.py --corpus /tmp/big/stories1g.txt \\
-        --tokenizer /tmp/big/tok.json --work /tmp/big/bench [--rounds 2] [--threads 2] [--train]
+    python bench/bench_prepare.py --corpus BIG.txt --tokenizer TOKENIZER.json --work SCRATCH_DIR \\
+        [--rounds 2] [--threads 2] [--train]
+
+(on a shared machine under the benchmark lock: `flock LOCKFILE python bench/bench_prepare.py ...`;
+BIG.txt and SCRATCH_DIR outside the repository: the scratch directory gets ~2 GB per GB of corpus).
 
 Contenders, alternated A B C A B C in one run (timings on a shared machine drift), each in a fresh
 process with RAYON_NUM_THREADS = --threads (the same cores for all):

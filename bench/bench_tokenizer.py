@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from rich.table import Table
 
 from minitx.text.tokenizer import DOC_TOKEN, Tokenizer
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared/data/tinyshakespeare.txt"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import shakespeare  # noqa: E402 - bench/ helper, importable once bench/ is on the path
 
 
 def train_minitx(text: str, vocab_size: int) -> Tokenizer:
@@ -54,13 +56,15 @@ def seconds_of(train, text: str, vocab_size: int):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="UTF-8 text to train on")
+    parser.add_argument("--data", type=Path, default=None, help="UTF-8 text to train on (default: tiny Shakespeare, "
+                                                                "fetched into bench/_work)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each side")
     parser.add_argument("--vocab-size", type=int, default=4096)
     args = parser.parse_args(argv)
     console = Console()
-    if not args.data.is_file():
-        console.print(f"[yellow]skipped:[/] {args.data} not found (run `minitx data shakespeare` or pass --data)")
+    args.data = shakespeare(args.data)
+    if args.data is None:
+        console.print("[yellow]skipped:[/] no text to train on")
         return 0
     text = args.data.read_bytes().decode("utf-8")
     n_bytes = len(text.encode("utf-8"))

@@ -1,8 +1,9 @@
 """Helpers the benchmarks share: where the data and the peers are, running a command and measuring it.
 
-Peers are never vendored: nanoGPT is read at run time from a local git snapshot (`--nanogpt-git`,
-default: the fetched mirror) or a checkout (`--nanogpt-dir`) and extracted into bench/_work/
-(git-ignored).
+Nothing here depends on one machine's layout. Peers are never vendored: nanoGPT is cloned at a pinned
+commit into bench/_work/ (git-ignored) the first time a benchmark needs it, or read from a checkout
+given with `--nanogpt DIR`. Tiny Shakespeare is fetched with `minitx data tinyshakespeare` into
+bench/_work/, or read from `--data FILE`. Without a network, pass both.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -18,10 +20,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / "_work"
-SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
-NANOGPT_GIT = Path("/work/.mirror/karpathy+nanoGPT/repo")
-NANOGPT_FILES = ("model.py", "train.py", "configurator.py", "config/train_shakespeare_char.py",
-                 "data/shakespeare_char/prepare.py")
+NANOGPT_URL = "https://github.com/karpathy/nanoGPT.git"
+#: The nanoGPT every figure in docs/decisions.md was measured against (its code is that of Dec 2024).
+NANOGPT_COMMIT = "3adf61e154c3fe3fca428ad6bc3818b27a3b8291"
 
 
 @dataclass
@@ -54,20 +55,46 @@ def run_measured(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | 
     return Measured(info.get("rc", proc.returncode), proc.stdout, proc.stderr, seconds, info.get("rss", 0) / 1024)
 
 
-def nanogpt_dir(git_dir: Path | None = None, checkout: Path | None = None) -> Path | None:
-    """A directory with nanoGPT's files, extracted from its git snapshot if needed; None if unavailable."""
-    if checkout:
-        return checkout if (checkout / "train.py").is_file() else None
-    git_dir = git_dir or NANOGPT_GIT
-    if not git_dir.exists():
+def nanogpt_dir(checkout: Path | None = None, url: str = NANOGPT_URL) -> Path | None:
+    """nanoGPT's files: `checkout` if given, else a clone of `url` at NANOGPT_COMMIT in bench/_work/
+    (made on first use). None, with the reason printed, when neither is available."""
+    if checkout is not None:
+        if (checkout / "train.py").is_file() and (checkout / "model.py").is_file():
+            return checkout
+        print(f"--nanogpt {checkout} is not a nanoGPT checkout (no train.py and model.py): nanoGPT skipped")
         return None
-    target = WORK / "nanogpt"
-    for name in NANOGPT_FILES:
-        dest = target / name
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        content = subprocess.run(["git", f"--git-dir={git_dir}", "show", f"HEAD:{name}"], capture_output=True,
-                                 check=True).stdout
-        dest.write_bytes(content)
+    target = WORK / f"nanoGPT-{NANOGPT_COMMIT[:8]}"
+    if (target / "train.py").is_file():
+        return target
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    for cmd in (["git", "clone", "--quiet", url, str(partial)],
+                ["git", "-C", str(partial), "checkout", "--quiet", NANOGPT_COMMIT]):
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            reason = (done.stderr.strip().splitlines() or ["git failed"])[-1]
+            print(f"could not clone nanoGPT from {url} ({reason}); pass --nanogpt DIR: nanoGPT skipped")
+            shutil.rmtree(partial, ignore_errors=True)
+            return None
+    partial.rename(target)  # only a complete clone gets the name that is reused
+    return target
+
+
+def shakespeare(data: Path | None = None) -> Path | None:
+    """Tiny Shakespeare: `data` if given, else bench/_work/tinyshakespeare.txt, downloaded (and its sha256
+    checked) by `minitx data tinyshakespeare` on first use. None, with the reason printed, if unavailable."""
+    if data is not None:
+        if data.is_file():
+            return data
+        print(f"--data {data} not found")
+        return None
+    target = WORK / "tinyshakespeare.txt"
+    if not target.is_file():
+        done = subprocess.run([sys.executable, "-m", "minitx", "data", "tinyshakespeare", "--out", str(target)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{done.stderr.strip()}\n(or pass --data FILE)")
+            return None
     return target
 
 

@@ -202,7 +202,10 @@ def test_unusable_checkpoints_are_user_errors(tmp_path, tiny_run, problem):
 
 
 def test_bad_flag_values_are_user_errors(tmp_path, stories):
-    assert_user_error(run("train", stories, "--out", tmp_path / "r", "--pos", "spiral", *TINY), "spiral")
+    assert_user_error(run("train", stories, "--out", tmp_path / "r", "--pos", "spiral", *TINY), "--pos",
+                      "spiral", "'rope'", "'alibi'", "minitx train --help")
+    assert_user_error(run("train", stories, "--out", tmp_path / "r", "--steps", "many", *TINY), "--steps", "integer")
+    assert_user_error(run("generate", tmp_path, "--quantize", "int4"), "--quantize", "int8")
     assert_user_error(run("train", stories, "--out", tmp_path / "r", "--heads", "3", *TINY), "divisible")
     assert_user_error(run("train", stories, "--out", tmp_path / "r", "--lr", "-1", *TINY), "--lr")
 

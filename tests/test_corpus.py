@@ -75,11 +75,6 @@ def test_stories_have_two_to_six_sentences_separated_by_single_spaces(many_stori
         assert re.fullmatch(r"([^.?!]+[.?!])( [^.?!]+[.?!])*", story), story
 
 
-def test_doc_token_is_the_tokenizers():
-    tokenizer = pytest.importorskip("minitx.text.tokenizer")
-    assert DOC_TOKEN == tokenizer.DOC_TOKEN
-
-
 # -- the lexicon -----------------------------------------------------------------------------------
 def test_vocabulary_has_a_few_hundred_words_with_irregular_forms():
     words = vocabulary()

@@ -167,3 +167,28 @@ def test_existing_file_is_not_overwritten_without_force(server, tmp_path):
 def test_default_url_is_the_char_rnn_tinyshakespeare_file():
     assert TINYSHAKESPEARE_URL.startswith("https://")
     assert TINYSHAKESPEARE_URL.endswith("karpathy/char-rnn/master/data/tinyshakespeare/input.txt")
+
+
+def test_files_stdin_and_tokenizer_files_are_read_by_one_reader(tmp_path, monkeypatch):
+    """A byte-order mark is dropped, "\\r\\n" kept, and bad UTF-8 named with its offset, wherever text comes in."""
+    import io
+    import sys
+
+    from minitx.text.files import read_stdin
+    from minitx.text.tokenizer import Tokenizer
+
+    raw = "\ufeffThe dog runs.\r\nA cat sits.\r\n".encode()
+    path = tmp_path / "a.txt"
+    path.write_bytes(raw)
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    assert read_corpus([path]) == read_stdin() == "The dog runs.\r\nA cat sits.\r\n"
+    from_file = Tokenizer.train_bpe(files=[path], vocab_size=300, show_progress=False)
+    from_text = Tokenizer.train_bpe(["The dog runs.\r\nA cat sits.\r\n"], vocab_size=300, show_progress=False)
+    assert from_file.to_json_str() == from_text.to_json_str()
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"caf\xe9 au lait")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9 au lait")))
+    for read in (lambda: read_corpus([bad]), read_stdin,
+                 lambda: Tokenizer.train_bpe(files=[bad], vocab_size=300, show_progress=False)):
+        with pytest.raises(UserError, match="not valid UTF-8 \\(byte 0xe9 at offset 3\\)"):
+            read()

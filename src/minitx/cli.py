@@ -7,15 +7,53 @@ what it needs when it runs. A `UserError` from any command becomes one line on s
 from __future__ import annotations
 
 import functools
+import inspect
+import typing
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
+from minitx.config import (
+    BUILTIN_CORPUS_BYTES,
+    BUILTIN_CORPUS_SEED,
+    DEFAULT_TEMPERATURE,
+    RUN,
+    ModelConfig,
+    Quantize,
+    TokenizerKind,
+    TrainConfig,
+    flag_fields,
+    flag_of,
+    option_name,
+)
+from minitx.device import Device
 from minitx.errors import EXIT_USER_ERROR, UserError
 
+#: Click's UsageError (bad option values, unknown options), found through Typer, which may bundle its own click.
+_UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """A value Typer rejects (a choice not in the list, a word where a number goes, an unknown option) ends
+    like every other user mistake: one line on stderr, exit code 2, instead of a usage box."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # `minitx data` alone shows its help
+                raise
+            where = f" (see: {e.ctx.command_path} --help)" if e.ctx is not None else ""
+            typer.echo(f"minitx: error: {e.format_message()}{where}", err=True)
+            raise typer.Exit(EXIT_USER_ERROR) from None
+
+
 app = typer.Typer(
+    cls=_OneLineUsageErrors,
     name="minitx",
     help="Train, sample and look inside small transformer language models.",
     no_args_is_help=True,
@@ -59,6 +97,61 @@ def command(typer_app: typer.Typer, name: str | None = None) -> Callable[[F], F]
     return register
 
 
+#: What a command decorated with `config_options` receives: config field name -> the value given,
+#: None when the flag was not given (a preset or the field's default then decides).
+ConfigFlags = dict[str, Any]
+
+
+def config_options(*configs: type, exclude: tuple[str, ...] = ()) -> Callable[[F], F]:
+    """Give a command one option per flag field of `configs` (see config.py), where it declares `flags`.
+
+    The options are built from the fields: name, type, help, panel and choices come from each field's
+    `Flag`; every option defaults to None, "not given". The command receives them all as one
+    `flags: ConfigFlags` dict, choices as plain strings. `minitx train` takes every flag of ModelConfig
+    and TrainConfig this way; another command reuses a set of them with the same decorator.
+    """
+    fields = flag_fields(*configs, exclude=exclude)
+    hints = {name: hint for cls in configs for name, hint in typing.get_type_hints(cls).items()}
+
+    def decorate(func: F) -> F:
+        signature = inspect.signature(func, eval_str=True)
+        if "flags" not in signature.parameters:
+            raise TypeError(f"{func.__name__} has no `flags` parameter for config_options to fill")
+        parameters: list[inspect.Parameter] = []
+        for parameter in signature.parameters.values():
+            if parameter.name == "flags":
+                parameters += [_option_parameter(f, hints[f.name]) for f in fields]
+            else:
+                parameters.append(parameter)
+
+        @functools.wraps(func)
+        def wrapper(**kwargs: Any) -> Any:
+            flags = {f.name: _plain(kwargs.pop(f.name)) for f in fields}
+            return func(**kwargs, flags=flags)
+
+        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _option_parameter(field: Any, hint: Any) -> inspect.Parameter:
+    """`--layers` for ModelConfig.n_layers: Annotated[int | None, typer.Option("--layers", help=...)] = None."""
+    flag = flag_of(field)
+    option = option_name(field)
+    value_type = flag.choices or next(t for t in (*typing.get_args(hint), hint) if t is not type(None))
+    declaration = f"{option}/--no-{option.removeprefix('--')}" if value_type is bool else option
+    info = typer.Option(declaration, help=flag.help, rich_help_panel=flag.panel)
+    return inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                             annotation=Annotated[value_type | None, info])
+
+
+def _plain(value: Any) -> Any:
+    """A choice as the string config.json stores (Typer passes Enum members)."""
+    return value.value if isinstance(value, Enum) else value
+
+
 # ------------------------------------------------------------------------------------------------
 # tokenize
 
@@ -69,7 +162,8 @@ def tokenize_train(
                                                            "(default: the built-in stories).")] = None,
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size (BPE: at least 256 + specials).")] = 1024,
     out: Annotated[Path, typer.Option(help="Where to write tokenizer.json.")] = Path("tokenizer.json"),
-    kind: Annotated[str, typer.Option(help="bpe (byte-level BPE) or char (one token per character).")] = "bpe",
+    kind: Annotated[TokenizerKind, typer.Option(help="bpe (byte-level BPE) or char (one token per character).")]
+    = TokenizerKind.bpe,
     min_frequency: Annotated[int, typer.Option(help="BPE: merge only pairs seen this often.")] = 2,
     special: Annotated[list[str] | None, typer.Option(help="Extra special tokens (repeatable).")] = None,
     max_bytes: Annotated[int | None, typer.Option(help="Train on about the first N bytes of the corpus only "
@@ -81,7 +175,7 @@ def tokenize_train(
     """Train a tokenizer on a corpus (files, directories, globs, .jsonl, .parquet, '-'); save it as tokenizer.json."""
     from minitx.commands import tokenize
 
-    tokenize.train(files or [], vocab_size=vocab_size, out=out, kind=kind, min_frequency=min_frequency,
+    tokenize.train(files or [], vocab_size=vocab_size, out=out, kind=kind.value, min_frequency=min_frequency,
                    special=special or [], force=force, quiet=quiet, max_bytes=max_bytes, text_field=text_field)
 
 
@@ -115,8 +209,9 @@ def tokenize_decode(
 @command(data_app, "grammar")
 def data_grammar(
     out: Annotated[Path, typer.Option(help="File to write.")] = Path("data/stories.txt"),
-    bytes_: Annotated[int, typer.Option("--bytes", help="About how many bytes of stories.")] = 1_000_000,
-    seed: Annotated[int, typer.Option(help="Same seed, same stories.")] = 0,
+    bytes_: Annotated[int, typer.Option("--bytes", help="About how many bytes of stories (default: as many as "
+                                                         "`minitx train` uses).")] = BUILTIN_CORPUS_BYTES,
+    seed: Annotated[int, typer.Option(help="Same seed, same stories.")] = BUILTIN_CORPUS_SEED,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Write stories from minitx's built-in English grammar (word order matters in it)."""
@@ -153,81 +248,28 @@ def data_tinyshakespeare(
 
 
 @command(app, "train")
+@config_options(TrainConfig, ModelConfig)  # --preset and --tokenizer first, then the model shape
 def train(
-    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories).")] = None,
-    out: Annotated[Path, typer.Option(help="Run directory to create.", rich_help_panel="Run")] = Path("runs/default"),
-    preset: Annotated[str | None, typer.Option(help="tiny | small (default) | nanogpt-cpu | medium.",
-                                                  rich_help_panel="Model")] = None,
-    tokenizer: Annotated[str | None, typer.Option(help="tokenizer.json, or 'char'; default: train a BPE.",
-                                                     rich_help_panel="Model")] = None,
-    vocab_size: Annotated[int | None, typer.Option(help="BPE vocabulary when training one.",
-                                                      rich_help_panel="Model")] = None,
-    layers: Annotated[int | None, typer.Option(help="Transformer blocks.", rich_help_panel="Model")] = None,
-    heads: Annotated[int | None, typer.Option(help="Attention heads per block.", rich_help_panel="Model")] = None,
-    dim: Annotated[int | None, typer.Option(help="Width of the residual stream.", rich_help_panel="Model")] = None,
-    block_size: Annotated[int | None, typer.Option(help="Context length in tokens.",
-                                                      rich_help_panel="Model")] = None,
-    pos: Annotated[str | None, typer.Option(help="sinusoidal | learned | rope | alibi | none.",
-                                               rich_help_panel="Model")] = None,
-    dropout: Annotated[float | None, typer.Option(help="Dropout while training.", rich_help_panel="Model")] = None,
-    bias: Annotated[bool | None, typer.Option("--bias/--no-bias", help="Biases in linears and LayerNorms.",
-                                                 rich_help_panel="Model")] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimisation steps.", rich_help_panel="Training")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Sequences per micro-batch.",
-                                                      rich_help_panel="Training")] = None,
-    grad_accum: Annotated[int | None, typer.Option(help="Micro-batches per step.",
-                                                      rich_help_panel="Training")] = None,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate.", rich_help_panel="Training")] = None,
-    min_lr: Annotated[float | None, typer.Option(help="Learning rate at the end of the cosine.",
-                                                    rich_help_panel="Training")] = None,
-    warmup: Annotated[int | None, typer.Option(help="Linear warmup steps.", rich_help_panel="Training")] = None,
-    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.",
-                                                          rich_help_panel="Training")] = None,
-    beta2: Annotated[float | None, typer.Option(help="AdamW beta2.", rich_help_panel="Training")] = None,
-    grad_clip: Annotated[float | None, typer.Option(help="Clip the gradient norm (0: off).",
-                                                       rich_help_panel="Training")] = None,
-    val_fraction: Annotated[float | None, typer.Option(help="Share of tokens held out for validation.",
-                                                          rich_help_panel="Evaluation")] = None,
-    eval_every: Annotated[int | None, typer.Option(help="Steps between evaluations.",
-                                                      rich_help_panel="Evaluation")] = None,
-    eval_batches: Annotated[int | None, typer.Option(help="Batches per evaluation.",
-                                                        rich_help_panel="Evaluation")] = None,
-    save_every: Annotated[int | None, typer.Option(help="Steps between checkpoints.", rich_help_panel="Run")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed (a CPU run is bit-for-bit repeatable).",
-                                                rich_help_panel="Run")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.", rich_help_panel="Run")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16.", rich_help_panel="Run")] = "auto",
-    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.",
-                                                    rich_help_panel="Run")] = None,
-    threads: Annotated[int, typer.Option(help="CPU threads (0: the idle cores, or OMP_NUM_THREADS).",
-                                         rich_help_panel="Run")] = 0,
-    doc_aligned: Annotated[bool | None, typer.Option("--doc-aligned/--no-doc-aligned",
-                                                        help="Start training windows at <|doc|> markers.",
-                                                        rich_help_panel="Training")] = None,
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="A data directory from minitx prepare, or a corpus (text files, directories, globs, .jsonl, .parquet; "
+             "prepared once into the token cache, then reused). Default: the built-in stories.")] = None,
+    out: Annotated[Path, typer.Option(help="Run directory to create.", rich_help_panel=RUN)] = Path("runs/default"),
+    flags: ConfigFlags | None = None,  # one option per flag of ModelConfig and TrainConfig
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint, with the same "
                                               "recipe (only --steps, --device, --threads may change).",
-                                         rich_help_panel="Run")] = False,
-    force: Annotated[bool, typer.Option(help="Replace an existing run in --out.", rich_help_panel="Run")] = False,
-    quiet: Annotated[bool, typer.Option(help="No progress display.", rich_help_panel="Run")] = False,
+                                         rich_help_panel=RUN)] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing run in --out.", rich_help_panel=RUN)] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress display.", rich_help_panel=RUN)] = False,
+    nproc: Annotated[int, typer.Option(help="Processes training together (DistributedDataParallel via torchrun).",
+                                       rich_help_panel="Distributed")] = 1,
+    port: Annotated[int | None, typer.Option(help="With --nproc: rendezvous port on 127.0.0.1 (default: a free one).",
+                                                rich_help_panel="Distributed")] = None,
 ) -> None:
     """Train a decoder-only transformer and save it as a run directory."""
     from minitx.commands import train as train_command
 
-    model_overrides = {
-        k: v
-        for k, v in dict(n_layers=layers, n_heads=heads, dim=dim, block_size=block_size, pos=pos,
-                         dropout=dropout, bias=bias).items()
-        if v is not None
-    }
-    train_overrides = dict(steps=steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr, min_lr=min_lr,
-                           warmup=warmup, weight_decay=weight_decay, beta2=beta2, grad_clip=grad_clip,
-                           val_fraction=val_fraction, eval_every=eval_every, eval_batches=eval_batches,
-                           save_every=save_every, seed=seed, device=device,
-                           dtype=None if dtype == "auto" else dtype,  # the default: not a choice made
-                           compile=compile, threads=threads, doc_aligned=doc_aligned)
-    code = train_command.train(files or [], out=out, preset=preset, tokenizer=tokenizer, vocab_size=vocab_size,
-                               model_overrides=model_overrides, train_overrides=train_overrides, resume=resume,
-                               force=force, quiet=quiet)
+    code = train_command.train(files or [], out=out, flags=flags, resume=resume, force=force, quiet=quiet,
+                               nproc=nproc, port=port)
     if code:
         raise typer.Exit(code)
 
@@ -265,7 +307,8 @@ def prepare(
 # generate / eval
 
 
-QUANTIZE_HELP = "none | int8: int8 weights and bfloat16 activations, faster decoding of larger models on a CPU."
+QUANTIZE_HELP = "int8: int8 weights and bfloat16 activations, faster decoding of larger models on a CPU."
+DEVICE_HELP = "Where to compute (auto: cuda, then mps, then cpu)."
 
 
 @command(app, "generate")
@@ -273,25 +316,24 @@ def generate(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     prompt: Annotated[str, typer.Option(help="Text to continue ('-' reads stdin; default: a new story).")] = "",
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 200,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature; 0 means greedy.")] = 0.7,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature; 0 means greedy.")] = DEFAULT_TEMPERATURE,
     top_k: Annotated[int | None, typer.Option(help="Sample only from the k most likely tokens.")] = None,
     top_p: Annotated[float | None, typer.Option(help="Sample from the smallest set with this much mass.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed for reproducible samples.")] = None,
     num_samples: Annotated[int, typer.Option(help="Samples, generated together as one batch.")] = 1,
     stop: Annotated[list[str] | None, typer.Option(help="Stop a sample at this text (repeatable).")] = None,
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="Print text as it is produced.")] = True,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
-    quantize: Annotated[str, typer.Option(help=QUANTIZE_HELP)] = "none",
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+    quantize: Annotated[Quantize, typer.Option(help=QUANTIZE_HELP)] = Quantize.none,
     quiet: Annotated[bool, typer.Option(help="No statistics on stderr.")] = False,
 ) -> None:
     """Sample text from a trained model (with a KV cache)."""
     from minitx.commands.generate import run_generate
-    from minitx.commands.tokenize import read_stdin
 
-    run_generate(run_dir, prompt=read_stdin() if prompt == "-" else prompt,
+    run_generate(run_dir, prompt=prompt,
                  max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                 num_samples=num_samples, stop=stop or [], stream=stream, device=device, quiet=quiet,
-                 quantize=quantize)
+                 num_samples=num_samples, stop=stop or [], stream=stream, device=device.value, quiet=quiet,
+                 quantize=quantize.value)
 
 
 @command(app, "eval")
@@ -300,17 +342,18 @@ def eval_(
     files: Annotated[list[Path] | None, typer.Argument(help="Text to score (default: the run's validation split).")]
     = None,
     grammar: Annotated[int, typer.Option(help="Also sample N stories and check them with the grammar.")] = 0,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
     seed: Annotated[int, typer.Option(help="Seed for the grammar samples.")] = 0,
-    temperature: Annotated[float, typer.Option(help="Softmax temperature of the grammar samples.")] = 0.7,
-    quantize: Annotated[str, typer.Option(help=QUANTIZE_HELP)] = "none",
+    temperature: Annotated[float, typer.Option(help="Softmax temperature of the grammar samples.")]
+    = DEFAULT_TEMPERATURE,
+    quantize: Annotated[Quantize, typer.Option(help=QUANTIZE_HELP)] = Quantize.none,
     json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Loss, perplexity and bits per byte on text; optionally the grammaticality of samples."""
     from minitx.commands.eval import run_eval
 
-    run_eval(run_dir, files or [], grammar=grammar, device=device, seed=seed, temperature=temperature,
-             as_json=json_, quantize=quantize)
+    run_eval(run_dir, files or [], grammar=grammar, device=device.value, seed=seed, temperature=temperature,
+             as_json=json_, quantize=quantize.value)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,14 +371,13 @@ def inspect_attention(
     html: Annotated[Path | None, typer.Option(help="Also save an offline HTML page to explore every head.")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Keep only the last N tokens (default: block size).")]
     = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
 ) -> None:
     """Show what each attention head looks at: the weights α as heatmaps, and the role of every head."""
     from minitx.commands.inspect import run_inspect_attention
-    from minitx.commands.tokenize import read_stdin
 
-    run_inspect_attention(run_dir, prompt=read_stdin() if prompt == "-" else prompt, layer=layer,
-                          head=head, png=png, html=html, device=device, max_tokens=max_tokens)
+    run_inspect_attention(run_dir, prompt=prompt, layer=layer,
+                          head=head, png=png, html=html, device=device.value, max_tokens=max_tokens)
 
 
 @command(app, "inspect-positions")
@@ -345,12 +387,12 @@ def inspect_positions(
     = None,
     png: Annotated[Path | None, typer.Option(help="Also save the view as FILE.png and FILE-by-distance.png.")]
     = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | mps.")] = "auto",
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
 ) -> None:
     """Show what the positional encoding gives the model: how positions relate, and how that changes with distance."""
     from minitx.commands.inspect import run_inspect_positions
 
-    run_inspect_positions(run_dir, positions=positions, png=png, device=device)
+    run_inspect_positions(run_dir, positions=positions, png=png, device=device.value)
 
 
 @app.command("version")

@@ -1,19 +1,173 @@
-"""Configuration as dataclasses that round-trip through `config.json`.
+"""Configuration as dataclasses that round-trip through `config.json`, and the flags that set them.
 
 `ModelConfig` fixes the shape of a network: with it and the weights, a model can be rebuilt
 exactly. `TrainConfig` records how it was trained, so a run can be resumed or repeated.
 Both are plain dataclasses -- no globals, no environment variables.
+
+A field that the user may set on the command line carries a `Flag` in its metadata: its help text,
+its `--name`, the help panel it is listed in, its choices, and whether `--resume` must keep it.
+`minitx train` has one option per such field (cli.py derives them, `config_options`), so a flag is
+declared once, here, beside the field it sets; a new training flag is one new field.
+
+    >>> [option_name(f) for f in flag_fields(ModelConfig)][:3]
+    ['--vocab-size', '--layers', '--heads']
+
+This module imports no torch: `minitx --help` reads it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
+from enum import Enum
 from typing import Any
 
+from minitx.device import Device, DType
 from minitx.errors import UserError
 
-POSITIONAL_ENCODINGS = ("sinusoidal", "learned", "rope", "alibi", "none")
+# ---------------------------------------------------------------------------------------------
+# Choices, and the defaults the command line shows (defined here, once, so that `--help` needs no torch).
+
+
+class PositionalEncoding(str, Enum):
+    """How a model learns where a token stands (`--pos`; see model/positions.py and docs/positions.md)."""
+
+    sinusoidal = "sinusoidal"
+    learned = "learned"
+    rope = "rope"
+    alibi = "alibi"
+    none = "none"
+
+
+POSITIONAL_ENCODINGS = tuple(p.value for p in PositionalEncoding)
+
+
+class Quantize(str, Enum):
+    """`--quantize` of the commands that load a run: none, or int8 weights (model/quantize.py)."""
+
+    none = "none"
+    int8 = "int8"
+
+
+class TokenizerKind(str, Enum):
+    """`minitx tokenize train --kind`: byte-level BPE, or one token per character."""
+
+    bpe = "bpe"
+    char = "char"
+
+
+#: The softmax temperature of `minitx generate` and `minitx eval --grammar` (docs/decisions.md:
+#: on the default story model, 0.7 / 0.8 / 1.0 gave 97% / 96% / 90% grammatical sentences).
+DEFAULT_TEMPERATURE = 0.7
+
+#: How much of the built-in corpus `train` and `tokenize train` use when given no files, and the
+#: default of `minitx data grammar`, so that it writes exactly the stories a plain `train` learns.
+BUILTIN_CORPUS_BYTES = 2_000_000
+BUILTIN_CORPUS_SEED = 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets: named model sizes with a training recipe that suits them. Flags given on the command line
+# override a preset's values. `expected_val_loss` is the band of validation losses measured for the
+# preset on the built-in corpus (see docs/decisions.md), shown beside the live value while training.
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "about": "2 layers, 64 wide: trains in seconds, for tests and first looks",
+        "model": {"n_layers": 2, "n_heads": 4, "dim": 64, "block_size": 64, "vocab_size": 512},
+        "train": {"steps": 300, "batch_size": 16, "lr": 3e-3, "min_lr": 3e-4, "warmup": 30, "eval_every": 100},
+        "expected_val_loss": (2.52, 2.60),
+    },
+    "small": {
+        "about": "the default: 4 layers, 128 wide; about 3 minutes on a 2-core CPU",
+        "model": {"n_layers": 4, "n_heads": 4, "dim": 128, "block_size": 128, "vocab_size": 1024},
+        "train": {"steps": 2000, "batch_size": 16, "lr": 5e-3, "min_lr": 5e-4, "warmup": 100, "eval_every": 250},
+        "expected_val_loss": (2.52, 2.59),
+    },
+    "nanogpt-cpu": {
+        "about": "nanoGPT's CPU Shakespeare shape: 4 layers, 4 heads, 128 wide, block 64",
+        "model": {"n_layers": 4, "n_heads": 4, "dim": 128, "block_size": 64, "bias": False, "vocab_size": 1024},
+        "train": {"steps": 2000, "batch_size": 12, "lr": 1e-3, "min_lr": 1e-4, "warmup": 100, "beta2": 0.99},
+        "expected_val_loss": (2.61, 2.68),
+    },
+    "medium": {
+        "about": "6 layers, 384 wide, block 256 (nanoGPT's GPU Shakespeare shape): wants a GPU",
+        "model": {"n_layers": 6, "n_heads": 6, "dim": 384, "block_size": 256, "dropout": 0.2, "vocab_size": 2048},
+        "train": {"steps": 5000, "batch_size": 64, "lr": 1e-3, "min_lr": 1e-4, "warmup": 100, "beta2": 0.99},
+        "expected_val_loss": None,
+    },
+}
+DEFAULT_PRESET = "small"
+
+#: `--preset`: one choice per entry of PRESETS (the one list).
+Preset = Enum("Preset", [(name, name) for name in PRESETS], type=str)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags: how a field is set on the command line.
+
+MODEL, TRAINING, EVALUATION, RUN = "Model", "Training", "Evaluation", "Run"  # the help panels
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How one configuration field appears on the command line.
+
+    Attributes:
+        help: the help text of the option.
+        panel: the group `--help` lists it in (MODEL, TRAINING, EVALUATION or RUN).
+        name: the option when it is not the field's name with dashes (`n_layers` is `--layers`).
+        choices: an Enum of the allowed values; Typer validates and lists them.
+        recipe: True if the value is part of how the model is trained, so `--resume` refuses a
+            different one; False for where the run computes (device, threads), which may change.
+    """
+
+    help: str
+    panel: str
+    name: str = ""
+    choices: type[Enum] | None = None
+    recipe: bool = True
+
+
+def flag(default: Any, help: str, panel: str, **how: Any) -> Any:
+    """A dataclass field with a command-line flag: `lr: float = flag(1e-3, "Peak learning rate.", TRAINING)`."""
+    return field(default=default, metadata={"flag": Flag(help, panel, **how)})
+
+
+def flag_fields(*configs: type, exclude: tuple[str, ...] = ()) -> list[dataclasses.Field]:
+    """The fields of `configs` that have a flag, in declaration order (those named in `exclude` left out)."""
+    return [f for cls in configs for f in dataclasses.fields(cls) if "flag" in f.metadata and f.name not in exclude]
+
+
+def flag_of(field_: dataclasses.Field) -> Flag:
+    return field_.metadata["flag"]
+
+
+def option_name(field_: dataclasses.Field) -> str:
+    """The option that sets a field: its Flag's `name`, else the field name with dashes (`block_size`: --block-size)."""
+    return flag_of(field_).name or "--" + field_.name.replace("_", "-")
+
+
+def option_of(field_name: str) -> str:
+    """The option of a ModelConfig or TrainConfig field, by the field's name: "n_layers" -> "--layers"."""
+    by_name = {f.name: f for f in flag_fields(ModelConfig, TrainConfig)}
+    return option_name(by_name[field_name]) if field_name in by_name else "--" + field_name.replace("_", "-")
+
+
+def flag_text(field_name: str, value: Any) -> str:
+    """How the user types a value: ("lr", 0.01) -> "--lr 0.01"; ("bias", False) -> "--no-bias".
+
+    >>> flag_text("n_layers", 2), flag_text("bias", False)
+    ('--layers 2', '--no-bias')
+    """
+    option = option_of(field_name)
+    if isinstance(value, bool):
+        return option if value else "--no-" + option.removeprefix("--")
+    return f"{option} {value}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The configurations.
 
 
 @dataclass
@@ -22,25 +176,26 @@ class ModelConfig:
 
     Attributes:
         vocab_size: number of distinct token ids (rows of the embedding table).
-        block_size: the longest context, in tokens, the model attends over.
         n_layers: number of transformer blocks stacked on top of each other.
         n_heads: attention heads per block; each works in `dim // n_heads` dimensions.
         dim: width of the residual stream (the embedding size).
+        block_size: the longest context, in tokens, the model attends over.
         pos: how the model learns where a token stands: one of POSITIONAL_ENCODINGS.
         dropout: dropout probability used while training (0 disables it).
-        mlp_ratio: hidden width of the MLP as a multiple of `dim`.
         bias: whether linear layers and LayerNorms have bias terms.
+        mlp_ratio: hidden width of the MLP as a multiple of `dim`.
     """
 
-    vocab_size: int
-    block_size: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    dim: int = 128
-    pos: str = "learned"
-    dropout: float = 0.0
+    vocab_size: int = flag(MISSING, "Vocabulary size of the BPE trained for the run (a --tokenizer brings its own).",
+                           MODEL)
+    n_layers: int = flag(4, "Transformer blocks.", MODEL, name="--layers")
+    n_heads: int = flag(4, "Attention heads per block.", MODEL, name="--heads")
+    dim: int = flag(128, "Width of the residual stream.", MODEL)
+    block_size: int = flag(128, "Context length in tokens.", MODEL)
+    pos: str = flag("learned", "How the model learns where a token stands.", MODEL, choices=PositionalEncoding)
+    dropout: float = flag(0.0, "Dropout while training.", MODEL)
+    bias: bool = flag(True, "Biases in linears and LayerNorms.", MODEL)
     mlp_ratio: int = 4
-    bias: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -76,58 +231,71 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """How a model is trained (AdamW, warmup then cosine decay, periodic evaluation)."""
+    """How a model is trained (AdamW, warmup then cosine decay, periodic evaluation), and on what.
 
-    steps: int = 2000
-    batch_size: int = 32
-    grad_accum: int = 1
-    lr: float = 1e-3
-    min_lr: float = 1e-4
-    warmup: int = 100
-    weight_decay: float = 0.1
+    The flag fields are the recipe `minitx train` was given; `tokenizer` and the `corpus*` fields
+    record where the text and its tokenizer came from, so `--resume` and `minitx eval` can find them again.
+    """
+
+    preset: str | None = flag(None, f"A model size with a recipe to suit it (default: {DEFAULT_PRESET}); "
+                                    "the other flags override its values.", MODEL, choices=Preset)
+    tokenizer: str | None = flag(None, "tokenizer.json, or 'char'; default: train a BPE on the corpus.", MODEL)
+    steps: int = flag(2000, "Optimisation steps.", TRAINING)
+    batch_size: int = flag(32, "Sequences per micro-batch.", TRAINING)
+    grad_accum: int = flag(1, "Micro-batches per step.", TRAINING)
+    lr: float = flag(1e-3, "Peak learning rate.", TRAINING)
+    min_lr: float = flag(1e-4, "Learning rate at the end of the cosine.", TRAINING)
+    warmup: int = flag(100, "Linear warmup steps.", TRAINING)
+    weight_decay: float = flag(0.1, "AdamW weight decay.", TRAINING)
     beta1: float = 0.9
-    beta2: float = 0.99
-    grad_clip: float = 1.0
-    val_fraction: float = 0.1
-    eval_every: int = 250
-    eval_batches: int = 20
-    save_every: int = 500
-    seed: int = 1337
-    device: str = "auto"
-    dtype: str = "auto"
-    compile: bool | None = None  # None: auto (see train.should_compile)
-    threads: int = 0
-    doc_aligned: bool = False  # windows start only at <|doc|> (see batches.py); measured not to pay
-    preset: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    beta2: float = flag(0.99, "AdamW beta2.", TRAINING)
+    grad_clip: float = flag(1.0, "Clip the gradient norm (0: off).", TRAINING)
+    # windows start only at <|doc|> (see batches.py); measured not to pay (docs/decisions.md)
+    doc_aligned: bool = flag(False, "Start training windows at <|doc|> markers.", TRAINING)
+    val_fraction: float = flag(0.1, "Share of tokens held out for validation.", EVALUATION)
+    eval_every: int = flag(250, "Steps between evaluations.", EVALUATION)
+    eval_batches: int = flag(20, "Batches per evaluation.", EVALUATION)
+    save_every: int = flag(500, "Steps between checkpoints.", RUN)
+    seed: int = flag(1337, "Random seed (a CPU run is bit-for-bit repeatable).", RUN)
+    device: str = flag("auto", "Where to compute.", RUN, choices=Device, recipe=False)
+    dtype: str = flag("auto", "Number type: bfloat16 where the GPU supports it, else float32.", RUN, choices=DType)
+    compile: bool | None = flag(None, "torch.compile the model (default: where it pays, see training/loop.py).",
+                                RUN)
+    threads: int = flag(0, "CPU threads (0: the idle cores, or OMP_NUM_THREADS).", RUN, recipe=False)
+    corpus: str | None = None  # a name for the text: the file names, or "built-in stories"
+    corpus_files: list[str] = field(default_factory=list)  # absolute paths; none: the built-in stories
+    corpus_bytes: int | None = None  # its size in UTF-8 bytes
+    corpus_sha256: str | None = None  # --resume refuses a corpus whose sha256 differs
+    prepared_data: str | None = None  # the token files trained on: DATA_DIR, or the token cache's entry
 
     def validate(self) -> None:
         checks = {
             "steps": self.steps >= 1,
-            "batch-size": self.batch_size >= 1,
-            "grad-accum": self.grad_accum >= 1,
+            "batch_size": self.batch_size >= 1,
+            "grad_accum": self.grad_accum >= 1,
             "lr": self.lr > 0,
-            "min-lr": 0 <= self.min_lr <= self.lr,
+            "min_lr": 0 <= self.min_lr <= self.lr,
             "warmup": self.warmup >= 0,
-            "weight-decay": self.weight_decay >= 0,
+            "weight_decay": self.weight_decay >= 0,
             "beta2": 0 < self.beta2 < 1,
-            "grad-clip": self.grad_clip >= 0,
-            "val-fraction": 0 < self.val_fraction < 1,
-            "eval-every": self.eval_every >= 1,
-            "eval-batches": self.eval_batches >= 1,
-            "save-every": self.save_every >= 1,
+            "grad_clip": self.grad_clip >= 0,
+            "val_fraction": 0 < self.val_fraction < 1,
+            "eval_every": self.eval_every >= 1,
+            "eval_batches": self.eval_batches >= 1,
+            "save_every": self.save_every >= 1,
         }
-        for flag, ok in checks.items():
+        for name, ok in checks.items():
             if not ok:
-                value = getattr(self, flag.replace("-", "_"))
-                raise UserError(f"--{flag} has an impossible value: {value}")
+                raise UserError(f"{option_of(name)} has an impossible value: {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        return _from_dict(cls, d)
+        """Read a saved config; runs saved before the corpus fields were typed kept them in an `extra` dict."""
+        old = d.get("extra") if isinstance(d.get("extra"), dict) else {}
+        return _from_dict(cls, {**old, **d})
 
 
 def _from_dict(cls: type, d: dict[str, Any]):  # noqa: ANN202 - generic helper
@@ -137,41 +305,7 @@ def _from_dict(cls: type, d: dict[str, Any]):  # noqa: ANN202 - generic helper
 
 
 # ---------------------------------------------------------------------------------------------
-# Presets: named model sizes with a training recipe that suits them. Flags given on the command line
-# override a preset's values. `expected_val_loss` is the band of validation losses measured for the
-# preset on the built-in corpus (see docs/decisions.md), shown beside the live value while training.
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {
-        "about": "2 layers, 64 wide: trains in seconds, for tests and first looks",
-        "model": {"n_layers": 2, "n_heads": 4, "dim": 64, "block_size": 64},
-        "train": {"steps": 300, "batch_size": 16, "lr": 3e-3, "min_lr": 3e-4, "warmup": 30, "eval_every": 100},
-        "vocab_size": 512,
-        "expected_val_loss": (2.52, 2.60),
-    },
-    "small": {
-        "about": "the default: 4 layers, 128 wide; about 3 minutes on a 2-core CPU",
-        "model": {"n_layers": 4, "n_heads": 4, "dim": 128, "block_size": 128},
-        "train": {"steps": 2000, "batch_size": 16, "lr": 5e-3, "min_lr": 5e-4, "warmup": 100, "eval_every": 250},
-        "vocab_size": 1024,
-        "expected_val_loss": (2.52, 2.59),
-    },
-    "nanogpt-cpu": {
-        "about": "nanoGPT's CPU Shakespeare shape: 4 layers, 4 heads, 128 wide, block 64",
-        "model": {"n_layers": 4, "n_heads": 4, "dim": 128, "block_size": 64, "bias": False},
-        "train": {"steps": 2000, "batch_size": 12, "lr": 1e-3, "min_lr": 1e-4, "warmup": 100, "beta2": 0.99},
-        "vocab_size": 1024,
-        "expected_val_loss": (2.61, 2.68),
-    },
-    "medium": {
-        "about": "6 layers, 384 wide, block 256 (nanoGPT's GPU Shakespeare shape): wants a GPU",
-        "model": {"n_layers": 6, "n_heads": 6, "dim": 384, "block_size": 256, "dropout": 0.2},
-        "train": {"steps": 5000, "batch_size": 64, "lr": 1e-3, "min_lr": 1e-4, "warmup": 100, "beta2": 0.99},
-        "vocab_size": 2048,
-        "expected_val_loss": None,
-    },
-}
-DEFAULT_PRESET = "small"
+# From a preset and the flags given to the configurations.
 
 
 def preset(name: str) -> dict[str, Any]:
@@ -181,11 +315,33 @@ def preset(name: str) -> dict[str, Any]:
     return PRESETS[name]
 
 
-def make_train_config(preset_name: str | None, overrides: dict[str, Any]) -> TrainConfig:
-    """TrainConfig from a preset's recipe, then the flags the user gave (None means 'not given')."""
+def given(flags: dict[str, Any], config: type) -> dict[str, Any]:
+    """The flags of `config` the user gave: those present and not None ('not given').
+
+    >>> given({"lr": 0.01, "steps": None, "dim": 64}, TrainConfig)
+    {'lr': 0.01}
+    """
+    names = {f.name for f in dataclasses.fields(config)}
+    return {k: v for k, v in flags.items() if k in names and v is not None}
+
+
+def make_train_config(preset_name: str | None, flags: dict[str, Any]) -> TrainConfig:
+    """TrainConfig from a preset's recipe, then the flags the user gave (None means 'not given').
+
+    >>> make_train_config("tiny", {"lr": 0.01, "steps": None}).steps  # tiny's 300 steps, at lr 0.01
+    300
+    """
     name = preset_name or DEFAULT_PRESET
-    values = {**preset(name)["train"], **{k: v for k, v in overrides.items() if v is not None}}
-    cfg = TrainConfig(**values, preset=name)
-    cfg.extra["steps_given"] = overrides.get("steps") is not None
+    cfg = TrainConfig(**{**preset(name)["train"], **given(flags, TrainConfig), "preset": name})
     cfg.validate()
     return cfg
+
+
+def make_model_config(preset_name: str | None, flags: dict[str, Any], vocab_size: int) -> ModelConfig:
+    """ModelConfig from a preset's shape, then the model flags given; `vocab_size` is the tokenizer's.
+
+    >>> make_model_config("tiny", {"pos": "rope", "dim": None}, vocab_size=300).dim
+    64
+    """
+    values = {**preset(preset_name or DEFAULT_PRESET)["model"], **given(flags, ModelConfig)}
+    return ModelConfig(**{**values, "vocab_size": vocab_size})

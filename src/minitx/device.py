@@ -13,11 +13,30 @@ from __future__ import annotations
 
 import os
 import time
+from enum import Enum
 
 from minitx.errors import UserError
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-DTYPES = ("auto", "float32", "bfloat16")
+
+class Device(str, Enum):
+    """Where to compute (`--device`); `auto` picks cuda, then mps, then cpu."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class DType(str, Enum):
+    """The number type of training (`--dtype`); `auto` is bfloat16 on GPUs that support it, else float32."""
+
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+
+
+DEVICES = tuple(d.value for d in Device)
+DTYPES = tuple(d.value for d in DType)
 
 
 def resolve_device(name: str = "auto") -> str:

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from minitx.commands.display import make_console
-from minitx.commands.tokenize import read_stdin
 from minitx.errors import UserError, refuse_overwrite
+from minitx.text.files import read_corpus, read_stdin
 
 
 def grammar(*, out: Path, n_bytes: int, seed: int, force: bool) -> None:
@@ -28,12 +28,7 @@ def check(file: Path, *, as_json: bool, examples: int) -> int:
     """`minitx data check`: parse every sentence; return the exit code (0: all accepted, 1 otherwise)."""
     from minitx.corpus import check_text, render_report
 
-    if str(file) == "-":
-        text = read_stdin().removeprefix("\ufeff")
-    else:
-        from minitx.text.files import read_corpus
-
-        text = read_corpus([file])
+    text = read_stdin() if str(file) == "-" else read_corpus([file])
     report = check_text(text)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2, ensure_ascii=False))

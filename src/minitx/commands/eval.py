@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from minitx.commands.loading import load_for_inference
-from minitx.generation.sampling import DEFAULT_TEMPERATURE
+from minitx.config import DEFAULT_TEMPERATURE
 
 
 def run_eval(

@@ -27,11 +27,14 @@ def run_generate(
 ) -> None:
     """`minitx generate`: sample from a run and print prompt + text to stdout, statistics to stderr.
 
-    One sample streams as it is written (unless --no-stream). Several samples are printed when all
-    are done, each under a `── sample i ──` line: streaming them side by side would interleave.
+    `prompt` "-" reads stdin. One sample streams as it is written (unless --no-stream). Several samples
+    are printed when all are done, each under a `── sample i ──` line: streaming them side by side
+    would interleave.
     """
     from minitx.generation.sampling import SamplingConfig, generate_text
+    from minitx.text.files import read_stdin
 
+    prompt = read_stdin() if prompt == "-" else prompt
     cfg = SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed, num_samples, list(stop))
     model, run = load_for_inference(run_dir, device, threads, quantize)
     out = sys.stdout

@@ -26,7 +26,7 @@ def run_inspect_attention(
     console: Console | None = None,
     threads: int = 0,
 ) -> None:
-    """`minitx inspect-attention RUN_DIR`: print what every head attends to for `prompt`.
+    """`minitx inspect-attention RUN_DIR`: print what every head attends to for `prompt` ("-": stdin).
 
     Prints how to read the view, the roles grid, one head's heatmap -- the given --layer/--head, or
     the most telling head (`most_telling_head`, within --layer or --head if only one is given) --
@@ -47,10 +47,11 @@ def run_inspect_attention(
     from minitx.inspect.heatmap import cells_that_fit
     from minitx.inspect.html import save_attention_html
     from minitx.inspect.roles import ROLE_RULES, head_roles, most_telling_head, roles_table
+    from minitx.text.files import read_stdin
 
     console = console if console is not None else Console()
     model, run = load_for_inference(run_dir, device, threads)
-    text = DEFAULT_PROMPT if prompt is None else prompt
+    text = DEFAULT_PROMPT if prompt is None else read_stdin() if prompt == "-" else prompt
     capture = capture_attention(model, run.tokenizer, text, max_tokens=max_tokens)
     check_head(capture, layer, head)
     if capture.n_tokens < 2:

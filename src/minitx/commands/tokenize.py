@@ -11,19 +11,8 @@ from rich.table import Table
 
 from minitx.commands.display import make_console
 from minitx.errors import UserError, refuse_overwrite
+from minitx.text.files import read_stdin
 from minitx.text.tokenizer import Tokenizer
-
-
-def read_stdin() -> str:
-    """All of stdin, exactly: bytes decoded as UTF-8, no newline translation (\\r\\n stays \\r\\n)."""
-    buffer = getattr(sys.stdin, "buffer", None)
-    if buffer is None:
-        return sys.stdin.read()
-    data = buffer.read()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"stdin is not UTF-8 text (bad byte at offset {e.start})") from None
 
 
 def load_tokenizer(spec: str) -> Tokenizer:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from minitx.commands.display import fmt, make_console
-from minitx.errors import require_file
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -17,22 +20,125 @@ if TYPE_CHECKING:
 
 
 def train(
-    files: list[Path], *, out: Path, preset: str | None, tokenizer: str | None, vocab_size: int | None,
-    model_overrides: dict[str, Any], train_overrides: dict[str, Any], resume: bool, force: bool, quiet: bool,
+    files: list[Path], *, out: Path, flags: dict[str, Any], resume: bool, force: bool, quiet: bool,
+    nproc: int = 1, port: int | None = None,
 ) -> int:
-    """Train (or resume) a run; return the exit code (130 when Ctrl-C stopped it after saving)."""
-    from minitx.config import make_train_config
+    """Train (or resume) a run; return the exit code (130 when Ctrl-C stopped it after saving).
+
+    `flags` holds every ModelConfig and TrainConfig flag by field name, None where not given.
+    `nproc` > 1 relaunches this same command under torchrun with that many processes; under torchrun
+    (WORLD_SIZE set) this process joins the group and trains its share of every batch.
+    """
+    from minitx.device import resolve_device
+    from minitx.training import distributed
     from minitx.training.setup import run_training
 
-    cfg = make_train_config(preset, train_overrides)
-    for f in files:
-        require_file(f, "corpus file")
-    trainer, result = run_training(files, out, model_overrides=model_overrides, train_config=cfg,
-                                   tokenizer_spec=tokenizer, vocab_size=vocab_size,
-                                   train_flags={"preset": preset, **train_overrides}, resume=resume, force=force,
-                                   show_progress=not quiet)
-    print_train_summary(trainer, result, make_console())
+    world = distributed.World.from_env()
+    chosen = flags.get("device") or "auto"
+    device = resolve_device(getattr(chosen, "value", chosen))  # an Enum member or its text
+    if nproc > 1 and not world.distributed:
+        return launch(nproc, port, device)
+    distributed.init(world, distributed.rank_device(device, world))
+    notes = make_console()  # on stdout, with the progress and the summary: stderr is for the one error line
+
+    def notify(line: str) -> None:
+        if world.is_main:
+            notes.print(escape(line), soft_wrap=True)
+
+    try:
+        trainer, result = run_training(files, out, flags=flags, resume=resume, force=force,
+                                       show_progress=not quiet, world=world,
+                                       notify=notify)
+    finally:
+        distributed.shutdown(world)
+    if world.is_main:
+        print_train_summary(trainer, result, make_console())
     return 130 if result.interrupted else 0
+
+
+def launch(nproc: int, port: int | None, device: str) -> int:
+    """`minitx train --nproc N ...` = `torchrun --standalone --nproc-per-node N -m minitx train ...`.
+
+    The same arguments minus --nproc/--port; torchrun's exit code is returned. With --port the
+    rendezvous uses 127.0.0.1:PORT instead of a free port torchrun picks.
+    """
+    import signal
+    import subprocess
+
+    from minitx.training import distributed
+
+    distributed.check_can_launch(nproc, device)
+    if port is not None:
+        distributed.check_port_free("127.0.0.1", port)
+    where = ["--standalone"] if port is None else ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *where, "--nproc-per-node", str(nproc),
+           "-m", "minitx", *_without_launch_flags(sys.argv[1:])]
+    child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, errors="replace")
+    # torchrun starts the ranks in sessions of their own: a Ctrl-C here reaches torchrun, which sends
+    # them SIGTERM, which they treat like Ctrl-C (finish the step, save, stop). This process waits.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        report = relay_stderr(child.stderr)
+        code = child.wait()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if code != 0 and not report.ours and report.failed_rank is not None:
+        print(f"minitx: error: rank {report.failed_rank} stopped with exit code {report.failed_code}; torchrun "
+              "stopped the other ranks -- the last checkpoint is kept, continue with --resume", file=sys.stderr)
+    return code
+
+
+@dataclass
+class LaunchReport:
+    ours: bool = False  # a rank printed its own "minitx: error: ..." line
+    failed_rank: int | None = None  # torchrun's "root cause": the first rank that failed
+    failed_code: str | None = None
+
+
+_TORCH_LOG = re.compile(r"^[WIE]\d{4} \d\d:\d\d:\d\d")  # torch.distributed's own log lines
+
+
+def relay_stderr(stream: IO[str]) -> LaunchReport:
+    """Pass the ranks' stderr through; keep torchrun's own logs and traceback back, noting who failed.
+
+    torchrun ends a failed job with a Python traceback and a "Root Cause" table; minitx shows one line
+    instead (above), naming the rank that failed first.
+    """
+    report, in_torchrun_report, root_cause = LaunchReport(), False, False
+    for line in stream:
+        if line.startswith("minitx: error:"):
+            report.ours = True
+        if _TORCH_LOG.match(line):
+            continue
+        if line.startswith("Traceback (most recent call last):") or line.startswith("torch.distributed.elastic"):
+            in_torchrun_report = True
+        if not in_torchrun_report:
+            sys.stderr.write(line)
+            continue
+        root_cause = root_cause or line.startswith("Root Cause")
+        field, _, value = line.strip().partition(":")
+        if root_cause and field.strip() == "rank" and report.failed_rank is None:
+            report.failed_rank = int(value.split()[0])
+        elif root_cause and field.strip() == "exitcode" and report.failed_code is None:
+            report.failed_code = value.split()[0]
+    return report
+
+
+def _without_launch_flags(argv: list[str]) -> list[str]:
+    """argv without `--nproc N`, `--nproc=N`, `--port P`, `--port=P`.
+
+    >>> _without_launch_flags(["train", "--nproc", "2", "--steps=5", "--port=29555", "x.txt"])
+    ['train', '--steps=5', 'x.txt']
+    """
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--nproc", "--port"):
+            skip = True
+        elif not arg.startswith(("--nproc=", "--port=")):
+            out.append(arg)
+    return out
 
 
 def print_train_summary(trainer: Trainer, result: TrainResult, console: Console) -> None:

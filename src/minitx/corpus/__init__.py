@@ -19,9 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-#: Starts every document. Must equal `minitx.text.tokenizer.DOC_TOKEN` (a test checks it); it is
-#: repeated here so that the corpus does not depend on the tokenizer.
-DOC_TOKEN = "<|doc|>"
+from minitx.text.special import DOC_TOKEN  # starts every document
 
 __all__ = [
     "DOC_TOKEN",

@@ -31,7 +31,6 @@ from typing import Any
 
 from lark import Token, Tree
 
-from minitx.corpus import DOC_TOKEN
 from minitx.corpus.grammar import SentenceRejected, look_up, parse, split_words
 from minitx.corpus.lexicon import (
     ADJECTIVE_ORDER,
@@ -46,6 +45,7 @@ from minitx.corpus.lexicon import (
     article_for,
     pronoun_for,
 )
+from minitx.text.special import DOC_TOKEN
 
 #: A sentence is everything up to and including a final mark; what trails after the last mark of
 #: a document is an unfinished sentence.

@@ -20,7 +20,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from minitx.corpus import DOC_TOKEN
 from minitx.corpus.lexicon import (
     ADJECTIVE_ORDER,
     ADJECTIVES,
@@ -47,6 +46,7 @@ from minitx.corpus.lexicon import (
     third_person,
 )
 from minitx.errors import UserError
+from minitx.text.special import DOC_TOKEN
 
 #: What each transitive verb can have as its object (the default: someone or something you can hold).
 OBJECT_KINDS: dict[str, frozenset[str]] = {

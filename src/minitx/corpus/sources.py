@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from minitx.config import BUILTIN_CORPUS_BYTES, BUILTIN_CORPUS_SEED
 from minitx.text.files import read_corpus
-
-#: How much of the built-in corpus `train` and `tokenize train` use when given no files.
-BUILTIN_CORPUS_BYTES = 2_000_000
-BUILTIN_CORPUS_SEED = 0
 
 
 def load_training_text(files: list[Path]) -> tuple[str, str]:

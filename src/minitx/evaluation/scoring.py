@@ -14,15 +14,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from minitx.generation.sampling import DEFAULT_TEMPERATURE
+from minitx.config import DEFAULT_TEMPERATURE
+from minitx.errors import UserError
+from minitx.training.loop import bits_per_byte
 
 if TYPE_CHECKING:
     from minitx.corpus import CheckReport
     from minitx.model import GPT
+    from minitx.rundir import Run
     from minitx.text.tokenizer import Tokenizer
 
 
@@ -61,22 +65,23 @@ def score_ids(model: GPT, ids: torch.Tensor, n_bytes: int, batch_size: int = 16)
         total += loss.item() * y.numel()
         count += y.numel()
     loss = total / count
-    # the scored tokens stand for this share of the bytes
-    scored_bytes = n_bytes * count / max(1, len(ids))
-    return TextScore(count, n_bytes, loss, math.exp(loss), loss / math.log(2) * count / max(1.0, scored_bytes))
+    bytes_per_token = n_bytes / max(1, len(ids))
+    return TextScore(count, n_bytes, loss, math.exp(loss), bits_per_byte(loss, bytes_per_token))
 
 
-def validation_ids(run: Any) -> tuple[torch.Tensor, int, str]:
-    """Rebuild a run's validation split: the same corpus, tokenizer and --val-fraction as in training."""
-    from minitx.corpus.sources import load_training_text
+def validation_ids(run: Run) -> tuple[torch.Tensor, int, str]:
+    """Rebuild a run's validation split: the same corpus, tokenizer and split as in training."""
+    from minitx.training.data import load_training_data
 
-    files = [Path(f) for f in run.train_config.extra.get("corpus_files", [])]
-    text, source = load_training_text(files)
-    ids = run.tokenizer.encode(text)
-    n_val = int(len(ids) * run.train_config.val_fraction)
-    val = torch.tensor(ids[len(ids) - n_val :], dtype=torch.long)
-    val_bytes = round(len(text.encode("utf-8")) * n_val / max(1, len(ids)))
-    return val, val_bytes, f"validation split of {source}"
+    tc = run.train_config
+    data = load_training_data([Path(f) for f in tc.corpus_files], tokenizer=run.tokenizer, vocab_size=0,
+                              val_fraction=tc.val_fraction, prepared_hint=tc.prepared_data)
+    if tc.corpus_sha256 not in (None, data.text_sha256):
+        raise UserError(f"the corpus ({data.source}) changed since the run was trained on it (its sha256 differs); "
+                        "pass the text to score as FILES")
+    split = data.split(run.model_config.block_size, tc.val_fraction, doc_aligned=False)
+    val = torch.from_numpy(np.asarray(split.val, dtype=np.int64))
+    return val, round(split.bytes_per_token * len(val)), f"validation split of {data.source}"
 
 
 def sample_stories(

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from minitx.config import DEFAULT_TEMPERATURE
 from minitx.errors import UserError
 from minitx.generation.streaming import StopAndStream
 from minitx.model import GPT, KVCache
@@ -65,9 +66,6 @@ from minitx.model import GPT, KVCache
 if TYPE_CHECKING:
     from minitx.text.tokenizer import Tokenizer
 
-#: The default softmax temperature of `minitx generate` and `minitx eval --grammar` (docs/decisions.md:
-#: on the default story model, 0.7 / 0.8 / 1.0 gave 97% / 96% / 90% grammatical sentences).
-DEFAULT_TEMPERATURE = 0.7
 
 
 @dataclass

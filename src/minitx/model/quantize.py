@@ -39,7 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-QUANTIZE_CHOICES = ("none", "int8")
+from minitx.config import Quantize
+
+QUANTIZE_CHOICES = tuple(q.value for q in Quantize)
 
 
 class Int8Linear(nn.Module):

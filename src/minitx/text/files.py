@@ -1,9 +1,13 @@
-"""Getting text in: reading corpus files safely, and fetching the tiny Shakespeare corpus.
+"""Getting text in: the one reader of UTF-8 text (files and stdin), and fetching the tiny Shakespeare corpus.
 
-A language model learns whatever bytes it is given, so this module refuses inputs that are
-almost certainly mistakes before hours go into training on them: a path that is a directory, an
-empty file, a binary file (a checkpoint, an image), text that is not UTF-8. Each refusal is a
-`UserError` naming the file and what to do.
+Every command that reads text -- a corpus to train on, a tokenizer's training files, a prompt or a
+story from stdin -- reads it here, so all of them agree: the bytes are decoded as UTF-8 exactly as
+they are ("\r\n" stays "\r\n"; a leading byte-order mark is dropped), and text that is not UTF-8
+is a `UserError` giving the offset of the first bad byte.
+
+A language model learns whatever bytes it is given, so corpus files are also refused when they are
+almost certainly mistakes, before hours go into training on them: a path that is a directory, an
+empty file, a binary file (a checkpoint, an image). Each refusal names the file and what to do.
 
 For example, with a.txt holding "one" (no final newline) and b.txt holding "two\\n",
 `read_corpus([Path("a.txt"), Path("b.txt")])` returns "one\\ntwo\\n".
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -49,15 +54,15 @@ def read_corpus(paths: list[Path]) -> str:
         raise UserError("no corpus file given; pass at least one UTF-8 text file")
     texts: list[str] = []
     for path in paths:
-        text = _read_text_file(Path(path))
+        text = read_text_file(Path(path))
         if texts and not texts[-1].endswith("\n"):
             texts.append("\n")  # so the last line of one file does not run into the next file
         texts.append(text)
     return "".join(texts)
 
 
-def _read_text_file(path: Path) -> str:
-    """One file's text, or a UserError saying why it is not a usable corpus file."""
+def read_text_file(path: Path) -> str:
+    """One corpus file's text, or a UserError saying why it is not a usable corpus file."""
     if not path.exists():
         raise UserError(f"corpus file not found: {path} (check the path)")
     if path.is_dir():
@@ -65,17 +70,36 @@ def _read_text_file(path: Path) -> str:
     data = path.read_bytes()
     if looks_binary(data):
         raise UserError(f"{path} looks like a binary file, not text; pass a plain UTF-8 text file")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise UserError(
-            f"{path} is not valid UTF-8 (byte 0x{data[error.start]:02x} at offset {error.start}); "
-            f"convert it first, e.g. iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}"
-        ) from None
-    text = text.removeprefix("\ufeff")
+    text = decode_utf8(data, str(path), f"; convert it first, e.g. iconv -f latin1 -t utf-8 {path} > "
+                                        f"{path.stem}.utf8{path.suffix}")
     if not text.strip():
         raise UserError(f"corpus file {path} is empty; put some text in it or pass another file")
     return text
+
+
+def read_stdin() -> str:
+    """All of stdin as text, decoded like a file (`-` in place of a file or a prompt)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is None:  # a stream that is text already (a test's StringIO)
+        return sys.stdin.read().removeprefix("\ufeff")
+    return decode_utf8(buffer.read(), "stdin")
+
+
+def decode_utf8(data: bytes, where: str, how_to_fix: str = "") -> str:
+    """Bytes to text, exactly: UTF-8, no newline translation, a leading byte-order mark dropped.
+
+    >>> decode_utf8("\ufeffone\r\ntwo".encode("utf-8"), "a.txt")
+    'one\r\ntwo'
+    >>> decode_utf8(b"caf\xe9", "a.txt")
+    Traceback (most recent call last):
+    minitx.errors.UserError: a.txt is not valid UTF-8 (byte 0xe9 at offset 3)
+    """
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as error:
+        raise UserError(
+            f"{where} is not valid UTF-8 (byte 0x{data[error.start]:02x} at offset {error.start}){how_to_fix}"
+        ) from None
 
 
 def looks_binary(data: bytes) -> bool:

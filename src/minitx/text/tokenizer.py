@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from minitx.errors import UserError, require_file
 from minitx.fileio import atomic_write_text
+from minitx.text.files import read_text_file
 from minitx.text.special import DOC_TOKEN
 
 if TYPE_CHECKING:
@@ -129,11 +130,7 @@ def _training_texts(texts: Iterable[str] | None, files: list[Path] | None) -> It
     """The texts, then each file's text; read lazily, so `texts` may stream a corpus of any size."""
     yield from texts or ()
     for path in files or []:
-        try:
-            # Decode the bytes ourselves: read_text() would turn "\r\n" into "\n" and change the text.
-            yield require_file(path, "training file").read_bytes().decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise UserError(f"{path} is not UTF-8 text (bad byte at offset {err.start}); convert it") from None
+        yield read_text_file(Path(path))
 
 
 class Tokenizer:

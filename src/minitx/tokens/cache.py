@@ -77,12 +77,14 @@ def prepared_corpus(
     show_progress: bool = False,
     progress: Progress | None = None,
     on_prepare: Callable[[str], None] | None = None,
+    prefer: Path | None = None,
 ) -> CachedCorpus:
     """The prepared tokens of `sources` from the cache, preparing them first if they are missing or stale.
 
     `tokenizer`: a Tokenizer, a tokenizer.json path, 'char' (a char tokenizer of the corpus) or None (a BPE
     of `vocab_size` trained on the corpus). `on_prepare` is called with a line to show before a
-    (slow) prepare starts.
+    (slow) prepare starts. `prefer`: a prepared directory to use if it holds these unchanged sources
+    encoded by `tokenizer` (a resumed run's own data, whatever cache key it was prepared under).
     """
     if any(not s.cacheable for s in sources):
         raise UserError("minitx train cannot cache stdin; prepare it first: minitx prepare - --out DATA_DIR, "
@@ -92,6 +94,10 @@ def prepared_corpus(
         identity = tokenizer_sha256(given)
     else:
         given, identity = None, tokenizer or f"bpe {vocab_size}"
+    if prefer is not None and given is not None and is_fresh(prefer, sources):
+        meta = store.read_meta(prefer)
+        if meta["tokenizer_sha256"] == identity and meta["val_fraction"] == val_fraction:
+            return CachedCorpus(store.open_prepared(prefer), reused=True)
     entry = cache_root() / cache_key(sources, identity, val_fraction, text_field)
     if is_fresh(entry, sources):
         return CachedCorpus(store.open_prepared(entry), reused=True)

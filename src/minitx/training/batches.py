@@ -113,24 +113,33 @@ class BatchSampler:
         seed: int,
         device: str = "cpu",
         starts: np.ndarray | torch.Tensor | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
+        """`world_size` processes training together each draw the same global batch of
+        batch_size × world_size windows (one generator, one seed) and keep rows rank·B .. (rank+1)·B - 1,
+        so the windows a run trains on do not depend on how the global batch is split."""
         self.data = data.numpy() if isinstance(data, torch.Tensor) else data
         # allowed window offsets (document starts), or None for any offset
         self.starts = starts.numpy() if isinstance(starts, torch.Tensor) else starts
         self.block_size = block_size
         self.batch_size = batch_size
         self.device = device
+        self.rank, self.world_size = rank, world_size
         self.generator = torch.Generator().manual_seed(seed)
         self._offsets = np.arange(block_size + 1)  # (T+1,)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch: x (B, T) and y (B, T), y shifted one token to the right of x."""
+        global_batch = self.batch_size * self.world_size
         if self.starts is None:
-            starts = torch.randint(len(self.data) - self.block_size, (self.batch_size,), generator=self.generator)
+            starts = torch.randint(len(self.data) - self.block_size, (global_batch,), generator=self.generator)
             starts = starts.numpy()
         else:
-            pick = torch.randint(len(self.starts), (self.batch_size,), generator=self.generator)
+            pick = torch.randint(len(self.starts), (global_batch,), generator=self.generator)
             starts = self.starts[pick.numpy()]
+        if self.world_size > 1:
+            starts = starts[self.rank * self.batch_size : (self.rank + 1) * self.batch_size]  # this rank's slice
         # (B, T+1): one gather that reads only these windows' pages of a memory map, then int64 ids
         windows = torch.from_numpy(self.data[starts[:, None] + self._offsets].astype(np.int64))
         if self.device != "cpu":

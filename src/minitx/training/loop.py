@@ -16,7 +16,7 @@ finishes the current step, saves, and stops; `--resume` continues bit-for-bit wh
 (on a CPU, same seed and threads): the batch sampler's generator state is the data position.
 
 How `minitx train` prepares the run this loop trains (corpus, tokenizer, run directory, what --resume
-may change) is in run_setup.py.
+may change) is in setup.py.
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ from minitx import rundir
 from minitx.config import ModelConfig, TrainConfig
 from minitx.device import apply_threads, resolve_device, resolve_dtype
 from minitx.errors import UserError
+from minitx.training import distributed
 from minitx.training.batches import BatchSampler, TokenSplit
+from minitx.training.distributed import World
 
 
 @dataclass
@@ -82,20 +84,24 @@ class Trainer:
         split: TokenSplit,
         *,
         resume: bool = False,
+        world: World | None = None,
     ) -> None:
         from minitx.model import GPT
 
         train_config.validate()
+        self.world = world if world is not None else World.from_env()
         self.run_dir = Path(run_dir)
         self.model_config = model_config
         self.cfg = train_config
         self.split = split
-        self.device = resolve_device(train_config.device)
+        self.device = distributed.rank_device(resolve_device(train_config.device), self.world)
         self.dtype = resolve_dtype(train_config.dtype, self.device)
         self.threads, self.threads_why = apply_threads(train_config.threads)
 
         torch.manual_seed(train_config.seed)
-        self.model = GPT(model_config).to(self.device)
+        self.model = GPT(model_config).to(self.device)  # the same initial weights on every rank
+        if self.world.distributed:  # each rank its own dropout masks
+            torch.manual_seed(train_config.seed + self.world.rank)
         self.optimizer = self.model.configure_optimizer(
             weight_decay=train_config.weight_decay,
             lr=train_config.lr,
@@ -104,7 +110,7 @@ class Trainer:
         )
         self.batches = BatchSampler(
             split.train, model_config.block_size, train_config.batch_size, train_config.seed, self.device,
-            starts=split.train_starts,
+            starts=split.train_starts, rank=self.world.rank, world_size=self.world.size,
         )
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -122,8 +128,10 @@ class Trainer:
     # -- pieces of a step ------------------------------------------------------------------------
 
     def _maybe_compile(self) -> torch.nn.Module:
+        """The module a step calls: the model, wrapped by DDP across ranks, compiled when it pays."""
         self.compiled = should_compile(self.cfg, self.model_config, self.model.num_parameters(), self.device)
-        return torch.compile(self.model) if self.compiled else self.model
+        self.ddp_model = distributed.wrap(self.model, self.world, self.device)
+        return torch.compile(self.ddp_model) if self.compiled else self.ddp_model
 
     def _autocast(self):  # noqa: ANN202 - a context manager
         if self.dtype == "bfloat16":
@@ -137,20 +145,24 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         total = 0.0
-        for _ in range(cfg.grad_accum):
+        for micro in range(cfg.grad_accum):
             x, y = self.batches.next()
-            with self._autocast():
-                _, loss = self.step_model(x, y)
-            if cfg.grad_accum > 1:
-                loss = loss / cfg.grad_accum
-            loss.backward()
+            # Across ranks, gradients are averaged once per step: skip the all-reduce until the last micro-batch.
+            last = micro == cfg.grad_accum - 1
+            sync = nullcontext() if last or not self.world.distributed else self.ddp_model.no_sync()
+            with sync:
+                with self._autocast():
+                    _, loss = self.step_model(x, y)
+                if cfg.grad_accum > 1:
+                    loss = loss / cfg.grad_accum
+                loss.backward()
             total += loss.item()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return total
+        return distributed.mean_over_ranks(total, self.world, self.device)  # the loss of the global batch
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -162,7 +174,7 @@ class Trainer:
         self.model.eval()
         sampler = BatchSampler(
             self.split.val, self.model_config.block_size, self.cfg.batch_size, self.cfg.seed + 1, self.device,
-            starts=self.split.val_starts,
+            starts=self.split.val_starts, rank=self.world.rank, world_size=self.world.size,
         )
         losses = []
         for _ in range(self.cfg.eval_batches):
@@ -171,16 +183,25 @@ class Trainer:
                 _, loss = self.model(x, y)
             losses.append(loss.item())
         self.model.train()
-        val = sum(losses) / len(losses)
+        # Each rank scored its share of every global batch; the mean over ranks is the loss on all of it.
+        val = distributed.mean_over_ranks(sum(losses) / len(losses), self.world, self.device)
         return val, bits_per_byte(val, self.split.bytes_per_token)
 
     # -- checkpoints -----------------------------------------------------------------------------
 
     def save(self, last_train_loss: float | None = None) -> None:
-        """Write weights, optimizer moments, RNG states and step; each file atomically."""
+        """Write weights, optimizer moments, RNG states and step; each file atomically.
+
+        With several ranks only rank 0 writes; every rank's torch RNG state is gathered into the checkpoint.
+        """
+        torch_states = distributed.gather_to_all(torch.get_rng_state(), self.world)
+        if not self.world.is_main:
+            return
         rundir.save_weights(self.run_dir, self.model, self.step)
-        rng = {"batches": self.batches.get_state(), "torch": torch.get_rng_state()}
-        state = {"step": self.step, "last_train_loss": last_train_loss}
+        rng = {"batches": self.batches.get_state(), "torch": torch_states[0]}
+        if self.world.distributed:
+            rng.update({f"torch_rank{r}": t.clone() for r, t in enumerate(torch_states) if r > 0})
+        state = {"step": self.step, "last_train_loss": last_train_loss, "world_size": self.world.size}
         rundir.save_trainer_state(self.run_dir, self.optimizer, state, rng)
 
     def _resume(self) -> None:
@@ -192,14 +213,22 @@ class Trainer:
                 f"{self.run_dir}: weights are from step {meta['step']} but the trainer state is from step "
                 f"{state.get('step')}; the last save was interrupted -- cannot resume exactly"
             )
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world.size:
+            raise UserError(
+                f"{self.run_dir} was trained by {saved_world} process{'es' if saved_world > 1 else ''} and this is "
+                f"{self.world.size}; resume with the same number (its global batch depends on it)"
+            )
         self.step = int(state["step"])
         if "batches" in rng:
             self.batches.set_state(rng["batches"])
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
+        own = f"torch_rank{self.world.rank}" if self.world.rank > 0 else "torch"
+        if own in rng:
+            torch.set_rng_state(rng[own])
         # Evaluations logged after the checkpoint belong to the lost future: drop them.
         self.history = [m for m in rundir.read_metrics(self.run_dir) if m.get("step", 0) <= self.step]
-        rundir.write_metrics(self.run_dir, self.history)
+        if self.world.is_main:
+            rundir.write_metrics(self.run_dir, self.history)
         if self.history:
             self._train_seconds = self.history[-1].get("train_seconds") or 0.0
 
@@ -209,7 +238,8 @@ class Trainer:
         """Train until --steps; save and stop cleanly on the first Ctrl-C."""
         cfg = self.cfg
         tokens_per_step = cfg.batch_size * cfg.grad_accum * self.model_config.block_size
-        display = TrainDisplay(cfg.steps, self.step, show_progress, expected_band)
+        tokens_per_step *= self.world.size  # the global batch
+        display = TrainDisplay(cfg.steps, self.step, show_progress and self.world.is_main, expected_band)
         self.model.train()
         start_step, t0 = self.step, time.perf_counter()
         recent: list[float] = []
@@ -219,12 +249,18 @@ class Trainer:
         needs_eval = self.step > 0 and self.step % cfg.eval_every == 0 and (
             not self.history or self.history[-1]["step"] != self.step
         )
-        with display, _stop_on_interrupt() as stop:
+        with display, _stop_on_interrupt(also_sigterm=self.world.distributed) as stop:
             if needs_eval:  # resumed from a checkpoint whose evaluation never got logged
                 val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
-            while self.step < cfg.steps and not stop.requested:
+            stopped = False
+            while self.step < cfg.steps:
+                # Ctrl-C reaches every rank, not always before the same step: all stop where the first one asked.
+                stopped = distributed.any_rank(stop.requested, self.world, self.device)
+                if stopped:
+                    break
                 step_started = time.perf_counter()
                 loss = self.train_step()
+                distributed.maybe_fail_for_test(self.world, self.step)
                 self._step_seconds.append(time.perf_counter() - step_started)
                 recent.append(loss)
                 elapsed = time.perf_counter() - t0
@@ -235,7 +271,7 @@ class Trainer:
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                     val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
                     recent = []
-            if stop.requested and self.step < cfg.steps:
+            if stopped and self.step < cfg.steps:
                 self.save(recent[-1] if recent else None)
         seconds = time.perf_counter() - t0
         done = self.step - start_step
@@ -248,7 +284,7 @@ class Trainer:
             seconds=seconds,
             tokens_per_second=done * tokens_per_step / max(seconds, 1e-9),
             parameters=self.model.num_parameters(),
-            interrupted=stop.requested and self.step < cfg.steps,
+            interrupted=stopped and self.step < cfg.steps,
             history=self.history,
         )
 
@@ -269,7 +305,8 @@ class Trainer:
         self._train_seconds += sum(self._step_seconds)
         self._step_seconds = []
         self.history.append(record)
-        rundir.append_metrics(self.run_dir, record)
+        if self.world.is_main:
+            rundir.append_metrics(self.run_dir, record)
         display.eval(record)
         return val_loss, val_bpb
 
@@ -291,7 +328,13 @@ def should_compile(cfg: TrainConfig, model_config: ModelConfig, parameters: int,
 
 
 def bits_per_byte(loss_nats_per_token: float, bytes_per_token: float) -> float:
-    """Convert a loss in nats per token into bits per byte of text, comparable across tokenizers."""
+    """Convert a loss in nats per token into bits per byte of text, comparable across tokenizers.
+
+    A token that stands for 4 bytes on average and costs ln 2 nats (1 bit) costs a quarter bit per byte:
+
+    >>> bits_per_byte(math.log(2), bytes_per_token=4.0)
+    0.25
+    """
     return loss_nats_per_token / math.log(2) / bytes_per_token
 
 
@@ -300,29 +343,35 @@ class _StopFlag:
 
 
 @contextmanager
-def _stop_on_interrupt() -> Iterator[_StopFlag]:
-    """The first Ctrl-C asks the loop to stop after the current step; a second one aborts at once."""
+def _stop_on_interrupt(also_sigterm: bool = False) -> Iterator[_StopFlag]:
+    """The first Ctrl-C asks the loop to stop after the current step; a second one aborts at once.
+
+    Under torchrun, a Ctrl-C makes torchrun send SIGTERM to every rank (and SIGKILL 30 s later), so
+    there SIGTERM is treated like the first Ctrl-C: the ranks finish the step, save, and stop.
+    """
     flag = _StopFlag()
-    try:
-        previous = signal.getsignal(signal.SIGINT)
-    except ValueError:  # not the main thread: leave signals alone
-        yield flag
-        return
 
     def handler(signum, frame):  # noqa: ANN001
-        if flag.requested:
+        if flag.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag.requested = True
 
+    signals = [signal.SIGINT, *([signal.SIGTERM] if also_sigterm else [])]
+    previous = {}
     try:
-        signal.signal(signal.SIGINT, handler)
-    except ValueError:
-        yield flag
-        return
+        for sig in signals:
+            previous[sig] = signal.getsignal(sig)
+            signal.signal(sig, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        pass
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, old in previous.items():
+            try:
+                signal.signal(sig, old)
+            except ValueError:
+                pass
 
 
 class TrainDisplay:
