@@ -299,8 +299,10 @@ def prepare(
     """Tokenize a corpus of any size on every core into token files that training memory-maps."""
     from minitx.commands.prepare import prepare as run_prepare
 
-    run_prepare(corpus, tokenizer=tokenizer, out=out, val_fraction=val_fraction, text_field=text_field,
-                force=force, quiet=quiet)
+    code = run_prepare(corpus, tokenizer=tokenizer, out=out, val_fraction=val_fraction, text_field=text_field,
+                       force=force, quiet=quiet)
+    if code:
+        raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------------------------------------

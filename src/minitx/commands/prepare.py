@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 
 def prepare(corpus: list[str], *, tokenizer: str, out: Path, val_fraction: float, text_field: str, force: bool,
-            quiet: bool) -> None:
-    """`minitx prepare CORPUS... --tokenizer PATH|char --out DATA_DIR`."""
+            quiet: bool) -> int:
+    """`minitx prepare CORPUS... --tokenizer PATH|char --out DATA_DIR`; the exit code (130: Ctrl-C, nothing written)."""
     from minitx.tokens.prepare import check_out_dir, prepare
     from minitx.tokens.sources import expand_sources
     from minitx.tokens.vocab import train_tokenizer
@@ -37,10 +37,15 @@ def prepare(corpus: list[str], *, tokenizer: str, out: Path, val_fraction: float
         from minitx.commands.tokenize import load_tokenizer
 
         tok = load_tokenizer(tokenizer)
-    with prepare_progress(console, quiet) as progress:
-        meta = prepare(sources, tok, out, val_fraction=val_fraction, text_field=text_field, force=force,
-                       progress=progress)
+    try:
+        with prepare_progress(console, quiet) as progress:
+            meta = prepare(sources, tok, out, val_fraction=val_fraction, text_field=text_field, force=force,
+                           progress=progress)
+    except KeyboardInterrupt:  # prepare removed its partial files; DATA_DIR is as it was
+        console.print(f"interrupted: nothing was written, {escape(str(out))} is unchanged")
+        return 130
     make_console().print(prepared_summary(Path(out), meta))
+    return 0
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from minitx.commands.display import fmt, make_console
+from minitx.commands.prepare import prepare_progress
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -48,7 +49,8 @@ def train(
     try:
         trainer, result = run_training(files, out, flags=flags, resume=resume, force=force,
                                        show_progress=not quiet, world=world,
-                                       notify=notify)
+                                       notify=notify,
+                                       prepare_progress=lambda: prepare_progress(notes, quiet or not world.is_main))
     finally:
         distributed.shutdown(world)
     if world.is_main:

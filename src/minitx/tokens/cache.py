@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,16 +76,17 @@ def prepared_corpus(
     val_fraction: float,
     text_field: str = "text",
     show_progress: bool = False,
-    progress: Progress | None = None,
+    progress: Callable[[], AbstractContextManager[Progress | None]] | None = None,
     on_prepare: Callable[[str], None] | None = None,
     prefer: Path | None = None,
 ) -> CachedCorpus:
     """The prepared tokens of `sources` from the cache, preparing them first if they are missing or stale.
 
     `tokenizer`: a Tokenizer, a tokenizer.json path, 'char' (a char tokenizer of the corpus) or None (a BPE
-    of `vocab_size` trained on the corpus). `on_prepare` is called with a line to show before a
-    (slow) prepare starts. `prefer`: a prepared directory to use if it holds these unchanged sources
-    encoded by `tokenizer` (a resumed run's own data, whatever cache key it was prepared under).
+    of `vocab_size` trained on the corpus). `on_prepare` is called with a line to show before a (slow)
+    prepare starts; `progress` makes the context (a progress bar) the prepare runs in. `prefer`: a prepared
+    directory to use if it holds these unchanged sources encoded by `tokenizer` (a resumed run's own data,
+    whatever cache key it was prepared under).
     """
     if any(not s.cacheable for s in sources):
         raise UserError("minitx train cannot cache stdin; prepare it first: minitx prepare - --out DATA_DIR, "
@@ -108,6 +110,7 @@ def prepared_corpus(
         tokenizer, _ = train_tokenizer(sources, kind="char" if identity == "char" else "bpe",
                                        vocab_size=vocab_size, special_tokens=(DOC_TOKEN,),
                                        text_field=text_field, show_progress=show_progress)
-    prepare(sources, tokenizer, entry, val_fraction=val_fraction, text_field=text_field, force=True,
-            progress=progress)
+    with progress() if progress is not None else nullcontext() as bar:  # a progress bar while it runs
+        prepare(sources, tokenizer, entry, val_fraction=val_fraction, text_field=text_field, force=True,
+                progress=bar)
     return CachedCorpus(store.open_prepared(entry), reused=False)

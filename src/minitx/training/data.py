@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,19 +75,22 @@ def load_training_data(
     prepared_hint: str | None = None,
     show_progress: bool = False,
     notify: Callable[[str], None] | None = None,
+    prepare_progress: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> TrainingData:
     """The tokenizer and tokens for `minitx train FILES` (see the module docstring for the three forms).
 
     `tokenizer`: --tokenizer (a path or 'char'), a run's own Tokenizer (--resume), or None (train a BPE of
     `vocab_size`). `prepared_hint`: the prepared data a resumed run used, tried first. `notify` receives
-    one-line messages for the user ("reusing the prepared tokens in ...").
+    one-line messages for the user ("reusing the prepared tokens in ..."); `prepare_progress` makes the
+    progress display a prepare runs in.
     """
     notify = notify or (lambda line: None)
     if not files:
         return _builtin_stories(tokenizer, vocab_size, show_progress)
     if is_data_dir(files):
         return _data_dir(Path(files[0]), tokenizer, val_fraction if val_fraction_given else None, notify)
-    return _cached_corpus(files, tokenizer, vocab_size, val_fraction, prepared_hint, show_progress, notify)
+    return _cached_corpus(files, tokenizer, vocab_size, val_fraction, prepared_hint, show_progress, notify,
+                          prepare_progress)
 
 
 def _builtin_stories(tokenizer: str | Tokenizer | None, vocab_size: int, show_progress: bool) -> TrainingData:
@@ -134,13 +138,14 @@ def _data_dir(path: Path, tokenizer: str | Tokenizer | None, val_fraction: float
 
 
 def _cached_corpus(files: list[str | Path], tokenizer: str | Tokenizer | None, vocab_size: int, val_fraction: float,
-                   prepared_hint: str | None, show_progress: bool, notify: Callable[[str], None]) -> TrainingData:
+                   prepared_hint: str | None, show_progress: bool, notify: Callable[[str], None],
+                   prepare_progress: Callable[[], AbstractContextManager[Any]] | None) -> TrainingData:
     from minitx.tokens.cache import prepared_corpus
     from minitx.tokens.sources import expand_sources
 
     sources = expand_sources(files)
     found = prepared_corpus(sources, tokenizer=tokenizer, vocab_size=vocab_size, val_fraction=val_fraction,
-                            show_progress=show_progress, on_prepare=notify,
+                            show_progress=show_progress, on_prepare=notify, progress=prepare_progress,
                             prefer=Path(prepared_hint) if prepared_hint else None)
     data = found.data
     if found.reused:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,6 +85,7 @@ def run_training(
     show_progress: bool = True,
     world: World | None = None,
     notify: Callable[[str], None] | None = None,
+    prepare_progress: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> tuple[Trainer, TrainResult]:
     """Everything `minitx train` does, as one call: corpus → tokenizer → ids → model → run dir.
 
@@ -120,7 +122,7 @@ def run_training(
                               val_fraction=train_config.val_fraction,
                               val_fraction_given=flags.get("val_fraction") is not None,
                               prepared_hint=train_config.prepared_data if resume else None,
-                              show_progress=show_progress, notify=notify)
+                              show_progress=show_progress, notify=notify, prepare_progress=prepare_progress)
     if resume and train_config.corpus_sha256 not in (None, data.text_sha256):
         raise UserError(
             f"the corpus ({data.source}) is not the text this run was trained on (its sha256 changed); "
