@@ -154,3 +154,26 @@ def test_eval_scores_the_validation_split_of_the_prepared_data(tmp_path, corpus)
     assert result.exit_code == 0, result.output + result.stderr
     scored = json.loads(result.output)
     assert "validation split of" in json.dumps(scored)
+
+
+def test_train_reads_json_lines_through_the_text_field(tmp_path, corpus):
+    files, _ = corpus
+    stories = read_corpus(files).split(DOC_TOKEN)[1:]
+    lines = "".join(json.dumps({"body": story.strip()}) + "\n" for story in stories)
+    (tmp_path / "stories.jsonl").write_text(lines, encoding="utf-8")
+    result = run("train", tmp_path / "stories.jsonl", "--text-field", "body", "--tokenizer",
+                 files[0].parent / "tok.json", "--out", tmp_path / "run", "--steps", "2", *TINY)
+    assert result.exit_code == 0, result.output + result.stderr
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())["train"]
+    assert saved["text_field"] == "body" and saved["corpus_bytes"] == len(read_corpus(files).encode())
+
+
+def test_tokenize_train_streams_a_directory_and_stops_at_max_bytes(tmp_path, corpus):
+    files, _ = corpus
+    for f in files:
+        (tmp_path / "corpus" / "sub").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "corpus" / "sub" / f.name).write_bytes(f.read_bytes())
+    result = run("tokenize", "train", tmp_path / "corpus", "--kind", "char", "--max-bytes", "1000", "--out",
+                 tmp_path / "tok.json", "--quiet")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert Tokenizer.load(tmp_path / "tok.json").vocab_size < Tokenizer.train_char(read_corpus(files)).vocab_size

@@ -252,6 +252,7 @@ class TrainConfig:
     grad_clip: float = flag(1.0, "Clip the gradient norm (0: off).", TRAINING)
     # windows start only at <|doc|> (see batches.py); measured not to pay (docs/decisions.md)
     doc_aligned: bool = flag(False, "Start training windows at <|doc|> markers.", TRAINING)
+    text_field: str = flag("text", "JSON Lines / Parquet corpora: the field that holds the text.", TRAINING)
     val_fraction: float = flag(0.1, "Share of tokens held out for validation.", EVALUATION)
     eval_every: int = flag(250, "Steps between evaluations.", EVALUATION)
     eval_batches: int = flag(20, "Batches per evaluation.", EVALUATION)

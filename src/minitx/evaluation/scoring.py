@@ -75,7 +75,7 @@ def validation_ids(run: Run) -> tuple[torch.Tensor, int, str]:
 
     tc = run.train_config
     data = load_training_data([Path(f) for f in tc.corpus_files], tokenizer=run.tokenizer, vocab_size=0,
-                              val_fraction=tc.val_fraction, prepared_hint=tc.prepared_data)
+                              val_fraction=tc.val_fraction, prepared_hint=tc.prepared_data, text_field=tc.text_field)
     if tc.corpus_sha256 not in (None, data.text_sha256):
         raise UserError(f"the corpus ({data.source}) changed since the run was trained on it (its sha256 differs); "
                         "pass the text to score as FILES")

@@ -114,16 +114,16 @@ def _cut_into_chunks(text: str, chunk_chars: int | None = None) -> list[str]:
     return pieces
 
 
-def safe_pieces(text: str, special_tokens: Sequence[str]) -> list[str]:
+def safe_pieces(text: str, special_tokens: Sequence[str], chunk_chars: int | None = None) -> list[str]:
     """`text` cut where byte-level BPE (or a char tokenizer) with these special tokens encodes piece by piece
     exactly as it encodes the whole: "".join(pieces) == text, and the ids of the pieces concatenate to the ids
     of the text.
 
     A text read in blocks is only known to be cut safely before its last piece: a streaming reader encodes
     all pieces but the last and carries that one into the next block. With a special token that contains
-    a newline no place is safe: one piece, the whole text.
+    a newline no place is safe: one piece, the whole text. Pieces are about `chunk_chars` long (default 32K).
     """
-    return [text] if any("\n" in s for s in special_tokens) else _cut_into_chunks(text)
+    return [text] if any("\n" in s for s in special_tokens) else _cut_into_chunks(text, chunk_chars)
 
 
 def _training_texts(texts: Iterable[str] | None, files: list[Path] | None) -> Iterator[str]:

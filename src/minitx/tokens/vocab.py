@@ -27,10 +27,15 @@ def sample_text(stream: CorpusStream, special_tokens: Sequence[str], max_bytes: 
     stream.sampled_bytes = 0
     for pieces in safe_batches(stream.blocks(), partial(safe_pieces, special_tokens=special_tokens)):
         for piece in pieces:
-            yield piece
-            stream.sampled_bytes += len(piece.encode("utf-8"))
-            if max_bytes is not None and stream.sampled_bytes >= max_bytes:
+            size = len(piece.encode("utf-8"))
+            if max_bytes is not None and stream.sampled_bytes + size >= max_bytes:
+                # the last piece: cut it at the first safe place past the limit
+                piece = safe_pieces(piece, special_tokens, chunk_chars=max(1, max_bytes - stream.sampled_bytes))[0]
+                stream.sampled_bytes += len(piece.encode("utf-8"))
+                yield piece
                 return
+            stream.sampled_bytes += size
+            yield piece
 
 
 def train_tokenizer(

@@ -73,6 +73,7 @@ def load_training_data(
     val_fraction: float,
     val_fraction_given: bool = False,
     prepared_hint: str | None = None,
+    text_field: str = "text",
     show_progress: bool = False,
     notify: Callable[[str], None] | None = None,
     prepare_progress: Callable[[], AbstractContextManager[Any]] | None = None,
@@ -89,8 +90,8 @@ def load_training_data(
         return _builtin_stories(tokenizer, vocab_size, show_progress)
     if is_data_dir(files):
         return _data_dir(Path(files[0]), tokenizer, val_fraction if val_fraction_given else None, notify)
-    return _cached_corpus(files, tokenizer, vocab_size, val_fraction, prepared_hint, show_progress, notify,
-                          prepare_progress)
+    return _cached_corpus(files, tokenizer, vocab_size, val_fraction, text_field, prepared_hint, show_progress,
+                          notify, prepare_progress)
 
 
 def _builtin_stories(tokenizer: str | Tokenizer | None, vocab_size: int, show_progress: bool) -> TrainingData:
@@ -138,13 +139,14 @@ def _data_dir(path: Path, tokenizer: str | Tokenizer | None, val_fraction: float
 
 
 def _cached_corpus(files: list[str | Path], tokenizer: str | Tokenizer | None, vocab_size: int, val_fraction: float,
-                   prepared_hint: str | None, show_progress: bool, notify: Callable[[str], None],
+                   text_field: str, prepared_hint: str | None, show_progress: bool, notify: Callable[[str], None],
                    prepare_progress: Callable[[], AbstractContextManager[Any]] | None) -> TrainingData:
     from minitx.tokens.cache import prepared_corpus
     from minitx.tokens.sources import expand_sources
 
     sources = expand_sources(files)
     found = prepared_corpus(sources, tokenizer=tokenizer, vocab_size=vocab_size, val_fraction=val_fraction,
+                            text_field=text_field,
                             show_progress=show_progress, on_prepare=notify, progress=prepare_progress,
                             prefer=Path(prepared_hint) if prepared_hint else None)
     data = found.data

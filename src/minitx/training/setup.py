@@ -122,6 +122,7 @@ def run_training(
                               val_fraction=train_config.val_fraction,
                               val_fraction_given=flags.get("val_fraction") is not None,
                               prepared_hint=train_config.prepared_data if resume else None,
+                              text_field=train_config.text_field,
                               show_progress=show_progress, notify=notify, prepare_progress=prepare_progress)
     if resume and train_config.corpus_sha256 not in (None, data.text_sha256):
         raise UserError(
