@@ -105,7 +105,8 @@ def bench_prepare(corpus: Path, tokenizer: Path, work: Path, rounds: int, thread
     results: dict[str, list] = {name: [] for name in contenders}
     for round_ in range(rounds):
         for name, cmd in contenders.items():
-            shutil.rmtree(work / "prepared", ignore_errors=True)
+            if name == "minitx prepare":  # its output stays for --train
+                shutil.rmtree(work / "prepared", ignore_errors=True)
             (work / "nanogpt.bin").unlink(missing_ok=True)
             measured = run_measured(cmd, env=env_with(threads))
             if measured.returncode != 0:
