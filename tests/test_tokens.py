@@ -253,3 +253,13 @@ def test_the_stream_records_each_source_for_the_cache(tmp_path):
     assert "".join(stream.blocks()) == read_corpus(paths)
     assert [r.path for r in stream.records] == [str(p.resolve()) for p in paths]
     assert [r.size for r in stream.records] == [p.stat().st_size for p in paths]
+
+
+def test_a_tokenizer_trained_into_the_cache_is_found_again_by_its_contents(tmp_path, monkeypatch):
+    """A resumed run, or another rank of a distributed run, holds the trained tokenizer itself, not 'bpe 300'."""
+    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    sources = expand_sources(write_files(tmp_path, FILES))
+    trained = cache.prepared_corpus(sources, tokenizer=None, vocab_size=300, val_fraction=0.1)
+    again = cache.prepared_corpus(sources, tokenizer=trained.data.tokenizer(), vocab_size=300, val_fraction=0.1)
+    assert again.reused and again.data.path == trained.data.path
+    assert len(list((tmp_path / "cache").iterdir())) == 1

@@ -62,6 +62,15 @@ def is_fresh(path: Path, sources: list[Source]) -> bool:
     return not any(file_changed(record) for record in recorded)
 
 
+def _holds(path: Path, sources: list[Source], tokenizer_sha256: str, val_fraction: float, text_field: str) -> bool:
+    """Is `path` fresh prepared data of these sources, made with this tokenizer, split and text field?"""
+    if not is_fresh(path, sources):
+        return False
+    meta = store.read_meta(path)
+    return (meta["tokenizer_sha256"], meta["val_fraction"], meta["text_field"]) == (tokenizer_sha256, val_fraction,
+                                                                                   text_field)
+
+
 def cache_key(sources: list[Source], tokenizer_identity: str, val_fraction: float, text_field: str) -> str:
     recipe = {"sources": [resolve(s.path) for s in sources], "tokenizer": tokenizer_identity,
               "val_fraction": val_fraction, "text_field": text_field, "format": store.FORMAT}
@@ -96,10 +105,14 @@ def prepared_corpus(
         identity = tokenizer_sha256(given)
     else:
         given, identity = None, tokenizer or f"bpe {vocab_size}"
-    if prefer is not None and given is not None and is_fresh(prefer, sources):
-        meta = store.read_meta(prefer)
-        if meta["tokenizer_sha256"] == identity and meta["val_fraction"] == val_fraction:
-            return CachedCorpus(store.open_prepared(prefer), reused=True)
+    if given is not None:
+        # The same tokenizer may have been trained into another entry ("bpe 1024", "char"): a resumed run,
+        # or the other ranks of a distributed run, which receive rank 0's tokenizer.
+        trained = [cache_root() / cache_key(sources, recipe, val_fraction, text_field)
+                   for recipe in (f"bpe {vocab_size}", "char")]
+        for candidate in [p for p in (prefer, *trained) if p is not None]:
+            if _holds(candidate, sources, identity, val_fraction, text_field):
+                return CachedCorpus(store.open_prepared(candidate), reused=True)
     entry = cache_root() / cache_key(sources, identity, val_fraction, text_field)
     if is_fresh(entry, sources):
         return CachedCorpus(store.open_prepared(entry), reused=True)
