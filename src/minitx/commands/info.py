@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.markup import escape
 from rich.table import Table
 
 from minitx import rundir
@@ -71,7 +72,9 @@ def run_info(run_dir: Path, as_json: bool = False, console: Console | None = Non
     tc = run.train_config
     table.add_row("recipe", f"preset {tc.preset}, batch {tc.batch_size}×{tc.grad_accum}, lr {tc.lr:g}→{tc.min_lr:g}, "
                             f"warmup {tc.warmup}, wd {tc.weight_decay:g}, beta2 {tc.beta2:g}, seed {tc.seed}")
-    table.add_row("corpus", str(tc.corpus or "?"))
+    table.add_row("corpus", escape(str(tc.corpus or "?")))
+    if tc.prepared_data:
+        table.add_row("prepared tokens", escape(tc.prepared_data))
     table.add_row("steps done", f"{state.get('step', 0):,} / {tc.steps:,}")
     table.add_row("last train loss", fmt(last.get("train_loss", state.get("last_train_loss"))))
     table.add_row("last val loss", fmt(last.get("val_loss")))
