@@ -84,6 +84,9 @@ def expand_sources(args: list[str | Path]) -> list[Source]:
         if arg == STDIN:
             paths = [STDIN]
         elif os.path.isdir(arg):
+            if os.path.isfile(os.path.join(arg, "meta.json")) and os.path.isfile(os.path.join(arg, "train.bin")):
+                raise UserError(f"{arg} holds prepared tokens, not text; train on it alone (minitx train {arg}) or "
+                                "pass the text files it was prepared from")
             paths = _files_below(arg)
             if not paths:
                 raise UserError(f"directory {arg} holds no files; pass a directory with text files in it")
