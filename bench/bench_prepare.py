@@ -91,7 +91,8 @@ def env_with(threads: int, **extra: str) -> dict[str, str]:
     return env
 
 
-def bench_prepare(corpus: Path, tokenizer: Path, work: Path, rounds: int, threads: int, console: Console) -> None:
+def bench_prepare(corpus: Path, tokenizer: Path, work: Path, rounds: int, threads: int, console: Console,
+                  only: list[str] | None = None) -> None:
     size = corpus.stat().st_size
     (work / "direct.py").write_text(DIRECT)
     (work / "nanogpt_style.py").write_text(NANOGPT_STYLE)
@@ -102,6 +103,7 @@ def bench_prepare(corpus: Path, tokenizer: Path, work: Path, rounds: int, thread
         "nanoGPT-style (processes + memmap)": [sys.executable, str(work / "nanogpt_style.py"), str(tokenizer),
                                                str(corpus), str(work / "nanogpt.bin"), str(threads)],
     }
+    contenders = {name: cmd for n, (name, cmd) in enumerate(contenders.items()) if not only or str(n) in only}
     results: dict[str, list] = {name: [] for name in contenders}
     for round_ in range(rounds):
         for name, cmd in contenders.items():
@@ -117,7 +119,8 @@ def bench_prepare(corpus: Path, tokenizer: Path, work: Path, rounds: int, thread
     table = Table(title=f"prepare {corpus} ({size / 1e9:.2f} GB), {threads} threads, {rounds} rounds alternated")
     for column in ("contender", "seconds (each round)", "MB/s (best)", "peak RSS MB (max)", "vs tokenizers"):
         table.add_column(column)
-    floor = min(m.seconds for m in results["tokenizers encode_batch_fast"])
+    direct = results.get("tokenizers encode_batch_fast")
+    floor = min(m.seconds for m in direct) if direct else float("nan")
     for name, runs in results.items():
         best = min(m.seconds for m in runs)
         table.add_row(name, " / ".join(f"{m.seconds:.1f}" for m in runs), f"{size / 1e6 / best:.2f}",
@@ -178,11 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--train", action="store_true", help="also measure minitx train on the prepared data")
     parser.add_argument("--skip-prepare", action="store_true")
+    parser.add_argument("--contenders", default="", help="comma-separated indices to run: 0 minitx, 1 tokenizers, "
+                                                          "2 nanoGPT-style (default: all)")
     args = parser.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)
     console = Console()
     if not args.skip_prepare:
-        bench_prepare(args.corpus, args.tokenizer, args.work, args.rounds, args.threads, console)
+        bench_prepare(args.corpus, args.tokenizer, args.work, args.rounds, args.threads, console,
+                      [c for c in args.contenders.split(",") if c])
     if args.train:
         bench_train(args.corpus, args.tokenizer, args.work, args.threads, console)
     return 0
