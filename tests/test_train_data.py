@@ -142,7 +142,9 @@ def test_resume_from_a_data_dir_equals_an_uninterrupted_run(tmp_path, corpus):
     assert run("train", tmp_path / "data", "--out", tmp_path / "half", "--steps", "4", *flags).exit_code == 0
     resumed = run("train", "--out", tmp_path / "half", "--resume", "--steps", "8", "--threads", "1", "--quiet")
     assert resumed.exit_code == 0, resumed.output + resumed.stderr
-    a, b = load_file(tmp_path / "full" / "model.safetensors"), load_file(tmp_path / "half" / "model.safetensors")
+    from minitx.rundir import latest_checkpoint
+
+    a, b = (load_file(latest_checkpoint(tmp_path / run) / "model.safetensors") for run in ("full", "half"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

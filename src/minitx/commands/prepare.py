@@ -6,10 +6,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rich.markup import escape
 from rich.table import Table
 
 from minitx.commands.display import make_console
+from minitx.console import safe
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -42,7 +42,7 @@ def prepare(corpus: list[str], *, tokenizer: str, out: Path, val_fraction: float
             meta = prepare(sources, tok, out, val_fraction=val_fraction, text_field=text_field, force=force,
                            progress=progress)
     except KeyboardInterrupt:  # prepare removed its partial files; DATA_DIR is as it was
-        console.print(f"interrupted: nothing was written, {escape(str(out))} is unchanged")
+        console.print(f"interrupted: nothing was written, {safe(str(out))} is unchanged")
         return 130
     make_console().print(prepared_summary(Path(out), meta))
     return 0
@@ -78,7 +78,7 @@ def prepare_progress(console: Console, quiet: bool) -> Iterator[Progress | None]
 def prepared_summary(path: Path, meta: dict[str, Any]) -> Table:
     """What a prepared data directory holds: tokens, dtype, bytes per token, documents, sources."""
     tokens = meta["tokens"]
-    table = Table(title=f"prepared tokens {escape(str(path))}", show_header=False, title_justify="left")
+    table = Table(title=f"prepared tokens {safe(str(path))}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     table.add_row("tokens", f"{tokens['total']:,} (train {tokens['train']:,}, val {tokens['val']:,}: "
@@ -90,9 +90,9 @@ def prepared_summary(path: Path, meta: dict[str, Any]) -> Table:
     table.add_row("tokenizer", f"{meta['tokenizer_kind']}, {meta['vocab_size']:,} ids, "
                                f"sha256 {meta['tokenizer_sha256'][:12]}")
     docs = meta.get("documents")
-    table.add_row("documents", f"{docs['count']:,} (starting with {escape(docs['token'])})" if docs else "-")
+    table.add_row("documents", f"{docs['count']:,} (starting with {safe(docs['token'])})" if docs else "-")
     sources = meta["sources"]
-    shown = ", ".join(escape(s["path"]) for s in sources[:3]) + (f", ... ({len(sources)} in all)"
+    shown = ", ".join(safe(s["path"]) for s in sources[:3]) + (f", ... ({len(sources)} in all)"
                                                                if len(sources) > 3 else "")
     table.add_row("sources", shown)
     table.add_row("seconds", f"{meta['seconds']:.1f}")

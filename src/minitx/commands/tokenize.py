@@ -6,10 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-from rich.markup import escape
 from rich.table import Table
 
 from minitx.commands.display import make_console
+from minitx.console import safe
 from minitx.errors import UserError, refuse_overwrite
 from minitx.text.files import read_stdin
 from minitx.text.tokenizer import Tokenizer
@@ -111,7 +111,7 @@ def tokenizer_summary(tok: Tokenizer, text: str, out: Path, seconds: float, trai
     n_bytes = len(text.encode("utf-8"))
     n_tokens = len(tok.encode(text))
     trained_bytes = n_bytes if trained_bytes is None else trained_bytes
-    table = Table(title=f"tokenizer → {escape(str(out))}", show_header=False, title_justify="left")
+    table = Table(title=f"tokenizer → {safe(out)}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("kind", tok.kind)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from rich.markup import escape
 from rich.table import Table
 
 from minitx.commands.display import fmt, make_console
 from minitx.commands.prepare import prepare_progress
+from minitx.console import safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -39,12 +39,14 @@ def train(
     device = resolve_device(getattr(chosen, "value", chosen))  # an Enum member or its text
     if nproc > 1 and not world.distributed:
         return launch(nproc, port, device)
+    if resume and world.is_main:
+        note_leftovers(out, make_console(stderr=True))
     distributed.init(world, distributed.rank_device(device, world))
     notes = make_console()  # on stdout, with the progress and the summary: stderr is for the one error line
 
     def notify(line: str) -> None:
         if world.is_main:
-            notes.print(escape(line), soft_wrap=True)
+            notes.print(safe(line), soft_wrap=True)
 
     try:
         trainer, result = run_training(files, out, flags=flags, resume=resume, force=force,
@@ -143,6 +145,20 @@ def _without_launch_flags(argv: list[str]) -> list[str]:
     return out
 
 
+def note_leftovers(out: Path, console: Console) -> None:
+    """--resume: remove what an interrupted save left behind (half-written checkpoints), with a one-line note."""
+    from minitx import rundir
+    from minitx.fileio import check_writable
+
+    if not rundir.is_run_dir(out):
+        return  # run_training says what is wrong
+    check_writable(out)
+    removed = rundir.remove_leftovers(out)
+    if removed:
+        console.print(f"note: removed what an interrupted save left behind in {safe(out)}: "
+                      f"{safe(', '.join(removed))}", highlight=False, soft_wrap=True)
+
+
 def print_train_summary(trainer: Trainer, result: TrainResult, console: Console) -> None:
     """The end-of-training table, and what to do next."""
     mc = trainer.model_config
@@ -150,7 +166,7 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
-    table.add_row("run directory", str(trainer.run_dir))
+    table.add_row("run directory", safe(trainer.run_dir))
     table.add_row("model", f"{mc.n_layers} layers × {mc.n_heads} heads × {mc.dim} wide, block {mc.block_size}, "
                            f"pos {mc.pos}")
     table.add_row("parameters", f"{result.parameters:,}")
@@ -165,6 +181,6 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
                             f"{compiled}")
     console.print(table)
     if result.interrupted:
-        console.print(f"continue with: minitx train --out {trainer.run_dir} --resume")
+        console.print(f"continue with: minitx train --out {safe(trainer.run_dir)} --resume")
     else:
-        console.print(f"next: minitx generate {trainer.run_dir}    minitx eval {trainer.run_dir}")
+        console.print(f"next: minitx generate {safe(trainer.run_dir)}    minitx eval {safe(trainer.run_dir)}")
