@@ -152,8 +152,8 @@ class _HashingReader:
 class CorpusStream:
     """The corpus text of `sources`, block by block, with what was read so far.
 
-    >>> stream = CorpusStream([Source("a.txt", "text")])        # doctest: +SKIP
-    >>> text = "".join(stream.blocks())                         # == read_corpus([Path("a.txt")])
+        stream = CorpusStream([Source("a.txt", "text")])
+        text = "".join(stream.blocks())          # == read_corpus([Path("a.txt")])
 
     While `blocks()` runs, `bytes_read` counts bytes on disk (for progress: MB/s, ETA against
     `total_bytes`); afterwards `records` describes every source (size, mtime, sha256 of its bytes),
