@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 MODEL = ["--tokenizer", "char", "--layers", "2", "--heads", "2", "--dim", "32", "--block-size", "32",
          "--steps", "12", "--eval-every", "6", "--eval-batches", "2", "--save-every", "1", "--lr", "3e-3",
          "--warmup", "2", "--device", "cpu", "--quiet"]
-TIMEOUT = 120  # seconds any one launch may take before the test fails (a hang is a failure, not a skip)
+TIMEOUT = 240  # seconds any one launch may take before the test fails (a hang is a failure, not a skip)
 
 
 def _free_port() -> int:
@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MINITX_DIST_TIMEOUT": "30"}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MINITX_DIST_TIMEOUT": "100"}
 
 
 def _torchrun(args: list[str], nproc: int = 2, env: dict[str, str] | None = None,
@@ -134,7 +134,7 @@ def test_a_killed_rank_ends_the_job_and_resume_equals_the_uninterrupted_run(corp
     crashed = subprocess.run(crash, capture_output=True, text=True, timeout=TIMEOUT,
                              env={**_env(), FAIL_ENV: "1:7"})  # rank 1 dies right after step 7
     assert crashed.returncode != 0
-    assert time.monotonic() - started < 60  # the surviving rank did not hang
+    assert time.monotonic() - started < 90  # the surviving rank did not hang (collectives time out at 100 s)
     assert crashed.stderr.strip().splitlines() == [
         "minitx: error: rank 1 stopped with exit code 1; torchrun stopped the other ranks -- the last checkpoint "
         "is kept, continue with --resume"
