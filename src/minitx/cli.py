@@ -183,21 +183,25 @@ def _plain(value: Any) -> Any:
 
 @command(tokenize_app, "train")
 def tokenize_train(
-    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories).")] = None,
+    files: Annotated[list[str] | None, typer.Argument(help="Text files, directories, globs, .jsonl, .parquet, '-' "
+                                                           "(default: the built-in stories).")] = None,
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size (BPE: at least 256 + specials).")] = 1024,
     out: Annotated[Path, typer.Option(help="Where to write tokenizer.json.")] = Path("tokenizer.json"),
     kind: Annotated[TokenizerKind, typer.Option(help="bpe (byte-level BPE) or char (one token per character).")]
     = TokenizerKind.bpe,
     min_frequency: Annotated[int, typer.Option(help="BPE: merge only pairs seen this often.")] = 2,
     special: Annotated[list[str] | None, typer.Option(help="Extra special tokens (repeatable).")] = None,
+    max_bytes: Annotated[int | None, typer.Option(help="Train on about the first N bytes of the corpus only "
+                                                       "(faster on a large one).")] = None,
+    text_field: Annotated[str, typer.Option(help="JSON Lines / Parquet: the field that holds the text.")] = "text",
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
-    """Train a tokenizer on text files and save it as tokenizer.json."""
+    """Train a tokenizer on a corpus (files, directories, globs, .jsonl, .parquet, '-'); save it as tokenizer.json."""
     from minitx.commands import tokenize
 
     tokenize.train(files or [], vocab_size=vocab_size, out=out, kind=kind.value, min_frequency=min_frequency,
-                   special=special or [], force=force, quiet=quiet)
+                   special=special or [], force=force, quiet=quiet, max_bytes=max_bytes, text_field=text_field)
 
 
 @command(tokenize_app, "encode")
@@ -271,7 +275,9 @@ def data_tinyshakespeare(
 @command(app, "train")
 @config_options(TrainConfig, ModelConfig)  # --preset and --tokenizer first, then the model shape
 def train(
-    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories).")] = None,
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="A data directory from minitx prepare, or a corpus (text files, directories, globs, .jsonl, .parquet; "
+             "prepared once into the token cache, then reused). Default: the built-in stories.")] = None,
     out: Annotated[Path, typer.Option(help="Run directory to create.", rich_help_panel=RUN)] = Path("runs/default"),
     flags: ConfigFlags | None = None,  # one option per flag of ModelConfig and TrainConfig
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint, with the same "
@@ -295,11 +301,34 @@ def train(
 
 
 @command(app, "info")
-def info(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Show a run's configuration, size, progress and last losses."""
+def info(
+    path: Annotated[Path, typer.Argument(help="A run directory, or a data directory from minitx prepare.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+) -> None:
+    """Show a run's configuration, size, progress and last losses, or what prepared data holds."""
     from minitx.commands.info import info as show_info
 
-    show_info(run_dir)
+    show_info(path, as_json=json_)
+
+
+@command(app, "prepare")
+def prepare(
+    corpus: Annotated[list[str], typer.Argument(help="Text files, directories, globs, .jsonl, .parquet (.gz too); "
+                                                     "'-' reads stdin.")],
+    tokenizer: Annotated[str, typer.Option(help="tokenizer.json, a run directory, or 'char'.")],
+    out: Annotated[Path, typer.Option(help="Data directory to write (train.bin, val.bin, meta.json).")],
+    val_fraction: Annotated[float, typer.Option(help="Share of tokens held out for validation.")] = 0.1,
+    text_field: Annotated[str, typer.Option(help="JSON Lines / Parquet: the field that holds the text.")] = "text",
+    force: Annotated[bool, typer.Option(help="Replace prepared data already in --out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+) -> None:
+    """Tokenize a corpus of any size on every core into token files that training memory-maps."""
+    from minitx.commands.prepare import prepare as run_prepare
+
+    code = run_prepare(corpus, tokenizer=tokenizer, out=out, val_fraction=val_fraction, text_field=text_field,
+                       force=force, quiet=quiet)
+    if code:
+        raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------------------------------------
