@@ -53,6 +53,9 @@ def train(
                                        show_progress=not quiet, world=world,
                                        notify=notify,
                                        prepare_progress=lambda: prepare_progress(notes, quiet or not world.is_main))
+        # Leave together: a rank that tears down its connections while another still uses them made
+        # gloo abort at exit ("terminate called without an active exception") on a loaded machine.
+        distributed.barrier(world)
     finally:
         distributed.shutdown(world)
     if world.is_main:
