@@ -15,19 +15,17 @@ from helpers import random_model
 from minitx.commands.inspect import run_inspect_attention
 from minitx.config import TrainConfig
 from minitx.errors import UserError
-from minitx.inspect.attention import (
-    DEFAULT_PROMPT,
+from minitx.inspect.capture import DEFAULT_PROMPT, AttentionCapture, capture_attention, top_attended
+from minitx.inspect.roles import HeadRole, head_roles, head_scores, most_telling_head, name_role
+from minitx.inspect.views.html import rounded_weights, save_attention_html
+from minitx.inspect.views.pictures import save_attention_png
+from minitx.inspect.views.terminal import (
     HOW_TO_READ,
     MAX_SHOWN_TOKENS,
-    AttentionCapture,
     attention_heatmap,
-    capture_attention,
     readout_line,
-    save_attention_png,
-    top_attended,
+    roles_table,
 )
-from minitx.inspect.html import rounded_weights, save_attention_html
-from minitx.inspect.roles import HeadRole, head_roles, head_scores, most_telling_head, name_role, roles_table
 from minitx.model import GPT
 from minitx.text.tokenizer import DOC_TOKEN, Tokenizer
 
@@ -110,10 +108,28 @@ def test_capture_holds_one_causal_row_stochastic_matrix_per_layer_and_head(model
     assert capture.pos == "learned"
 
 
-def test_capture_equals_the_models_own_hook_pattern(model, char_tokenizer) -> None:
-    capture = capture_attention(model, char_tokenizer, "a dog ran")
-    for layer in range(capture.n_layers):
-        torch.testing.assert_close(capture.weights[layer], model.captured[f"blocks.{layer}.attn.hook_pattern"][0])
+def test_capture_equals_softmax_q_k_recomputed_from_each_layers_own_input(model, char_tokenizer) -> None:
+    """α = softmax(q·kᵀ/√d + causal mask), recomputed by hand from what each attention layer received
+    (learned positions: nothing is added inside attention), must equal what the capture reports."""
+    inputs: list[torch.Tensor] = []
+    hooks = [block.attn.register_forward_pre_hook(lambda _, args: inputs.append(args[0].detach()))
+             for block in model.transformer.h]
+    try:
+        capture = capture_attention(model, char_tokenizer, "a dog ran")
+    finally:
+        for hook in hooks:
+            hook.remove()
+    n_heads, dim = model.config.n_heads, model.config.dim
+    head_dim = dim // n_heads
+    for layer, x in enumerate(inputs):  # x: [1, T, C], the output of ln_1
+        q, k, _ = model.transformer.h[layer].attn.c_attn(x).detach().split(dim, dim=-1)
+        q = q.view(1, -1, n_heads, head_dim).transpose(1, 2)  # [1, H, T, hd]
+        k = k.view(1, -1, n_heads, head_dim).transpose(1, 2)
+        scores = q @ k.transpose(-2, -1) / head_dim**0.5  # [1, H, T, T]
+        n = scores.shape[-1]
+        scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+        torch.testing.assert_close(capture.weights[layer], scores.softmax(dim=-1)[0], atol=1e-6, rtol=1e-5)
+    assert len(inputs) == capture.n_layers
 
 
 def test_doc_is_put_in_front_once_and_tokens_line_up_with_ids(model, char_tokenizer) -> None:
@@ -322,7 +338,7 @@ def tricky_capture(model, char_tokenizer) -> AttentionCapture:
 
 
 def test_html_page_is_written_atomically_and_names_no_network_address(tricky_capture, tmp_path, monkeypatch) -> None:
-    from minitx.inspect import html
+    from minitx.inspect.views import html
 
     written = []
     real_write = html.atomic_write_text

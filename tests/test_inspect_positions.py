@@ -12,17 +12,16 @@ from rich.console import Console
 from minitx.commands.inspect import run_inspect_positions
 from minitx.config import TrainConfig
 from minitx.errors import UserError
-from minitx.inspect.position_pictures import save_distance_png, save_positions_png
 from minitx.inspect.positions import (
     MAX_SHOWN_POSITIONS,
     alibi_bias,
     by_distance,
     evenly_spaced,
     inspect_positions,
-    position_report_view,
     position_similarity,
     table_distances,
 )
+from minitx.inspect.views.positions import position_report_view, save_distance_png, save_positions_png
 from minitx.model.positions import alibi_slopes
 
 KINDS = ["learned", "sinusoidal", "rope", "alibi", "none"]
@@ -217,21 +216,43 @@ def test_png_without_matplotlib_is_a_user_error_naming_the_extra(make_tiny_model
 # the command
 
 
-@pytest.fixture
-def run_dir(tmp_path, tiny_config, monkeypatch: pytest.MonkeyPatch):
-    """A saved tiny run (rope positions, char tokenizer) as `minitx train` would leave it."""
+def save_run(path, config) -> None:
+    """A saved tiny run (char tokenizer) as `minitx train` would leave it."""
     from minitx import rundir
     from minitx.model import GPT
     from minitx.text.tokenizer import Tokenizer
 
-    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
     tokenizer = Tokenizer.train_char("<|doc|>the cat sat on the mat.\n")
-    model = GPT(tiny_config("rope", vocab_size=tokenizer.vocab_size))
-    run = tmp_path / "run"
-    rundir.save_config(run, model.config, TrainConfig())
-    rundir.save_weights(run, model)
-    tokenizer.save(run / rundir.TOKENIZER)
-    return run
+    model = GPT(config)
+    rundir.save_config(path, model.config, TrainConfig())
+    rundir.save_weights(path, model)
+    tokenizer.save(path / rundir.TOKENIZER)
+
+
+@pytest.fixture
+def run_dir(tmp_path, tiny_config, monkeypatch: pytest.MonkeyPatch):
+    """A saved tiny run with rope positions."""
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    save_run(tmp_path / "run", tiny_config("rope", vocab_size=13))
+    return tmp_path / "run"
+
+
+def test_several_runs_are_compared_in_one_table_and_one_png(tmp_path, tiny_config, monkeypatch) -> None:
+    pytest.importorskip("matplotlib")
+    monkeypatch.setenv("OMP_NUM_THREADS", str(torch.get_num_threads()))
+    kinds = ["learned", "rope", "alibi", "none"]
+    for kind in kinds:
+        save_run(tmp_path / kind, tiny_config(kind, vocab_size=13, block_size=16 if kind != "rope" else 24))
+    console = Console(record=True, width=160)
+    png = tmp_path / "side-by-side.png"
+    run_inspect_positions([tmp_path / kind for kind in kinds], png=png, device="cpu", console=console)
+    text = console.export_text()
+    assert all(f"{kind}: {kind}" in text for kind in kinds)  # each run's describe() line, under its name
+    cells = [[cell.strip() for cell in line.split("│") if cell.strip()] for line in text.splitlines()]
+    rows = {row[0]: row[1:] for row in cells if row[:1] in (["0"], ["15"])}
+    assert rows["0"][:2] == ["1.000", "1.000"] and rows["0"][2:] == ["1.000", "-"]  # distance 0: alike; none: -
+    assert len(rows["15"]) == 4  # 16 positions: the smallest block of the runs
+    assert png.read_bytes().startswith(PNG_SIGNATURE) and f"wrote {png}" in text
 
 
 def test_inspect_positions_command_prints_the_view_and_writes_both_pngs(run_dir, tmp_path) -> None:

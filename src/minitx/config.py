@@ -40,6 +40,8 @@ class PositionKind(str, Enum):
 
 
 POSITIONAL_ENCODINGS = tuple(p.value for p in PositionKind)
+#: The MLP's nonlinearity: "gelu" is the exact x·Φ(x); "gelu_tanh" is GPT-2's tanh approximation of it.
+ACTIVATIONS = ("gelu", "gelu_tanh")
 
 
 class Quantize(str, Enum):
@@ -47,6 +49,12 @@ class Quantize(str, Enum):
 
     none = "none"
     int8 = "int8"
+
+
+class ExportFormat(str, Enum):
+    """`minitx export --format`: hf, a folder Hugging Face transformers loads (interop/hf_export.py)."""
+
+    hf = "hf"
 
 
 class TokenizerKind(str, Enum):
@@ -184,6 +192,9 @@ class ModelConfig:
         dropout: dropout probability used while training (0 disables it).
         mlp_ratio: hidden width of the MLP as a multiple of `dim`.
         bias: whether linear layers and LayerNorms have bias terms.
+        activation: the MLP's nonlinearity, one of ACTIVATIONS ("gelu_tanh" for imported GPT-2 weights).
+        tie_embeddings: the output layer reuses the token embedding matrix (weight tying); False
+            gives it a matrix of its own, as some imported checkpoints have.
     """
 
     vocab_size: int = flag(MISSING, "Vocabulary size of the BPE trained for the run (a --tokenizer brings its own).",
@@ -196,6 +207,8 @@ class ModelConfig:
     dropout: float = flag(0.0, "Dropout while training.", MODEL)
     mlp_ratio: int = 4
     bias: bool = flag(True, "Biases in linears and LayerNorms.", MODEL)
+    activation: str = "gelu"
+    tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -205,6 +218,8 @@ class ModelConfig:
         if self.pos not in POSITIONAL_ENCODINGS:
             choices = ", ".join(POSITIONAL_ENCODINGS)
             raise UserError(f"unknown positional encoding {self.pos!r}; choose one of {choices}")
+        if self.activation not in ACTIVATIONS:
+            raise UserError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         for name in ("vocab_size", "block_size", "n_layers", "n_heads", "dim", "mlp_ratio"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -262,6 +277,10 @@ class TrainConfig:
     compile: bool | None = flag(None, "torch.compile the model (default: where it pays, see training/loop.py).",
                                 RUN)
     threads: int = flag(0, "CPU threads (0: the idle cores, or OMP_NUM_THREADS).", RUN, recipe=False)
+    keep: int = flag(1, "Checkpoints to keep: the newest K (older ones are deleted after each save).", RUN,
+                     recipe=False)
+    detect_anomaly: bool = flag(False, "Autograd anomaly mode: at the first NaN, show the operation that made it "
+                                       "(slow).", RUN, recipe=False)
     corpus: str | None = None  # a name for the text: the file names, or "built-in stories"
     corpus_files: list[str] = field(default_factory=list)  # absolute paths; none: the built-in stories
     corpus_bytes: int | None = None  # its size in UTF-8 bytes
@@ -282,6 +301,7 @@ class TrainConfig:
             "eval_every": self.eval_every >= 1,
             "eval_batches": self.eval_batches >= 1,
             "save_every": self.save_every >= 1,
+            "keep": self.keep >= 1,
         }
         for name, ok in checks.items():
             if not ok:

@@ -1,4 +1,8 @@
-"""`minitx inspect-attention RUN` and `minitx inspect-positions RUN`: look inside a trained model."""
+"""`minitx inspect-attention RUN` and `minitx inspect-positions RUN...`: look inside trained models.
+
+These functions load runs (`load_for_inference`), call the library in `minitx.inspect` and print
+its views; they compute nothing themselves.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,29 @@ from minitx.errors import UserError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from minitx.inspect.ablation import AblationReport
+    from minitx.inspect.induction import InductionReport
+    from minitx.inspect.over_data import RoleSpread
+    from minitx.inspect.views.html import Grid
+    from minitx.model import GPT
+    from minitx.rundir import Run
+
+#: Validation windows `--ablate` scores each ablated model on, unless --over N says how many.
+ABLATION_WINDOWS = 32
+
+
+def check_attention_flags(
+    *, over: int | None, induction: bool, length: int | None, repeats: int | None, generate: int
+) -> None:
+    """UserErrors for flags that cannot work, before any file is read."""
+    if over is not None and over < 1:
+        raise UserError(f"--over must be at least 1, got {over}")
+    if generate < 0:
+        raise UserError(f"--generate must be 0 or more tokens, got {generate}")
+    if not induction and (length is not None or repeats is not None):
+        raise UserError("--length and --repeats shape the --induction test; add --induction")
+
+
 def run_inspect_attention(
     run_dir: str | Path,
     *,
@@ -21,65 +48,179 @@ def run_inspect_attention(
     head: int | None = None,
     png: str | Path | None = None,
     html: str | Path | None = None,
+    json_path: str | Path | None = None,
     device: str = "auto",
     max_tokens: int | None = None,
+    over: int | None = None,
+    induction: bool = False,
+    length: int | None = None,
+    repeats: int | None = None,
+    ablate: bool = False,
+    generate: int = 0,
+    seed: int = 0,
     console: Console | None = None,
     threads: int = 0,
 ) -> None:
-    """`minitx inspect-attention RUN_DIR`: print what every head attends to for `prompt` ("-": stdin).
+    """`minitx inspect-attention RUN_DIR`: print what every head attends to for `prompt` ("-": stdin), and more.
 
     Prints how to read the view, the roles grid, one head's heatmap -- the given --layer/--head, or
     the most telling head (`most_telling_head`, within --layer or --head if only one is given) --
-    and what the last few tokens read through that head. --png / --html also write those files.
+    and what the last few tokens read through that head. --generate N first samples N tokens after
+    the prompt; --over N, --induction and --ablate add their tables; --png / --html / --json also
+    write those files (--png with --ablate also FILE-ablation.png).
     """
     from rich.console import Console
 
-    from minitx.inspect.attention import (
-        DEFAULT_PROMPT,
-        HOW_TO_READ,
-        MAX_SHOWN_TOKENS,
-        attention_heatmap,
-        capture_attention,
-        check_head,
-        readout_line,
-        save_attention_png,
-    )
-    from minitx.inspect.heatmap import cells_that_fit
-    from minitx.inspect.html import save_attention_html
-    from minitx.inspect.roles import ROLE_RULES, head_roles, most_telling_head, roles_table
+    from minitx.inspect.capture import DEFAULT_PROMPT, capture_ids, check_head, prompt_ids
+    from minitx.inspect.roles import ROLE_RULES, head_roles, most_telling_head
+    from minitx.inspect.views import terminal
+    from minitx.inspect.views.heatmap import cells_that_fit
     from minitx.text.files import read_stdin
 
+    check_attention_flags(over=over, induction=induction, length=length, repeats=repeats, generate=generate)
+    if max_tokens is not None and max_tokens < 1:
+        raise UserError(f"--max-tokens must be at least 1, got {max_tokens}")
     console = console if console is not None else Console()
     model, run = load_for_inference(run_dir, device, threads)
+    check_head_range(model, layer, head)
     text = DEFAULT_PROMPT if prompt is None else read_stdin() if prompt == "-" else prompt
-    capture = capture_attention(model, run.tokenizer, text, max_tokens=max_tokens)
-    check_head(capture, layer, head)
-    if capture.n_tokens < 2:
+    ids = prompt_ids(run.tokenizer, text)
+    if len(ids) < 2 and not generate:
         raise UserError("the prompt is empty after tokenizing; give --prompt some text")
+    new_ids = sample_after(model, ids, generate, seed) if generate else []
+    capture = capture_ids(model, run.tokenizer, ids + new_ids, max_tokens=max_tokens)
+    check_head(capture, layer, head)
     roles = head_roles(capture)
     candidates = [r for r in roles if (layer is None or r.layer == layer) and (head is None or r.head == head)]
     chosen = most_telling_head(candidates)
 
-    console.print(Text(HOW_TO_READ))
+    console.print(Text(terminal.HOW_TO_READ))
+    if new_ids:
+        console.print(Text(f"sampled {len(new_ids)} tokens after the prompt (seed {seed}): ")
+                      + Text(run.tokenizer.decode(new_ids), style="bold"))
     note = f"{capture.n_tokens} tokens, {capture.pos} positions"
-    console.print(roles_table(roles, capture.n_layers, capture.n_heads, note))
+    console.print(terminal.roles_table(roles, capture.n_layers, capture.n_heads, note))
     console.print(Text(ROLE_RULES, style="dim"))
-    fits = min(MAX_SHOWN_TOKENS, cells_that_fit(console.width))  # an 80-column terminal shows 31 tokens
-    console.print(attention_heatmap(capture, chosen.layer, chosen.head, fits))
-    last = range(max(1, capture.n_tokens - 4), capture.n_tokens)
+    fits = min(terminal.MAX_SHOWN_TOKENS, cells_that_fit(console.width))  # an 80-column terminal shows 31 tokens
+    console.print(terminal.attention_heatmap(capture, chosen.layer, chosen.head, fits))
     console.print(Text(f"what the last tokens read through layer {chosen.layer} head {chosen.head}:"))
-    for query in last:
-        console.print(Text("  " + readout_line(capture, chosen.layer, chosen.head, query)))
+    for query in range(max(1, capture.n_tokens - 4), capture.n_tokens):
+        console.print(Text("  " + terminal.readout_line(capture, chosen.layer, chosen.head, query)))
+
+    n_layers, n_heads = model.config.n_layers, model.config.n_heads
+    spreads = roles_over_data(model, run, over) if over is not None else None
+    if spreads is not None:
+        console.print(terminal.spread_table(spreads, n_layers, n_heads, over))
+    found = induction_test(model, run, length, repeats, seed) if induction else None
+    if found is not None:
+        console.print(terminal.induction_table(found))
+    ablation = head_importance(model, run, over or ABLATION_WINDOWS) if ablate else None
+    if ablation is not None:
+        console.print(terminal.ablation_table(ablation, n_layers, n_heads))
+
     if png is not None:
+        from minitx.inspect.views.pictures import save_ablation_png, save_attention_png
+
         console.print(Text(f"wrote {save_attention_png(capture, png, layer=layer)}"))
+        if ablation is not None:
+            ablation_png = Path(png).with_name(f"{Path(png).stem}-ablation.png")
+            console.print(Text(f"wrote {save_ablation_png(ablation, n_layers, n_heads, ablation_png)}"))
     if html is not None:
+        from minitx.inspect.views.html import save_attention_html
+
         title = f"attention of {Path(run_dir).name}: {capture.n_tokens} tokens"
-        path = save_attention_html(capture, roles, html, title=title, selected=(chosen.layer, chosen.head))
+        grids = page_grids(spreads, over or 0, found, ablation, n_layers, n_heads)
+        path = save_attention_html(capture, roles, html, title=title, selected=(chosen.layer, chosen.head),
+                                   grids=grids)
         console.print(Text(f"wrote {path} (open it in a browser; it works offline)"))
+    if json_path is not None:
+        from minitx.inspect.views.document import attention_document, save_document
+
+        document = attention_document(capture, run=str(run_dir), prompt=prompt, generated=len(new_ids), over=spreads,
+                                      n_windows=over or 0, induction=found, ablation=ablation)
+        console.print(Text(f"wrote {save_document(document, json_path)}"))
+
+
+def check_head_range(model: GPT, layer: int | None, head: int | None) -> None:
+    """A UserError naming the valid range when --layer or --head does not exist in `model`."""
+    from minitx.inspect.capture import check_layer_head
+
+    check_layer_head(model.config.n_layers, model.config.n_heads, layer, head)
+
+
+def sample_after(model: GPT, ids: list[int], n_tokens: int, seed: int) -> list[int]:
+    """`n_tokens` sampled after `ids` (at the default temperature, with `seed`): the new ids only."""
+    from minitx.generation.sampling import SamplingConfig, generate_ids
+
+    context = ids[-model.config.block_size :]
+    row = generate_ids(model, context, SamplingConfig(max_new_tokens=n_tokens, seed=seed))[0]
+    return row[len(context) :]
+
+
+def roles_over_data(model: GPT, run: Run, n_windows: int) -> list[RoleSpread]:
+    """Roles over `n_windows` windows of block_size tokens from the run's validation split."""
+    from minitx.evaluation.scoring import validation_ids
+    from minitx.inspect.over_data import evenly_spaced_windows, roles_over_windows
+
+    ids, _, _ = validation_ids(run)
+    return roles_over_windows(model, evenly_spaced_windows(ids, n_windows, model.config.block_size))
+
+
+def induction_test(model: GPT, run: Run, length: int | None, repeats: int | None, seed: int) -> InductionReport:
+    """`measure_induction` on random ordinary tokens of the run's tokenizer, after <|doc|> when it has one."""
+    from minitx.inspect.induction import DEFAULT_REPEATS, measure_induction
+    from minitx.text.special import DOC_TOKEN
+
+    tokenizer = run.tokenizer
+    special = {tokenizer.token_id(token) for token in tokenizer.special_tokens}
+    ordinary = [i for i in range(tokenizer.vocab_size) if i not in special]
+    return measure_induction(model, ordinary, length=length, repeats=repeats or DEFAULT_REPEATS, seed=seed,
+                             first_id=tokenizer.token_id(DOC_TOKEN))
+
+
+def head_importance(model: GPT, run: Run, n_windows: int) -> AblationReport:
+    """`ablate_heads` on the first `n_windows` block_size windows of the run's validation split."""
+    from minitx.evaluation.scoring import validation_ids
+    from minitx.inspect.ablation import ablate_heads
+
+    ids, _, _ = validation_ids(run)
+    return ablate_heads(model, ids[: n_windows * model.config.block_size + 1])
+
+
+def page_grids(
+    spreads: list[RoleSpread] | None,
+    n_windows: int,
+    found: InductionReport | None,
+    ablation: AblationReport | None,
+    n_layers: int,
+    n_heads: int,
+) -> list[Grid]:
+    """The extra layers × heads tables of the HTML page: the same figures as the terminal tables."""
+    from minitx.inspect.views.html import Grid
+    from minitx.inspect.views.terminal import spread_label
+
+    def grid_of(cell_of: dict[tuple[int, int], str]) -> list[list[str]]:
+        return [[cell_of[layer, head] for head in range(n_heads)] for layer in range(n_layers)]
+
+    grids = []
+    if spreads is not None:
+        grids.append(Grid(f"roles over {n_windows} validation windows (mean ± spread)",
+                          grid_of({(s.layer, s.head): spread_label(s) for s in spreads})))
+    if found is not None:
+        losses = ", ".join(f"copy {c + 1}: {loss:.2f}" for c, loss in enumerate(found.copy_losses))
+        grids.append(Grid(f"induction score on {found.repeats} copies of {found.length} random tokens",
+                          grid_of({(h.layer, h.head): f"{h.induction:.2f}" + (" induction" if h.is_induction else "")
+                                   for h in found.heads}),
+                          [f"loss (nats/token) on {losses}; uniform guess {found.chance_loss:.2f}"]))
+    if ablation is not None:
+        grids.append(Grid(f"loss rise with the head mean-ablated (zeroed); base loss {ablation.base_loss:.4f}",
+                          grid_of({(h.layer, h.head): f"{h.mean_rise:+.4f} ({h.zero_rise:+.4f})"
+                                   for h in ablation.heads})))
+    return grids
 
 
 def run_inspect_positions(
-    run_dir: str | Path,
+    run_dirs: str | Path | list[str | Path],
     *,
     positions: int | None = None,
     png: str | Path | None = None,
@@ -87,25 +228,34 @@ def run_inspect_positions(
     console: Console | None = None,
     threads: int = 0,
 ) -> None:
-    """`minitx inspect-positions RUN_DIR`: print what the run's positional encoding gives its model.
+    """`minitx inspect-positions RUN_DIR...`: print what each run's positional encoding gives its model.
 
-    Looks at `positions` positions (default: the block size, at most DEFAULT_POSITIONS). --png also
-    writes the heatmap(s) there and, unless the model has no positions, the plot by distance beside
-    it: pos.png -> pos-by-distance.png.
+    Looks at `positions` positions (default: the block size, at most DEFAULT_POSITIONS; with several
+    runs, the smallest of theirs). One run: its full view; --png also writes the heatmap(s) there and,
+    unless the model has no positions, the plot by distance beside it: pos.png -> pos-by-distance.png.
+    Several runs: one table and (--png) one picture with the runs side by side.
     """
     from rich.console import Console
 
-    from minitx.inspect.positions import DEFAULT_POSITIONS, inspect_positions, position_report_view
+    from minitx.inspect.positions import DEFAULT_POSITIONS, inspect_positions
+    from minitx.inspect.views import positions as views
 
     console = console if console is not None else Console()
-    model, _ = load_for_inference(run_dir, device, threads)
-    n_positions = positions if positions is not None else min(model.config.block_size, DEFAULT_POSITIONS)
-    report = inspect_positions(model, n_positions)
-    console.print(position_report_view(report, console.width))
+    dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    models = [load_for_inference(run_dir, device, threads)[0] for run_dir in dirs]
+    n_positions = positions if positions is not None else min(
+        min(model.config.block_size, DEFAULT_POSITIONS) for model in models)
+    reports = [inspect_positions(model, n_positions) for model in models]
+    if len(reports) == 1:
+        report = reports[0]
+        console.print(views.position_report_view(report, console.width))
+        if png is not None:
+            console.print(Text(f"wrote {views.save_positions_png(report, png)}"))
+            if report.has_signal:
+                distance_png = Path(png).with_name(f"{Path(png).stem}-by-distance.png")
+                console.print(Text(f"wrote {views.save_distance_png(report, distance_png)}"))
+        return
+    names = [Path(run_dir).name or str(run_dir) for run_dir in dirs]
+    console.print(views.comparison_table(reports, names))
     if png is not None:
-        from minitx.inspect.position_pictures import save_distance_png, save_positions_png
-
-        console.print(Text(f"wrote {save_positions_png(report, png)}"))
-        if report.has_signal:
-            distance_png = Path(png).with_name(f"{Path(png).stem}-by-distance.png")
-            console.print(Text(f"wrote {save_distance_png(report, distance_png)}"))
+        console.print(Text(f"wrote {views.save_comparison_png(reports, names, png)}"))

@@ -29,11 +29,16 @@ its own place, so each gets its own picture here (N positions, distance d = i - 
               with <|doc|> opening every document, a head spreading its attention evenly takes
               ~1/(t + 1) of <|doc|>'s value.
 
+The views (terminal table, PNG pictures, several runs side by side) are in
+`minitx.inspect.views.positions`.
+
 Example:
-    >>> report = inspect_positions(model, 64)         # model: a GPT with sinusoidal positions, dim 32
+    >>> from minitx.config import ModelConfig
+    >>> from minitx.model import GPT
+    >>> model = GPT(ModelConfig(vocab_size=10, block_size=64, n_layers=1, n_heads=2, dim=32, pos="sinusoidal"))
+    >>> report = inspect_positions(model, 64)
     >>> report.matrix.shape, [round(s, 2) for s in report.distance_profile[:3]]
     (torch.Size([64, 64]), [1.0, 0.96, 0.86])
-    >>> Console().print(position_report_view(report))
 """
 
 from __future__ import annotations
@@ -44,16 +49,10 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
 
 from minitx.errors import UserError
-from minitx.inspect.heatmap import cells_that_fit, terminal_heatmap
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
-
     from minitx.model import GPT
 
 #: Heatmaps show at most this many positions per side (evenly spaced), so they fit a terminal.
@@ -241,96 +240,3 @@ def evenly_spaced(n: int, limit: int = MAX_SHOWN_POSITIONS) -> list[int]:
     if n <= limit:
         return list(range(n))
     return [round(k * (n - 1) / (limit - 1)) for k in range(limit)]
-
-
-# ---------------------------------------------------------------------------------------------
-# the terminal view
-
-
-def shown_matrix(matrix: torch.Tensor, limit: int = MAX_SHOWN_POSITIONS) -> tuple[list[list[float]], list[str], str]:
-    """The matrix cut down to at most `limit` evenly spaced positions: (rows, position labels, title note)."""
-    shown = evenly_spaced(matrix.shape[0], limit)
-    index = torch.tensor(shown)
-    note = "" if len(shown) == matrix.shape[0] else f", every ~{(matrix.shape[0] - 1) / (len(shown) - 1):.1f} positions"
-    return matrix[index][:, index].tolist(), [str(p) for p in shown], note
-
-
-def _facts(report: PositionReport) -> list[str]:
-    """Kind-specific sentences: the turning speeds, the learned table against chance, how fast the view decays."""
-    facts = []
-    if report.frequencies:
-        fastest, slowest = max(report.frequencies), min(report.frequencies)
-        facts.append(f"{len(report.frequencies)} dimension pairs turn at their own speed, from {fastest:.3g} to "
-                     f"{slowest:.3g} rad per token: one turn every {2 * math.pi / fastest:.1f} to "
-                     f"{2 * math.pi / slowest:,.0f} tokens.")
-    if report.embedding_scale is not None:
-        facts.append(f"Token embeddings are multiplied by √d = {report.embedding_scale:.2f} before the table is "
-                     "added. The similarity depends only on the distance: every diagonal is constant.")
-    stats = report.learned
-    if stats is not None:
-        facts.append(f"Neighbouring positions: cosine {stats.neighbour_cosine:.3f}; positions {stats.far_distance}+ "
-                     f"apart: {stats.far_cosine:.3f}. Random vectors of the same shape: "
-                     f"{stats.random_neighbour_cosine:.3f} and {stats.random_far_cosine:.3f} "
-                     f"(chance spread ±{stats.chance_spread:.3f}).")
-        facts.append("Neighbours are far more alike than chance: training has made the table smooth, a notion of order."
-                     if stats.looks_trained else "Neighbours are no more alike than random vectors: "
-                     "this table looks untrained.")
-    if report.kind == "rope":
-        facts.append("The same in every head and layer: RoPE has no trained parameters; each head's q and k decide "
-                     "what it makes of the rotation.")
-    if report.kind in ("learned", "rope"):
-        profile = report.distance_profile
-        below = next((d for d, value in enumerate(profile) if value < 0.5), None)
-        lowest = min(range(len(profile)), key=profile.__getitem__)
-        falls = f"first falls below 0.5 at distance {below}" if below is not None else "stays above 0.5"
-        facts.append(f"The {MATRIX_MEANING[report.kind]} {falls}; its lowest is {profile[lowest]:.3f} "
-                     f"at distance {lowest}.")
-    return facts
-
-
-def _distance_table(report: PositionReport) -> Table:
-    """The view at distances 0, 1, 2, 4, ...; a learned table beside random vectors of its shape."""
-    table = Table()  # each value is the mean over all pairs (i, j) at that distance
-    table.add_column("distance i - j", justify="right")
-    table.add_column("mean q·k factor" if report.kind == "rope" else "mean cosine", justify="right")
-    if report.learned is not None:
-        table.add_column("random vectors", justify="right")
-    for d in table_distances(report.n_positions):
-        baseline = [f"{report.learned.random_profile[d]:.3f}"] if report.learned is not None else []
-        table.add_row(str(d), f"{report.distance_profile[d]:.3f}", *baseline)
-    return table
-
-
-def _alibi_table(report: PositionReport) -> Table:
-    """One row per head: slope, the distance at which a key's weight halves, the bias at a few distances."""
-    distances = table_distances(report.n_positions)[1:]
-    table = Table(title="ALiBi bias -m·d added to each head's scores", title_justify="left")
-    for name in ["head", "slope m", "halves every", *(f"d={d}" for d in distances)]:
-        table.add_column(name, justify="right")
-    for head, slope in enumerate(report.slopes):
-        halving = f"{math.log(2) / slope:.1f} tok" if slope > 0 else "never"
-        table.add_row(str(head), f"{slope:.4g}", halving, *(f"{-slope * d:.3g}" for d in distances))
-    return table
-
-
-def position_report_view(report: PositionReport, width: int = 80) -> Group:
-    """The report as one renderable: the describe() line, then the heatmap, distance table and facts for the kind.
-
-    `width` is the console's: the heatmap is cut to the positions that fit.
-    """
-    parts: list[RenderableType] = []
-    parts.append(Text(report.description, style="bold"))
-    if not report.has_signal:
-        parts.append(Text(NO_SIGNAL))
-    elif report.kind == "alibi":
-        parts.append(_alibi_table(report))
-        parts.append(Text("A key d tokens back keeps e^(-m·d) of the weight an equally relevant key at d = 0 would "
-                           "get, so steep heads read locally and shallow heads far back."))
-    else:
-        rows, labels, note = shown_matrix(report.matrix, min(MAX_SHOWN_POSITIONS, cells_that_fit(width)))
-        title = f"{MATRIX_MEANING[report.kind]}, positions 0..{report.n_positions - 1}{note} (white -1, blue 1)"
-        parts.append(terminal_heatmap(rows, labels, labels, title=title, low=-1.0, high=1.0))
-        parts.append(_distance_table(report))
-        for fact in _facts(report):
-            parts.append(Text(fact))
-    return Group(*parts)

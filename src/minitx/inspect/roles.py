@@ -36,9 +36,11 @@ first, and within a group the higher score wins.
      local as well), broad when the rows' normalised entropy is ≥ 0.85 (1 = uniform).
 If nothing clears its threshold the head is "mixed".
 
-An induction score ("attend to the token after an earlier copy of me") is left out on purpose: on
+An induction score ("attend to the token after an earlier copy of me") is not among these roles: on
 story text it is fooled by heads that read the start of the current sentence (after "." comes " The"
-again and again), so it named the wrong heads.
+again and again), so it named the wrong heads. `minitx.inspect.induction` measures it where it means
+something, on repeated random tokens; `minitx.inspect.over_data` measures these roles over many
+windows instead of one prompt.
 """
 
 from __future__ import annotations
@@ -48,11 +50,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
-from rich.table import Table
-from rich.text import Text
 
 if TYPE_CHECKING:
-    from minitx.inspect.attention import AttentionCapture
+    from minitx.inspect.capture import AttentionCapture
 
 #: The roles in the order they are tried: group by group, the most specific first (ties: the earlier role).
 ROLE_GROUPS = (("previous token", "self", "first token", "same token"), ("focused",), ("local", "broad"))
@@ -71,11 +71,6 @@ ROLE_RULES = (
     + ", ".join(f"{role} ≥ {at}" for role, at in ROLE_THRESHOLDS.items())
     + " (most specific first); else mixed"
 )
-#: Colours of the roles in the terminal grid.
-ROLE_STYLES = {"previous token": "bold magenta", "self": "cyan", "first token": "yellow", "same token": "bold green",
-               "focused": "bold red", "local": "magenta", "broad": "blue", "mixed": "dim"}
-
-
 
 def head_scores(weights: torch.Tensor, token_ids: Sequence[int] | None = None) -> dict[str, float]:
     """Scores in [0, 1] of one head's [T, T] weights for each role it can be measured on.
@@ -85,6 +80,7 @@ def head_scores(weights: torch.Tensor, token_ids: Sequence[int] | None = None) -
     earlier copy of themselves; a role that cannot be measured is left out.
 
     Example (an exact previous-token head on 4 tokens):
+        >>> import torch
         >>> scores = head_scores(torch.tensor([[1., 0, 0, 0], [1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]))
         >>> {role: round(score, 2) for role, score in scores.items()}
         {'previous token': 1.0, 'self': 0.0, 'first token': 0.33, 'focused': 1.0, 'local': 1.0, 'broad': 0.0}
@@ -169,28 +165,6 @@ def most_telling_head(roles: Sequence[HeadRole]) -> HeadRole:
     return min(roles, key=lambda r: r.scores.get("broad", 1.0))
 
 
-def roles_table(roles: Sequence[HeadRole], n_layers: int, n_heads: int, note: str = "") -> Table:
-    """A layers × heads grid; each cell is "role score", e.g. "previous token 0.83" (or "mixed").
-
-    `note` is added to the title, e.g. "what each head does (19 tokens, learned positions)".
-    """
-    title = "what each head does" + (f" ({note})" if note else "")
-    table = Table(title=title, title_justify="left", min_width=len(title))  # wide enough not to wrap the title
-    table.add_column("layer", justify="right")
-    for head in range(n_heads):
-        table.add_column(f"head {head}")
-    by_place = {(r.layer, r.head): r for r in roles}
-    for layer in range(n_layers):
-        cells: list[Text] = [Text(str(layer))]
-        for head in range(n_heads):
-            role = by_place[layer, head]
-            cells.append(Text(role_label(role.role, role.score), style=ROLE_STYLES.get(role.role, "")))
-        table.add_row(*cells)
-    return table
-
-
 def role_label(role: str, score: float) -> str:
     """How a role is shown: "previous token 0.83", or just "mixed" (its score names no role)."""
     return role if role == "mixed" else f"{role} {score:.2f}"
-
-

@@ -14,7 +14,8 @@ a careful warmup. A final LayerNorm `ln_f` prepares the stream for the output la
 
 Weight tying: `lm_head` maps a vector to a score per token by a dot product with that token's
 embedding -- the same table `wte` reads tokens in with. One matrix serves both directions, which
-saves V·C parameters and helps small models.
+saves V·C parameters and helps small models. (`tie_embeddings=False` gives `lm_head` a matrix of
+its own, for imported checkpoints that were trained that way.)
 
 Parameter names follow GPT-2 (`transformer.wte`, `transformer.wpe`, `transformer.h.{i}.ln_1`,
 `.attn.c_attn`, `.attn.c_proj`, `.ln_2`, `.mlp.c_fc`, `.mlp.c_proj`, `transformer.ln_f`,
@@ -71,11 +72,17 @@ def _as_function(layer: nn.Module) -> Callable[[Tensor], Tensor]:
     return layer.forward
 
 
+#: `ModelConfig.activation` -> the `approximate` argument of F.gelu.
+GELU_APPROXIMATION = {"gelu": "none", "gelu_tanh": "tanh"}
+
+
 class MLP(nn.Module):
     """Position-wise feed-forward network: dim -> mlp_ratio·dim -> GELU -> dim.
 
-    GELU is the exact one, x·Φ(x) with Φ the normal CDF (GPT-2 used a tanh approximation of it; on
-    the CPUs measured here the exact erf kernel was ~4× faster on training-sized tensors).
+    GELU is x·Φ(x) with Φ the normal CDF. The default, "gelu", computes it exactly (on the CPUs
+    measured here the erf kernel was ~4× faster than the tanh one on training-sized tensors);
+    "gelu_tanh" is GPT-2's approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), which weights
+    imported from GPT-2 were trained with (the two differ by up to ~5e-4).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -84,9 +91,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.dim, hidden, bias=config.bias)
         self.c_proj = nn.Linear(hidden, config.dim, bias=config.bias)
         self.dropout_p = config.dropout
+        self.approximate = GELU_APPROXIMATION[config.activation]
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.c_proj(F.gelu(self.c_fc(x), approximate="none"))  # [B, T, C] -> [B, T, 4C] -> [B, T, C]
+        x = self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate))  # [B, T, C] -> [B, T, 4C] -> [B, T, C]
         if self.dropout_p > 0:  # skipped entirely when dropout is off: no kernel call at all
             x = F.dropout(x, self.dropout_p, self.training)
         return x
@@ -147,7 +155,8 @@ class GPT(nn.Module):
             }
         )
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # weight tying: one Parameter, two roles
+        if config.tie_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight  # weight tying: one Parameter, two roles
         self.dropout_p = config.dropout
         self.attention_path = "sdpa"
         self.attn_weights: list[Tensor] = []
@@ -279,6 +288,7 @@ class GPT(nn.Module):
         n_heads, head_dim, dim = self.config.n_heads, self.config.head_dim, self.config.dim
         positions = self.positions
         bias = positions.score_bias(1, pos + 1, pos)  # [H, 1, pos+1] for ALiBi, else None
+        approximate = GELU_APPROXIMATION[self.config.activation]
 
         x = F.embedding(idx, self.transformer.wte.weight)  # [B, 1, C]
         x = positions.add_to_embeddings(x, pos)[:, 0]  # [B, C]
@@ -293,16 +303,16 @@ class GPT(nn.Module):
             out = F.scaled_dot_product_attention(q, keys[:, :, : pos + 1], values[:, :, : pos + 1], attn_mask=bias)
             x = x + layer.attn_out(out.reshape(batch, dim))  # heads concatenated: [B, H·hd]
             h = F.layer_norm(x, (dim,), *layer.ln_2)
-            x = x + layer.mlp_out(F.gelu(layer.mlp_in(h)))
+            x = x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate=approximate))
         cache.length += 1
         ln_f = self.transformer.ln_f
         return plan.head(F.layer_norm(x, (dim,), ln_f.weight, ln_f.bias, ln_f.eps))  # [B, V]
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        """Count parameters (the tied wte/lm_head matrix once).
+        """Count parameters (a tied wte/lm_head matrix once).
 
         exclude_embeddings=True leaves out the token table and the learned position table: the
-        "non-embedding" count that scaling laws are stated in.
+        "non-embedding" count that scaling laws are stated in (an untied lm_head is counted).
         """
         total = sum(p.numel() for p in self.parameters())
         if exclude_embeddings:

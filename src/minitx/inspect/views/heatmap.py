@@ -1,14 +1,16 @@
 """A matrix of numbers as a picture: in the terminal (coloured cells) or as a PNG file.
 
 Both renderers take the same inputs -- a 2-D array, row labels, column labels -- so a view can be
-printed and saved without knowing how. Terminal cells are two characters on a background colour
-from white (low) to a deep blue (high) -- on a terminal without colour, the shades " ░▒▓█" -- and a
-cell that is NaN (e.g. the future, which attention never sees) stays blank. The colour scale is
-fixed by (low, high), so two heatmaps with the same scale can be compared by eye.
+printed and saved without knowing how. Both colour a cell on the one ramp of
+`minitx.inspect.colours`, from white (low) to a deep blue (high); terminal cells are two characters
+on that background colour -- on a terminal without colour, the shades " ░▒▓█" -- and a cell that
+is NaN (e.g. the future, which attention never sees) stays blank. The colour scale is fixed by
+(low, high), so two heatmaps with the same scale can be compared by eye.
 
-Example:
-    >>> console.print(terminal_heatmap(weights, tokens, tokens, title="layer 0 head 1"))
-    >>> save_png_heatmaps("attn.png", [weights], ["layer 0 head 1"], tokens, tokens)
+Example (the cells of a 2 × 2 heatmap; without colour each shows its shade, the NaN cell is blank):
+    >>> table = terminal_heatmap([[1.0, float("nan")], [0.25, 0.75]], ["a", "b"], title="one head")
+    >>> [str(cell) for cell in table.columns[1].cells], [str(cell) for cell in table.columns[2].cells]
+    (['██', '░░'], ['  ', '▓▓'])
 """
 
 from __future__ import annotations
@@ -17,22 +19,15 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
 from rich.table import Table
 from rich.text import Text
 
 from minitx.errors import UserError
+from minitx.inspect.colours import matplotlib_colormap, rich_colour, share_of
 
 #: How many characters of a row label the terminal view keeps (tokens can be long).
 LABEL_WIDTH = 12
-
-
-def _cell_colour(value: float, low: float, high: float) -> str:
-    """Background colour for `value` on a white -> blue ramp between low and high (rich's rgb syntax)."""
-    share = 0.0 if high <= low else min(1.0, max(0.0, (value - low) / (high - low)))
-    red = round(255 - share * (255 - 8))
-    green = round(255 - share * (255 - 48))
-    blue = round(255 - share * (255 - 140))
-    return f"rgb({red},{green},{blue})"
 
 
 SHADES = " ░▒▓█"
@@ -40,7 +35,7 @@ SHADES = " ░▒▓█"
 
 def _shade(value: float, low: float, high: float) -> str:
     """The character for `value` where colour is unavailable: " " (low) .. "█" (high)."""
-    share = 0.0 if high <= low else min(1.0, max(0.0, (value - low) / (high - low)))
+    share = share_of(value, low, high)
     return SHADES[min(len(SHADES) - 1, int(share * len(SHADES)))]
 
 
@@ -83,7 +78,7 @@ def terminal_heatmap(
             if value is None or (isinstance(value, float) and math.isnan(value)):
                 cells.append(Text("  "))
             else:  # colour terminals show the colour; plain ones the shade character under it
-                colour = _cell_colour(float(value), low, high)
+                colour = rich_colour(float(value), low, high)
                 cells.append(Text(_shade(float(value), low, high) * 2, style=f"{colour} on {colour}"))
         table.add_row(*cells)
     labels = col_labels if col_labels is not None else row_labels
@@ -131,7 +126,8 @@ def save_png_heatmaps(
             ax.axis("off")
             continue
         data = np.array(matrices[k], dtype=float)
-        image = ax.imshow(np.ma.masked_invalid(data), cmap="Blues", vmin=low, vmax=high, interpolation="nearest")
+        image = ax.imshow(np.ma.masked_invalid(data), cmap=matplotlib_colormap(), vmin=low, vmax=high,
+                          interpolation="nearest")
         ax.set_title(titles[k], fontsize=9)
         ax.set_xticks(range(len(col_labels)), [_plain(t) for t in col_labels], rotation=90, fontsize=6)
         ax.set_yticks(range(len(row_labels)), [_plain(t) for t in row_labels], fontsize=6)
@@ -166,3 +162,23 @@ def save_figure(fig, path: str | Path) -> Path:  # noqa: ANN001 - a matplotlib F
     except OSError as err:
         raise UserError(f"cannot write {path} ({err.strerror or err}); choose another --png path") from None
     return Path(path)
+
+
+def shown_window(n_tokens: int, limit: int) -> tuple[int, str]:
+    """Where the shown tokens start when at most `limit` fit, and a note for titles.
+
+        >>> shown_window(20, 40), shown_window(120, 40)
+        ((0, ''), (80, ' (last 40 of 120 tokens)'))
+    """
+    start = max(0, n_tokens - limit)
+    return start, f" (last {n_tokens - start} of {n_tokens} tokens)" if start else ""
+
+
+def causal_rows(matrix: torch.Tensor) -> list[list[float]]:
+    """A [T, T] weight matrix as lists, with NaN in the future (the upper triangle) so it is drawn blank.
+
+        >>> causal_rows(torch.tensor([[1.0, 0.0], [0.5, 0.5]]))
+        [[1.0, nan], [0.5, 0.5]]
+    """
+    future = torch.ones_like(matrix, dtype=torch.bool).triu(1)
+    return matrix.masked_fill(future, float("nan")).tolist()

@@ -1,0 +1,135 @@
+"""Which heads a model needs: switch one head off and measure how much the validation loss rises.
+
+A layer's attention output is c_proj applied to the heads' outputs side by side,
+
+    out_t = W_O [c_t^(0); c_t^(1); …; c_t^(H-1)] + b_O      c_t^(h) = Σ_{t'} α^(h)[t, t'] v^(h)_{t'}
+
+so one head can be switched off exactly by replacing its slice c^(h) before W_O, leaving every
+other head and every other layer as they were. Two ways to switch it off:
+
+    zero ablation   c^(h) := 0                         the head says nothing at all
+    mean ablation   c^(h) := mean of c^(h) over the data   the head says what it says on average
+
+Zeroing also removes the head's constant part (a bias the rest of the model may rely on), so it can
+overstate a head's importance; mean ablation keeps that average and removes only what the head
+tells about *this* input. The importance of a head is the rise of the loss, ablated minus intact:
+about 0 for a head the model does not use.
+
+Example (a hook that zeroes head 1 of layer 0 while the `with` block runs):
+    >>> from minitx.config import ModelConfig
+    >>> from minitx.model import GPT
+    >>> model = GPT(ModelConfig(vocab_size=10, block_size=8, n_layers=1, n_heads=2, dim=8)).eval()
+    >>> with head_replaced(model, 0, 1):
+    ...     logits, _ = model(torch.zeros(1, 4, dtype=torch.long))
+    >>> logits.shape, len(model.transformer.h[0].attn.c_proj._forward_pre_hooks)
+    (torch.Size([1, 4, 10]), 0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from minitx.evaluation.scoring import score_ids
+
+if TYPE_CHECKING:
+    from minitx.model import GPT
+
+
+@dataclass(frozen=True)
+class HeadAblation:
+    """The validation loss with one head switched off, both ways, and its rise over the intact model."""
+
+    layer: int
+    head: int
+    zero_loss: float
+    mean_loss: float
+    base_loss: float
+
+    @property
+    def zero_rise(self) -> float:
+        return self.zero_loss - self.base_loss
+
+    @property
+    def mean_rise(self) -> float:
+        return self.mean_loss - self.base_loss
+
+
+@dataclass(frozen=True)
+class AblationReport:
+    """`ablate_heads`' result: the intact loss, and every head ablated (layer by layer, head by head)."""
+
+    base_loss: float
+    tokens: int
+    heads: list[HeadAblation]
+
+    def most_needed(self, k: int = 3) -> list[HeadAblation]:
+        """The `k` heads whose mean ablation raises the loss most, largest first."""
+        return sorted(self.heads, key=lambda h: h.mean_rise, reverse=True)[:k]
+
+
+@contextmanager
+def head_replaced(model: GPT, layer: int, head: int, replacement: torch.Tensor | None = None) -> Iterator[None]:
+    """While the block runs, head `head` of layer `layer` outputs `replacement` [head_dim] (None: zeros).
+
+    A forward pre-hook on the layer's c_proj rewrites that head's slice of its input, on every path
+    (textbook or fused attention); the hook is removed on leaving the block, even after an error.
+    """
+    head_dim = model.config.head_dim
+    part = slice(head * head_dim, (head + 1) * head_dim)
+
+    def rewrite(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        heads = inputs[0].clone()  # [B, T, H·hd], the heads side by side
+        heads[..., part] = 0.0 if replacement is None else replacement.to(heads.dtype)
+        return (heads, *inputs[1:])
+
+    handle = model.transformer.h[layer].attn.c_proj.register_forward_pre_hook(rewrite)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@torch.no_grad()
+def head_means(model: GPT, ids: torch.Tensor) -> torch.Tensor:
+    """Every head's output averaged over all positions of the windows `score_ids` cuts from `ids`: [L, H, head_dim]."""
+    config = model.config
+    sums = torch.zeros(config.n_layers, config.dim, dtype=torch.float64)
+    counts = [0] * config.n_layers
+    handles = []
+    for layer, block in enumerate(model.transformer.h):
+        def record(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], layer: int = layer) -> None:
+            heads = inputs[0].reshape(-1, config.dim)  # every position of every window: [B·T, H·hd]
+            sums[layer] += heads.double().sum(dim=0).cpu()
+            counts[layer] += heads.shape[0]
+
+        handles.append(block.attn.c_proj.register_forward_pre_hook(record))
+    try:
+        score_ids(model, ids, len(ids))
+    finally:
+        for handle in handles:
+            handle.remove()
+    means = sums / torch.tensor(counts, dtype=torch.float64)[:, None]
+    return means.view(config.n_layers, config.n_heads, config.head_dim).float()
+
+
+def ablate_heads(model: GPT, ids: torch.Tensor) -> AblationReport:
+    """The loss on `ids` (1-D, cut into block_size windows as `minitx eval` does) intact and with each head ablated.
+
+    1 + 2·L·H passes over the windows, plus one to take the heads' means.
+    """
+    base = score_ids(model, ids, len(ids))
+    means = head_means(model, ids)
+    heads = []
+    for layer in range(model.config.n_layers):
+        for head in range(model.config.n_heads):
+            with head_replaced(model, layer, head):
+                zero = score_ids(model, ids, len(ids)).loss
+            with head_replaced(model, layer, head, means[layer, head]):
+                mean = score_ids(model, ids, len(ids)).loss
+            heads.append(HeadAblation(layer, head, zero, mean, base.loss))
+    return AblationReport(base.loss, base.tokens, heads)

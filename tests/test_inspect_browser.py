@@ -1,0 +1,142 @@
+"""The attention page in a real browser: headless Chromium, driven by Playwright for Python.
+
+Needs a Chromium executable (Debian's `chromium` package; $MINITX_CHROMIUM names another) and the
+`playwright` package (the dev extra); Playwright's own browser download is not needed. Without
+them the tests skip -- except in CI (the CI environment variable set), where a missing browser
+fails, so the browser test can never be skipped there silently (.ci/run installs chromium).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+import torch
+
+from minitx.inspect.capture import AttentionCapture
+from minitx.inspect.colours import ramp_rgb
+from minitx.inspect.roles import head_roles
+from minitx.inspect.views.html import Grid, save_attention_html
+from minitx.text.special import DOC_TOKEN
+
+#: Token texts full of HTML, JavaScript and Jinja metacharacters: each must appear as itself.
+TRICKY = [DOC_TOKEN, "</script><img src=x onerror=alert(1)>", ' "quoted"', " 'single'", " {{ title }}",
+          " {% raw %}", " &amp;", " <!--", " `${x}`", " end"]
+TITLE = "<b>run</b> & {{ data }} </script>"
+
+
+def chromium_executable() -> str | None:
+    if os.environ.get("MINITX_CHROMIUM"):
+        return os.environ["MINITX_CHROMIUM"]
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+def unavailable(why: str) -> None:
+    """Skip locally; in CI a missing browser is a failure, not a skip."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}: CI must run the browser test (.ci/run installs chromium)")
+    pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed (pip install -e '.[dev]')")
+    executable = chromium_executable()
+    if executable is None:
+        unavailable("no Chromium found (apt-get install chromium, or set MINITX_CHROMIUM)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def patterns(n: int) -> torch.Tensor:
+    """[2, 2, n, n]: layer 0 = previous token, first token; layer 1 = uniform, self."""
+    previous = torch.zeros(n, n)
+    previous[0, 0] = 1.0
+    previous[torch.arange(1, n), torch.arange(n - 1)] = 1.0
+    first = torch.zeros(n, n)
+    first[:, 0] = 1.0
+    uniform = torch.ones(n, n).tril()
+    uniform = uniform / uniform.sum(dim=-1, keepdim=True)
+    return torch.stack([torch.stack([previous, first]), torch.stack([uniform, torch.eye(n)])])
+
+
+@pytest.fixture
+def page(browser, tmp_path):
+    capture = AttentionCapture(TRICKY, list(range(len(TRICKY))), patterns(len(TRICKY)), pos="learned")
+    path = save_attention_html(capture, head_roles(capture), tmp_path / "attention.html", title=TITLE,
+                               selected=(0, 0), grids=[Grid("extra <grid>", [["<i>a</i>", "b"], ["c", "d"]])])
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.goto(path.as_uri())
+    page.wait_for_selector("#text span")
+    yield page, problems
+    page.close()
+
+
+def css_rgb(share: float) -> str:
+    return "rgb({}, {}, {})".format(*ramp_rgb(share))
+
+
+def test_the_page_loads_without_console_errors(page) -> None:
+    page, problems = page
+    page.hover("#text span >> nth=3")
+    page.select_option("#layer", "1")
+    assert problems == []
+    assert page.locator("#overview figure").count() == 2 and page.locator("#roles td.head").count() == 4
+
+
+def test_choosing_a_layer_or_head_redraws_the_heatmap(page) -> None:
+    page, problems = page
+    drawn = lambda: page.eval_on_selector("#heatmap", "canvas => canvas.toDataURL()")  # noqa: E731
+    before = drawn()
+    page.select_option("#head", "1")
+    after_head = drawn()
+    assert after_head != before
+    assert page.inner_text("#heatmap-title").startswith("layer 0 head 1: first token")
+    page.select_option("#layer", "1")
+    assert drawn() not in (before, after_head)
+    assert page.inner_text("#heatmap-title").startswith("layer 1 head 1: self")
+    page.click("#roles td.head >> nth=0")  # clicking a cell of the roles grid chooses that head
+    assert page.input_value("#layer") == "0" and page.input_value("#head") == "0" and drawn() == before
+    assert problems == []
+
+
+def test_pointing_at_a_token_shades_what_it_reads(page) -> None:
+    page, problems = page
+    backgrounds = lambda: page.eval_on_selector_all(  # noqa: E731
+        "#text span", "spans => spans.map(s => getComputedStyle(s).backgroundColor)")
+    page.hover("#text span >> nth=4")  # layer 0 head 0 reads the previous token: all of token 4's weight on 3
+    shades = backgrounds()
+    assert shades[3] == css_rgb(1.0) and shades[4] == css_rgb(0.0) and shades[0] == css_rgb(0.0)
+    assert all(shade == "rgba(0, 0, 0, 0)" for shade in shades[5:])  # the future is not shaded
+    assert page.inner_text("#query-line").startswith('4:" {{ title }}" reads 3:" \'single\'" 1.00')
+    page.mouse.move(0, 0)  # pointing away: back to the pinned token, the last one
+    assert backgrounds()[8] == css_rgb(1.0) and page.inner_text("#query-line").startswith('9:" end" reads 8:')
+    page.click("#text span >> nth=4")  # a click pins token 4
+    page.mouse.move(0, 0)
+    page.select_option("#layer", "1")  # uniform head: token 4 spreads 1/5 over tokens 0..4
+    shades = backgrounds()
+    assert shades[:5] == [css_rgb(0.2)] * 5
+    assert problems == []
+
+
+def test_metacharacters_in_tokens_and_title_show_as_text(page) -> None:
+    page, problems = page
+    texts = page.eval_on_selector_all("#text span", "spans => spans.map(s => s.textContent)")
+    assert texts == TRICKY
+    assert page.locator("img").count() == 0 and page.locator("#text i, #text b").count() == 0
+    assert page.title() == TITLE and page.inner_text("h1") == TITLE
+    assert "extra <grid>" in page.inner_text("body") and page.locator("td", has_text="<i>a</i>").count() == 1
+    assert problems == []  # no alert() ran, nothing failed to parse
