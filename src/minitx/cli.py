@@ -26,6 +26,7 @@ from minitx.config import (
     BUILTIN_CORPUS_BYTES,
     BUILTIN_CORPUS_SEED,
     DEFAULT_TEMPERATURE,
+    EVALUATION,
     RUN,
     ExportFormat,
     ModelConfig,
@@ -72,8 +73,11 @@ tokenize_app = typer.Typer(
 )
 data_app = typer.Typer(help="Corpora: write the built-in story corpus, check grammar, fetch tiny Shakespeare.",
                        no_args_is_help=True)
+experiment_app = typer.Typer(help="Experiments: train many models the same way and compare them with error bars.",
+                             no_args_is_help=True)
 app.add_typer(tokenize_app, name="tokenize")
 app.add_typer(data_app, name="data")
+app.add_typer(experiment_app, name="experiment")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -326,17 +330,62 @@ def eval_(
     = None,
     grammar: Annotated[int, typer.Option(help="Also sample N stories and check them with the grammar.")] = 0,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
-    seed: Annotated[int, typer.Option(help="Seed for the grammar samples.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the grammar samples, minimal pairs and shuffles.")] = 0,
     temperature: Annotated[float, typer.Option(help="Softmax temperature of the grammar samples.")]
     = DEFAULT_TEMPERATURE,
     quantize: Annotated[Quantize, typer.Option(help=QUANTIZE_HELP)] = Quantize.none,
+    minimal_pairs: Annotated[int, typer.Option(help="Also score N minimal pairs from the built-in grammar "
+                                                    "(--seed picks them).")] = 0,
+    order_test: Annotated[bool, typer.Option("--order-test", help="Also compare the loss on the text (FILES, or "
+                                                                    "the validation split) with its words and "
+                                                                    "sentences shuffled.")] = False,
+    context: Annotated[int | None, typer.Option(help="Also read windows of L tokens (longer than the block) and "
+                                                     "show the loss by position.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Loss, perplexity and bits per byte on text; optionally the grammaticality of samples."""
+    """Loss, perplexity and bits per byte on text; optionally grammaticality, minimal pairs, order, length."""
     from minitx.commands.eval import run_eval
 
     run_eval(run_dir, files or [], grammar=grammar, device=device.value, seed=seed, temperature=temperature,
-             as_json=json_, quantize=quantize.value)
+             as_json=json_, quantize=quantize.value, minimal_pairs=minimal_pairs, order_test=order_test,
+             context=context)
+
+
+# ------------------------------------------------------------------------------------------------
+# experiment
+
+
+@command(experiment_app, "positions")
+@config_options(ModelConfig, TrainConfig, exclude=("pos", "seed", "preset", "tokenizer"))
+def experiment_positions(
+    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories; minimal pairs "
+                                                            "and the grammar check speak the stories' language).")]
+    = None,
+    out: Annotated[Path, typer.Option(help="Experiment directory (created; rerun the same command to resume).",
+                                      rich_help_panel=RUN)] = Path("runs/positions"),
+    kinds: Annotated[str | None, typer.Option(help="Comma-separated: sinusoidal,learned,rope,alibi,none (default: "
+                                                   "all five).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Runs per kind, seeds 0..K-1 (default 2).")] = None,
+    corpus_bytes: Annotated[int | None, typer.Option(help="Bytes of built-in stories (default 2,000,000).")] = None,
+    pairs: Annotated[int | None, typer.Option(help="Minimal pairs per run (default 600).",
+                                              rich_help_panel=EVALUATION)] = None,
+    stories: Annotated[int | None, typer.Option(help="Sampled stories per run (default 60).",
+                                                rich_help_panel=EVALUATION)] = None,
+    flags: ConfigFlags | None = None,  # the model and optimiser flags of `minitx train` (not --pos, --seed)
+    quiet: Annotated[bool, typer.Option(help="No per-run progress bars.", rich_help_panel=RUN)] = False,
+) -> None:
+    """The positional-encoding lab: one model per kind and seed, trained and measured alike, with a report.
+
+    Model and optimiser flags are those of `minitx train`; unset ones take the lab's defaults.
+
+    The defaults (3 layers, 96 wide, block 64, 1200 steps) fit 5 kinds x 2 seeds in ~20 minutes on 2 CPU cores.
+    """
+    from minitx.commands.experiment import run_positions
+
+    code = run_positions(files or [], out=out, kinds=kinds, seeds=seeds, flags=flags or {},
+                         corpus_bytes=corpus_bytes, pairs=pairs, stories=stories, quiet=quiet)
+    if code:
+        raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------------------------------------
