@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     nanogpt = ["--nanogpt", args.nanogpt] if args.nanogpt else []
     bench_tokenizer.main(["--repeats", "1" if args.quick else "5", *data])
     bench_generate.main([*(["--quick"] if args.quick else []), *nanogpt])
-    bench_train.main([*(["--steps", "100", "--repeats", "1", "--part", "speed"] if args.quick else []), *data,
+    bench_train.main([*(["--steps", "200", "--repeats", "1", "--part", "speed"] if args.quick else []), *data,
                       *nanogpt])
     return 0
 

@@ -82,3 +82,15 @@ def test_no_source_or_benchmark_file_names_a_path_of_one_machine():
     found = [f"{p.relative_to(REPO)}:{n}: {line.strip()}" for p in python_files("src", "bench")
              for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if machine_path.search(line)]
     assert not found, "\n".join(found)
+
+
+def test_the_layers_drawn_in_architecture_md_are_the_ones_import_linter_checks():
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    checked = re.search(r"^layers = \[(.*?)^\]", pyproject, re.MULTILINE | re.DOTALL)[1]
+    checked_layers = [" | ".join(name.strip().removeprefix("minitx.") for name in line.split("|"))
+                      for line in re.findall(r'"([^"]+)"', checked)]
+    doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    drawing = doc.split("## The layers", 1)[1].split("```", 2)[1]
+    drawn_layers = [" | ".join(part.strip() for part in line.split("|")) for line in drawing.splitlines()
+                    if line.strip() and line.strip() not in ("│", "▼")]
+    assert drawn_layers == checked_layers
