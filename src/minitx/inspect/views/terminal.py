@@ -94,13 +94,14 @@ def roles_table(roles: Sequence[HeadRole], n_layers: int, n_heads: int, note: st
 
 
 def spread_label(spread: RoleSpread) -> str:
-    """A cell of the over-data grid: "previous token 0.83 ± 0.05", or "mixed (best: local 0.55 ± 0.12)"."""
+    """A cell of the over-data grid: "previous token 0.83±0.05", or "(local 0.55±0.12)" for a head named nothing,
+    its best role in brackets."""
     if spread.role != "mixed":
-        return f"{spread.role} {spread.mean[spread.role]:.2f} ± {spread.spread[spread.role]:.2f}"
+        return f"{spread.role} {spread.mean[spread.role]:.2f}±{spread.spread[spread.role]:.2f}"
     best = max(spread.mean, key=spread.mean.__getitem__, default=None)
     if best is None:
         return "mixed"
-    return f"mixed (best: {best} {spread.mean[best]:.2f} ± {spread.spread[best]:.2f})"
+    return f"({best} {spread.mean[best]:.2f}±{spread.spread[best]:.2f})"
 
 
 def spread_table(spreads: Sequence[RoleSpread], n_layers: int, n_heads: int, n_windows: int) -> Group:
@@ -113,7 +114,8 @@ def spread_table(spreads: Sequence[RoleSpread], n_layers: int, n_heads: int, n_w
             spread = by_place[layer, head]
             cells.append(Text(spread_label(spread), style=ROLE_STYLES.get(spread.role, "")))
         table.add_row(*cells)
-    rule = f"a role names a head only when it clears its threshold in ≥ {HOLDS_IN:.0%} of the windows"
+    rule = (f"a role names a head only when it clears its threshold in ≥ {HOLDS_IN:.0%} of the windows; "
+            "(in brackets): the best mean of a head named nothing")
     return Group(table, Text(rule, style="dim"))
 
 
@@ -150,7 +152,7 @@ def ablation_table(report: AblationReport, n_layers: int, n_heads: int) -> Group
             h = by_place[layer, head]
             share = share_of(h.mean_rise, 0.0, top)
             style = f"{'white' if share > DARK_FROM else 'black'} on {rich_colour(h.mean_rise, 0.0, top)}"
-            cells.append(Text(f"{h.mean_rise:+.4f} ({h.zero_rise:+.4f})", style=style))
+            cells.append(Text(f"{h.mean_rise:+.3f} ({h.zero_rise:+.3f})", style=style))
         table.add_row(*cells)
     needed = ", ".join(f"layer {h.layer} head {h.head} {h.mean_rise:+.3f}" for h in report.most_needed(3))
     return Group(table, Text(f"most needed (mean ablation): {needed}"))
