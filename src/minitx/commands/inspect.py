@@ -209,7 +209,7 @@ def page_grids(
 
     grids = []
     if spreads is not None:
-        grids.append(Grid(f"roles over {n_windows} validation windows (mean ± spread)",
+        grids.append(Grid(f"roles over {n_windows} validation windows (mean±spread)",
                           grid_of({(s.layer, s.head): spread_label(s) for s in spreads})))
     if found is not None:
         losses = ", ".join(f"copy {c + 1}: {loss:.2f}" for c, loss in enumerate(found.copy_losses))
@@ -218,8 +218,9 @@ def page_grids(
                                    for h in found.heads}),
                           [f"loss (nats/token) on {losses}; uniform guess {found.chance_loss:.2f}"]))
     if ablation is not None:
-        grids.append(Grid(f"loss rise with the head mean-ablated (zeroed); base loss {ablation.base_loss:.4f}",
-                          grid_of({(h.layer, h.head): f"{h.mean_rise:+.3f} ({h.zero_rise:+.3f})"
+        grids.append(Grid("validation loss rise without the head: mean-ablated/zeroed "
+                          f"(base loss {ablation.base_loss:.4f})",
+                          grid_of({(h.layer, h.head): f"{h.mean_rise:+.3f}/{h.zero_rise:+.3f}"
                                    for h in ablation.heads})))
     return grids
 
