@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from minitx.errors import UserError
-from minitx.text.files import TINYSHAKESPEARE_SHA256, TINYSHAKESPEARE_URL, download_tinyshakespeare, read_corpus
+from minitx.text.files import TINYSHAKESPEARE_SHA256, download_tinyshakespeare, read_corpus
 
 
 def write(path: Path, data: bytes) -> Path:
@@ -164,9 +164,24 @@ def test_existing_file_is_not_overwritten_without_force(server, tmp_path):
     assert out.read_bytes() == body
 
 
-def test_default_url_is_the_char_rnn_tinyshakespeare_file():
-    assert TINYSHAKESPEARE_URL.startswith("https://")
-    assert TINYSHAKESPEARE_URL.endswith("karpathy/char-rnn/master/data/tinyshakespeare/input.txt")
+def test_the_command_downloads_char_rnns_file_over_https_and_checks_its_known_sha256(tmp_path, monkeypatch):
+    """`minitx data tinyshakespeare` with no options: which address is asked, which checksum is demanded."""
+    from typer.testing import CliRunner
+
+    from minitx.cli import app
+    from minitx.text import files
+
+    asked = []
+
+    def fetch(url, out, timeout, progress):  # noqa: ANN001, ANN202 - stands in for the network
+        asked.append(url)
+        return b"a different text\n"
+
+    monkeypatch.setattr(files, "_fetch", fetch)
+    result = CliRunner().invoke(app, ["data", "tinyshakespeare", "--out", str(tmp_path / "s.txt")])
+    assert asked == ["https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"]
+    assert result.exit_code == 2 and "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed" in result.stderr
+    assert not (tmp_path / "s.txt").exists()
 
 
 def test_files_stdin_and_tokenizer_files_are_read_by_one_reader(tmp_path, monkeypatch):

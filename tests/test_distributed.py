@@ -29,7 +29,7 @@ pytestmark = pytest.mark.skipif(
 MODEL = ["--tokenizer", "char", "--layers", "2", "--heads", "2", "--dim", "32", "--block-size", "32",
          "--steps", "12", "--eval-every", "6", "--eval-batches", "2", "--save-every", "1", "--lr", "3e-3",
          "--warmup", "2", "--device", "cpu", "--quiet"]
-TIMEOUT = 120  # seconds any one launch may take before the test fails (a hang is a failure, not a skip)
+TIMEOUT = 240  # seconds any one launch may take before the test fails (a hang is a failure, not a skip)
 
 
 def _free_port() -> int:
@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MINITX_DIST_TIMEOUT": "30"}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MINITX_DIST_TIMEOUT": "100"}
 
 
 def _torchrun(args: list[str], nproc: int = 2, env: dict[str, str] | None = None,
@@ -134,12 +134,15 @@ def test_a_killed_rank_ends_the_job_and_resume_equals_the_uninterrupted_run(corp
     crashed = subprocess.run(crash, capture_output=True, text=True, timeout=TIMEOUT,
                              env={**_env(), FAIL_ENV: "1:7"})  # rank 1 dies right after step 7
     assert crashed.returncode != 0
-    assert time.monotonic() - started < 60  # the surviving rank did not hang
+    assert time.monotonic() - started < 90  # the surviving rank did not hang (collectives time out at 100 s)
     assert crashed.stderr.strip().splitlines() == [
         "minitx: error: rank 1 stopped with exit code 1; torchrun stopped the other ranks -- the last checkpoint "
         "is kept, continue with --resume"
     ]
-    state = json.loads((out / "trainer_state.json").read_text()) if (out / "trainer_state.json").exists() else None
+    from minitx.rundir import latest_checkpoint
+
+    checkpoint = latest_checkpoint(out)
+    state = json.loads((checkpoint / "trainer_state.json").read_text()) if checkpoint else None
     assert state is None or state["step"] <= 8
     resumed = _torchrun([*args, "--resume"])
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -160,8 +163,11 @@ def test_resume_with_another_world_size_is_refused_in_one_line(two_ranks: Path, 
 def test_two_nodes_on_one_machine_train_like_one_node_of_two(corpus: Path, two_ranks: Path) -> None:
     out = corpus.parent / "nodes"
     port = _free_port()
+    # Static rendezvous (node 0 hosts the store at --master-addr:--master-port): deterministic ranks and a
+    # clean exit. The README shows c10d's elastic rendezvous, which on a loaded machine sometimes kept the
+    # store-hosting torchrun alive for minutes after training had finished.
     cmd = lambda node: [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),  # noqa: E731
-                        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "minitx-test",
+                        "--master-addr", "127.0.0.1", "--master-port", str(port),
                         "--nproc-per-node", "1", "-m", "minitx", "train", str(corpus), "--out", str(out),
                         "--batch-size", "4", "--grad-accum", "2", *MODEL]
     nodes = [subprocess.Popen(cmd(n), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())

@@ -108,10 +108,28 @@ def test_capture_holds_one_causal_row_stochastic_matrix_per_layer_and_head(model
     assert capture.pos == "learned"
 
 
-def test_capture_equals_the_models_own_hook_pattern(model, char_tokenizer) -> None:
-    capture = capture_attention(model, char_tokenizer, "a dog ran")
-    for layer in range(capture.n_layers):
-        torch.testing.assert_close(capture.weights[layer], model.captured[f"blocks.{layer}.attn.hook_pattern"][0])
+def test_capture_equals_softmax_q_k_recomputed_from_each_layers_own_input(model, char_tokenizer) -> None:
+    """α = softmax(q·kᵀ/√d + causal mask), recomputed by hand from what each attention layer received
+    (learned positions: nothing is added inside attention), must equal what the capture reports."""
+    inputs: list[torch.Tensor] = []
+    hooks = [block.attn.register_forward_pre_hook(lambda _, args: inputs.append(args[0].detach()))
+             for block in model.transformer.h]
+    try:
+        capture = capture_attention(model, char_tokenizer, "a dog ran")
+    finally:
+        for hook in hooks:
+            hook.remove()
+    n_heads, dim = model.config.n_heads, model.config.dim
+    head_dim = dim // n_heads
+    for layer, x in enumerate(inputs):  # x: [1, T, C], the output of ln_1
+        q, k, _ = model.transformer.h[layer].attn.c_attn(x).detach().split(dim, dim=-1)
+        q = q.view(1, -1, n_heads, head_dim).transpose(1, 2)  # [1, H, T, hd]
+        k = k.view(1, -1, n_heads, head_dim).transpose(1, 2)
+        scores = q @ k.transpose(-2, -1) / head_dim**0.5  # [1, H, T, T]
+        n = scores.shape[-1]
+        scores = scores.masked_fill(torch.ones(n, n, dtype=torch.bool).triu(1), float("-inf"))
+        torch.testing.assert_close(capture.weights[layer], scores.softmax(dim=-1)[0], atol=1e-6, rtol=1e-5)
+    assert len(inputs) == capture.n_layers
 
 
 def test_doc_is_put_in_front_once_and_tokens_line_up_with_ids(model, char_tokenizer) -> None:

@@ -145,6 +145,45 @@ def test_the_flat_decode_step_equals_a_full_forward_at_every_position(make_tiny_
     torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("variant", [{"activation": "gelu_tanh"}, {"tie_embeddings": False}])
+def test_the_flat_decode_step_honours_the_activation_and_an_untied_head(make_tiny_model, variant):
+    model = make_tiny_model("rope", **variant)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.5)  # large pre-activations, where tanh-GELU and exact GELU differ by ~1e-3
+    config = model.config
+    idx = random_ids(config, batch=2)
+    with torch.no_grad():
+        full, _ = model(idx)
+        cache = KVCache(config, batch_size=2)
+        steps = [model.decode_next(idx[:, t : t + 1], cache) for t in range(config.block_size)]
+    torch.testing.assert_close(torch.stack(steps, dim=1), full, atol=1e-5, rtol=0)
+
+
+def test_the_activation_field_chooses_exact_or_tanh_gelu(make_tiny_model):
+    import torch.nn.functional as F
+
+    x = torch.randn(3, 32) * 3
+    exact, tanh = make_tiny_model(), make_tiny_model(activation="gelu_tanh")
+    assert exact.config.activation == "gelu"  # the default
+    for model, approximate in ((exact, "none"), (tanh, "tanh")):
+        mlp = model.transformer.h[0].mlp
+        expected = mlp.c_proj(F.gelu(mlp.c_fc(x), approximate=approximate))
+        torch.testing.assert_close(mlp(x), expected, atol=0, rtol=0)
+    gap = (F.gelu(x) - F.gelu(x, approximate="tanh")).abs().max()
+    assert gap > 1e-4  # the two really differ, so a model built with the wrong one would be caught
+    with pytest.raises(UserError, match="activation"):
+        make_tiny_model(activation="relu")
+
+
+def test_an_untied_head_has_its_own_matrix_and_a_tied_one_shares_wte(make_tiny_model):
+    tied, untied = make_tiny_model(), make_tiny_model(tie_embeddings=False)
+    assert tied.lm_head.weight is tied.transformer.wte.weight
+    assert untied.lm_head.weight is not untied.transformer.wte.weight
+    vocab, dim = untied.config.vocab_size, untied.config.dim
+    assert untied.num_parameters() == tied.num_parameters() + vocab * dim
+
+
 def test_the_flat_decode_step_takes_one_token_and_respects_the_block(tiny_model):
     cache = KVCache(tiny_model.config, batch_size=1)
     with pytest.raises(ValueError, match="exactly one token"):
@@ -311,3 +350,9 @@ def test_positions_describe_themselves_and_only_additive_kinds_have_a_matrix(tin
     assert "alibi" in model.positions.describe()
     assert model.positions.encoding_matrix(4) is None
     assert build_positional_encoding(tiny_config("sinusoidal")).encoding_matrix(4).shape == (4, 32)
+
+
+def test_every_pos_choice_has_exactly_one_encoding_class():
+    from minitx.model.positions import ENCODINGS
+
+    assert sorted(ENCODINGS) == sorted(POSITIONAL_ENCODINGS)

@@ -18,7 +18,8 @@ def random_model(pos: str = "learned", seed: int = 0) -> GPT:
     return GPT(config).eval()
 
 
-def test_each_weight_is_within_half_a_step_of_its_row_scale_and_the_row_maximum_is_exact() -> None:
+def test_each_applied_weight_is_within_half_a_step_of_the_original_on_the_path_that_runs() -> None:
+    """The bound of the module docstring, |W - s·q| ≤ s/2, for the s the CPU kernel multiplies by."""
     torch.manual_seed(0)
     linear = nn.Linear(64, 24)
     with torch.no_grad():
@@ -26,14 +27,19 @@ def test_each_weight_is_within_half_a_step_of_its_row_scale_and_the_row_maximum_
         linear.weight[5, 7] = 9.0  # one large weight coarsens its own row only
     q = Int8Linear(linear)
     w = linear.weight.detach()
-    error = (q.dequantized_weight() - w).abs()
-    step = w.abs().amax(dim=1, keepdim=True) / 127
-    assert torch.all(error <= step / 2 + 1e-7)
-    rows = torch.arange(w.shape[0])
-    biggest = w.abs().argmax(dim=1)
-    torch.testing.assert_close(q.dequantized_weight()[rows, biggest], w[rows, biggest], atol=1e-6, rtol=1e-6)
+    # the scale is a bfloat16 number, so the kernel's bfloat16 copy of it is the very same scale
+    assert torch.equal(q._scale_bf16.float(), q.scale) and torch.equal(q.scale.bfloat16().float(), q.scale)
+    applied = q.qweight.float() * q._scale_bf16.float()[:, None]  # what _weight_int8pack_mm multiplies by
+    assert torch.equal(applied, q.dequantized_weight())
+    error = (applied - w).abs()
+    assert torch.all(error <= q.scale[:, None] / 2)
+    # s is the smallest bfloat16 at or above max|w|/127: nothing is clipped, and the step is at most 2^-7 coarser
+    step = w.abs().amax(dim=1) / 127
+    nonzero = step > 0
+    assert torch.all(q.scale[nonzero] >= step[nonzero]) and torch.all(q.scale[nonzero] <= step[nonzero] * (1 + 2**-7))
+    assert torch.all(q.qweight[nonzero].abs().amax(dim=1) >= 126)
     assert torch.all(q.dequantized_weight()[3] == 0)
-    assert q.qweight.dtype == torch.int8 and int(q.qweight.abs().max()) == 127
+    assert q.qweight.dtype == torch.int8
     assert error[0].max() < error[5].max() / 10  # row 0 kept its fine grid
 
 
@@ -42,11 +48,11 @@ def test_an_int8_layer_computes_x_times_its_dequantized_weight_plus_bias() -> No
     linear = nn.Linear(32, 16)
     q = Int8Linear(linear)
     x = torch.randn(2, 5, 32)
-    expected = x @ q.dequantized_weight().T + linear.bias.detach()
+    product = x.bfloat16().float() @ q.dequantized_weight().T  # the kernel reads x in bfloat16
     got = q(x)
     assert got.shape == (2, 5, 16) and got.dtype == torch.float32
-    # the CPU kernel rounds x to bfloat16 (8 significant bits): a relative error near 2^-8
-    assert (got - expected).abs().max() <= 2**-7 * expected.abs().max()
+    # the kernel returns bfloat16 (8 significant bits): each output within 2^-8 of its own value
+    assert torch.all((got - linear.bias.detach() - product).abs() <= 2**-8 * product.abs() + 1e-6)
 
 
 def test_quantizing_replaces_every_linear_map_and_keeps_the_embedding_table() -> None:
@@ -58,7 +64,7 @@ def test_quantizing_replaces_every_linear_map_and_keeps_the_embedding_table() ->
     assert not any(isinstance(m, nn.Linear) for m in model.modules())
     assert isinstance(model.lm_head, Int8Linear)
     bf16_table = model.transformer.wte.weight.float()
-    torch.testing.assert_close(bf16_table, table, atol=0.01 * table.abs().max().item(), rtol=0)
+    torch.testing.assert_close(bf16_table, table, atol=0, rtol=2**-8)  # each entry rounded to 8 significant bits
     floating = [t for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()]
     assert floating and all(t.dtype == torch.bfloat16 for t in floating)
 
@@ -72,8 +78,9 @@ def test_a_quantized_model_predicts_almost_what_the_original_does() -> None:
         after, loss = model(idx, idx)
     after = after.float()
     assert loss.dtype == torch.float32  # the loss is computed in fp32 even for a bf16 model
-    assert (after - before).abs().max() < 0.05 * before.abs().max()
-    assert (after.argmax(-1) == before.argmax(-1)).float().mean() > 0.9
+    # measured: 0.58% of the largest logit (half-step weights + bfloat16 activations); a wrong scale is far more
+    assert (after - before).abs().max() < 0.01 * before.abs().max()
+    assert (after.argmax(-1) == before.argmax(-1)).float().mean() > 0.95
 
 
 @pytest.mark.parametrize("pos", POSITIONAL_ENCODINGS)
@@ -87,8 +94,8 @@ def test_a_quantized_model_decodes_through_the_cache_as_its_full_forward_does(po
         plan = model.decode_plan()
         steps = torch.stack([model.decode_next(idx[:, t : t + 1], cache, plan) for t in range(16)], dim=1)
     assert steps.dtype == full.dtype == torch.bfloat16
-    # the same bf16 operations in another grouping: equal up to bfloat16 rounding (8 significant bits)
-    torch.testing.assert_close(steps.float(), full.float(), atol=0.02 * full.float().abs().max().item(), rtol=0)
+    # the same bf16 operations in another grouping: at most one bfloat16 step (2^-7 for values in [1, 2)) apart
+    torch.testing.assert_close(steps.float(), full.float(), atol=2**-7 * full.float().abs().max().item(), rtol=0)
     assert (steps.argmax(-1) == full.argmax(-1)).float().mean() >= 0.9
 
 

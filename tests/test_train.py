@@ -86,10 +86,52 @@ def test_save_then_load_gives_identical_logits(tmp_path):
     assert loaded.lm_head.weight is loaded.transformer.wte.weight  # the tie survives loading
 
 
+def test_an_untied_gelu_tanh_model_saves_and_loads_exactly(tmp_path):
+    import string
+
+    from minitx.config import ModelConfig, TrainConfig
+    from minitx.model import GPT
+    from minitx.text.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(vocab_size=40, block_size=16, n_layers=1, n_heads=2, dim=16, activation="gelu_tanh",
+                            tie_embeddings=False)).eval()
+    rundir.save_config(tmp_path, model.config, TrainConfig())
+    rundir.save_weights(tmp_path, model)
+    Tokenizer.train_char(string.ascii_letters[:39]).save(tmp_path / rundir.TOKENIZER)
+    assert "lm_head.weight" in rundir.tensor_shapes(tmp_path / rundir.WEIGHTS)  # its own matrix is saved
+    loaded, run = rundir.load_model(tmp_path)
+    assert (run.model_config.activation, run.model_config.tie_embeddings) == ("gelu_tanh", False)
+    assert torch.equal(loaded.lm_head.weight, model.lm_head.weight)
+    x = torch.randint(0, 40, (2, 16))
+    with torch.no_grad():
+        assert torch.equal(model(x)[0], loaded(x)[0])
+
+
+def test_a_config_json_from_before_activation_and_tying_loads_as_tied_exact_gelu(tmp_path):
+    import json
+    import string
+
+    from minitx.config import ModelConfig, TrainConfig
+    from minitx.model import GPT
+    from minitx.text.tokenizer import Tokenizer
+
+    model = GPT(ModelConfig(vocab_size=40, block_size=16, n_layers=1, n_heads=2, dim=16))
+    rundir.save_config(tmp_path, model.config, TrainConfig())
+    rundir.save_weights(tmp_path, model)
+    Tokenizer.train_char(string.ascii_letters[:39]).save(tmp_path / rundir.TOKENIZER)
+    raw = json.loads((tmp_path / rundir.CONFIG).read_text())
+    del raw["model"]["activation"], raw["model"]["tie_embeddings"]  # as written by earlier versions
+    (tmp_path / rundir.CONFIG).write_text(json.dumps(raw))
+    loaded, run = rundir.load_model(tmp_path)
+    assert (run.model_config.activation, run.model_config.tie_embeddings) == ("gelu", True)
+    assert loaded.lm_head.weight is loaded.transformer.wte.weight
+
+
 def test_weights_have_gpt2_names_and_no_compile_prefix(tmp_path):
     mc, tc = _configs(tmp_path, steps=1)
     Trainer(tmp_path, mc, tc, _split()).fit(show_progress=False)
-    tensors, _ = rundir.read_tensors(tmp_path / rundir.WEIGHTS, "weights")
+    tensors, _ = rundir.read_tensors(rundir.latest_checkpoint(tmp_path) / rundir.WEIGHTS, "weights")
     assert "transformer.wte.weight" in tensors
     assert "transformer.h.1.attn.c_attn.weight" in tensors
     assert not any(k.startswith("_orig_mod") for k in tensors)
@@ -149,17 +191,18 @@ def test_mismatched_optimizer_and_state_refuse_to_resume(tmp_path):
     mc, tc = _configs(tmp_path, steps=4)
     t = Trainer(tmp_path, mc, tc, _split())
     t.fit(show_progress=False)
-    state = json.loads((tmp_path / rundir.TRAINER_STATE).read_text())
+    state_path = rundir.latest_checkpoint(tmp_path) / rundir.TRAINER_STATE
+    state = json.loads(state_path.read_text())
     state["step"] = 2
-    (tmp_path / rundir.TRAINER_STATE).write_text(json.dumps(state))
-    with pytest.raises(UserError, match="interrupted"):
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(UserError, match="damaged"):
         Trainer(tmp_path, mc, tc, _split(), resume=True)
 
 
 def test_truncated_weights_are_a_user_error(tmp_path):
     mc, tc = _configs(tmp_path, steps=1)
     Trainer(tmp_path, mc, tc, _split()).fit(show_progress=False)
-    path = tmp_path / rundir.WEIGHTS
+    path = rundir.latest_checkpoint(tmp_path) / rundir.WEIGHTS
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(UserError, match="corrupt or truncated"):
         rundir.read_tensors(path, "weights")

@@ -1,7 +1,12 @@
 """The `minitx` command line: declares the commands and their typed options; each calls one function in commands/.
 
 Nothing heavy is imported at module level, so `minitx --help` answers at once; each command imports
-what it needs when it runs. A `UserError` from any command becomes one line on stderr and exit code 2.
+what it needs when it runs. A `UserError` from any command becomes one line on stderr and exit code 2,
+and so does a usage error that Click finds before the command runs (`--steps abc`, an unknown option):
+
+    minitx: error: Invalid value for '--steps': 'abc' is not a valid integer. (see: minitx train --help)
+
+A training run whose loss became NaN or infinite ends with one line too, and exit code 3.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from minitx.config import (
     BUILTIN_CORPUS_SEED,
     DEFAULT_TEMPERATURE,
     RUN,
+    ExportFormat,
     ModelConfig,
     Quantize,
     TokenizerKind,
@@ -31,7 +37,7 @@ from minitx.config import (
     option_name,
 )
 from minitx.device import Device
-from minitx.errors import EXIT_USER_ERROR, UserError
+from minitx.errors import EXIT_DIVERGED, EXIT_USER_ERROR, TrainingDiverged, UserError
 
 #: Click's UsageError (bad option values, unknown options), found through Typer, which may bundle its own click.
 _UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -82,6 +88,9 @@ def _user_errors_exit_2(func: F) -> F:
         except UserError as e:
             typer.echo(f"minitx: error: {e}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
+        except TrainingDiverged as e:
+            typer.echo(f"minitx: error: {e}", err=True)
+            raise typer.Exit(EXIT_DIVERGED) from None
         except OSError as e:  # a path that cannot be read or written: the user's to fix
             where = f": {e.filename}" if getattr(e, "filename", None) else ""
             typer.echo(f"minitx: error: {e.strerror or e}{where}", err=True)
@@ -250,7 +259,8 @@ def train(
     out: Annotated[Path, typer.Option(help="Run directory to create.", rich_help_panel=RUN)] = Path("runs/default"),
     flags: ConfigFlags | None = None,  # one option per flag of ModelConfig and TrainConfig
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint, with the same "
-                                              "recipe (only --steps, --device, --threads may change).",
+                                              "recipe (only --steps, --device, --threads, --keep, "
+                                              "--detect-anomaly may change).",
                                          rich_help_panel=RUN)] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing run in --out.", rich_help_panel=RUN)] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.", rich_help_panel=RUN)] = False,
@@ -389,6 +399,38 @@ def inspect_positions(
     from minitx.commands.inspect import run_inspect_positions
 
     run_inspect_positions(run_dirs, positions=positions, png=png, device=device.value)
+
+
+# ------------------------------------------------------------------------------------------------
+# to and from Hugging Face transformers
+
+
+@command(app, "export")
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    format: Annotated[ExportFormat, typer.Option("--format", help="hf: a transformers folder (GPT-2, GPT-NeoX "
+                                                                 "or MPT).")] = ExportFormat.hf,
+    out: Annotated[Path, typer.Option(help="Folder to write (config.json, model.safetensors, tokenizer).")]
+    = Path("export"),
+    force: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+) -> None:
+    """Export a run for Hugging Face transformers: from_pretrained(DIR) gives the same logits."""
+    from minitx.commands.interop import run_export
+
+    run_export(run_dir, format=format.value, out=out, force=force)
+
+
+@command(app, "import-hf")
+def import_hf(
+    directory: Annotated[Path, typer.Argument(help="A GPT-2-family checkpoint folder (config.json + safetensors), "
+                                                   "e.g. a snapshot in the Hugging Face cache.")],
+    out: Annotated[Path, typer.Option(help="Run directory to create.")] = Path("runs/imported"),
+    force: Annotated[bool, typer.Option(help="Replace --out if it exists.")] = False,
+) -> None:
+    """Import a GPT-2 / GPT-NeoX / MPT checkpoint as a run: generate, eval and inspect it. Never loads a pickle."""
+    from minitx.commands.interop import run_import_hf
+
+    run_import_hf(directory, out=out, force=force)
 
 
 @app.command("version")

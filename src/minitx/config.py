@@ -10,7 +10,7 @@ its `--name`, the help panel it is listed in, its choices, and whether `--resume
 declared once, here, beside the field it sets; a new training flag is one new field.
 
     >>> [option_name(f) for f in flag_fields(ModelConfig)][:3]
-    ['--vocab-size', '--layers', '--heads']
+    ['--vocab-size', '--block-size', '--layers']
 
 This module imports no torch: `minitx --help` reads it.
 """
@@ -29,8 +29,8 @@ from minitx.errors import UserError
 # Choices, and the defaults the command line shows (defined here, once, so that `--help` needs no torch).
 
 
-class PositionalEncoding(str, Enum):
-    """How a model learns where a token stands (`--pos`; see model/positions.py and docs/positions.md)."""
+class PositionKind(str, Enum):
+    """How a model learns where a token stands (`--pos`): one class each in model/positions.py."""
 
     sinusoidal = "sinusoidal"
     learned = "learned"
@@ -39,7 +39,9 @@ class PositionalEncoding(str, Enum):
     none = "none"
 
 
-POSITIONAL_ENCODINGS = tuple(p.value for p in PositionalEncoding)
+POSITIONAL_ENCODINGS = tuple(p.value for p in PositionKind)
+#: The MLP's nonlinearity: "gelu" is the exact x·Φ(x); "gelu_tanh" is GPT-2's tanh approximation of it.
+ACTIVATIONS = ("gelu", "gelu_tanh")
 
 
 class Quantize(str, Enum):
@@ -47,6 +49,12 @@ class Quantize(str, Enum):
 
     none = "none"
     int8 = "int8"
+
+
+class ExportFormat(str, Enum):
+    """`minitx export --format`: hf, a folder Hugging Face transformers loads (interop/hf_export.py)."""
+
+    hf = "hf"
 
 
 class TokenizerKind(str, Enum):
@@ -176,26 +184,31 @@ class ModelConfig:
 
     Attributes:
         vocab_size: number of distinct token ids (rows of the embedding table).
+        block_size: the longest context, in tokens, the model attends over.
         n_layers: number of transformer blocks stacked on top of each other.
         n_heads: attention heads per block; each works in `dim // n_heads` dimensions.
         dim: width of the residual stream (the embedding size).
-        block_size: the longest context, in tokens, the model attends over.
         pos: how the model learns where a token stands: one of POSITIONAL_ENCODINGS.
         dropout: dropout probability used while training (0 disables it).
-        bias: whether linear layers and LayerNorms have bias terms.
         mlp_ratio: hidden width of the MLP as a multiple of `dim`.
+        bias: whether linear layers and LayerNorms have bias terms.
+        activation: the MLP's nonlinearity, one of ACTIVATIONS ("gelu_tanh" for imported GPT-2 weights).
+        tie_embeddings: the output layer reuses the token embedding matrix (weight tying); False
+            gives it a matrix of its own, as some imported checkpoints have.
     """
 
     vocab_size: int = flag(MISSING, "Vocabulary size of the BPE trained for the run (a --tokenizer brings its own).",
                            MODEL)
+    block_size: int = flag(128, "Context length in tokens.", MODEL)
     n_layers: int = flag(4, "Transformer blocks.", MODEL, name="--layers")
     n_heads: int = flag(4, "Attention heads per block.", MODEL, name="--heads")
     dim: int = flag(128, "Width of the residual stream.", MODEL)
-    block_size: int = flag(128, "Context length in tokens.", MODEL)
-    pos: str = flag("learned", "How the model learns where a token stands.", MODEL, choices=PositionalEncoding)
+    pos: str = flag("learned", "How the model learns where a token stands.", MODEL, choices=PositionKind)
     dropout: float = flag(0.0, "Dropout while training.", MODEL)
-    bias: bool = flag(True, "Biases in linears and LayerNorms.", MODEL)
     mlp_ratio: int = 4
+    bias: bool = flag(True, "Biases in linears and LayerNorms.", MODEL)
+    activation: str = "gelu"
+    tie_embeddings: bool = True
 
     def __post_init__(self) -> None:
         self.validate()
@@ -205,6 +218,8 @@ class ModelConfig:
         if self.pos not in POSITIONAL_ENCODINGS:
             choices = ", ".join(POSITIONAL_ENCODINGS)
             raise UserError(f"unknown positional encoding {self.pos!r}; choose one of {choices}")
+        if self.activation not in ACTIVATIONS:
+            raise UserError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         for name in ("vocab_size", "block_size", "n_layers", "n_heads", "dim", "mlp_ratio"):
             if int(getattr(self, name)) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -262,6 +277,10 @@ class TrainConfig:
     compile: bool | None = flag(None, "torch.compile the model (default: where it pays, see training/loop.py).",
                                 RUN)
     threads: int = flag(0, "CPU threads (0: the idle cores, or OMP_NUM_THREADS).", RUN, recipe=False)
+    keep: int = flag(1, "Checkpoints to keep: the newest K (older ones are deleted after each save).", RUN,
+                     recipe=False)
+    detect_anomaly: bool = flag(False, "Autograd anomaly mode: at the first NaN, show the operation that made it "
+                                       "(slow).", RUN, recipe=False)
     corpus: str | None = None  # a name for the text: the file names, or "built-in stories"
     corpus_files: list[str] = field(default_factory=list)  # absolute paths; none: the built-in stories
     corpus_bytes: int | None = None  # its size in UTF-8 bytes
@@ -282,6 +301,7 @@ class TrainConfig:
             "eval_every": self.eval_every >= 1,
             "eval_batches": self.eval_batches >= 1,
             "save_every": self.save_every >= 1,
+            "keep": self.keep >= 1,
         }
         for name, ok in checks.items():
             if not ok:

@@ -3,7 +3,8 @@
 A mistake the user can fix (a missing file, an empty corpus, a bad flag value) raises `UserError`
 with one sentence that names what is wrong and how to fix it. The CLI catches it, prints that one
 line on stderr and exits with code 2 -- no traceback. Bugs are not `UserError`s and keep their
-tracebacks, so they get reported.
+tracebacks, so they get reported. A run whose loss becomes NaN or infinite raises `TrainingDiverged`:
+one line too, but exit code 3, because nothing the user typed was wrong -- the numbers blew up.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
 
 
 class UserError(Exception):
@@ -18,6 +20,13 @@ class UserError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))  # always a single line
+
+
+class TrainingDiverged(Exception):
+    """The loss became NaN or infinite: training stopped, the last good checkpoint kept (exit code 3)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
 
 
 def require_file(path: str | Path, what: str = "file") -> Path:

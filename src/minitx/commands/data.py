@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from minitx.commands.display import make_console
+from minitx.console import safe
 from minitx.errors import UserError, refuse_overwrite
 from minitx.text.files import read_corpus, read_stdin
 
@@ -21,7 +22,7 @@ def grammar(*, out: Path, n_bytes: int, seed: int, force: bool) -> None:
     text = generate_corpus(n_bytes, seed)
     atomic_write_text(out, text)
     stories = text.count(DOC_TOKEN)
-    make_console().print(f"wrote {out}: {len(text.encode('utf-8')):,} bytes, {stories:,} stories (seed {seed})")
+    make_console().print(f"wrote {safe(out)}: {len(text.encode('utf-8')):,} bytes, {stories:,} stories (seed {seed})")
 
 
 def check(file: Path, *, as_json: bool, examples: int) -> int:
@@ -42,4 +43,4 @@ def tinyshakespeare(*, out: Path, force: bool) -> None:
     from minitx.text.files import download_tinyshakespeare
 
     path = download_tinyshakespeare(out, force=force)
-    make_console().print(f"saved {path} ({path.stat().st_size:,} bytes, sha256 verified)")
+    make_console().print(f"saved {safe(path)} ({path.stat().st_size:,} bytes, sha256 verified)")

@@ -9,8 +9,10 @@ from typing import Any
 
 import torch
 
+from minitx.commands.interop import IMPORTED_FROM
 from minitx.commands.loading import load_for_inference
 from minitx.config import DEFAULT_TEMPERATURE
+from minitx.console import safe
 
 
 def run_eval(
@@ -32,6 +34,11 @@ def run_eval(
     from minitx.evaluation.scoring import grammar_score, sample_stories, score_ids, validation_ids
 
     model, run = load_for_inference(run_dir, device, threads, quantize)
+    if not files and IMPORTED_FROM in run.raw_config:
+        from minitx.errors import UserError
+
+        raise UserError(f"{run_dir} was imported, not trained here, so it has no validation split; "
+                        f"give text files to score: minitx eval {run_dir} FILE")
     if files:
         from minitx.text.files import read_corpus
 
@@ -51,7 +58,7 @@ def run_eval(
         print(json.dumps(result, indent=2, ensure_ascii=False))
         return
     console = Console()
-    table = Table(title=f"eval {run_dir} on {source}", show_header=False, title_justify="left")
+    table = Table(title=f"eval {safe(run_dir)} on {safe(source)}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     if quantize not in (None, "none"):

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from minitx.commands.display import make_console
+from minitx.console import safe
 from minitx.errors import UserError, refuse_overwrite
 from minitx.text.files import read_stdin
 from minitx.text.tokenizer import Tokenizer
@@ -78,7 +79,7 @@ def tokenizer_summary(tok: Tokenizer, text: str, out: Path, seconds: float) -> T
     """Vocabulary size, corpus bytes, training seconds and bytes per token on the corpus."""
     n_bytes = len(text.encode("utf-8"))
     n_tokens = len(tok.encode(text))
-    table = Table(title=f"tokenizer → {out}", show_header=False, title_justify="left")
+    table = Table(title=f"tokenizer → {safe(out)}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("kind", tok.kind)

@@ -11,6 +11,7 @@ from typing import IO, TYPE_CHECKING, Any
 from rich.table import Table
 
 from minitx.commands.display import fmt, make_console
+from minitx.console import safe
 from minitx.errors import require_file
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ def train(
         return launch(nproc, port, device)
     for f in files:
         require_file(f, "corpus file")
+    if resume and world.is_main:
+        note_leftovers(out, make_console(stderr=True))
     distributed.init(world, distributed.rank_device(device, world))
     try:
         trainer, result = run_training(files, out, flags=flags, resume=resume, force=force,
@@ -136,6 +139,20 @@ def _without_launch_flags(argv: list[str]) -> list[str]:
     return out
 
 
+def note_leftovers(out: Path, console: Console) -> None:
+    """--resume: remove what an interrupted save left behind (half-written checkpoints), with a one-line note."""
+    from minitx import rundir
+    from minitx.fileio import check_writable
+
+    if not rundir.is_run_dir(out):
+        return  # run_training says what is wrong
+    check_writable(out)
+    removed = rundir.remove_leftovers(out)
+    if removed:
+        console.print(f"note: removed what an interrupted save left behind in {safe(out)}: "
+                      f"{safe(', '.join(removed))}", highlight=False, soft_wrap=True)
+
+
 def print_train_summary(trainer: Trainer, result: TrainResult, console: Console) -> None:
     """The end-of-training table, and what to do next."""
     mc = trainer.model_config
@@ -143,7 +160,7 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
-    table.add_row("run directory", str(trainer.run_dir))
+    table.add_row("run directory", safe(trainer.run_dir))
     table.add_row("model", f"{mc.n_layers} layers × {mc.n_heads} heads × {mc.dim} wide, block {mc.block_size}, "
                            f"pos {mc.pos}")
     table.add_row("parameters", f"{result.parameters:,}")
@@ -158,6 +175,6 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
                             f"{compiled}")
     console.print(table)
     if result.interrupted:
-        console.print(f"continue with: minitx train --out {trainer.run_dir} --resume")
+        console.print(f"continue with: minitx train --out {safe(trainer.run_dir)} --resume")
     else:
-        console.print(f"next: minitx generate {trainer.run_dir}    minitx eval {trainer.run_dir}")
+        console.print(f"next: minitx generate {safe(trainer.run_dir)}    minitx eval {safe(trainer.run_dir)}")

@@ -343,5 +343,6 @@ def render_report(report: CheckReport, max_examples: int = 5):
     table.add_column("sentence")
     table.add_column("why not", style="red")
     for rejection in report.rejected[:max_examples]:
-        table.add_row(str(rejection.document), rejection.sentence, rejection.reason)
+        # Text, not str: a sentence such as "The dog [/] runs." is text to show, never rich markup
+        table.add_row(str(rejection.document), Text(rejection.sentence), Text(rejection.reason))
     return Group(headline, table)

@@ -200,10 +200,19 @@ class SlidingWindowDecoder:
     if the context has outgrown the block.
 
     Example:
-        >>> decoder = SlidingWindowDecoder(model, prompt, max_new_tokens=10)   # prompt [B, P]
+        >>> from minitx.config import ModelConfig
+        >>> model = GPT(ModelConfig(vocab_size=50, block_size=8, n_layers=1, n_heads=2, dim=16)).eval()
+        >>> decoder = SlidingWindowDecoder(model, torch.tensor([[1, 2, 3]]), max_new_tokens=10)  # [B, P]
         >>> logits = decoder.next_logits()      # prefill: feeds the prompt, [B, V]
         >>> decoder.append(logits.argmax(-1))   # one token per sequence
         >>> logits = decoder.next_logits()      # feeds that one token only
+        >>> decoder.cache.length
+        4
+        >>> for _ in range(6):                  # past the block of 8: the window slides by 8 // 4
+        ...     decoder.append(logits.argmax(-1))
+        ...     logits = decoder.next_logits()
+        >>> decoder.length, decoder.start, decoder.slides
+        (10, 2, 1)
     """
 
     def __init__(
@@ -275,8 +284,11 @@ def generate_ids(
     off) and is put back in its previous mode afterwards.
 
     Example:
-        >>> generate_ids(model, [0], SamplingConfig(max_new_tokens=3, temperature=0, num_samples=2))
-        [[0, 17, 4, 4], [0, 17, 4, 4]]
+        >>> from minitx.config import ModelConfig
+        >>> model = GPT(ModelConfig(vocab_size=50, block_size=8, n_layers=1, n_heads=2, dim=16))
+        >>> ids = generate_ids(model, [0], SamplingConfig(max_new_tokens=3, temperature=0, num_samples=2))
+        >>> [len(sample) for sample in ids], ids[0] == ids[1]   # prompt + 3 each; greedy: both alike
+        ([4, 4], True)
     """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device)

@@ -44,9 +44,15 @@ class KVCache:
     advances `length` by T. Keys are stored after RoPE rotation, so they are never rotated again.
 
     Example:
-        >>> cache = KVCache(config, batch_size=1)
-        >>> logits, _ = model(prompt_ids, cache=cache)        # prefill: cache.length == T
-        >>> logits, _ = model(next_id[:, None], cache=cache)   # decode: one more slot
+        >>> from minitx.model import GPT
+        >>> config = ModelConfig(vocab_size=50, block_size=16, n_layers=2, n_heads=2, dim=32)
+        >>> model, cache = GPT(config).eval(), KVCache(config, batch_size=1)
+        >>> logits, _ = model(torch.tensor([[1, 2, 3]]), cache=cache)   # prefill: three slots filled
+        >>> cache.length
+        3
+        >>> logits, _ = model(torch.tensor([[4]]), cache=cache)         # decode: one more token, one slot
+        >>> cache.length, tuple(cache.k[0].shape)                       # [B, H, block_size, hd]
+        (4, (1, 2, 16, 16))
     """
 
     def __init__(

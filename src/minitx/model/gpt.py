@@ -14,7 +14,8 @@ a careful warmup. A final LayerNorm `ln_f` prepares the stream for the output la
 
 Weight tying: `lm_head` maps a vector to a score per token by a dot product with that token's
 embedding -- the same table `wte` reads tokens in with. One matrix serves both directions, which
-saves V·C parameters and helps small models.
+saves V·C parameters and helps small models. (`tie_embeddings=False` gives `lm_head` a matrix of
+its own, for imported checkpoints that were trained that way.)
 
 Parameter names follow GPT-2 (`transformer.wte`, `transformer.wpe`, `transformer.h.{i}.ln_1`,
 `.attn.c_attn`, `.attn.c_proj`, `.ln_2`, `.mlp.c_fc`, `.mlp.c_proj`, `transformer.ln_f`,
@@ -71,11 +72,17 @@ def _as_function(layer: nn.Module) -> Callable[[Tensor], Tensor]:
     return layer.forward
 
 
+#: `ModelConfig.activation` -> the `approximate` argument of F.gelu.
+GELU_APPROXIMATION = {"gelu": "none", "gelu_tanh": "tanh"}
+
+
 class MLP(nn.Module):
     """Position-wise feed-forward network: dim -> mlp_ratio·dim -> GELU -> dim.
 
-    GELU is the exact one, x·Φ(x) with Φ the normal CDF (GPT-2 used a tanh approximation of it; on
-    the CPUs measured here the exact erf kernel was ~4× faster on training-sized tensors).
+    GELU is x·Φ(x) with Φ the normal CDF. The default, "gelu", computes it exactly (on the CPUs
+    measured here the erf kernel was ~4× faster than the tanh one on training-sized tensors);
+    "gelu_tanh" is GPT-2's approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), which weights
+    imported from GPT-2 were trained with (the two differ by up to ~5e-4).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -84,9 +91,10 @@ class MLP(nn.Module):
         self.c_fc = nn.Linear(config.dim, hidden, bias=config.bias)
         self.c_proj = nn.Linear(hidden, config.dim, bias=config.bias)
         self.dropout_p = config.dropout
+        self.approximate = GELU_APPROXIMATION[config.activation]
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.c_proj(F.gelu(self.c_fc(x), approximate="none"))  # [B, T, C] -> [B, T, 4C] -> [B, T, C]
+        x = self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate))  # [B, T, C] -> [B, T, 4C] -> [B, T, C]
         if self.dropout_p > 0:  # skipped entirely when dropout is off: no kernel call at all
             x = F.dropout(x, self.dropout_p, self.training)
         return x
@@ -120,9 +128,13 @@ class GPT(nn.Module):
     """A decoder-only transformer language model.
 
     Example:
-        >>> model = GPT(ModelConfig(vocab_size=65, block_size=64, n_layers=4, n_heads=4, dim=128))
-        >>> logits, loss = model(idx, targets)        # idx, targets: [B, T] token ids
-        >>> logits.shape                              # [B, T, 65]; loss ≈ ln 65 ≈ 4.17 at init
+        >>> model = GPT(ModelConfig(vocab_size=65, block_size=16, n_layers=2, n_heads=2, dim=32))
+        >>> idx, targets = torch.randint(65, (2, 3, 8))   # [B=3, T=8] token ids each
+        >>> logits, loss = model(idx, targets)
+        >>> logits.shape                                  # a score for every token of the vocabulary
+        torch.Size([3, 8, 65])
+        >>> abs(loss.item() - math.log(65)) < 0.2         # at init every token is about as likely
+        True
 
     After a call with `return_weights=True`, `model.attn_weights` holds one [B, H, T, Tk] tensor
     per layer and `model.captured` the same tensors under TransformerLens-style hook names,
@@ -143,7 +155,8 @@ class GPT(nn.Module):
             }
         )
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
-        self.lm_head.weight = self.transformer.wte.weight  # weight tying: one Parameter, two roles
+        if config.tie_embeddings:
+            self.lm_head.weight = self.transformer.wte.weight  # weight tying: one Parameter, two roles
         self.dropout_p = config.dropout
         self.attention_path = "sdpa"
         self.attn_weights: list[Tensor] = []
@@ -262,10 +275,9 @@ class GPT(nn.Module):
         within 1e-5 for every positional encoding -- written as one flat loop for the hot path of
         generation: 2-D activations [B, C], no nn.Module calls, no mask object (a single query sees
         every cached key, so only ALiBi's bias is needed), keys and values written straight into
-        their cache slot. At batch 1 a decoding step is ~100 small kernels, and skipping the Python
-        work `forward` does around them saved 12% of the step (1.96 -> 1.72 ms on the 6-layer bench
-        shape; docs/decisions.md). `plan` is
-        `decode_plan()`, built once by the caller (built here if not given). Inference only: no
+        their cache slot. At batch 1 a decoding step is about a hundred small kernels, so the Python
+        work `forward` does around them is a real share of the step (measured in docs/decisions.md).
+        `plan` is `decode_plan()`, built once by the caller (here, if not given). Inference only: no
         dropout, no attention weights.
         """
         batch, t = idx.shape
@@ -276,6 +288,7 @@ class GPT(nn.Module):
         n_heads, head_dim, dim = self.config.n_heads, self.config.head_dim, self.config.dim
         positions = self.positions
         bias = positions.score_bias(1, pos + 1, pos)  # [H, 1, pos+1] for ALiBi, else None
+        approximate = GELU_APPROXIMATION[self.config.activation]
 
         x = F.embedding(idx, self.transformer.wte.weight)  # [B, 1, C]
         x = positions.add_to_embeddings(x, pos)[:, 0]  # [B, C]
@@ -290,16 +303,16 @@ class GPT(nn.Module):
             out = F.scaled_dot_product_attention(q, keys[:, :, : pos + 1], values[:, :, : pos + 1], attn_mask=bias)
             x = x + layer.attn_out(out.reshape(batch, dim))  # heads concatenated: [B, H·hd]
             h = F.layer_norm(x, (dim,), *layer.ln_2)
-            x = x + layer.mlp_out(F.gelu(layer.mlp_in(h)))
+            x = x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate=approximate))
         cache.length += 1
         ln_f = self.transformer.ln_f
         return plan.head(F.layer_norm(x, (dim,), ln_f.weight, ln_f.bias, ln_f.eps))  # [B, V]
 
     def num_parameters(self, exclude_embeddings: bool = False) -> int:
-        """Count parameters (the tied wte/lm_head matrix once).
+        """Count parameters (a tied wte/lm_head matrix once).
 
         exclude_embeddings=True leaves out the token table and the learned position table: the
-        "non-embedding" count that scaling laws are stated in.
+        "non-embedding" count that scaling laws are stated in (an untied lm_head is counted).
         """
         total = sum(p.numel() for p in self.parameters())
         if exclude_embeddings:

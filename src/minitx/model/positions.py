@@ -273,12 +273,10 @@ def alibi_slopes(n_heads: int) -> Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
+#: One class per kind of config.PositionKind (`--pos`), found by its `kind`; a test checks that none is missing.
 ENCODINGS: dict[str, type[PositionalEncoding]] = {
-    "sinusoidal": SinusoidalPositions,
-    "learned": LearnedPositions,
-    "rope": RotaryPositions,
-    "alibi": AlibiPositions,
-    "none": NoPositions,
+    encoding.kind: encoding
+    for encoding in (SinusoidalPositions, LearnedPositions, RotaryPositions, AlibiPositions, NoPositions)
 }
 
 

@@ -8,11 +8,15 @@ of fp32 weights, read again for every token. Stored in 8 bits they are 10.6 MB, 
 dominates, and quantizing buys nothing -- this is an inference-only option.)
 
 Per-output-channel absmax quantization. Row i of a weight W [out, in] becomes int8 values q_i
-and one fp32 scale s_i = max_j |W_ij| / 127, with
+and one scale s_i, the bfloat16 number just at or above max_j |W_ij| / 127, with
 
     W_ij ≈ s_i · q_ij,   q_ij = round(W_ij / s_i) ∈ [-127, 127],   |W_ij - s_i·q_ij| ≤ s_i / 2
 
-so the largest weight of each row is exact and every other one is off by at most half a step.
+so every weight is off by at most half a step. The scale is a bfloat16 number because that is what
+the CPU kernel multiplies by: were s_i kept in fp32 and rounded to bfloat16 only inside the kernel,
+the weights actually applied would be bf16(s_i)·q_ij, off by up to 127·|s_i - bf16(s_i)| ≈ s_i/4
+more than the bound promises. Rounding s_i *up* keeps max|W_ij|/s_i ≤ 127, so nothing is clipped;
+it costs at most 2^-7 of the step (bfloat16 has 8 significant bits).
 The product is then y_i = s_i · Σ_j x_j q_ij + b_i: the scale is applied once per output, never
 per weight. A row keeps its own scale so that one row with large weights does not coarsen the
 grid of all the others.
@@ -20,15 +24,17 @@ grid of all the others.
 Everything else -- embeddings, LayerNorms, biases, the KV cache, the activations -- runs in
 bfloat16, the type the CPU's fused int8 kernel (`torch._weight_int8pack_mm`) multiplies in, so no
 step converts back and forth. bfloat16 keeps fp32's range with 8 significant bits; on the default
-story model the validation loss moved from 2.5536 to 2.5538 and the share of grammatical sampled
-sentences from 96.7% to 96.8% (docs/decisions.md). Losses and sampling probabilities are still computed
-in fp32. Off the CPU, or where that kernel is missing, the weights are expanded to bfloat16 on the
-fly: the same numbers, without the speed.
+story model neither the validation loss nor the grammaticality of samples moved beyond noise
+(docs/decisions.md has the figures). Losses and sampling probabilities are still computed in fp32.
+Off the CPU, or where that kernel is missing, the weights are expanded to bfloat16 on the fly: the
+same numbers, without the speed.
 
 Example:
-    >>> model = load_model(run_dir)[0]
-    >>> quantize_int8(model)           # every linear map, in place; the rest to bfloat16
-    {'layers': 17, 'bytes_before': 3670016, 'bytes_after': 940032}
+    >>> from minitx.config import ModelConfig
+    >>> from minitx.model import GPT
+    >>> model = GPT(ModelConfig(vocab_size=64, block_size=16, n_layers=2, n_heads=2, dim=64))
+    >>> quantize_int8(model)           # every linear map, in place (4 per block + lm_head); the rest to bfloat16
+    {'layers': 9, 'bytes_before': 409600, 'bytes_after': 107264}
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ class Int8Linear(nn.Module):
     def __init__(self, linear: nn.Linear) -> None:
         super().__init__()
         weight = linear.weight.detach().float()
-        scale = weight.abs().amax(dim=1) / 127.0  # s_i: the row's largest |w| maps to ±127
+        scale = _round_up_to_bfloat16(weight.abs().amax(dim=1) / 127.0)  # s_i: the row's largest |w| -> ±127
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero row: any scale works
         qweight = torch.round(weight / scale[:, None]).clamp_(-127, 127).to(torch.int8)
         self.in_features, self.out_features = linear.in_features, linear.out_features
@@ -71,7 +77,8 @@ class Int8Linear(nn.Module):
         return self
 
     def dequantized_weight(self, dtype: torch.dtype = torch.float32) -> Tensor:
-        """s_i · q_ij as a float [out, in] matrix: the weight this layer actually applies."""
+        """s_i · q_ij as a float [out, in] matrix: the weight this layer actually applies (s_i is a
+        bfloat16 number, so the CPU kernel's bfloat16 scale is this very s_i)."""
         return self.qweight.to(dtype) * self.scale.to(dtype)[:, None]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -104,6 +111,16 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weights"
 
 
+def _round_up_to_bfloat16(x: Tensor) -> Tensor:
+    """The smallest bfloat16 numbers ≥ x (x ≥ 0, fp32), returned as fp32: 0.3 -> 0.30078125.
+
+    A bfloat16 is the top 16 bits of an fp32, so rounding up means: add 0xFFFF to the bit pattern
+    and clear the low 16 bits (x already a bfloat16 number stays as it is).
+    """
+    bits = x.float().contiguous().view(torch.int32)
+    return ((bits + 0xFFFF) & ~0xFFFF).view(torch.float32)
+
+
 def quantize_int8(model: nn.Module) -> dict[str, int]:
     """Int8 weights for every linear map of the model; bfloat16 for everything else. In place.
 
@@ -130,7 +147,7 @@ def quantize_int8(model: nn.Module) -> dict[str, int]:
             for name, child in list(parent.named_children()):
                 if isinstance(child, nn.Linear):
                     replace(parent, name, child)
-    replace(model, "lm_head", model.lm_head)  # unties it: wte keeps the table, lm_head its own int8 copy
+    replace(model, "lm_head", model.lm_head)  # a tied one is untied: wte keeps the table, lm_head an int8 copy
     model.to(torch.bfloat16)  # floating parameters and buffers; int8 weights are left alone
     model.eval()
     return {"layers": replaced, "bytes_before": before, "bytes_after": after}

@@ -33,7 +33,6 @@ from minitx.fileio import atomic_write_bytes
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-TINYSHAKESPEARE_BYTES = 1_115_394
 #: A download larger than this is not the file we asked for; stop instead of filling the memory.
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 
@@ -88,9 +87,9 @@ def read_stdin() -> str:
 def decode_utf8(data: bytes, where: str, how_to_fix: str = "") -> str:
     """Bytes to text, exactly: UTF-8, no newline translation, a leading byte-order mark dropped.
 
-    >>> decode_utf8("\ufeffone\r\ntwo".encode("utf-8"), "a.txt")
-    'one\r\ntwo'
-    >>> decode_utf8(b"caf\xe9", "a.txt")
+    >>> decode_utf8("\\ufeffone\\r\\ntwo".encode("utf-8"), "a.txt")
+    'one\\r\\ntwo'
+    >>> decode_utf8(b"caf\\xe9", "a.txt")
     Traceback (most recent call last):
     minitx.errors.UserError: a.txt is not valid UTF-8 (byte 0xe9 at offset 3)
     """

@@ -9,11 +9,15 @@ One optimisation step:
     lr = schedule(step)                          linear warmup, then cosine decay to --min-lr
     AdamW step                                   per-weight adaptive steps + decoupled weight decay
 
-Every --save-every steps the run directory gets a checkpoint (weights, optimizer moments, RNG states);
-every --eval-every steps the mean loss on held-out text is measured and appended to metrics.jsonl.
-Saving comes before evaluating, so a crash during evaluation loses nothing. The first Ctrl-C
-finishes the current step, saves, and stops; `--resume` continues bit-for-bit where it left off
-(on a CPU, same seed and threads): the batch sampler's generator state is the data position.
+Every --save-every steps the run directory gets a checkpoint (weights, optimizer moments, RNG states),
+written as one unit beside the previous one (rundir/checkpoints.py), so a crash at any moment loses
+at most the steps since the last save; every --eval-every steps the mean loss on held-out text is
+measured and appended to metrics.jsonl. Saving comes before evaluating, so a crash during evaluation
+loses nothing. The first Ctrl-C finishes the current step, saves, and stops; `--resume` continues
+bit-for-bit where it left off (on a CPU, same seed and threads): the batch sampler's generator state
+is the data position. A loss (or gradient norm) that becomes NaN or infinite stops the run before the
+optimizer step can spread it into the weights, with `TrainingDiverged` naming the step and the last
+good checkpoint, which is never overwritten by bad numbers.
 
 How `minitx train` prepares the run this loop trains (corpus, tokenizer, run directory, what --resume
 may change) is in setup.py.
@@ -36,7 +40,8 @@ import torch
 from minitx import rundir
 from minitx.config import ModelConfig, TrainConfig
 from minitx.device import apply_threads, resolve_device, resolve_dtype
-from minitx.errors import UserError
+from minitx.errors import TrainingDiverged, UserError
+from minitx.fileio import crash_point
 from minitx.training import distributed
 from minitx.training.batches import BatchSampler, TokenSplit
 from minitx.training.distributed import World
@@ -113,6 +118,7 @@ class Trainer:
             starts=split.train_starts, rank=self.world.rank, world_size=self.world.size,
         )
         self.step = 0
+        self.saved_step: int | None = None  # the step of the newest checkpoint on disk
         self.history: list[dict[str, Any]] = []
         self._step_seconds: list[float] = []  # durations of the steps since the last evaluation
         self._train_seconds = 0.0  # time spent in optimisation steps (no evaluation, no saving)
@@ -157,12 +163,30 @@ class Trainer:
                     loss = loss / cfg.grad_accum
                 loss.backward()
             total += loss.item()
+        total = distributed.mean_over_ranks(total, self.world, self.device)  # the loss of the global batch
+        if not math.isfinite(total):  # the same on every rank, so all of them stop together
+            self._diverged(f"the loss became {total}")
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip, foreach=True)
+            if not torch.isfinite(norm):  # clipping cannot tame an infinite norm: every weight would turn NaN
+                self._diverged(f"the gradient norm became {norm.item()}")
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
-        return distributed.mean_over_ranks(total, self.world, self.device)  # the loss of the global batch
+        return total
+
+    def _diverged(self, what: str) -> None:
+        """Stop before the optimizer step: the weights and the last checkpoint stay finite."""
+        if self.saved_step is not None:
+            kept = f"the last good checkpoint is {rundir.latest_checkpoint(self.run_dir)} (step {self.saved_step})"
+        else:
+            kept = "no checkpoint was saved yet"
+        remedy = ("lower --lr or raise --warmup" if self.cfg.grad_clip > 0
+                  else "lower --lr, raise --warmup or set --grad-clip")
+        raise TrainingDiverged(
+            f"{what} at step {self.step + 1}; training stopped and {kept}; {remedy}, then start again "
+            "(--detect-anomaly names the operation that made the first NaN)"
+        )
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float]:
@@ -190,28 +214,37 @@ class Trainer:
     # -- checkpoints -----------------------------------------------------------------------------
 
     def save(self, last_train_loss: float | None = None) -> None:
-        """Write weights, optimizer moments, RNG states and step; each file atomically.
+        """Write a checkpoint of this step (weights, optimizer moments, RNG states) as one unit.
 
         With several ranks only rank 0 writes; every rank's torch RNG state is gathered into the checkpoint.
         """
-        torch_states = distributed.gather_to_all(torch.get_rng_state(), self.world)
-        if not self.world.is_main:
+        if self.saved_step == self.step:  # e.g. Ctrl-C right after a scheduled save: it is on disk already
             return
-        rundir.save_weights(self.run_dir, self.model, self.step)
-        rng = {"batches": self.batches.get_state(), "torch": torch_states[0]}
-        if self.world.distributed:
-            rng.update({f"torch_rank{r}": t.clone() for r, t in enumerate(torch_states) if r > 0})
-        state = {"step": self.step, "last_train_loss": last_train_loss, "world_size": self.world.size}
-        rundir.save_trainer_state(self.run_dir, self.optimizer, state, rng)
+        torch_states = distributed.gather_to_all(torch.get_rng_state(), self.world)
+        if self.world.is_main:
+            rng = {"batches": self.batches.get_state(), "torch": torch_states[0]}
+            if self.world.distributed:
+                rng.update({f"torch_rank{r}": t.clone() for r, t in enumerate(torch_states) if r > 0})
+            state = {"step": self.step, "last_train_loss": last_train_loss, "world_size": self.world.size}
+            rundir.save_checkpoint(self.run_dir, self.model, self.optimizer, state, rng, keep=self.cfg.keep)
+        self.saved_step = self.step
 
     def _resume(self) -> None:
-        tensors, meta = rundir.read_tensors(self.run_dir / rundir.WEIGHTS, "weights file")
-        rundir.load_weights_into(self.model, tensors, self.run_dir / rundir.WEIGHTS)
-        state, rng = rundir.load_trainer_state(self.run_dir, self.optimizer)
+        """Load the newest complete checkpoint: weights, optimizer moments, RNG states, step."""
+        checkpoint = rundir.latest_checkpoint(self.run_dir)
+        if checkpoint is None:  # stopped before its first save: start again from step 0, with the run's recipe
+            self.history = []
+            if self.world.is_main:
+                rundir.write_metrics(self.run_dir, [])
+            return
+        weights = checkpoint / rundir.WEIGHTS
+        tensors, meta = rundir.read_tensors(weights, "weights file")
+        rundir.load_weights_into(self.model, tensors, weights)
+        state, rng = rundir.load_trainer_state(checkpoint, self.optimizer)
         if meta.get("step") is not None and meta["step"] != str(state.get("step")):
             raise UserError(
-                f"{self.run_dir}: weights are from step {meta['step']} but the trainer state is from step "
-                f"{state.get('step')}; the last save was interrupted -- cannot resume exactly"
+                f"{checkpoint}: weights are from step {meta['step']} but the trainer state is from step "
+                f"{state.get('step')}; the checkpoint is damaged -- cannot resume exactly"
             )
         saved_world = int(state.get("world_size", 1))
         if saved_world != self.world.size:
@@ -220,6 +253,7 @@ class Trainer:
                 f"{self.world.size}; resume with the same number (its global batch depends on it)"
             )
         self.step = int(state["step"])
+        self.saved_step = self.step
         if "batches" in rng:
             self.batches.set_state(rng["batches"])
         own = f"torch_rank{self.world.rank}" if self.world.rank > 0 else "torch"
@@ -249,7 +283,9 @@ class Trainer:
         needs_eval = self.step > 0 and self.step % cfg.eval_every == 0 and (
             not self.history or self.history[-1]["step"] != self.step
         )
-        with display, _stop_on_interrupt(also_sigterm=self.world.distributed) as stop:
+        anomaly = _anomaly_mode() if cfg.detect_anomaly else nullcontext()
+        with (display, _stop_on_interrupt(also_sigterm=self.world.distributed) as stop, anomaly,
+              _anomaly_is_divergence(self)):
             if needs_eval:  # resumed from a checkpoint whose evaluation never got logged
                 val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
             stopped = False
@@ -266,6 +302,7 @@ class Trainer:
                 elapsed = time.perf_counter() - t0
                 rate = (self.step - start_step) * tokens_per_step / max(elapsed, 1e-9)
                 display.update(self.step, loss, learning_rate(self.step - 1, cfg), rate)
+                crash_point("step")
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps:
                     self.save(loss)
                 if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
@@ -336,6 +373,30 @@ def bits_per_byte(loss_nats_per_token: float, bytes_per_token: float) -> float:
     0.25
     """
     return loss_nats_per_token / math.log(2) / bytes_per_token
+
+
+@contextmanager
+def _anomaly_mode() -> Iterator[None]:
+    """--detect-anomaly: autograd checks every backward output for NaN; on the first one, torch prints
+    where in the forward pass that operation was made, and the run stops (see `_anomaly_is_divergence`)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Anomaly Detection has been enabled")  # the user asked for it
+        with torch.autograd.detect_anomaly(check_nan=True):
+            yield
+
+
+@contextmanager
+def _anomaly_is_divergence(trainer: Trainer) -> Iterator[None]:
+    """Under --detect-anomaly, autograd's RuntimeError about a NaN becomes TrainingDiverged (one line, exit 3)."""
+    try:
+        yield
+    except RuntimeError as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        if not trainer.cfg.detect_anomaly or "nan" not in first.lower():
+            raise
+        trainer._diverged(f"autograd's anomaly mode found a NaN ({first})")
 
 
 class _StopFlag:

@@ -10,7 +10,8 @@ A fresh run builds everything the training loop (loop.py) needs, in this order:
 
 An existing non-empty RUN_DIR is only reused with --resume (or replaced with --force). --resume reads
 the tokenizer, model and recipe back from RUN_DIR and keeps them: the corpus must have the same sha256,
-and of the flags only --steps (the new total), --device and --threads may differ from the saved values;
+and of the flags only --steps (the new total), --device, --threads, --keep and --detect-anomaly may
+differ from the saved values;
 any other flag given that differs is a UserError naming it.
 """
 
@@ -38,6 +39,7 @@ from minitx.config import (
 from minitx.corpus.sources import load_training_text
 from minitx.device import resolve_device, resolve_dtype
 from minitx.errors import UserError
+from minitx.fileio import check_writable
 from minitx.text.special import DOC_TOKEN
 from minitx.training import distributed
 from minitx.training.batches import split_train_val
@@ -65,11 +67,16 @@ def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
 
 
 def clear_run_dir(run_dir: Path) -> None:
-    """With --force: remove the files a previous run left (only minitx's own files)."""
+    """With --force: remove the files a previous run left (only minitx's own files and its checkpoints)."""
+    import shutil
+
     for name in rundir.RUN_FILES:
         p = Path(run_dir) / name
         if p.is_file():
             p.unlink()
+    rundir.remove_leftovers(run_dir)
+    for _, path in rundir.list_checkpoints(run_dir):
+        shutil.rmtree(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,6 +116,7 @@ def run_training(
     world = world if world is not None else World.from_env()
     if world.is_main:
         check_run_dir(out, resume, force)
+        check_writable(out)
     if resume:
         run = rundir.load_run(out)
         refuse_recipe_changes(run, flags)
@@ -207,15 +215,23 @@ def _is_runs_tokenizer(spec: str, saved: Tokenizer) -> bool:
     return Tokenizer.load(spec).to_json_str() == saved.to_json_str()
 
 
+#: Flags that are no recipe but belong to the run: on --resume they keep their saved value unless given again.
+KEPT_ON_RESUME = ("keep",)
+
+
 def resumed_train_config(saved: TrainConfig, flags: dict[str, Any]) -> TrainConfig:
     """A resumed run keeps its recipe. --steps given is the new total; the flags that are no recipe
-    (--device, --threads) take the value given, else their default: where the run computes now."""
+    (--device, --threads, --detect-anomaly) take the value given, else their default: how the run
+    computes now; --keep (KEPT_ON_RESUME) keeps its saved value unless given."""
     if flags.get("steps") is not None:
         saved.steps = flags["steps"]
     for f in flag_fields(TrainConfig):
         if not flag_of(f).recipe:
             value = flags.get(f.name)
-            setattr(saved, f.name, f.default if value is None else value)
+            if value is not None:
+                setattr(saved, f.name, value)
+            elif f.name not in KEPT_ON_RESUME:
+                setattr(saved, f.name, f.default)
     return saved
 
 

@@ -1,19 +1,9 @@
-"""Run directories: everything needed to rebuild, sample from, or resume a model -- and no pickle.
-
-A run directory holds plain files that any tool can read:
-
-    RUN_DIR/
-      config.json            format version, minitx version, ModelConfig, TrainConfig
-      tokenizer.json         the tokenizer the model was trained with
-      model.safetensors      the weights, under GPT-2-like names (transformer.h.0.attn.c_attn.weight, ...)
-      optimizer.safetensors  AdamW moments + RNG states, for --resume
-      trainer_state.json     step, optimizer hyper-parameters, last losses, data position
-      metrics.jsonl          one JSON line per evaluation
+"""The files of a run directory: config, tokenizer, weights, metrics -- and no pickle.
 
 Safetensors stores raw tensors with a JSON header, so loading can never execute code (unlike
-`torch.load` on a pickle). Every file is written atomically (see `fileio.py`), so a crash or Ctrl-C
-while saving leaves the previous checkpoint intact. Loading validates everything and turns each
-problem into a one-line `UserError`.
+`torch.load` on a pickle). Every file is written atomically (see `fileio.py`); the set of files of a
+checkpoint is written as a unit (see checkpoints.py). Loading validates everything and turns each
+problem into a one-line `UserError`. The layout is described in `minitx/rundir/__init__.py`.
 """
 
 from __future__ import annotations
@@ -24,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minitx import CHECKPOINT_FORMAT, __version__
+from minitx import CHECKPOINT_FORMAT, READABLE_FORMATS, __version__
 from minitx.config import ModelConfig, TrainConfig
 from minitx.errors import UserError
 from minitx.fileio import atomic_write_bytes, atomic_write_json
@@ -32,7 +22,6 @@ from minitx.fileio import atomic_write_bytes, atomic_write_json
 if TYPE_CHECKING:
     import torch
 
-    from minitx.model import GPT
     from minitx.text.tokenizer import Tokenizer
 
 CONFIG = "config.json"
@@ -41,7 +30,8 @@ WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.safetensors"
 TRAINER_STATE = "trainer_state.json"
 METRICS = "metrics.jsonl"
-RUN_FILES = (CONFIG, TOKENIZER, WEIGHTS, OPTIMIZER, TRAINER_STATE, METRICS)
+CHECKPOINTS = "checkpoints"
+RUN_FILES = (CONFIG, TOKENIZER, WEIGHTS, OPTIMIZER, TRAINER_STATE, METRICS)  # WEIGHTS..: the flat layout of format 1
 
 
 @dataclass
@@ -70,11 +60,16 @@ def _tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | N
 
 
 def model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The weights to save: unwrapped from torch.compile/DDP, tied lm_head stored once (as wte)."""
+    """The weights to save: unwrapped from torch.compile/DDP, a tied lm_head stored once (as wte).
+
+    An untied lm_head (`ModelConfig.tie_embeddings=False`) is a matrix of its own and is saved
+    as `lm_head.weight`.
+    """
     module = getattr(model, "_orig_mod", model)
     module = getattr(module, "module", module)
     state = module.state_dict()
-    state.pop("lm_head.weight", None)  # tied to transformer.wte.weight; rebuilt on load
+    if module.config.tie_embeddings:
+        state.pop("lm_head.weight", None)  # tied to transformer.wte.weight; rebuilt on load
     return state
 
 
@@ -91,40 +86,14 @@ def save_config(run_dir: Path, model_config: ModelConfig, train_config: TrainCon
 
 
 def save_weights(run_dir: Path, model: torch.nn.Module, step: int | None = None) -> None:
+    """Weights alone, at the top of RUN_DIR: a run to sample from and inspect, not to resume.
+
+    Training saves checkpoints (checkpoints.py); this is for models made outside a training run.
+    """
     meta = {"format": str(CHECKPOINT_FORMAT), "minitx_version": __version__}
     if step is not None:
         meta["step"] = str(step)  # compared with the trainer state on --resume
     atomic_write_bytes(Path(run_dir) / WEIGHTS, _tensor_bytes(model_state(model), meta))
-
-
-def save_trainer_state(
-    run_dir: Path,
-    optimizer: torch.optim.Optimizer,
-    state: dict[str, Any],
-    rng_tensors: dict[str, torch.Tensor],
-) -> None:
-    """Save AdamW moments and RNG states (tensors) + the scalar trainer state (JSON).
-
-    Both files record the step. A save interrupted between the two writes leaves them disagreeing,
-    and `load_trainer_state` refuses such a pair rather than resume from a mixture of two steps.
-    """
-    opt = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    for idx, pstate in opt["state"].items():
-        for key, value in pstate.items():
-            tensors[f"state.{idx}.{key}"] = value if hasattr(value, "shape") else _scalar(value)
-    for name, t in rng_tensors.items():
-        tensors[f"rng.{name}"] = t
-    step = str(state["step"])
-    atomic_write_bytes(Path(run_dir) / OPTIMIZER, _tensor_bytes(tensors, {"step": step}))
-    groups = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
-    atomic_write_json(Path(run_dir) / TRAINER_STATE, {**state, "param_groups": groups})
-
-
-def _scalar(value: Any) -> torch.Tensor:
-    import torch
-
-    return torch.tensor(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +114,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid JSON ({e}); the run directory is damaged") from None
     fmt = raw.get("format") if isinstance(raw, dict) else None
-    if fmt != CHECKPOINT_FORMAT:
+    if fmt not in READABLE_FORMATS:
         made_by = raw.get("minitx_version", "an unknown version") if isinstance(raw, dict) else "?"
         raise UserError(
             f"{run_dir} has checkpoint format {fmt!r} (written by minitx {made_by}); this minitx "
@@ -231,23 +200,10 @@ def tensor_shapes(path: Path, what: str = "weights file") -> dict[str, tuple[int
 def parameter_count(path: Path) -> int:
     """How many numbers a weights file holds: the model's parameter count, without building the model.
 
-    The tied lm_head is not stored (it is `transformer.wte`), so each parameter is counted once,
+    A tied lm_head is not stored (it is `transformer.wte`), so each parameter is counted once,
     exactly as `GPT.num_parameters()` counts it: [300, 32] + [32] + ... -> 9600 + 32 + ...
     """
     return sum(math.prod(shape) for shape in tensor_shapes(path).values())
-
-
-def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, Run]:
-    """Rebuild the model of a run directory and load its weights (strictly: every name, every shape)."""
-    from minitx.model import GPT
-
-    run = load_run(run_dir)
-    tensors, _ = read_tensors(run.path / WEIGHTS, "weights file")
-    model = GPT(run.model_config)
-    load_weights_into(model, tensors, run.path / WEIGHTS)
-    model.to(device)
-    model.eval()
-    return model, run
 
 
 def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
@@ -263,43 +219,7 @@ def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], 
                 f"{path}: {name} has shape {tuple(t.shape)} but config.json implies "
                 f"{tuple(expected[name].shape)}; the run directory is damaged"
             )
-    model.load_state_dict(tensors, strict=False)  # lm_head is tied to wte, not stored
-
-
-def load_trainer_state(
-    run_dir: Path, optimizer: torch.optim.Optimizer
-) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Restore optimizer moments; return (trainer_state, rng_tensors)."""
-    run_dir = Path(run_dir)
-    path = run_dir / TRAINER_STATE
-    if not path.is_file():
-        raise UserError(f"{run_dir} has no {TRAINER_STATE}: nothing to resume (train without --resume)")
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}); cannot resume") from None
-    tensors, meta = read_tensors(run_dir / OPTIMIZER, "optimizer state")
-    if meta.get("step") != str(state.get("step")):
-        raise UserError(
-            f"{run_dir}: optimizer state is from step {meta.get('step')} but {TRAINER_STATE} says "
-            f"step {state.get('step')}; the last save was interrupted -- cannot resume exactly"
-        )
-    opt_state: dict[int, dict[str, Any]] = {}
-    rng: dict[str, torch.Tensor] = {}
-    for key, value in tensors.items():
-        if key.startswith("rng."):
-            rng[key[4:]] = value
-            continue
-        _, idx, name = key.split(".", 2)
-        opt_state.setdefault(int(idx), {})[name] = value
-    current = optimizer.state_dict()
-    groups = state.get("param_groups", current["param_groups"])
-    if len(groups) != len(current["param_groups"]):
-        raise UserError(f"{run_dir}: optimizer layout does not match the model; cannot resume")
-    for g, cur in zip(groups, current["param_groups"], strict=True):
-        g["params"] = cur["params"]
-    optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
-    return state, rng
+    model.load_state_dict(tensors, strict=False)  # a tied lm_head is wte, not stored
 
 
 def append_metrics(run_dir: Path, record: dict[str, Any]) -> None:
