@@ -43,3 +43,11 @@ def make_tiny_model(tiny_config: Callable[..., object]) -> Callable[..., object]
 def tiny_model(make_tiny_model: Callable[..., object]) -> object:
     """A tiny GPT with learned positions (seed 0, eval mode)."""
     return make_tiny_model("learned")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def token_cache_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`minitx train CORPUS` prepares into $MINITX_CACHE: the tests (and their subprocesses) use a fresh one."""
+    import os
+
+    os.environ["MINITX_CACHE"] = str(tmp_path_factory.mktemp("token-cache"))

@@ -22,3 +22,16 @@ def random_model(
         for p in model.parameters():
             p.normal_(0.0, 0.1)
     return model.eval()
+
+
+def train_story_run(out, pos: str = "rope", steps: int = 150, corpus_bytes: int = 120_000):  # noqa: ANN001, ANN201
+    """Train a tiny model on the built-in stories into run directory `out` (a few seconds); return `out`."""
+    from minitx.corpus.generate import generate_corpus
+    from minitx.training.setup import run_training
+
+    corpus = out.parent / f"{out.name}-corpus.txt"
+    corpus.write_text(generate_corpus(corpus_bytes, seed=0), encoding="utf-8")
+    flags = {"preset": "tiny", "steps": steps, "eval_every": steps, "threads": 1, "batch_size": 16, "warmup": 10,
+             "pos": pos, "n_layers": 2, "dim": 32, "block_size": 32, "vocab_size": 300}
+    run_training([corpus], out, flags=flags, show_progress=False)
+    return out

@@ -26,6 +26,7 @@ from minitx.config import (
     BUILTIN_CORPUS_BYTES,
     BUILTIN_CORPUS_SEED,
     DEFAULT_TEMPERATURE,
+    EVALUATION,
     RUN,
     ExportFormat,
     ModelConfig,
@@ -72,8 +73,11 @@ tokenize_app = typer.Typer(
 )
 data_app = typer.Typer(help="Corpora: write the built-in story corpus, check grammar, fetch tiny Shakespeare.",
                        no_args_is_help=True)
+experiment_app = typer.Typer(help="Experiments: train many models the same way and compare them with error bars.",
+                             no_args_is_help=True)
 app.add_typer(tokenize_app, name="tokenize")
 app.add_typer(data_app, name="data")
+app.add_typer(experiment_app, name="experiment")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -167,21 +171,25 @@ def _plain(value: Any) -> Any:
 
 @command(tokenize_app, "train")
 def tokenize_train(
-    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories).")] = None,
+    files: Annotated[list[str] | None, typer.Argument(help="Text files, directories, globs, .jsonl, .parquet, '-' "
+                                                           "(default: the built-in stories).")] = None,
     vocab_size: Annotated[int, typer.Option(help="Vocabulary size (BPE: at least 256 + specials).")] = 1024,
     out: Annotated[Path, typer.Option(help="Where to write tokenizer.json.")] = Path("tokenizer.json"),
     kind: Annotated[TokenizerKind, typer.Option(help="bpe (byte-level BPE) or char (one token per character).")]
     = TokenizerKind.bpe,
     min_frequency: Annotated[int, typer.Option(help="BPE: merge only pairs seen this often.")] = 2,
     special: Annotated[list[str] | None, typer.Option(help="Extra special tokens (repeatable).")] = None,
+    max_bytes: Annotated[int | None, typer.Option(help="Train on about the first N bytes of the corpus only "
+                                                       "(faster on a large one).")] = None,
+    text_field: Annotated[str, typer.Option(help="JSON Lines / Parquet: the field that holds the text.")] = "text",
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
 ) -> None:
-    """Train a tokenizer on text files and save it as tokenizer.json."""
+    """Train a tokenizer on a corpus (files, directories, globs, .jsonl, .parquet, '-'); save it as tokenizer.json."""
     from minitx.commands import tokenize
 
     tokenize.train(files or [], vocab_size=vocab_size, out=out, kind=kind.value, min_frequency=min_frequency,
-                   special=special or [], force=force, quiet=quiet)
+                   special=special or [], force=force, quiet=quiet, max_bytes=max_bytes, text_field=text_field)
 
 
 @command(tokenize_app, "encode")
@@ -255,7 +263,9 @@ def data_tinyshakespeare(
 @command(app, "train")
 @config_options(TrainConfig, ModelConfig)  # --preset and --tokenizer first, then the model shape
 def train(
-    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories).")] = None,
+    files: Annotated[list[Path] | None, typer.Argument(
+        help="A data directory from minitx prepare, or a corpus (text files, directories, globs, .jsonl, .parquet; "
+             "prepared once into the token cache, then reused). Default: the built-in stories.")] = None,
     out: Annotated[Path, typer.Option(help="Run directory to create.", rich_help_panel=RUN)] = Path("runs/default"),
     flags: ConfigFlags | None = None,  # one option per flag of ModelConfig and TrainConfig
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint, with the same "
@@ -279,11 +289,34 @@ def train(
 
 
 @command(app, "info")
-def info(run_dir: Annotated[Path, typer.Argument(help="A run directory.")]) -> None:
-    """Show a run's configuration, size, progress and last losses."""
+def info(
+    path: Annotated[Path, typer.Argument(help="A run directory, or a data directory from minitx prepare.")],
+    json_: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+) -> None:
+    """Show a run's configuration, size, progress and last losses, or what prepared data holds."""
     from minitx.commands.info import info as show_info
 
-    show_info(run_dir)
+    show_info(path, as_json=json_)
+
+
+@command(app, "prepare")
+def prepare(
+    corpus: Annotated[list[str], typer.Argument(help="Text files, directories, globs, .jsonl, .parquet (.gz too); "
+                                                     "'-' reads stdin.")],
+    tokenizer: Annotated[str, typer.Option(help="tokenizer.json, a run directory, or 'char'.")],
+    out: Annotated[Path, typer.Option(help="Data directory to write (train.bin, val.bin, meta.json).")],
+    val_fraction: Annotated[float, typer.Option(help="Share of tokens held out for validation.")] = 0.1,
+    text_field: Annotated[str, typer.Option(help="JSON Lines / Parquet: the field that holds the text.")] = "text",
+    force: Annotated[bool, typer.Option(help="Replace prepared data already in --out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress display.")] = False,
+) -> None:
+    """Tokenize a corpus of any size on every core into token files that training memory-maps."""
+    from minitx.commands.prepare import prepare as run_prepare
+
+    code = run_prepare(corpus, tokenizer=tokenizer, out=out, val_fraction=val_fraction, text_field=text_field,
+                       force=force, quiet=quiet)
+    if code:
+        raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -326,17 +359,62 @@ def eval_(
     = None,
     grammar: Annotated[int, typer.Option(help="Also sample N stories and check them with the grammar.")] = 0,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
-    seed: Annotated[int, typer.Option(help="Seed for the grammar samples.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the grammar samples, minimal pairs and shuffles.")] = 0,
     temperature: Annotated[float, typer.Option(help="Softmax temperature of the grammar samples.")]
     = DEFAULT_TEMPERATURE,
     quantize: Annotated[Quantize, typer.Option(help=QUANTIZE_HELP)] = Quantize.none,
+    minimal_pairs: Annotated[int, typer.Option(help="Also score N minimal pairs from the built-in grammar "
+                                                    "(--seed picks them).")] = 0,
+    order_test: Annotated[bool, typer.Option("--order-test", help="Also compare the loss on the text (FILES, or "
+                                                                    "the validation split) with its words and "
+                                                                    "sentences shuffled.")] = False,
+    context: Annotated[int | None, typer.Option(help="Also read windows of L tokens (longer than the block) and "
+                                                     "show the loss by position.")] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Loss, perplexity and bits per byte on text; optionally the grammaticality of samples."""
+    """Loss, perplexity and bits per byte on text; optionally grammaticality, minimal pairs, order, length."""
     from minitx.commands.eval import run_eval
 
     run_eval(run_dir, files or [], grammar=grammar, device=device.value, seed=seed, temperature=temperature,
-             as_json=json_, quantize=quantize.value)
+             as_json=json_, quantize=quantize.value, minimal_pairs=minimal_pairs, order_test=order_test,
+             context=context)
+
+
+# ------------------------------------------------------------------------------------------------
+# experiment
+
+
+@command(experiment_app, "positions")
+@config_options(ModelConfig, TrainConfig, exclude=("pos", "seed", "preset", "tokenizer"))
+def experiment_positions(
+    files: Annotated[list[Path] | None, typer.Argument(help="Text files (default: the built-in stories; minimal pairs "
+                                                            "and the grammar check speak the stories' language).")]
+    = None,
+    out: Annotated[Path, typer.Option(help="Experiment directory (created; rerun the same command to resume).",
+                                      rich_help_panel=RUN)] = Path("runs/positions"),
+    kinds: Annotated[str | None, typer.Option(help="Comma-separated: sinusoidal,learned,rope,alibi,none (default: "
+                                                   "all five).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Runs per kind, seeds 0..K-1 (default 2).")] = None,
+    corpus_bytes: Annotated[int | None, typer.Option(help="Bytes of built-in stories (default 2,000,000).")] = None,
+    pairs: Annotated[int | None, typer.Option(help="Minimal pairs per run (default 600).",
+                                              rich_help_panel=EVALUATION)] = None,
+    stories: Annotated[int | None, typer.Option(help="Sampled stories per run (default 60).",
+                                                rich_help_panel=EVALUATION)] = None,
+    flags: ConfigFlags | None = None,  # the model and optimiser flags of `minitx train` (not --pos, --seed)
+    quiet: Annotated[bool, typer.Option(help="No per-run progress bars.", rich_help_panel=RUN)] = False,
+) -> None:
+    """The positional-encoding lab: one model per kind and seed, trained and measured alike, with a report.
+
+    Model and optimiser flags are those of `minitx train`; unset ones take the lab's defaults.
+
+    The defaults (3 layers, 96 wide, block 64, 1200 steps) fit 5 kinds x 2 seeds in ~20 minutes on 2 CPU cores.
+    """
+    from minitx.commands.experiment import run_positions
+
+    code = run_positions(files or [], out=out, kinds=kinds, seeds=seeds, flags=flags or {},
+                         corpus_bytes=corpus_bytes, pairs=pairs, stories=stories, quiet=quiet)
+    if code:
+        raise typer.Exit(code)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -267,6 +267,7 @@ class TrainConfig:
     grad_clip: float = flag(1.0, "Clip the gradient norm (0: off).", TRAINING)
     # windows start only at <|doc|> (see batches.py); measured not to pay (docs/decisions.md)
     doc_aligned: bool = flag(False, "Start training windows at <|doc|> markers.", TRAINING)
+    text_field: str = flag("text", "JSON Lines / Parquet corpora: the field that holds the text.", TRAINING)
     val_fraction: float = flag(0.1, "Share of tokens held out for validation.", EVALUATION)
     eval_every: int = flag(250, "Steps between evaluations.", EVALUATION)
     eval_batches: int = flag(20, "Batches per evaluation.", EVALUATION)
@@ -285,6 +286,7 @@ class TrainConfig:
     corpus_files: list[str] = field(default_factory=list)  # absolute paths; none: the built-in stories
     corpus_bytes: int | None = None  # its size in UTF-8 bytes
     corpus_sha256: str | None = None  # --resume refuses a corpus whose sha256 differs
+    prepared_data: str | None = None  # the token files trained on: DATA_DIR, or the token cache's entry
 
     def validate(self) -> None:
         checks = {

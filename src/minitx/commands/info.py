@@ -1,4 +1,5 @@
-"""`minitx info RUN`: a run's configuration, size, progress and last losses -- without importing torch."""
+"""`minitx info RUN|DATA_DIR`: a run's configuration, size, progress and last losses, or what a prepared data
+directory holds -- without importing torch."""
 
 from __future__ import annotations
 
@@ -18,8 +19,31 @@ if TYPE_CHECKING:
     from rich.console import Console
 
 
-def info(run_dir: Path, console: Console | None = None) -> None:
-    """`minitx info`: configuration, parameter count, steps done, last losses."""
+def info(path: Path, as_json: bool = False, console: Console | None = None) -> None:
+    """`minitx info`: a prepared data directory (minitx prepare) or a run directory (minitx train)."""
+    from minitx.tokens import store
+
+    looks_prepared = (Path(path) / store.TRAIN_BIN).exists() and not rundir.is_run_dir(path)
+    if store.is_prepared_dir(path) or looks_prepared:  # the second: say what is missing
+        data_info(path, as_json, console)
+    else:
+        run_info(path, as_json, console)
+
+
+def data_info(data_dir: Path, as_json: bool = False, console: Console | None = None) -> None:
+    """Sources, tokens, dtype, bytes per token and documents of a prepared data directory."""
+    from minitx.commands.prepare import prepared_summary
+    from minitx.tokens import store
+
+    meta = store.read_meta(data_dir)
+    if as_json:
+        print(json.dumps(meta, indent=2, ensure_ascii=False))
+        return
+    (console or make_console()).print(prepared_summary(Path(data_dir), meta))
+
+
+def run_info(run_dir: Path, as_json: bool = False, console: Console | None = None) -> None:
+    """Configuration, parameter count, steps done, last losses of a run."""
     console = console if console is not None else make_console()
     run = rundir.load_run(run_dir)
     latest = rundir.latest_checkpoint(run.path)  # the newest complete checkpoint
@@ -35,6 +59,10 @@ def info(run_dir: Path, console: Console | None = None) -> None:
         state = {}  # a damaged trainer_state.json: show what else is known
     metrics = rundir.read_metrics(run_dir)
     last = metrics[-1] if metrics else {}
+    if as_json:
+        print(json.dumps({"config": run.raw_config, "parameters": parameters, "trainer_state": state,
+                          "last_metrics": last}, indent=2, ensure_ascii=False))
+        return
 
     table = Table(title=f"run {safe(run_dir)}", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -57,6 +85,8 @@ def info(run_dir: Path, console: Console | None = None) -> None:
     table.add_row("corpus", safe(tc.corpus or "?"))
     where = "none yet" if latest is None else "top of the run directory (format 1)" if latest == run.path else None
     table.add_row("checkpoint", where or safe(checkpoint.relative_to(run.path)))
+    if tc.prepared_data:
+        table.add_row("prepared tokens", safe(tc.prepared_data))
     table.add_row("steps done", f"{state.get('step', 0):,} / {tc.steps:,}")
     table.add_row("last train loss", fmt(last.get("train_loss", state.get("last_train_loss"))))
     table.add_row("last val loss", fmt(last.get("val_loss")))

@@ -25,18 +25,35 @@ def load_tokenizer(spec: str) -> Tokenizer:
 
 def train(
     files: list[Path], *, vocab_size: int, out: Path, kind: str, min_frequency: int, special: list[str],
-    force: bool, quiet: bool,
+    force: bool, quiet: bool, max_bytes: int | None = None, text_field: str = "text",
 ) -> None:
-    """`minitx tokenize train`: train a tokenizer on text files (default: the built-in stories), save it."""
-    from minitx.corpus.sources import load_training_text
+    """`minitx tokenize train`: train a tokenizer on a corpus (default: the built-in stories), save it.
+
+    Files are streamed (never one string in memory); `max_bytes` trains on about that many bytes of them.
+    """
     from minitx.text.special import DOC_TOKEN
 
     refuse_overwrite(out, force)
     if kind not in ("bpe", "char"):
         raise UserError(f"--kind must be bpe or char, got {kind!r}")
-    text, _ = load_training_text(files)
     specials = [DOC_TOKEN, *[s for s in special if s != DOC_TOKEN]]
     started = time.perf_counter()
+    if files:
+        from minitx.tokens.sources import expand_sources
+        from minitx.tokens.vocab import train_tokenizer
+
+        sources = expand_sources(files)
+        tok, stream = train_tokenizer(sources, kind=kind, vocab_size=vocab_size, min_frequency=min_frequency,
+                                      special_tokens=specials, text_field=text_field, max_bytes=max_bytes,
+                                      show_progress=not quiet)
+        seconds = time.perf_counter() - started
+        tok.save(out)
+        sample = _text_sample(sources, specials, text_field, min(stream.sampled_bytes, SUMMARY_BYTES))
+        make_console().print(tokenizer_summary(tok, sample, out, seconds, trained_bytes=stream.sampled_bytes))
+        return
+    from minitx.corpus.sources import load_training_text
+
+    text, _ = load_training_text([])
     if kind == "char":
         tok = Tokenizer.train_char(text, special_tokens=specials)
     else:
@@ -45,6 +62,20 @@ def train(
     seconds = time.perf_counter() - started
     tok.save(out)
     make_console().print(tokenizer_summary(tok, text, out, seconds))
+
+
+#: The summary measures bytes per token on at most this much of the training text.
+SUMMARY_BYTES = 16_000_000
+
+
+def _text_sample(sources: list, specials: list[str], text_field: str, n_bytes: int) -> str:
+    """The first `n_bytes` (about) of the corpus, cut at a safe place, for the summary's bytes per token."""
+    from minitx.tokens.sources import STDIN, CorpusStream
+    from minitx.tokens.vocab import sample_text
+
+    if any(s.path == STDIN for s in sources):
+        return ""  # stdin was read once, for training
+    return "".join(sample_text(CorpusStream(sources, text_field=text_field), specials, n_bytes))
 
 
 def encode(text: str, *, tokenizer: str, ids: bool) -> None:
@@ -75,17 +106,21 @@ def decode(ids: list[str], *, tokenizer: str) -> None:
     sys.stdout.write(tok.decode(numbers) + "\n")
 
 
-def tokenizer_summary(tok: Tokenizer, text: str, out: Path, seconds: float) -> Table:
-    """Vocabulary size, corpus bytes, training seconds and bytes per token on the corpus."""
+def tokenizer_summary(tok: Tokenizer, text: str, out: Path, seconds: float, trained_bytes: int | None = None) -> Table:
+    """Vocabulary size, corpus bytes, training seconds and bytes per token on (a sample of) the corpus."""
     n_bytes = len(text.encode("utf-8"))
     n_tokens = len(tok.encode(text))
+    trained_bytes = n_bytes if trained_bytes is None else trained_bytes
     table = Table(title=f"tokenizer → {safe(out)}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("kind", tok.kind)
     table.add_row("vocabulary size", f"{tok.vocab_size:,}")
-    table.add_row("corpus bytes", f"{n_bytes:,}")
-    table.add_row("corpus tokens", f"{n_tokens:,}")
-    table.add_row("bytes per token", f"{n_bytes / max(1, n_tokens):.3f}")
+    table.add_row("corpus bytes", f"{trained_bytes:,}")
+    if n_bytes == trained_bytes:
+        table.add_row("corpus tokens", f"{n_tokens:,}")
+    if n_bytes:
+        sampled = "" if n_bytes == trained_bytes else f" (first {n_bytes:,} bytes)"
+        table.add_row(f"bytes per token{sampled}", f"{n_bytes / max(1, n_tokens):.3f}")
     table.add_row("seconds", f"{seconds:.2f}")
     return table

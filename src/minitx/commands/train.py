@@ -11,8 +11,8 @@ from typing import IO, TYPE_CHECKING, Any
 from rich.table import Table
 
 from minitx.commands.display import fmt, make_console
+from minitx.commands.prepare import prepare_progress
 from minitx.console import safe
-from minitx.errors import require_file
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -39,14 +39,20 @@ def train(
     device = resolve_device(getattr(chosen, "value", chosen))  # an Enum member or its text
     if nproc > 1 and not world.distributed:
         return launch(nproc, port, device)
-    for f in files:
-        require_file(f, "corpus file")
     if resume and world.is_main:
         note_leftovers(out, make_console(stderr=True))
     distributed.init(world, distributed.rank_device(device, world))
+    notes = make_console()  # on stdout, with the progress and the summary: stderr is for the one error line
+
+    def notify(line: str) -> None:
+        if world.is_main:
+            notes.print(safe(line), soft_wrap=True)
+
     try:
         trainer, result = run_training(files, out, flags=flags, resume=resume, force=force,
-                                       show_progress=not quiet, world=world)
+                                       show_progress=not quiet, world=world,
+                                       notify=notify,
+                                       prepare_progress=lambda: prepare_progress(notes, quiet or not world.is_main))
     finally:
         distributed.shutdown(world)
     if world.is_main:

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from minitx.config import DEFAULT_TEMPERATURE
-from minitx.training.batches import split_train_val
+from minitx.errors import UserError
 from minitx.training.loop import bits_per_byte
 
 if TYPE_CHECKING:
@@ -70,13 +71,17 @@ def score_ids(model: GPT, ids: torch.Tensor, n_bytes: int, batch_size: int = 16)
 
 def validation_ids(run: Run) -> tuple[torch.Tensor, int, str]:
     """Rebuild a run's validation split: the same corpus, tokenizer and split as in training."""
-    from minitx.corpus.sources import load_training_text
+    from minitx.training.data import load_training_data
 
-    files = [Path(f) for f in run.train_config.corpus_files]
-    text, source = load_training_text(files)
-    split = split_train_val(run.tokenizer.encode(text), len(text.encode("utf-8")), run.model_config.block_size,
-                            run.train_config.val_fraction)
-    return split.val, round(split.bytes_per_token * len(split.val)), f"validation split of {source}"
+    tc = run.train_config
+    data = load_training_data([Path(f) for f in tc.corpus_files], tokenizer=run.tokenizer, vocab_size=0,
+                              val_fraction=tc.val_fraction, prepared_hint=tc.prepared_data, text_field=tc.text_field)
+    if tc.corpus_sha256 not in (None, data.text_sha256):
+        raise UserError(f"the corpus ({data.source}) changed since the run was trained on it (its sha256 differs); "
+                        "pass the text to score as FILES")
+    split = data.split(run.model_config.block_size, tc.val_fraction, doc_aligned=False)
+    val = torch.from_numpy(np.asarray(split.val, dtype=np.int64))
+    return val, round(split.bytes_per_token * len(val)), f"validation split of {data.source}"
 
 
 def sample_stories(

@@ -67,7 +67,7 @@ def read_text_file(path: Path) -> str:
     if path.is_dir():
         raise UserError(f"{path} is a directory, not a text file; pass the files inside it, e.g. {path}/*.txt")
     data = path.read_bytes()
-    if _looks_binary(data):
+    if looks_binary(data):
         raise UserError(f"{path} looks like a binary file, not text; pass a plain UTF-8 text file")
     text = decode_utf8(data, str(path), f"; convert it first, e.g. iconv -f latin1 -t utf-8 {path} > "
                                         f"{path.stem}.utf8{path.suffix}")
@@ -101,10 +101,10 @@ def decode_utf8(data: bytes, where: str, how_to_fix: str = "") -> str:
         ) from None
 
 
-def _looks_binary(data: bytes) -> bool:
+def looks_binary(data: bytes) -> bool:
     """True for bytes with a NUL, or with many control characters near the start.
 
-    >>> _looks_binary(b"To be, or not to be\\n"), _looks_binary(b"PK\\x03\\x04\\x00\\x00")
+    >>> looks_binary(b"To be, or not to be\\n"), looks_binary(b"PK\\x03\\x04\\x00\\x00")
     (False, True)
     """
     if b"\x00" in data:

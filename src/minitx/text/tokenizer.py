@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -40,10 +40,11 @@ if TYPE_CHECKING:
     import tokenizers
 
 #: Where text may be cut without changing how byte-level BPE splits it into words: after a lone
-#: newline that sits between two non-space characters ("...the end.\nNext..."). The words on
-#: either side are the same whether or not the text is cut there, so the pieces can be encoded
-#: in parallel and the ids concatenated.
-_SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)")
+#: newline that sits between two non-space characters ("...the end.\nNext..."), or before a
+#: Windows line end "\r\n" between two ("...the end.|\r\nNext..."; cutting after it would turn
+#: the two words "\r", "\n" into one). The words on either side are the same whether or not the
+#: text is cut there, so the pieces can be encoded in parallel and the ids concatenated.
+_SAFE_CUT = re.compile(r"(?<=\S\n)(?=\S)|(?<=\S)(?=\r\n\S)")
 _CHUNK_CHARS = 1 << 15
 
 
@@ -96,11 +97,12 @@ def _check_special_tokens(special_tokens: Sequence[str]) -> list[str]:
     return tokens
 
 
-def _cut_into_chunks(text: str, chunk_chars: int = _CHUNK_CHARS) -> list[str]:
+def _cut_into_chunks(text: str, chunk_chars: int | None = None) -> list[str]:
     """Cut `text` at safe places (see `_SAFE_CUT`) into pieces of roughly `chunk_chars` characters.
 
     "a.\\nb.\\nc." with chunk_chars=2 -> ["a.\\n", "b.\\n", "c."]; "".join(pieces) == text always.
     """
+    chunk_chars = chunk_chars or _CHUNK_CHARS
     pieces, start = [], 0
     while len(text) - start > chunk_chars:
         cut = _SAFE_CUT.search(text, start + chunk_chars)
@@ -112,12 +114,23 @@ def _cut_into_chunks(text: str, chunk_chars: int = _CHUNK_CHARS) -> list[str]:
     return pieces
 
 
-def _read_training_text(texts: Iterable[str] | None, files: list[Path] | None) -> list[str]:
-    corpus = [] if texts is None else list(texts)
-    corpus += [read_text_file(Path(path)) for path in files or []]
-    if not any(corpus):
-        raise UserError("the training text is empty; pass a corpus with some text in it")
-    return corpus
+def safe_pieces(text: str, special_tokens: Sequence[str], chunk_chars: int | None = None) -> list[str]:
+    """`text` cut where byte-level BPE (or a char tokenizer) with these special tokens encodes piece by piece
+    exactly as it encodes the whole: "".join(pieces) == text, and the ids of the pieces concatenate to the ids
+    of the text.
+
+    A text read in blocks is only known to be cut safely before its last piece: a streaming reader encodes
+    all pieces but the last and carries that one into the next block. With a special token that contains
+    a newline no place is safe: one piece, the whole text. Pieces are about `chunk_chars` long (default 32K).
+    """
+    return [text] if any("\n" in s for s in special_tokens) else _cut_into_chunks(text, chunk_chars)
+
+
+def _training_texts(texts: Iterable[str] | None, files: list[Path] | None) -> Iterator[str]:
+    """The texts, then each file's text; read lazily, so `texts` may stream a corpus of any size."""
+    yield from texts or ()
+    for path in files or []:
+        yield read_text_file(Path(path))
 
 
 class Tokenizer:
@@ -181,9 +194,6 @@ class Tokenizer:
             )
         if min_frequency < 1:
             raise UserError(f"--min-frequency must be at least 1, got {min_frequency}")
-        corpus = _read_training_text(texts, files)
-        for text in corpus:
-            _require_unicode_text(text, "the training text")
 
         hf = HFTokenizer(models.BPE())
         # No normalizer and no prefix space: both would change the text, breaking the round trip.
@@ -198,36 +208,47 @@ class Tokenizer:
             show_progress=show_progress,
         )
         # Special tokens are cut out first (no merges are wasted on "<|" + "doc" ...), and long texts
-        # are cut at safe newlines so the trainer can count words on all cores.
+        # are cut at safe newlines so the trainer can count words on all cores. The pieces are made
+        # as the trainer asks for them: a streamed corpus is never held whole.
         pattern = _special_token_pattern(special_tokens)
-        pieces = [
-            chunk
-            for text in corpus
-            for part in _without_special_tokens(text, pattern)
-            for chunk in _cut_into_chunks(part)
-            if chunk
-        ]
-        hf.train_from_iterator(pieces, trainer=trainer, length=len(pieces))
+        chars_seen = 0
+
+        def pieces() -> Iterator[str]:
+            nonlocal chars_seen
+            for text in _training_texts(texts, files):
+                _require_unicode_text(text, "the training text")
+                for part in _without_special_tokens(text, pattern):
+                    for chunk in _cut_into_chunks(part):
+                        chars_seen += len(chunk)
+                        yield chunk
+
+        hf.train_from_iterator(pieces(), trainer=trainer)
+        if not chars_seen:
+            raise UserError("the training text is empty; pass a corpus with some text in it")
         return cls(hf)
 
     @classmethod
-    def train_char(cls, text: str, special_tokens: Sequence[str] = (DOC_TOKEN,)) -> Tokenizer:
-        """One id per distinct character of `text`, after the special tokens.
+    def train_char(cls, text: str | Iterable[str], special_tokens: Sequence[str] = (DOC_TOKEN,)) -> Tokenizer:
+        """One id per distinct character of `text` (a string, or the blocks of a streamed corpus), after the
+        special tokens.
 
         Ids are deterministic: special tokens first, then the characters in code-point order.
         Characters that only occur inside special tokens are not in the vocabulary.
-        "<|doc|>ba\\n" -> {"<|doc|>": 0, "\\n": 1, "a": 2, "b": 3}.
+        "<|doc|>ba\\n" -> {"<|doc|>": 0, "\\n": 1, "a": 2, "b": 3}. (A streamed corpus must be cut
+        outside special tokens, as `safe_pieces` cuts it.)
         """
         from tokenizers import Regex, decoders, models, pre_tokenizers
         from tokenizers import Tokenizer as HFTokenizer
 
         special_tokens = _check_special_tokens(special_tokens)
-        _require_unicode_text(text, "the training text")
-        plain_text = _without_special_tokens(text, _special_token_pattern(special_tokens))
-        chars = sorted(set().union(*map(set, plain_text)))
+        pattern = _special_token_pattern(special_tokens)
+        chars: set[str] = set()
+        for block in [text] if isinstance(text, str) else text:
+            _require_unicode_text(block, "the training text")
+            chars.update(*map(set, _without_special_tokens(block, pattern)))
         if not chars:
             raise UserError("the training text has no characters besides special tokens; pass more text")
-        vocab = {token: i for i, token in enumerate([*special_tokens, *chars])}
+        vocab = {token: i for i, token in enumerate([*special_tokens, *sorted(chars)])}
         # The same pipeline in HF terms: split into single characters, look each up, glue back together.
         # No unk token: HF too refuses unknown characters instead of dropping them.
         hf = HFTokenizer(models.WordLevel(vocab=vocab, unk_token=None))
@@ -324,6 +345,17 @@ class Tokenizer:
         if self.kind == "char":
             return "".join([self._text_of_id[i] for i in ids])
         return self._hf.decode(ids, skip_special_tokens=False)  # the default would drop "<|doc|>"
+
+    # ------------------------------------------------------------------------------ streaming
+    def safe_pieces(self, text: str) -> list[str]:
+        """`text` cut where encoding piece by piece gives the ids of encoding it whole (see `safe_pieces`)."""
+        return safe_pieces(text, self.special_tokens)
+
+    def encode_pieces(self, pieces: Sequence[str]) -> list[list[int]]:
+        """The ids of each piece of valid Unicode text (bpe: encoded together on all cores, in Rust)."""
+        if self.kind == "char":
+            return [self._encode_chars(piece) for piece in pieces]
+        return [encoding.ids for encoding in self._hf.encode_batch_fast(list(pieces), add_special_tokens=False)]
 
     # ------------------------------------------------------------------------------ single tokens
     def token_id(self, token: str) -> int | None:

@@ -2,9 +2,10 @@
 
 A fresh run builds everything the training loop (loop.py) needs, in this order:
 
-    text      = the corpus files, or the built-in stories         its sha256 goes into config.json
-    tokenizer = --tokenizer PATH, `char`, or a BPE trained on text
-    ids       = tokenizer.encode(text), split into train and val
+    data      = DATA_DIR (minitx prepare), the corpus files        its text's sha256 goes into config.json
+                through the token cache, or the built-in stories   (training/data.py)
+    tokenizer = DATA_DIR's, --tokenizer PATH, `char`, or a BPE trained on the text
+    ids       = memory maps of the prepared train / val tokens (the built-in stories: in memory)
     model     = the preset's shape with the model flags on top;  vocab_size comes from the tokenizer
     RUN_DIR   = tokenizer.json + config.json; the Trainer adds weights, optimizer state and metrics
 
@@ -18,7 +19,8 @@ any other flag given that differs is a UserError naming it.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,13 +38,11 @@ from minitx.config import (
     make_train_config,
     preset,
 )
-from minitx.corpus.sources import load_training_text
 from minitx.device import resolve_device, resolve_dtype
 from minitx.errors import UserError
 from minitx.fileio import check_writable
-from minitx.text.special import DOC_TOKEN
 from minitx.training import distributed
-from minitx.training.batches import split_train_val
+from minitx.training.data import build_tokenizer, load_training_data  # noqa: F401 - build_tokenizer re-exported
 from minitx.training.distributed import World
 from minitx.training.loop import Trainer, TrainResult
 
@@ -82,17 +82,6 @@ def clear_run_dir(run_dir: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # From files on disk (or the built-in corpus) to a finished run directory.
 
-def build_tokenizer(spec: str | None, text: str, vocab_size: int, show_progress: bool):  # noqa: ANN201
-    """`--tokenizer PATH` loads one, `char` builds a character tokenizer, None trains a BPE on `text`."""
-    from minitx.text.tokenizer import Tokenizer
-
-    if spec == "char":
-        return Tokenizer.train_char(text)
-    if spec:
-        return Tokenizer.load(spec)
-    return Tokenizer.train_bpe([text], vocab_size=vocab_size, show_progress=show_progress)
-
-
 def run_training(
     files: list[Path],
     out: Path,
@@ -102,6 +91,8 @@ def run_training(
     force: bool = False,
     show_progress: bool = True,
     world: World | None = None,
+    notify: Callable[[str], None] | None = None,
+    prepare_progress: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> tuple[Trainer, TrainResult]:
     """Everything `minitx train` does, as one call: corpus → tokenizer → ids → model → run dir.
 
@@ -109,7 +100,8 @@ def run_training(
     run puts them on top of the preset, `--resume` refuses any that would change the saved recipe.
     Under torchrun (`world` of several ranks) rank 0 checks and writes RUN_DIR and sends its tokenizer
     to the other ranks, so every rank builds the same model from the same ids. --resume reads RUN_DIR
-    on every rank: on several machines it must be on a filesystem they share.
+    on every rank: on several machines it must be on a filesystem they share. `notify` receives
+    one-line notes for the user (e.g. that prepared tokens are reused).
     """
     out = Path(out)
     train_config = make_train_config(flags.get("preset"), flags)  # impossible values fail first
@@ -123,29 +115,38 @@ def run_training(
         tokenizer, model_config = run.tokenizer, run.model_config
         train_config = resumed_train_config(run.train_config, flags)
         files = files or [Path(f) for f in train_config.corpus_files]
-    text, source = load_training_text(files)
-    n_bytes = len(text.encode("utf-8"))
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    if resume and train_config.corpus_sha256 not in (None, digest):
+    vocab_size = flags.get("vocab_size") or preset(train_config.preset or DEFAULT_PRESET)["model"]["vocab_size"]
+    if not resume:
+        make_model_config(train_config.preset, flags, vocab_size=vocab_size)  # a bad shape fails before preparing
+    if resume:
+        chosen_tokenizer = tokenizer
+    elif world.distributed and not world.is_main:  # every rank encodes with rank 0's tokenizer
+        from minitx.text.tokenizer import Tokenizer
+
+        chosen_tokenizer = Tokenizer.from_json_str(distributed.broadcast_from_main(None, world))
+    else:
+        chosen_tokenizer = train_config.tokenizer
+    data = load_training_data(files, tokenizer=chosen_tokenizer, vocab_size=vocab_size,
+                              val_fraction=train_config.val_fraction,
+                              val_fraction_given=flags.get("val_fraction") is not None,
+                              prepared_hint=train_config.prepared_data if resume else None,
+                              text_field=train_config.text_field,
+                              show_progress=show_progress, notify=notify, prepare_progress=prepare_progress)
+    if resume and train_config.corpus_sha256 not in (None, data.text_sha256):
         raise UserError(
-            f"the corpus ({source}) is not the text this run was trained on (its sha256 changed); "
+            f"the corpus ({data.source}) is not the text this run was trained on (its sha256 changed); "
             "resume with the same files, or start a new run"
         )
     if not resume:
-        vocab_size = flags.get("vocab_size") or preset(train_config.preset or DEFAULT_PRESET)["model"]["vocab_size"]
-        if world.is_main:
-            tokenizer = build_tokenizer(train_config.tokenizer, text, vocab_size, show_progress)
-        if world.distributed:  # every rank encodes with rank 0's tokenizer (machines need not share a disk)
-            from minitx.text.tokenizer import Tokenizer
-
-            tokenizer_json = distributed.broadcast_from_main(tokenizer.to_json_str() if world.is_main else None, world)
-            tokenizer = Tokenizer.from_json_str(tokenizer_json)
+        tokenizer = data.tokenizer
+        if world.distributed and world.is_main:
+            distributed.broadcast_from_main(tokenizer.to_json_str(), world)
         model_config = make_model_config(train_config.preset, flags, vocab_size=tokenizer.vocab_size)
-    train_config.corpus, train_config.corpus_bytes, train_config.corpus_sha256 = source, n_bytes, digest
-    train_config.corpus_files = [str(Path(f).resolve()) for f in files]
-    ids = tokenizer.encode(text)
-    doc_id = tokenizer.token_id(DOC_TOKEN) if train_config.doc_aligned else None
-    split = split_train_val(ids, n_bytes, model_config.block_size, train_config.val_fraction, doc_id=doc_id)
+    if data.prepared is not None:
+        train_config.val_fraction = data.prepared.meta["val_fraction"]  # the split the data was prepared with
+    for name, value in data.record().items():
+        setattr(train_config, name, value)
+    split = data.split(model_config.block_size, train_config.val_fraction, train_config.doc_aligned)
     resolve_dtype(train_config.dtype, resolve_device(train_config.device))  # fail before touching RUN_DIR
     if not resume and world.is_main:
         if force:

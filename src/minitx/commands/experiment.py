@@ -1,0 +1,137 @@
+"""`minitx experiment positions`: the positional-encoding lab, with a live view and a report at the end."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.markup import escape
+
+from minitx.commands.display import make_console
+from minitx.errors import require_file
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from minitx.experiments.positions import RunStatus
+
+
+def run_positions(
+    files: list[Path], *, out: Path, kinds: str | None, seeds: int | None, flags: dict[str, Any],
+    corpus_bytes: int | None, pairs: int | None, stories: int | None, quiet: bool,
+) -> int:
+    """Run (or continue) the experiment in `out`, write the report, print the table; return the exit code.
+
+    `flags` are `minitx train`'s model and optimiser flags by field name (None: not given).
+    """
+    from minitx.config import ModelConfig, TrainConfig, given
+    from minitx.experiments.measure import LabSettings
+    from minitx.experiments.positions import (
+        DEFAULT_CORPUS_BYTES,
+        DEFAULT_MODEL,
+        DEFAULT_SEEDS,
+        DEFAULT_TRAIN,
+        DEFAULT_VOCAB,
+        PositionsExperiment,
+        run_experiment,
+    )
+
+    for f in files:
+        require_file(f, "corpus file")
+    model_flags, train_flags = given(flags, ModelConfig), given(flags, TrainConfig)
+    lab = LabSettings()
+    experiment = PositionsExperiment(
+        kinds=[k.strip() for k in kinds.split(",") if k.strip()] if kinds else PositionsExperiment().kinds,
+        seeds=seeds if seeds is not None else DEFAULT_SEEDS,
+        model={**DEFAULT_MODEL, **{k: v for k, v in model_flags.items() if k != "vocab_size"}},
+        train={**DEFAULT_TRAIN, **train_flags},
+        vocab_size=model_flags.get("vocab_size", DEFAULT_VOCAB),
+        corpus_files=[str(f.resolve()) for f in files],
+        corpus_bytes=corpus_bytes or DEFAULT_CORPUS_BYTES,
+        lab=LabSettings(pairs=pairs if pairs is not None else lab.pairs,
+                        stories=stories if stories is not None else lab.stories),
+    )
+    if "eval_every" not in train_flags:
+        experiment.train["eval_every"] = max(1, experiment.train["steps"] // 12)  # about a dozen curve points
+    if "save_every" not in train_flags:
+        experiment.train["save_every"] = max(1, experiment.train["steps"] // 6)
+    console = make_console()
+    result = run_experiment(out, experiment, LiveView(console), show_progress=not quiet)
+    if result.runs:  # after Ctrl-C: a report of the runs measured so far, marked partial
+        write_report(out, experiment, result, console)
+    if not result.finished:
+        console.print(f"stopped (Ctrl-C) with the current run saved; {len(result.runs)} of "
+                      f"{len(experiment.run_names())} runs are in the report; continue with the same command: "
+                      f"{escape(_command_line())}")
+        return 130
+    return 0
+
+
+def write_report(out: Path, experiment: Any, result: Any, console: Console) -> None:
+    """report.json, report.md and the PNGs; then the table and the reading on the terminal."""
+    from minitx.experiments.plots import save_pictures
+    from minitx.experiments.report import build_report, render_markdown
+    from minitx.fileio import atomic_write_json, atomic_write_text
+
+    data = experiment.to_dict()
+    report = build_report(data, result.runs, result.seconds, pictures=[], partial=not result.finished)
+    report["pictures"] = save_pictures(report, out)
+    atomic_write_json(out / "report.json", report)
+    atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+    print_table(report, console)
+    console.print(f"report: {escape(str(out / 'report.md'))}, {escape(str(out / 'report.json'))}"
+                  + ("" if report["pictures"] else " (no PNGs: pip install 'minitx[plot]')"))
+
+
+def print_table(report: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
+    from minitx.experiments.report import METRICS, cell
+
+    table = Table(title=f"positional-encoding lab: mean ± sd over {report['seeds']} seed(s)", title_justify="left")
+    table.add_column("kind", style="bold")
+    for _, _, short, _, _ in METRICS:
+        table.add_column(short, justify="right")
+    for kind in report["kinds"]:
+        table.add_row(kind, *(cell(report["rows"][kind][key], fmt) for key, _, _, fmt, _ in METRICS))
+    console.print(table)
+    for sentence in report["findings"]:
+        console.print(f"• {escape(sentence)}")
+
+
+def _command_line() -> str:
+    return "minitx " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+class LiveView:
+    """Prints where the experiment stands: which run, whether it is new, resumed or reused, and the ETA.
+
+    Each training run shows its own live progress bar (step, loss, ETA) underneath.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def preparing(self, what: str) -> None:
+        self.console.print(f"[dim]{escape(what)}[/]")
+
+    def run_started(self, index: int, total: int, status: RunStatus, eta_seconds: float | None) -> None:
+        doing = {"measured": "done, reused", "trained": "trained, measuring", "partial": "resuming",
+                 "new": "training"}[status.state]
+        eta = f" · experiment ETA {eta_seconds / 60:.1f} min" if eta_seconds is not None else ""
+        self.console.rule(f"run {index + 1}/{total}: {escape(status.kind)} · seed {status.seed} · {doing}{eta}")
+
+    def measuring(self, status: RunStatus) -> None:
+        self.console.print(f"[dim]measuring {escape(status.name)}: validation, minimal pairs, order test, "
+                           "sampled stories, 2× block[/]")
+
+    def run_done(self, status: RunStatus, lab: dict[str, Any]) -> None:
+        extra = lab["extrapolation"]["beyond_block_loss"]
+        self.console.print(
+            f"{escape(status.name)}: val {lab['val_bpb']:.4f} bits/byte · minimal pairs "
+            f"{lab['minimal_pairs']['accuracy']:.1%} · order gap {lab['order_test']['words']['bits_per_byte']:.3f} · "
+            f"grammatical {lab['grammar']['share']:.1%} · 2× block "
+            + (f"{extra:.3f}" if extra is not None else "n/a")
+        )
