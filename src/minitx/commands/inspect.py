@@ -15,6 +15,7 @@ from minitx.commands.loading import load_for_inference
 from minitx.errors import UserError
 
 if TYPE_CHECKING:
+    import torch
     from rich.console import Console
 
     from minitx.inspect.ablation import AblationReport
@@ -108,13 +109,14 @@ def run_inspect_attention(
         console.print(Text("  " + terminal.readout_line(capture, chosen.layer, chosen.head, query)))
 
     n_layers, n_heads = model.config.n_layers, model.config.n_heads
-    spreads = roles_over_data(model, run, over) if over is not None else None
+    validation = validation_tokens(run) if over is not None or ablate else None  # rebuilt once, used by both
+    spreads = roles_over_data(model, validation, over) if over is not None else None
     if spreads is not None:
         console.print(terminal.spread_table(spreads, n_layers, n_heads, over))
     found = induction_test(model, run, length, repeats, seed) if induction else None
     if found is not None:
         console.print(terminal.induction_table(found))
-    ablation = head_importance(model, run, over or ABLATION_WINDOWS) if ablate else None
+    ablation = head_importance(model, validation, over or ABLATION_WINDOWS) if ablate else None
     if ablation is not None:
         console.print(terminal.ablation_table(ablation, n_layers, n_heads))
 
@@ -157,12 +159,17 @@ def sample_after(model: GPT, ids: list[int], n_tokens: int, seed: int) -> list[i
     return row[len(context) :]
 
 
-def roles_over_data(model: GPT, run: Run, n_windows: int) -> list[RoleSpread]:
-    """Roles over `n_windows` windows of block_size tokens from the run's validation split."""
+def validation_tokens(run: Run) -> torch.Tensor:
+    """The run's validation split, rebuilt as `minitx eval` does (same corpus, tokenizer and split)."""
     from minitx.evaluation.scoring import validation_ids
+
+    return validation_ids(run)[0]
+
+
+def roles_over_data(model: GPT, ids: torch.Tensor, n_windows: int) -> list[RoleSpread]:
+    """Roles over `n_windows` windows of block_size tokens spread over the validation tokens `ids`."""
     from minitx.inspect.over_data import evenly_spaced_windows, roles_over_windows
 
-    ids, _, _ = validation_ids(run)
     return roles_over_windows(model, evenly_spaced_windows(ids, n_windows, model.config.block_size))
 
 
@@ -178,12 +185,10 @@ def induction_test(model: GPT, run: Run, length: int | None, repeats: int | None
                              first_id=tokenizer.token_id(DOC_TOKEN))
 
 
-def head_importance(model: GPT, run: Run, n_windows: int) -> AblationReport:
-    """`ablate_heads` on the first `n_windows` block_size windows of the run's validation split."""
-    from minitx.evaluation.scoring import validation_ids
+def head_importance(model: GPT, ids: torch.Tensor, n_windows: int) -> AblationReport:
+    """`ablate_heads` on the first `n_windows` block_size windows of the validation tokens `ids`."""
     from minitx.inspect.ablation import ablate_heads
 
-    ids, _, _ = validation_ids(run)
     return ablate_heads(model, ids[: n_windows * model.config.block_size + 1])
 
 
@@ -204,7 +209,7 @@ def page_grids(
 
     grids = []
     if spreads is not None:
-        grids.append(Grid(f"roles over {n_windows} validation windows (mean ± spread)",
+        grids.append(Grid(f"roles over {n_windows} validation windows (mean±spread)",
                           grid_of({(s.layer, s.head): spread_label(s) for s in spreads})))
     if found is not None:
         losses = ", ".join(f"copy {c + 1}: {loss:.2f}" for c, loss in enumerate(found.copy_losses))
@@ -213,8 +218,9 @@ def page_grids(
                                    for h in found.heads}),
                           [f"loss (nats/token) on {losses}; uniform guess {found.chance_loss:.2f}"]))
     if ablation is not None:
-        grids.append(Grid(f"loss rise with the head mean-ablated (zeroed); base loss {ablation.base_loss:.4f}",
-                          grid_of({(h.layer, h.head): f"{h.mean_rise:+.4f} ({h.zero_rise:+.4f})"
+        grids.append(Grid("validation loss rise without the head: mean-ablated/zeroed "
+                          f"(base loss {ablation.base_loss:.4f})",
+                          grid_of({(h.layer, h.head): f"{h.mean_rise:+.3f}/{h.zero_rise:+.3f}"
                                    for h in ablation.heads})))
     return grids
 

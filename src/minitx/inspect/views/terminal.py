@@ -94,18 +94,17 @@ def roles_table(roles: Sequence[HeadRole], n_layers: int, n_heads: int, note: st
 
 
 def spread_label(spread: RoleSpread) -> str:
-    """A cell of the over-data grid: "previous token 0.83 ± 0.05", or "mixed (best: local 0.55 ± 0.12)"."""
+    """A cell of the over-data grid: "previous token 0.83±0.05", or "(local 0.55)" for a head named nothing:
+    its best mean, in brackets."""
     if spread.role != "mixed":
-        return f"{spread.role} {spread.mean[spread.role]:.2f} ± {spread.spread[spread.role]:.2f}"
+        return f"{spread.role} {spread.mean[spread.role]:.2f}±{spread.spread[spread.role]:.2f}"
     best = max(spread.mean, key=spread.mean.__getitem__, default=None)
-    if best is None:
-        return "mixed"
-    return f"mixed (best: {best} {spread.mean[best]:.2f} ± {spread.spread[best]:.2f})"
+    return "mixed" if best is None else f"({best} {spread.mean[best]:.2f})"
 
 
 def spread_table(spreads: Sequence[RoleSpread], n_layers: int, n_heads: int, n_windows: int) -> Group:
     """The roles grid over `n_windows` windows: mean ± spread of the role each head earns, and the rule."""
-    table = _grid(f"what each head does over {n_windows} validation windows (mean ± spread)", n_heads)
+    table = _grid(f"what each head does over {n_windows} validation windows (mean±spread)", n_heads)
     by_place = {(s.layer, s.head): s for s in spreads}
     for layer in range(n_layers):
         cells = [Text(str(layer))]
@@ -113,7 +112,8 @@ def spread_table(spreads: Sequence[RoleSpread], n_layers: int, n_heads: int, n_w
             spread = by_place[layer, head]
             cells.append(Text(spread_label(spread), style=ROLE_STYLES.get(spread.role, "")))
         table.add_row(*cells)
-    rule = f"a role names a head only when it clears its threshold in ≥ {HOLDS_IN:.0%} of the windows"
+    rule = (f"a role names a head only when it clears its threshold in ≥ {HOLDS_IN:.0%} of the windows; "
+            "(in brackets): the best mean of a head named nothing")
     return Group(table, Text(rule, style="dim"))
 
 
@@ -140,8 +140,7 @@ def induction_table(report: InductionReport) -> Group:
 
 def ablation_table(report: AblationReport, n_layers: int, n_heads: int) -> Group:
     """A layers × heads grid of the loss rise with each head mean-ablated (zeroed in brackets), shaded by size."""
-    table = _grid(f"loss rise with each head switched off: mean-ablated (zeroed), base loss {report.base_loss:.4f} "
-                  f"on {report.tokens:,} validation tokens", n_heads)
+    table = _grid("validation loss rise without each head: mean-ablated/zeroed", n_heads)
     by_place = {(h.layer, h.head): h for h in report.heads}
     top = max([h.mean_rise for h in report.heads] + [1e-9])
     for layer in range(n_layers):
@@ -150,7 +149,8 @@ def ablation_table(report: AblationReport, n_layers: int, n_heads: int) -> Group
             h = by_place[layer, head]
             share = share_of(h.mean_rise, 0.0, top)
             style = f"{'white' if share > DARK_FROM else 'black'} on {rich_colour(h.mean_rise, 0.0, top)}"
-            cells.append(Text(f"{h.mean_rise:+.4f} ({h.zero_rise:+.4f})", style=style))
+            cells.append(Text(f"{h.mean_rise:+.3f}/{h.zero_rise:+.3f}", style=style))
         table.add_row(*cells)
     needed = ", ".join(f"layer {h.layer} head {h.head} {h.mean_rise:+.3f}" for h in report.most_needed(3))
-    return Group(table, Text(f"most needed (mean ablation): {needed}"))
+    return Group(table, Text(f"base loss {report.base_loss:.4f} on {report.tokens:,} validation tokens; "
+                             f"most needed (mean-ablated): {needed}"))
