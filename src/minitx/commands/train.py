@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ def train(
         return launch(nproc, port, device)
     if resume and world.is_main:
         note_leftovers(out, make_console(stderr=True))
+    if world.distributed:  # a rank that crashes in native code says where (Python stacks of every thread)
+        import faulthandler
+
+        faulthandler.enable()
     distributed.init(world, distributed.rank_device(device, world))
     notes = make_console()  # on stdout, with the progress and the summary: stderr is for the one error line
 
@@ -60,7 +65,15 @@ def train(
         distributed.shutdown(world)
     if world.is_main:
         print_train_summary(trainer, result, make_console())
-    return 130 if result.interrupted else 0
+    code = 130 if result.interrupted else 0
+    if world.distributed:
+        # The run is saved and the group left. Skip the interpreter's teardown: native threads of the
+        # distributed backend, torn down there, occasionally aborted a finished rank (SIGABRT) on a loaded
+        # machine, which torchrun reports as a failed job.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 def launch(nproc: int, port: int | None, device: str) -> int:
