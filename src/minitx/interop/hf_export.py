@@ -46,6 +46,23 @@ HF_ACTIVATION = {"gelu": "gelu", "gelu_tanh": "gelu_new"}
 #: minitx's LayerNorms use torch's default epsilon.
 LAYER_NORM_EPS = 1e-5
 ROPE_BASE = 10000.0
+#: One block's weights: minitx's name, GPT-NeoX's (the fused q/k/v is regrouped separately).
+NEOX_LAYER_NAMES = (
+    ("ln_1", "input_layernorm"),
+    ("ln_2", "post_attention_layernorm"),
+    ("attn.c_proj", "attention.dense"),
+    ("mlp.c_fc", "mlp.dense_h_to_4h"),
+    ("mlp.c_proj", "mlp.dense_4h_to_h"),
+)
+#: One block's weights: minitx's name, MPT's (MPT has no biases).
+MPT_LAYER_NAMES = (
+    ("ln_1", "norm_1"),
+    ("attn.c_attn", "attn.Wqkv"),
+    ("attn.c_proj", "attn.out_proj"),
+    ("ln_2", "norm_2"),
+    ("mlp.c_fc", "ffn.up_proj"),
+    ("mlp.c_proj", "ffn.down_proj"),
+)
 
 
 @dataclass
@@ -181,14 +198,8 @@ def _gpt_neox(config: ModelConfig, state: dict[str, Tensor]) -> tuple[dict, dict
     tensors = {"gpt_neox.embed_in.weight": state["transformer.wte.weight"]}
     for i in range(config.n_layers):
         ours, theirs = f"transformer.h.{i}.", f"gpt_neox.layers.{i}."
-        pairs = (
-            ("ln_1", "input_layernorm", dim),
-            ("ln_2", "post_attention_layernorm", dim),
-            ("attn.c_proj", "attention.dense", dim),
-            ("mlp.c_fc", "mlp.dense_h_to_4h", hidden),
-            ("mlp.c_proj", "mlp.dense_4h_to_h", dim),
-        )
-        for name, hf_name, size in pairs:
+        for name, hf_name in NEOX_LAYER_NAMES:
+            size = hidden if name == "mlp.c_fc" else dim
             tensors[f"{theirs}{hf_name}.weight"] = state[f"{ours}{name}.weight"]
             if config.bias or not hf_name.startswith("attention."):  # NeoX's attention_bias=False drops these
                 tensors[f"{theirs}{hf_name}.bias"] = _bias(state, f"{ours}{name}.bias", size)
@@ -236,15 +247,7 @@ def _mpt(config: ModelConfig, state: dict[str, Tensor]) -> tuple[dict, dict[str,
     tensors = {"transformer.wte.weight": state["transformer.wte.weight"]}
     for i in range(config.n_layers):
         ours, theirs = f"transformer.h.{i}.", f"transformer.blocks.{i}."
-        pairs = (
-            ("ln_1", "norm_1"),
-            ("attn.c_attn", "attn.Wqkv"),
-            ("attn.c_proj", "attn.out_proj"),
-            ("ln_2", "norm_2"),
-            ("mlp.c_fc", "ffn.up_proj"),
-            ("mlp.c_proj", "ffn.down_proj"),
-        )
-        for name, hf_name in pairs:
+        for name, hf_name in MPT_LAYER_NAMES:
             tensors[f"{theirs}{hf_name}.weight"] = state[f"{ours}{name}.weight"]
     tensors["transformer.norm_f.weight"] = state["transformer.ln_f.weight"]
     if not config.tie_embeddings:

@@ -37,10 +37,11 @@ from torch import Tensor
 from minitx.config import ModelConfig
 from minitx.errors import UserError
 from minitx.interop.hf_checkpoint import checkpoint_directory, read_json, read_safetensors
-from minitx.interop.hf_export import LAYER_NORM_EPS, ROPE_BASE
+from minitx.interop.hf_export import LAYER_NORM_EPS, MPT_LAYER_NAMES, NEOX_LAYER_NAMES, ROPE_BASE
 from minitx.interop.hf_tokenizer import read_hf_tokenizer
 from minitx.model import GPT
 from minitx.model.positions import sinusoidal_table
+from minitx.rundir.files import check_tensors_fit
 from minitx.text.tokenizer import Tokenizer
 
 #: transformers' activation names -> minitx's (gelu_new, gelu_fast and gelu_pytorch_tanh are one tanh formula).
@@ -209,14 +210,7 @@ def _from_gpt_neox(hf: dict[str, Any], tensors: dict[str, Tensor], directory: Pa
     state = {"transformer.wte.weight": _take(tensors, "gpt_neox.embed_in.weight", directory)}
     for i in range(n_layers):
         ours, theirs = f"transformer.h.{i}.", f"gpt_neox.layers.{i}."
-        pairs = (
-            ("ln_1", "input_layernorm"),
-            ("ln_2", "post_attention_layernorm"),
-            ("attn.c_proj", "attention.dense"),
-            ("mlp.c_fc", "mlp.dense_h_to_4h"),
-            ("mlp.c_proj", "mlp.dense_4h_to_h"),
-        )
-        for name, hf_name in pairs:
+        for name, hf_name in NEOX_LAYER_NAMES:
             state[f"{ours}{name}.weight"] = _take(tensors, f"{theirs}{hf_name}.weight", directory)
             if attention_bias or not hf_name.startswith("attention."):
                 state[f"{ours}{name}.bias"] = _take(tensors, f"{theirs}{hf_name}.bias", directory)
@@ -272,15 +266,7 @@ def _from_mpt(hf: dict[str, Any], tensors: dict[str, Tensor], directory: Path) -
     state = {"transformer.wte.weight": _take(tensors, "transformer.wte.weight", directory)}
     for i in range(n_layers):
         ours, theirs = f"transformer.h.{i}.", f"transformer.blocks.{i}."
-        pairs = (
-            ("ln_1", "norm_1"),
-            ("attn.c_attn", "attn.Wqkv"),
-            ("attn.c_proj", "attn.out_proj"),
-            ("ln_2", "norm_2"),
-            ("mlp.c_fc", "ffn.up_proj"),
-            ("mlp.c_proj", "ffn.down_proj"),
-        )
-        for name, hf_name in pairs:
+        for name, hf_name in MPT_LAYER_NAMES:
             state[f"{ours}{name}.weight"] = _take(tensors, f"{theirs}{hf_name}.weight", directory)
     state["transformer.ln_f.weight"] = _take(tensors, "transformer.norm_f.weight", directory)
     head = _head(tensors, ("lm_head.weight",), tied, directory)
@@ -344,15 +330,6 @@ def _build(config: ModelConfig, state: dict[str, Tensor], directory: Path) -> GP
     expected = model.state_dict()
     if config.tie_embeddings:
         state = {**state, "lm_head.weight": state["transformer.wte.weight"]}
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    if missing or unexpected:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise UserError(f"{directory}: the weights do not fit config.json ({detail}); the checkpoint is damaged")
-    for name, tensor in state.items():
-        if tuple(tensor.shape) != tuple(expected[name].shape):
-            raise UserError(
-                f"{directory}: {name} has shape {tuple(tensor.shape)} but config.json implies "
-                f"{tuple(expected[name].shape)}; the checkpoint is damaged"
-            )
+    check_tensors_fit(expected, state, directory, "the checkpoint")
     model.load_state_dict(state, strict=True)  # copies in place: a tied matrix stays one shared Parameter
     return model.eval()

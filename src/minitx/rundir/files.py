@@ -206,19 +206,28 @@ def parameter_count(path: Path) -> int:
     return sum(math.prod(shape) for shape in tensor_shapes(path).values())
 
 
-def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
-    expected = model_state(model)
+def check_tensors_fit(
+    expected: dict[str, torch.Tensor], tensors: dict[str, torch.Tensor], path: Path, what: str
+) -> None:
+    """Every name the model expects, no other, each with its shape; else a UserError naming the first misfit.
+
+    `what` is the thing that is damaged when they do not fit ("the run directory", "the checkpoint").
+    """
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
-        raise UserError(f"{path} does not match its config.json ({detail}); the run directory is damaged")
+        raise UserError(f"{path} does not match its config.json ({detail}); {what} is damaged")
     for name, t in tensors.items():
         if tuple(t.shape) != tuple(expected[name].shape):
             raise UserError(
                 f"{path}: {name} has shape {tuple(t.shape)} but config.json implies "
-                f"{tuple(expected[name].shape)}; the run directory is damaged"
+                f"{tuple(expected[name].shape)}; {what} is damaged"
             )
+
+
+def load_weights_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    check_tensors_fit(model_state(model), tensors, path, "the run directory")
     model.load_state_dict(tensors, strict=False)  # a tied lm_head is wte, not stored
 
 
