@@ -285,7 +285,7 @@ class Trainer:
         )
         anomaly = _anomaly_mode() if cfg.detect_anomaly else nullcontext()
         with (display, _stop_on_interrupt(also_sigterm=self.world.distributed) as stop, anomaly,
-              _anomaly_is_divergence(self)):
+              _anomaly_is_divergence(self), distributed.peers_or_lost(self.world)):  # DDP backward too
             if needs_eval:  # resumed from a checkpoint whose evaluation never got logged
                 val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
             stopped = False
@@ -408,7 +408,8 @@ def _stop_on_interrupt(also_sigterm: bool = False) -> Iterator[_StopFlag]:
     """The first Ctrl-C asks the loop to stop after the current step; a second one aborts at once.
 
     Under torchrun, a Ctrl-C makes torchrun send SIGTERM to every rank (and SIGKILL 30 s later), so
-    there SIGTERM is treated like the first Ctrl-C: the ranks finish the step, save, and stop.
+    there SIGTERM is treated like the first Ctrl-C: the ranks finish the step, save, and stop. After
+    the loop such a rank ignores SIGTERM: it is leaving anyway, and must not die half-way through it.
     """
     flag = _StopFlag()
 
@@ -430,7 +431,7 @@ def _stop_on_interrupt(also_sigterm: bool = False) -> Iterator[_StopFlag]:
     finally:
         for sig, old in previous.items():
             try:
-                signal.signal(sig, old)
+                signal.signal(sig, signal.SIG_IGN if sig == signal.SIGTERM else old)
             except ValueError:
                 pass
 
