@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 
 import pytest
@@ -51,6 +52,10 @@ def test_tiny_experiment_writes_a_report_with_every_field(experiment):
     assert report["findings"] and all(isinstance(s, str) and s.endswith(".") for s in report["findings"])
     markdown = (out / "report.md").read_text()
     assert "| rope |" in markdown and "## What the table shows" in markdown
+    from minitx.experiments.plots import plot_available
+
+    assert plot_available() or not os.environ.get("CI"), "CI installs the plot extra: the PNGs must be tested"
+    assert report["pictures"] == (["curves.png", "metrics.png"] if plot_available() else [])
     for picture in report["pictures"]:
         assert (out / picture).read_bytes().startswith(b"\x89PNG")
     assert "run 2/2: learned" in output
