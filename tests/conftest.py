@@ -51,6 +51,18 @@ def one_thread_and_fixed_seeds() -> Iterator[None]:
     yield
 
 
+#: Tests of other modules that take seconds each (a real Ctrl-C, a browser): `make test` leaves them to CI.
+#: The modules of this project's own slow tests mark them where they are (@pytest.mark.slow).
+SLOW_ELSEWHERE = {"test_cli.py::test_ctrl_c_saves_a_checkpoint_and_resume_finishes", "test_inspect_browser.py::*"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        if {f"{item.path.name}::{name}", f"{item.path.name}::*"} & SLOW_ELSEWHERE:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """In CI a skip is a failure: CI has every optional dependency, so a skip there hides a broken setup."""

@@ -149,6 +149,7 @@ def test_a_crash_before_the_first_checkpoint_resumes_from_the_start(tmp_path, co
     assert_same_run(out, reference[STEPS])
 
 
+@pytest.mark.slow
 def test_thirty_kills_at_random_moments_lose_nothing(tmp_path, corpus, reference):
     """30 SIGKILLs, each at a moment drawn from all the crash points of the next few steps (saves included)."""
     out, log = tmp_path / "run", tmp_path / "log"
