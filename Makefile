@@ -30,8 +30,13 @@ lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 
+# `make test`: the fast set (every test not marked slow, well under 2 minutes on 2 cores).
+# `make test ALL=1` (what .ci/run calls): every test, the slow ones too (torchrun launches, the lab, Ctrl-C).
+# PYTEST_ARGS adds pytest options, e.g. make test PYTEST_ARGS="-x tests/test_train.py".
+ALL ?=
+PYTEST_ARGS ?=
 test: install lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15 $(if $(ALL),,-m "not slow") $(PYTEST_ARGS)
 
 DEMO ?= runs/demo
 demo: install

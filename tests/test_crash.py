@@ -149,6 +149,7 @@ def test_a_crash_before_the_first_checkpoint_resumes_from_the_start(tmp_path, co
     assert_same_run(out, reference[STEPS])
 
 
+@pytest.mark.slow
 def test_thirty_kills_at_random_moments_lose_nothing(tmp_path, corpus, reference):
     """30 SIGKILLs, each at a moment drawn from all the crash points of the next few steps (saves included)."""
     out, log = tmp_path / "run", tmp_path / "log"
@@ -168,3 +169,84 @@ def test_thirty_kills_at_random_moments_lose_nothing(tmp_path, corpus, reference
     assert len(steps_reached) > 10 and mid_save >= 10  # spread over the run, many in the middle of a save
     assert_same_run(out, reference[40])
     assert len(rundir.list_checkpoints(out)) == 2 and rundir.leftovers(out) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Ctrl-C and SIGTERM: the signal is sent while the run waits for it after step 5 (the test-only
+# MINITX_TEST_HOLD_AT_STEP), so where it lands is chosen, not timed.
+
+
+def interrupt_in_child(args: list[str], log: Path, marker: Path, signals: list[int]) -> int:
+    """Run `minitx ARGS` in a forked child holding after step 5; send it `signals`, one per hold; its exit code."""
+    import time
+
+    from minitx.training.distributed import HOLD_ENV
+
+    os.environ[HOLD_ENV] = f"5:{marker}:{len(signals)}"
+    try:
+        pid = os.fork()
+        if pid == 0:
+            train_in_child_body(args, log)
+    finally:
+        del os.environ[HOLD_ENV]
+    for k, sig in enumerate(signals):
+        waiting = Path(f"{marker}.rank0" + (f".{k}" if k else ""))
+        deadline = time.monotonic() + 120
+        while not waiting.exists():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        os.kill(pid, sig)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def train_in_child_body(args: list[str], log: Path) -> None:
+    """The forked child of `interrupt_in_child`: `minitx ARGS` with its output in `log`; never returns."""
+    code = 1
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        sys.stdout = sys.stderr = open(fd, "w", buffering=1, closefd=False)
+        from minitx.cli import app
+
+        app([str(a) for a in args])
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException:  # noqa: BLE001 - report anything to the log, then exit
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_finishes_the_step_saves_exits_130_and_resume_equals_an_unbroken_run(
+    tmp_path, corpus, reference, sig
+):
+    out, log = tmp_path / "run", tmp_path / "log"
+    args = ["train", corpus, "--out", out, "--steps", STEPS, "--save-every", STEPS, *RECIPE]
+    assert interrupt_in_child(args, log, tmp_path / "held", [sig]) == 130, log.read_text()
+    said = log.read_text()
+    assert "Traceback" not in said and "training stopped early" in said and "--resume" in said
+    assert rundir.checkpoint_step(rundir.latest_checkpoint(out)) == 5  # saved at once, not at --save-every
+    assert train_in_child(["train", "--out", out, "--resume", *RECIPE], log) == 0, log.read_text()
+    assert_same_run(out, reference[STEPS])
+
+
+def test_a_second_ctrl_c_aborts_at_once_and_the_last_complete_checkpoint_resumes_exactly(
+    tmp_path, corpus, reference
+):
+    out, log = tmp_path / "run", tmp_path / "log"
+    args = ["train", corpus, "--out", out, "--steps", STEPS, "--save-every", "2", *RECIPE]
+    code = interrupt_in_child(args, log, tmp_path / "held", [signal.SIGINT, signal.SIGINT])
+    said = log.read_text()
+    assert code == 130 and "Traceback" not in said, said
+    assert "training stopped early" not in said  # it aborted: no summary, no save of step 5
+    assert rundir.checkpoint_step(rundir.latest_checkpoint(out)) == 4  # step 5 was never saved
+    assert rundir.leftovers(out) == []
+    assert train_in_child(["train", "--out", out, "--resume", *RECIPE], log) == 0, log.read_text()
+    assert_same_run(out, reference[STEPS])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 
 import pytest
@@ -27,6 +28,7 @@ def experiment(tmp_path_factory):
     return out, result.output
 
 
+@pytest.mark.slow  # the lab trains models
 def test_tiny_experiment_writes_a_report_with_every_field(experiment):
     from minitx.corpus.pairs import PHENOMENA
     from minitx.experiments.report import REPORT_FIELDS, ROW_FIELDS
@@ -51,11 +53,16 @@ def test_tiny_experiment_writes_a_report_with_every_field(experiment):
     assert report["findings"] and all(isinstance(s, str) and s.endswith(".") for s in report["findings"])
     markdown = (out / "report.md").read_text()
     assert "| rope |" in markdown and "## What the table shows" in markdown
+    from minitx.experiments.plots import plot_available
+
+    assert plot_available() or not os.environ.get("CI"), "CI installs the plot extra: the PNGs must be tested"
+    assert report["pictures"] == (["curves.png", "metrics.png"] if plot_available() else [])
     for picture in report["pictures"]:
         assert (out / picture).read_bytes().startswith(b"\x89PNG")
     assert "run 2/2: learned" in output
 
 
+@pytest.mark.slow  # the lab trains models
 def test_rerunning_a_finished_experiment_reuses_every_run(experiment):
     out, _ = experiment
     weights = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/**/model.safetensors")}
@@ -66,6 +73,7 @@ def test_rerunning_a_finished_experiment_reuses_every_run(experiment):
     assert {p: p.stat().st_mtime_ns for p in out.glob("runs/*/**/model.safetensors")} == weights
 
 
+@pytest.mark.slow  # the lab trains models
 def test_more_seeds_add_runs_and_fewer_kinds_report_on_a_subset(experiment):
     out, _ = experiment
     subset = run("experiment", "positions", "--out", out, "--kinds", "rope", "--seeds", "1", *TINY)
@@ -76,6 +84,7 @@ def test_more_seeds_add_runs_and_fewer_kinds_report_on_a_subset(experiment):
     assert json.loads((out / "report.json").read_text())["rows"]["rope"]["val_bpb"]["values"][1] > 0
 
 
+@pytest.mark.slow  # the lab trains models
 def test_other_settings_in_the_same_directory_are_refused(experiment):
     out, _ = experiment
     args = [a if a != "20" else "40" for a in TINY]
@@ -84,6 +93,7 @@ def test_other_settings_in_the_same_directory_are_refused(experiment):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # the lab trains models
 def test_eval_measures_on_a_run_and_learned_refuses_extrapolation(experiment):
     out, _ = experiment
     result = run("eval", out / "runs" / "rope-seed0", "--minimal-pairs", "12", "--order-test", "--context", "64",
@@ -100,6 +110,7 @@ def test_eval_measures_on_a_run_and_learned_refuses_extrapolation(experiment):
     assert quantized.exit_code == 2 and "--quantize" in quantized.stderr
 
 
+@pytest.mark.slow  # the lab trains models
 def test_an_interrupted_experiment_resumes_without_retraining_finished_runs(tmp_path, monkeypatch):
     from minitx.experiments.positions import PositionsExperiment, run_experiment
     from minitx.training.loop import Trainer

@@ -50,12 +50,17 @@ def corpus(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, corpus) -> Path:
-    """A 10-step run whose directory name is itself rich markup."""
+def training(tmp_path_factory, corpus):
+    """A 10-step run whose directory name is itself rich markup: (run directory, what train printed)."""
     out = tmp_path_factory.mktemp("runs") / "r[bold]un[/]"
     result = run("train", corpus, "--out", out, "--steps", "10", "--save-every", "5", *TINY)
     assert result.exit_code == 0, result.output + result.stderr
-    return out
+    return out, result.output
+
+
+@pytest.fixture(scope="module")
+def trained(training) -> Path:
+    return training[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,10 +109,14 @@ def test_markup_in_a_path_is_printed_as_itself(tmp_path, corpus):
     assert "t[bold]ok.json" in result.output.replace("\n", "")
 
 
-def test_markup_in_a_run_directory_name_is_shown_by_train_info_and_eval(trained):
+def test_markup_in_a_run_directory_name_is_shown_by_train_info_and_eval(training):
+    trained, train_output = training
+    assert "r[bold]un[/]" in train_output.replace("\n", "")  # the summary's run directory and "next:" line
+    assert f"minitx generate {trained}" in train_output.replace("\n", "")
     info = run("info", trained)
     assert info.exit_code == 0, info.output + info.stderr
     assert "r[bold]un[/]" in info.output
+    assert "10 / 10" in info.output  # info read the run, not only printed its name
     evaluated = run("eval", trained, "--device", "cpu")
     assert evaluated.exit_code == 0, evaluated.output + evaluated.stderr
     assert "r[bold]un[/]" in evaluated.output.replace("\n", "")
@@ -386,7 +395,10 @@ def test_a_torn_or_garbled_metrics_file_is_read_around_and_resume_rewrites_it(tm
     good = metrics.read_text()
     metrics.write_text(good + 'not json at all\n[1, 2]\n{"step": 10, "val_lo')  # garbage and a torn last line
     assert rundir.read_metrics(target) == [json.loads(line) for line in good.splitlines()]
-    assert run("info", target).exit_code == 0
+    info = run("info", target)
+    assert info.exit_code == 0 and "10 / 10" in info.output, info.output + info.stderr
+    last_val = json.loads(good.splitlines()[-1])["val_loss"]
+    assert f"{last_val:.4f}" in info.output  # the last good record's loss, read around the garbage
     assert run("train", "--out", target, "--resume", "--steps", "12", *TINY).exit_code == 0
     assert all(json.loads(line)["step"] in (5, 10, 12) for line in metrics.read_text().splitlines())
 

@@ -204,21 +204,22 @@ def test_temperature_zero_is_argmax_and_low_temperature_concentrates() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad",
+    ("bad", "says"),
     [
-        {"temperature": -0.1},
-        {"temperature": float("nan")},
-        {"top_k": 0},
-        {"top_p": 0.0},
-        {"top_p": 1.5},
-        {"num_samples": 0},
-        {"max_new_tokens": 0},
-        {"stop": [""]},
+        ({"temperature": -0.1}, "--temperature must be 0 (greedy) or a positive number, got -0.1"),
+        ({"temperature": float("nan")}, "--temperature must be 0 (greedy) or a positive number, got nan"),
+        ({"top_k": 0}, "--top-k must be at least 1 (or left out), got 0"),
+        ({"top_p": 0.0}, "--top-p must be in (0, 1] (or left out), got 0.0"),
+        ({"top_p": 1.5}, "--top-p must be in (0, 1] (or left out), got 1.5"),
+        ({"num_samples": 0}, "--num-samples must be at least 1, got 0"),
+        ({"max_new_tokens": 0}, "--max-new-tokens must be at least 1, got 0"),
+        ({"stop": [""]}, "--stop '' would end every sample before it starts"),
     ],
 )
-def test_impossible_sampling_settings_are_user_errors(bad: dict) -> None:
-    with pytest.raises(UserError):
+def test_impossible_sampling_settings_are_user_errors(bad: dict, says: str) -> None:
+    with pytest.raises(UserError) as excinfo:
         SamplingConfig(**bad)
+    assert str(excinfo.value).startswith(says), str(excinfo.value)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -214,17 +215,17 @@ def test_training_from_files_equals_training_from_text(tmp_path) -> None:
 def test_bad_training_input_is_a_user_error(tmp_path) -> None:
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("caf\xe9".encode("latin-1"))
-    cases = [
-        dict(files=[tmp_path / "missing.txt"]),
-        dict(files=[latin1]),
-        dict(texts=["", ""]),
-        dict(texts=[STORY], special_tokens=[""]),
-        dict(texts=[STORY], min_frequency=0),
+    cases = [  # (arguments, what the one line must say)
+        (dict(files=[tmp_path / "missing.txt"]), "missing.txt"),
+        (dict(files=[latin1]), "UTF-8"),
+        (dict(texts=["", ""]), "the training text is empty"),
+        (dict(texts=[STORY], special_tokens=[""]), "special tokens must be non-empty strings"),
+        (dict(texts=[STORY], min_frequency=0), "--min-frequency must be at least 1"),
     ]
-    for case in cases:
-        with pytest.raises(UserError):
+    for case, words in cases:
+        with pytest.raises(UserError, match=re.escape(words)):
             Tokenizer.train_bpe(**{"vocab_size": 300, "show_progress": False, **case})
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="no characters besides special tokens"):
         Tokenizer.train_char(DOC_TOKEN * 3)
 
 
@@ -291,12 +292,16 @@ def test_loading_a_missing_or_corrupt_file_is_a_one_line_user_error(bpe: Tokeniz
         "foreign.json": foreign.to_str().encode(),
         "broken.json": json.dumps(broken_merges).encode(),
     }
+    says = {"binary.json": "not UTF-8", "truncated.json": "not valid JSON", "list.json": "not a minitx tokenizer",
+            "config.json": "not a minitx tokenizer", "foreign.json": "not a minitx tokenizer",
+            "broken.json": "damaged", "missing.json": "not found"}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     for name in [*files, "missing.json"]:
         with pytest.raises(UserError) as excinfo:
             Tokenizer.load(tmp_path / name)
-        assert "\n" not in str(excinfo.value), name
+        message = str(excinfo.value)
+        assert "\n" not in message and name in message and says[name] in message, (name, message)
 
 
 # ------------------------------------------------------------------------------------- display

@@ -466,13 +466,15 @@ def inspect_attention(
     max_tokens: Annotated[int | None, typer.Option(help="Keep only the last N tokens (default: block size).")]
     = None,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+    force: Annotated[bool, typer.Option(help="Overwrite the --png/--html/--json files if they exist.",
+                                        rich_help_panel="Files")] = False,
 ) -> None:
     """Show what each attention head looks at, which heads are induction heads, and which the model needs."""
     from minitx.commands.inspect import run_inspect_attention
 
     run_inspect_attention(run_dir, prompt=prompt, layer=layer, head=head, png=png, html=html, json_path=json_,
                           device=device.value, max_tokens=max_tokens, over=over, induction=induction, length=length,
-                          repeats=repeats, ablate=ablate, generate=generate, seed=seed)
+                          repeats=repeats, ablate=ablate, generate=generate, seed=seed, force=force)
 
 
 @command(app, "inspect-positions")
@@ -484,11 +486,12 @@ def inspect_positions(
                                                   "(several runs: one FILE.png side by side).")]
     = None,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+    force: Annotated[bool, typer.Option(help="Overwrite the --png files if they exist.")] = False,
 ) -> None:
     """Show what the positional encoding gives the model: how positions relate, and how that changes with distance."""
     from minitx.commands.inspect import run_inspect_positions
 
-    run_inspect_positions(run_dirs, positions=positions, png=png, device=device.value)
+    run_inspect_positions(run_dirs, positions=positions, png=png, device=device.value, force=force)
 
 
 # ------------------------------------------------------------------------------------------------

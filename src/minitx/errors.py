@@ -37,13 +37,3 @@ def require_file(path: str | Path, what: str = "file") -> Path:
     if not p.is_file():
         raise UserError(f"{what} is not a regular file: {p}")
     return p
-
-
-def refuse_overwrite(path: str | Path, force: bool) -> Path:
-    """Raise unless `path` is free or the user passed --force."""
-    p = Path(path)
-    if p.is_dir():
-        raise UserError(f"{p} is a directory; give a file path to --out")
-    if p.exists() and not force:
-        raise UserError(f"{p} already exists; pass --force to overwrite it or choose another --out")
-    return p

@@ -6,6 +6,11 @@ A set of files that must agree (a checkpoint) is written the same way one level 
 temporary directory, synced, then renamed (see rundir/checkpoints.py; `atomic_directory` does it
 for a whole new folder, e.g. `minitx export`).
 
+One rule for every file a command writes for the user (`--out`, `--png`, `--html`, `--json`, a
+report): `refuse_existing(path, force, flag)` before any work -- an existing path is refused with one
+line that names the flag and `--force` -- and then an atomic write, so that what `--force` replaces
+is either still the old file or already the complete new one.
+
 `crash_point(name)` marks the moments between two writes. It does nothing unless the test-only
 environment variable MINITX_TEST_CRASH_AT names that moment ("weights:2": the second time the
 point "weights" is reached; "*:7": the seventh point of any name), and then the process kills itself
@@ -63,6 +68,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Write `obj` as indented JSON to `path` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def refuse_existing(path: str | Path, force: bool, flag: str = "--out") -> Path:
+    """The rule before writing a file the user named: free, or replaced only with --force; never a directory.
+
+    Call it before the work that produces the file, so a refusal costs nothing.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{flag} {p} is a directory; give a file path to {flag}")
+    if p.exists() and not force:
+        raise UserError(f"{p} already exists; pass --force to overwrite it or choose another {flag}")
+    return p
 
 
 def check_writable(path: str | Path, flag: str = "--out") -> None:

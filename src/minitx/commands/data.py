@@ -7,7 +7,8 @@ from pathlib import Path
 
 from minitx.commands.display import make_console
 from minitx.console import safe
-from minitx.errors import UserError, refuse_overwrite
+from minitx.errors import UserError
+from minitx.fileio import refuse_existing
 from minitx.text.files import read_corpus, read_stdin
 
 
@@ -18,7 +19,7 @@ def grammar(*, out: Path, n_bytes: int, seed: int, force: bool) -> None:
 
     if n_bytes < 1:
         raise UserError(f"--bytes must be positive, got {n_bytes}")
-    refuse_overwrite(out, force)
+    refuse_existing(out, force)
     text = generate_corpus(n_bytes, seed)
     atomic_write_text(out, text)
     stories = text.count(DOC_TOKEN)

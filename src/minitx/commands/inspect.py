@@ -61,6 +61,7 @@ def run_inspect_attention(
     seed: int = 0,
     console: Console | None = None,
     threads: int = 0,
+    force: bool = False,
 ) -> None:
     """`minitx inspect-attention RUN_DIR`: print what every head attends to for `prompt` ("-": stdin), and more.
 
@@ -68,7 +69,7 @@ def run_inspect_attention(
     the most telling head (`most_telling_head`, within --layer or --head if only one is given) --
     and what the last few tokens read through that head. --generate N first samples N tokens after
     the prompt; --over N, --induction and --ablate add their tables; --png / --html / --json also
-    write those files (--png with --ablate also FILE-ablation.png).
+    write those files (--png with --ablate also FILE-ablation.png), refusing existing ones without `force`.
     """
     from rich.console import Console
 
@@ -79,6 +80,10 @@ def run_inspect_attention(
     from minitx.text.files import read_stdin
 
     check_attention_flags(over=over, induction=induction, length=length, repeats=repeats, generate=generate)
+    outputs = {"--png": png, "--html": html, "--json": json_path}
+    if png is not None and ablate:
+        outputs["--png (with --ablate)"] = Path(png).with_name(f"{Path(png).stem}-ablation.png")
+    refuse_existing_outputs(outputs, force)
     if max_tokens is not None and max_tokens < 1:
         raise UserError(f"--max-tokens must be at least 1, got {max_tokens}")
     console = console if console is not None else Console()
@@ -141,6 +146,15 @@ def run_inspect_attention(
         document = attention_document(capture, run=str(run_dir), prompt=prompt, generated=len(new_ids), over=spreads,
                                       n_windows=over or 0, induction=found, ablation=ablation)
         console.print(Text(f"wrote {save_document(document, json_path)}"))
+
+
+def refuse_existing_outputs(outputs: dict[str, str | Path | None], force: bool) -> None:
+    """Before any work: each file a flag names (flag -> path, None: not asked for) is free, or `force`."""
+    from minitx.fileio import refuse_existing
+
+    for flag, path in outputs.items():
+        if path is not None:
+            refuse_existing(path, force, flag.split()[0])
 
 
 def check_head_range(model: GPT, layer: int | None, head: int | None) -> None:
@@ -233,6 +247,7 @@ def run_inspect_positions(
     device: str = "auto",
     console: Console | None = None,
     threads: int = 0,
+    force: bool = False,
 ) -> None:
     """`minitx inspect-positions RUN_DIR...`: print what each run's positional encoding gives its model.
 
@@ -246,8 +261,11 @@ def run_inspect_positions(
     from minitx.inspect.positions import DEFAULT_POSITIONS, inspect_positions
     from minitx.inspect.views import positions as views
 
-    console = console if console is not None else Console()
     dirs = [run_dirs] if isinstance(run_dirs, (str, Path)) else list(run_dirs)
+    if png is not None:  # the by-distance picture is only drawn for a model with positions: refuse it anyway
+        by_distance = Path(png).with_name(f"{Path(png).stem}-by-distance.png") if len(dirs) == 1 else None
+        refuse_existing_outputs({"--png": png, "--png (by distance)": by_distance}, force)
+    console = console if console is not None else Console()
     models = [load_for_inference(run_dir, device, threads)[0] for run_dir in dirs]
     n_positions = positions if positions is not None else min(
         min(model.config.block_size, DEFAULT_POSITIONS) for model in models)

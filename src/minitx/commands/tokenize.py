@@ -10,7 +10,8 @@ from rich.table import Table
 
 from minitx.commands.display import make_console
 from minitx.console import safe
-from minitx.errors import UserError, refuse_overwrite
+from minitx.errors import UserError
+from minitx.fileio import refuse_existing
 from minitx.text.files import read_stdin
 from minitx.text.tokenizer import Tokenizer
 
@@ -33,7 +34,7 @@ def train(
     """
     from minitx.text.special import DOC_TOKEN
 
-    refuse_overwrite(out, force)
+    refuse_existing(out, force)
     if kind not in ("bpe", "char"):
         raise UserError(f"--kind must be bpe or char, got {kind!r}")
     specials = [DOC_TOKEN, *[s for s in special if s != DOC_TOKEN]]

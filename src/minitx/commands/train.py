@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import re
+import signal
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
@@ -39,14 +38,21 @@ def train(
     chosen = flags.get("device") or "auto"
     device = resolve_device(getattr(chosen, "value", chosen))  # an Enum member or its text
     if nproc > 1 and not world.distributed:
-        return launch(nproc, port, device)
+        from minitx.training.launch import launch
+
+        launched = launch(nproc, port, device, sys.argv[1:], out)
+        if launched.message:
+            print(f"minitx: error: {launched.message}", file=sys.stderr)
+        return launched.code
     if resume and world.is_main:
         note_leftovers(out, make_console(stderr=True))
     if world.distributed:  # a rank that crashes in native code says where (Python stacks of every thread)
         import faulthandler
 
         faulthandler.enable()
-    distributed.init(world, distributed.rank_device(device, world))
+        # SIGTERM (torchrun stopping the ranks, or a user) before the loop: nothing to save yet, stop quietly.
+        # The loop then treats it as Ctrl-C (save, stop), and ignores it after (see training/loop.py).
+        signal.signal(signal.SIGTERM, _stop_before_training)
     notes = make_console()  # on stdout, with the progress and the summary: stderr is for the one error line
 
     def notify(line: str) -> None:
@@ -54,6 +60,7 @@ def train(
             notes.print(safe(line), soft_wrap=True)
 
     try:
+        distributed.init(world, distributed.rank_device(device, world))
         trainer, result = run_training(files, out, flags=flags, resume=resume, force=force,
                                        show_progress=not quiet, world=world,
                                        notify=notify,
@@ -61,6 +68,17 @@ def train(
         # Leave together: a rank that tears down its connections while another still uses them made
         # gloo abort at exit ("terminate called without an active exception") on a loaded machine.
         distributed.barrier(world)
+    except distributed.PeerLost as e:  # another rank is gone: one line, and leave without tearing anything down
+        from minitx.training.launch import kept_checkpoint
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _leave(f"minitx: error: rank {world.rank} {e}; {kept_checkpoint(out)}", distributed.EXIT_PEER_LOST)
+    except _Terminated:
+        _leave("", 128 + signal.SIGTERM)
+    except BaseException:
+        if world.distributed:  # leaving with an error line of its own: a SIGTERM now must not add a traceback
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise
     finally:
         distributed.shutdown(world)
     if world.is_main:
@@ -70,95 +88,25 @@ def train(
         # The run is saved and the group left. Skip the interpreter's teardown: native threads of the
         # distributed backend, torn down there, occasionally aborted a finished rank (SIGABRT) on a loaded
         # machine, which torchrun reports as a failed job.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        _leave("", code)
     return code
 
 
-def launch(nproc: int, port: int | None, device: str) -> int:
-    """`minitx train --nproc N ...` = `torchrun --standalone --nproc-per-node N -m minitx train ...`.
-
-    The same arguments minus --nproc/--port; torchrun's exit code is returned. With --port the
-    rendezvous uses 127.0.0.1:PORT instead of a free port torchrun picks.
-    """
-    import signal
-    import subprocess
-
-    from minitx.training import distributed
-
-    distributed.check_can_launch(nproc, device)
-    if port is not None:
-        distributed.check_port_free("127.0.0.1", port)
-    where = ["--standalone"] if port is None else ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", *where, "--nproc-per-node", str(nproc),
-           "-m", "minitx", *_without_launch_flags(sys.argv[1:])]
-    child = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, errors="replace")
-    # torchrun starts the ranks in sessions of their own: a Ctrl-C here reaches torchrun, which sends
-    # them SIGTERM, which they treat like Ctrl-C (finish the step, save, stop). This process waits.
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        report = relay_stderr(child.stderr)
-        code = child.wait()
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if code != 0 and not report.ours and report.failed_rank is not None:
-        print(f"minitx: error: rank {report.failed_rank} stopped with exit code {report.failed_code}; torchrun "
-              "stopped the other ranks -- the last checkpoint is kept, continue with --resume", file=sys.stderr)
-    return code
+class _Terminated(BaseException):
+    """SIGTERM reached a rank before its training loop started (a BaseException: nothing may catch it)."""
 
 
-@dataclass
-class LaunchReport:
-    ours: bool = False  # a rank printed its own "minitx: error: ..." line
-    failed_rank: int | None = None  # torchrun's "root cause": the first rank that failed
-    failed_code: str | None = None
+def _stop_before_training(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
-_TORCH_LOG = re.compile(r"^[WIE]\d{4} \d\d:\d\d:\d\d")  # torch.distributed's own log lines
-
-
-def relay_stderr(stream: IO[str]) -> LaunchReport:
-    """Pass the ranks' stderr through; keep torchrun's own logs and traceback back, noting who failed.
-
-    torchrun ends a failed job with a Python traceback and a "Root Cause" table; minitx shows one line
-    instead (above), naming the rank that failed first.
-    """
-    report, in_torchrun_report, root_cause = LaunchReport(), False, False
-    for line in stream:
-        if line.startswith("minitx: error:"):
-            report.ours = True
-        if _TORCH_LOG.match(line):
-            continue
-        if line.startswith("Traceback (most recent call last):") or line.startswith("torch.distributed.elastic"):
-            in_torchrun_report = True
-        if not in_torchrun_report:
-            sys.stderr.write(line)
-            continue
-        root_cause = root_cause or line.startswith("Root Cause")
-        field, _, value = line.strip().partition(":")
-        if root_cause and field.strip() == "rank" and report.failed_rank is None:
-            report.failed_rank = int(value.split()[0])
-        elif root_cause and field.strip() == "exitcode" and report.failed_code is None:
-            report.failed_code = value.split()[0]
-    return report
-
-
-def _without_launch_flags(argv: list[str]) -> list[str]:
-    """argv without `--nproc N`, `--nproc=N`, `--port P`, `--port=P`.
-
-    >>> _without_launch_flags(["train", "--nproc", "2", "--steps=5", "--port=29555", "x.txt"])
-    ['train', '--steps=5', 'x.txt']
-    """
-    out, skip = [], False
-    for arg in argv:
-        if skip:
-            skip = False
-        elif arg in ("--nproc", "--port"):
-            skip = True
-        elif not arg.startswith(("--nproc=", "--port=")):
-            out.append(arg)
-    return out
+def _leave(line: str, code: int) -> None:
+    """End this rank now, with `line` on stderr: no interpreter teardown, no traceback, no atexit."""
+    if line:
+        print(line, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def note_leftovers(out: Path, console: Console) -> None:

@@ -28,8 +28,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from minitx.errors import UserError, refuse_overwrite
-from minitx.fileio import atomic_write_bytes
+from minitx.errors import UserError
+from minitx.fileio import atomic_write_bytes, refuse_existing
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -131,7 +131,7 @@ def download_tinyshakespeare(
     error (the message says how to place the file by hand), or the wrong checksum.
     """
     out = Path(out)
-    refuse_overwrite(out, force)
+    refuse_existing(out, force)
     data = _fetch(url, out, timeout, progress)
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:

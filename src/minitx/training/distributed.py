@@ -17,14 +17,19 @@ torchrun starts the N copies of `minitx train` and tells each one who it is thro
 variables (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); `World.from_env` reads them.
 The backend is gloo on CPUs and nccl on CUDA GPUs (rank r uses `cuda:LOCAL_RANK`). Only rank 0
 prints, logs metrics and writes checkpoints; every rank's random state goes into the checkpoint.
-If one rank dies, torchrun stops the others; a collective that waits longer than
-MINITX_DIST_TIMEOUT seconds (default 120) raises instead of hanging forever.
+If one rank dies, the others' next collective fails (gloo: "Connection closed by peer"); every
+collective here, and the DDP all-reduce in backward (`peers_or_lost` around the loop), turns such a
+backend error into `PeerLost`, which `minitx train` ends with one line and EXIT_PEER_LOST; torchrun
+stops the rest. A collective that waits longer than MINITX_DIST_TIMEOUT seconds (default 120) fails
+the same way instead of hanging forever. docs/reliability.md lists every way a job can end.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -35,6 +40,64 @@ from minitx.errors import UserError
 
 #: Seconds a collective (all-reduce, barrier) may wait for the other ranks before it fails.
 DEFAULT_TIMEOUT_SECONDS = 120
+
+#: The exit code of a rank that lost its peers: a consequence of another rank's failure, not a cause.
+EXIT_PEER_LOST = 4
+
+#: How a rank that lost its peers says so (one line on stderr); the launcher recognises and keeps it back.
+PEER_LOST_WORDS = "lost contact with the other ranks"
+
+
+class PeerLost(Exception):
+    """Another rank is gone (crashed, killed, unreachable, timed out): this rank's collective failed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+
+#: Words of the backend errors that mean "a peer is gone" (gloo, NCCL, the TCP store), in lower case.
+_LOST_WORDS = ("connection closed", "connection reset", "broken pipe", "timed out", "timeout", "gloo", "nccl",
+               "socket", "peer")
+
+
+def is_backend_error(error: BaseException) -> bool:
+    """Does `error` come from the collective backend (a lost peer), rather than from a bug?
+
+    >>> is_backend_error(RuntimeError("[pair.cc:534] Connection closed by peer [127.0.0.1]:5012"))
+    True
+    >>> is_backend_error(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    False
+    """
+    import torch.distributed as dist
+
+    if isinstance(error, getattr(dist, "DistError", ())):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and any(word in text for word in _LOST_WORDS)
+
+
+@contextmanager
+def peers_or_lost(world: World) -> Iterator[None]:
+    """Inside: a backend error of a collective (or of DDP's all-reduce in backward) becomes PeerLost."""
+    try:
+        yield
+    except RuntimeError as e:
+        if not world.distributed or not is_backend_error(e):
+            raise
+        raise PeerLost(f"{PEER_LOST_WORDS} ({backend_words(e)})") from None
+
+
+def backend_words(error: BaseException) -> str:
+    """The gist of a backend error: its first sentence, without the C++ source location.
+
+    >>> backend_words(RuntimeError("[../gloo/pair.cc:553] Connection closed by peer [127.0.0.1]:31385. This is..."))
+    'Connection closed by peer [127.0.0.1]:31385'
+    """
+    import re
+
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    text = re.sub(r"^\[[^\]]*\.(cc|cpp|h):\d+\]\s*", "", text)
+    return text.split(". ")[0].rstrip(".")[:160]
 
 
 @dataclass(frozen=True)
@@ -134,7 +197,8 @@ def barrier(world: World) -> None:
     if world.distributed:
         import torch.distributed as dist
 
-        dist.barrier()
+        with peers_or_lost(world):
+            dist.barrier()
 
 
 def mean_over_ranks(value: float, world: World, device: str) -> float:
@@ -144,7 +208,8 @@ def mean_over_ranks(value: float, world: World, device: str) -> float:
     import torch.distributed as dist
 
     t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    with peers_or_lost(world):
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
     return t.item() / world.size
 
 
@@ -155,7 +220,8 @@ def any_rank(flag: bool, world: World, device: str) -> bool:
     import torch.distributed as dist
 
     t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    with peers_or_lost(world):
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
 
 
@@ -166,7 +232,8 @@ def broadcast_from_main(obj: Any, world: World) -> Any:
     import torch.distributed as dist
 
     box = [obj]
-    dist.broadcast_object_list(box, src=0)
+    with peers_or_lost(world):
+        dist.broadcast_object_list(box, src=0)
     return box[0]
 
 
@@ -177,7 +244,8 @@ def gather_to_all(obj: Any, world: World) -> list[Any]:
     import torch.distributed as dist
 
     out: list[Any] = [None] * world.size
-    dist.all_gather_object(out, obj)
+    with peers_or_lost(world):
+        dist.all_gather_object(out, obj)
     return out
 
 
@@ -185,11 +253,28 @@ def gather_to_all(obj: Any, world: World) -> list[Any]:
 FAIL_ENV = "MINITX_TEST_FAIL_RANK_AT_STEP"
 
 
+#: Test-only: "STEP:FILE[:K]" makes every rank, right after that step, create FILE.rankN and wait for a
+#: signal, K times (default 1; FILE.rankN.K marks each one handled), so that a test can send SIGINT or
+#: SIGTERM at a moment it knows, mid-run, without guessing at timing.
+HOLD_ENV = "MINITX_TEST_HOLD_AT_STEP"
+
+
 def maybe_fail_for_test(world: World, step: int) -> None:
-    """Die like a crashed machine (no cleanup, exit 1) when FAIL_ENV names this rank and step."""
+    """Die like a crashed machine (no cleanup, exit 1) when FAIL_ENV names this rank and step;
+    hold until a signal arrives when HOLD_ENV names this step."""
     spec = os.environ.get(FAIL_ENV)
     if spec and spec == f"{world.rank}:{step}":
         os._exit(1)
+    hold = os.environ.get(HOLD_ENV, "").split(":")
+    if hold[0] == str(step) and len(hold) >= 2:
+        import signal
+        from pathlib import Path
+
+        marker = f"{hold[1]}.rank{world.rank}"
+        Path(marker).touch()
+        for k in range(1, int(hold[2]) + 1 if len(hold) > 2 else 2):
+            signal.pause()  # returns once a signal handler ran (the loop's: it asks to stop)
+            Path(f"{marker}.{k}").touch()
 
 
 def wrap(model: torch.nn.Module, world: World, device: str) -> torch.nn.Module:

@@ -283,8 +283,9 @@ class Trainer:
             not self.history or self.history[-1]["step"] != self.step
         )
         anomaly = _anomaly_mode() if cfg.detect_anomaly else nullcontext()
-        with (display, _stop_on_interrupt(also_sigterm=self.world.distributed) as stop, anomaly,
-              _anomaly_is_divergence(self)):
+        leaving = signal.SIG_IGN if self.world.distributed else None  # SIGTERM after the loop (see _stop_on_interrupt)
+        with (display, _stop_on_interrupt(sigterm_after=leaving) as stop, anomaly,
+              _anomaly_is_divergence(self), distributed.peers_or_lost(self.world)):  # DDP backward too
             if needs_eval:  # resumed from a checkpoint whose evaluation never got logged
                 val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
             stopped = False
@@ -403,11 +404,13 @@ class _StopFlag:
 
 
 @contextmanager
-def _stop_on_interrupt(also_sigterm: bool = False) -> Iterator[_StopFlag]:
-    """The first Ctrl-C asks the loop to stop after the current step; a second one aborts at once.
+def _stop_on_interrupt(sigterm_after: Any = None) -> Iterator[_StopFlag]:
+    """The first Ctrl-C (or SIGTERM) asks the loop to stop after the current step; a second Ctrl-C aborts at once.
 
-    Under torchrun, a Ctrl-C makes torchrun send SIGTERM to every rank (and SIGKILL 30 s later), so
-    there SIGTERM is treated like the first Ctrl-C: the ranks finish the step, save, and stop.
+    SIGTERM is how `kill`, `timeout`, schedulers and torchrun ask a process to stop: like the first
+    Ctrl-C, the run finishes the step, saves, and stops (exit 130). Under torchrun, a Ctrl-C makes
+    torchrun send SIGTERM to every rank (and SIGKILL 30 s later). After the loop SIGTERM gets
+    `sigterm_after` (None: what it had before); a rank ignores it then: it is leaving anyway.
     """
     flag = _StopFlag()
 
@@ -416,7 +419,7 @@ def _stop_on_interrupt(also_sigterm: bool = False) -> Iterator[_StopFlag]:
             raise KeyboardInterrupt
         flag.requested = True
 
-    signals = [signal.SIGINT, *([signal.SIGTERM] if also_sigterm else [])]
+    signals = [signal.SIGINT, signal.SIGTERM]
     previous = {}
     try:
         for sig in signals:
@@ -429,7 +432,7 @@ def _stop_on_interrupt(also_sigterm: bool = False) -> Iterator[_StopFlag]:
     finally:
         for sig, old in previous.items():
             try:
-                signal.signal(sig, old)
+                signal.signal(sig, sigterm_after if sig == signal.SIGTERM and sigterm_after is not None else old)
             except ValueError:
                 pass
 
