@@ -41,8 +41,9 @@ from minitx.config import (
 from minitx.device import resolve_device, resolve_dtype
 from minitx.errors import UserError
 from minitx.fileio import check_writable
+from minitx.model import check_model_config
 from minitx.training import distributed
-from minitx.training.data import build_tokenizer, load_training_data  # noqa: F401 - build_tokenizer re-exported
+from minitx.training.data import load_training_data
 from minitx.training.distributed import World
 from minitx.training.loop import Trainer, TrainResult
 
@@ -117,7 +118,8 @@ def run_training(
         files = files or [Path(f) for f in train_config.corpus_files]
     vocab_size = flags.get("vocab_size") or preset(train_config.preset or DEFAULT_PRESET)["model"]["vocab_size"]
     if not resume:
-        make_model_config(train_config.preset, flags, vocab_size=vocab_size)  # a bad shape fails before preparing
+        # a bad shape fails before preparing
+        check_model_config(make_model_config(train_config.preset, flags, vocab_size=vocab_size))
     if resume:
         chosen_tokenizer = tokenizer
     elif world.distributed and not world.is_main:  # every rank encodes with rank 0's tokenizer
