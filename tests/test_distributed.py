@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minitx.training.batches import BatchSampler
+from minitx.dataset.batches import BatchSampler
 from minitx.training.distributed import FAIL_ENV, World
 
 pytestmark = pytest.mark.skipif(

@@ -3,7 +3,7 @@
 A fresh run builds everything the training loop (loop.py) needs, in this order:
 
     data      = DATA_DIR (minitx prepare), the corpus files        its text's sha256 goes into config.json
-                through the token cache, or the built-in stories   (training/data.py)
+                through the token cache, or the built-in stories   (dataset/training_data.py)
     tokenizer = DATA_DIR's, --tokenizer PATH, `char`, or a BPE trained on the text
     ids       = memory maps of the prepared train / val tokens (the built-in stories: in memory)
     model     = the preset's shape with the model flags on top;  vocab_size comes from the tokenizer
@@ -38,12 +38,12 @@ from minitx.config import (
     make_train_config,
     preset,
 )
+from minitx.dataset import load_training_data
 from minitx.device import resolve_device, resolve_dtype
 from minitx.errors import UserError
 from minitx.fileio import check_writable
 from minitx.model import check_model_config
 from minitx.training import distributed
-from minitx.training.data import load_training_data
 from minitx.training.distributed import World
 from minitx.training.loop import Trainer, TrainResult
 
