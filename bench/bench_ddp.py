@@ -34,9 +34,9 @@ def worker(args: argparse.Namespace) -> None:
     import torch.distributed as dist
 
     from minitx.config import ModelConfig, preset
+    from minitx.dataset.batches import BatchSampler
     from minitx.model import GPT
     from minitx.training import distributed
-    from minitx.training.batches import BatchSampler
 
     world = distributed.World.from_env()
     device = distributed.rank_device(args.device, world)

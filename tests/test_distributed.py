@@ -30,8 +30,8 @@ import torch
 from typer.testing import CliRunner
 
 from minitx.cli import app
+from minitx.dataset.batches import BatchSampler
 from minitx.rundir import latest_checkpoint
-from minitx.training.batches import BatchSampler
 from minitx.training.distributed import EXIT_PEER_LOST, FAIL_ENV, HOLD_ENV, World
 from minitx.training.launch import LaunchReport, relay_stderr
 

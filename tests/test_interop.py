@@ -390,3 +390,23 @@ def test_the_core_never_imports_transformers():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("NO-TRANSFORMERS")
     assert "export" in out and "import-hf" in out
+
+
+def test_a_kind_without_an_export_target_is_refused_and_never_falls_into_another_branch(monkeypatch):
+    from minitx.errors import UserError
+    from minitx.interop.hf_export import hf_architecture
+    from minitx.model import positions
+
+    config = ModelConfig(vocab_size=10, block_size=8, n_layers=1, n_heads=2, dim=8, pos="alibi", bias=False)
+    assert hf_architecture(config) == "mpt"
+
+    class Unexportable(positions.AlibiPositions):
+        hf_architecture = None
+        hf_refusal = "no transformers model adds this bias"
+
+    monkeypatch.setitem(positions.ENCODINGS, "alibi", Unexportable)
+    with pytest.raises(UserError, match="alibi positions have no exact transformers architecture: no transformers"):
+        hf_architecture(config)
+    config.pos = "made-up"  # a kind no class is registered for
+    with pytest.raises(UserError, match="unknown positional encoding 'made-up'"):
+        hf_architecture(config)

@@ -127,7 +127,7 @@ def test_a_stretched_model_predicts_the_first_block_exactly_as_before(pos):
 
 def test_extrapolation_on_learned_positions_is_refused_with_the_reason():
     model = random_model("learned", vocab_size=40, block_size=16)
-    with pytest.raises(UserError, match="learned positions.*rope, alibi, none or sinusoidal"):
+    with pytest.raises(UserError, match="learned positions.*--pos sinusoidal, rope, alibi, none$"):
         stretched_model(model, 32)
 
 

@@ -356,3 +356,47 @@ def test_every_pos_choice_has_exactly_one_encoding_class():
     from minitx.model.positions import ENCODINGS
 
     assert sorted(ENCODINGS) == sorted(POSITIONAL_ENCODINGS)
+
+
+@pytest.mark.parametrize("kind", ALL_POS)
+def test_every_registered_kind_answers_every_question_itself(kind):
+    from minitx.model.positions import ENCODINGS, PositionalEncoding
+
+    encoding = ENCODINGS[kind]
+    own = {name for klass in encoding.__mro__ if klass is not PositionalEncoding for name in vars(klass)}
+    missing = [name for name in PositionalEncoding.REQUIRED_ANSWERS if name not in own]
+    assert not missing, f"{encoding.__name__} must set {missing}"
+    assert encoding.kind == kind
+    assert encoding.view in PositionalEncoding.VIEWS
+    assert encoding.hf_architecture is not None or encoding.hf_refusal, "a kind with no export target says why"
+    assert encoding.extrapolates or encoding.stretch_refusal, "a kind that cannot stretch says why"
+    assert encoding.view != "similarity" or encoding.view_meaning, "a similarity view says what its matrix holds"
+    assert encoding.has_signal or encoding.view_notes, "a kind without a signal says what the model has instead"
+    assert not encoding.trained or encoding.has_table, "a trained table is a table"
+
+
+def test_a_kind_that_forgets_an_answer_is_caught():
+    from minitx.model.positions import PositionalEncoding
+
+    class Forgetful(PositionalEncoding):
+        kind = "forgetful"
+        view = "nothing"
+
+    own = set(vars(Forgetful))
+    assert {"extrapolates", "hf_architecture"} <= set(PositionalEncoding.REQUIRED_ANSWERS) - own
+    with pytest.raises(AttributeError):
+        Forgetful.extrapolates  # noqa: B018 - no default to fall back on
+
+
+@pytest.mark.parametrize(("kind", "dim", "heads", "message"), [("rope", 6, 2, "even head size"),
+                                                                ("sinusoidal", 9, 3, "even dim")])
+def test_a_kind_refuses_a_shape_it_cannot_take_before_any_work(kind, dim, heads, message):
+    from minitx.config import ModelConfig
+    from minitx.errors import UserError
+    from minitx.model import check_model_config
+
+    config = ModelConfig(vocab_size=10, block_size=8, n_layers=1, n_heads=heads, dim=dim, pos=kind)
+    with pytest.raises(UserError, match=message):
+        check_model_config(config)
+    with pytest.raises(UserError, match=message):
+        GPT(config)

@@ -10,8 +10,8 @@ import torch
 
 from minitx import rundir
 from minitx.config import ModelConfig, TrainConfig, make_train_config
+from minitx.dataset.batches import BatchSampler, split_train_val
 from minitx.errors import UserError
-from minitx.training.batches import BatchSampler, split_train_val
 from minitx.training.loop import Trainer, learning_rate
 from minitx.training.setup import check_run_dir
 

@@ -11,13 +11,13 @@ import torch
 from typer.testing import CliRunner
 
 from minitx.cli import app
+from minitx.dataset.batches import BatchSampler, split_prepared, split_train_val
 from minitx.text.files import read_corpus
 from minitx.text.special import DOC_TOKEN
 from minitx.text.tokenizer import Tokenizer
 from minitx.tokens import store
 from minitx.tokens.prepare import prepare
 from minitx.tokens.sources import expand_sources
-from minitx.training.batches import BatchSampler, split_prepared, split_train_val
 
 runner = CliRunner()
 TINY = ["--preset", "tiny", "--layers", "1", "--dim", "32", "--heads", "2", "--block-size", "16", "--batch-size", "4",

@@ -226,7 +226,11 @@ class ModelConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise UserError naming the first impossible setting."""
+        """Raise UserError naming the first impossible setting.
+
+        What a positional kind needs of the shape (rope: an even head size) its class checks when the
+        model is built (`check_config` in model/positions.py; `model.check_model_config` checks it early).
+        """
         if self.arch not in ARCHITECTURES:
             raise UserError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         if self.pos not in POSITIONAL_ENCODINGS:
@@ -239,10 +243,6 @@ class ModelConfig:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.dim % self.n_heads:
             raise UserError(f"dim ({self.dim}) must be divisible by heads ({self.n_heads})")
-        if self.pos == "rope" and (self.dim // self.n_heads) % 2:
-            raise UserError(f"rope needs an even head size; dim/heads = {self.dim // self.n_heads}")
-        if self.pos == "sinusoidal" and self.dim % 2:
-            raise UserError(f"sinusoidal positions need an even dim, got {self.dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -35,15 +35,17 @@ if TYPE_CHECKING:
 
 
 def stretched_model(model: GPT, length: int) -> GPT:
-    """The same model, able to read `length` tokens at once; UserError for learned positions."""
+    """The same model, able to read `length` tokens at once; UserError for a kind that does not extrapolate."""
     from minitx.model import build_model
+    from minitx.model.positions import ENCODINGS
 
     config = model.config
-    if config.pos == "learned":
+    if not model.positions.extrapolates:
+        others = ", ".join(kind for kind, encoding in ENCODINGS.items() if encoding.extrapolates)
         raise UserError(
-            f"--context {length}: this model has learned positions, one trained vector for each of positions "
-            f"0..{config.block_size - 1} and none beyond, so it cannot read past its block of {config.block_size}; "
-            "length extrapolation needs a run trained with --pos rope, alibi, none or sinusoidal"
+            f"--context {length}: {model.positions.stretch_refusal} (0..{config.block_size - 1}), so this model "
+            f"cannot read past its block of {config.block_size}; length extrapolation needs a run trained with "
+            f"--pos {others}"
         )
     if length <= config.block_size:
         return model

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from minitx.config import DEFAULT_TEMPERATURE
+from minitx.dataset import bits_per_byte
 from minitx.errors import UserError
-from minitx.training.loop import bits_per_byte
 
 if TYPE_CHECKING:
     from minitx.corpus import CheckReport
@@ -71,7 +71,7 @@ def score_ids(model: GPT, ids: torch.Tensor, n_bytes: int, batch_size: int = 16)
 
 def validation_ids(run: Run) -> tuple[torch.Tensor, int, str]:
     """Rebuild a run's validation split: the same corpus, tokenizer and split as in training."""
-    from minitx.training.data import load_training_data
+    from minitx.dataset import load_training_data
 
     tc = run.train_config
     data = load_training_data([Path(f) for f in tc.corpus_files], tokenizer=run.tokenizer, vocab_size=0,

@@ -71,9 +71,9 @@ def measure_run(run_dir: Path, settings: LabSettings) -> dict[str, Any]:
     for rejection in grammar.rejected:
         errors[error_kind(rejection.reason)] = errors.get(error_kind(rejection.reason), 0) + 1
     low, high = wilson(grammar.accepted, grammar.total)
-    if config.pos == "learned":
+    if not model.positions.extrapolates:
         stretch = None
-        stretch_note = "learned positions have no vector past the training block"
+        stretch_note = model.positions.stretch_refusal
     else:
         stretch = extrapolation(model, ids, 2 * config.block_size, max_windows=settings.extrapolation_windows)
         stretch_note = ""

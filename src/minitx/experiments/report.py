@@ -161,25 +161,31 @@ def _extrapolation_findings(rows: dict[str, dict[str, Any]]) -> list[str]:
     parts = [f"{kind} {rise:+.3f} ({inside:.3f} → {beyond:.3f})" for rise, kind, inside, beyond in rises]
     sentence = ("Reading twice the training block, the loss on the unseen positions changes by "
                 + "; ".join(parts) + " nats.")
-    if "learned" in rows:
-        sentence += " Learned positions cannot be measured there: they have no vector past the block."
+    from minitx.model.positions import ENCODINGS
+
+    for kind in rows:
+        if kind in ENCODINGS and not ENCODINGS[kind].extrapolates:
+            sentence += f" {_name(ENCODINGS[kind].stretch_refusal)}: they cannot be measured there."
     return [sentence]
 
 
 def _none_findings(rows: dict[str, dict[str, Any]]) -> list[str]:
     """The question of the study notes: without any positional encoding, is word order lost?"""
-    if "none" not in rows:
+    from minitx.model.positions import ENCODINGS
+
+    blind = [kind for kind in rows if kind in ENCODINGS and not ENCODINGS[kind].has_signal]
+    if not blind:
         return []
-    gap = rows["none"]["order_gap_words"]
-    pairs = rows["none"]["pairs_accuracy"]
+    kind = blind[0]
+    gap, pairs = rows[kind]["order_gap_words"], rows[kind]["pairs_accuracy"]
     if gap["mean"] is None or pairs["mean"] is None:
         return []
     knows = "still relies on word order" if gap["mean"] - 2 * (gap["spread"] or 0) > 0.05 else "barely uses word order"
-    return [f"Without any positional encoding (none) the model {knows}: shuffling the words of each sentence costs "
+    return [f"Without any positional encoding ({kind}) the model {knows}: shuffling the words of each sentence costs "
             f"it {gap['mean']:.3f} bits per byte, and it prefers the grammatical twin in {pairs['mean']:.1%} of "
             "minimal pairs -- the causal mask alone lets it tell positions apart."
             if knows.startswith("still") else
-            f"Without any positional encoding (none) the model {knows}: shuffling costs it only "
+            f"Without any positional encoding ({kind}) the model {knows}: shuffling costs it only "
             f"{gap['mean']:.3f} bits per byte."]
 
 

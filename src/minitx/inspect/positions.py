@@ -48,9 +48,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
 
 from minitx.errors import UserError
+from minitx.model.positions import cosine_similarity_matrix
 
 if TYPE_CHECKING:
     from minitx.model import GPT
@@ -62,16 +62,6 @@ DEFAULT_POSITIONS = 128
 #: "Far apart" for the learned-table summary: positions at least this many tokens apart.
 FAR_DISTANCE = 16
 
-MATRIX_MEANING = {
-    "learned": "cosine similarity of position vectors",
-    "sinusoidal": "cosine similarity of position vectors",
-    "rope": "factor RoPE puts on q·k of a vector with itself",
-}
-NO_SIGNAL = (
-    "This model has no positional encoding: nothing tells it where a token stands. It can still work it out: the "
-    "causal mask lets token t see exactly t + 1 tokens, and with <|doc|> at the start of every document a head that "
-    "spreads its attention evenly takes ~1/(t + 1) of <|doc|>'s value -- a clock that gets harder to read as t grows."
-)
 
 
 @dataclass
@@ -100,8 +90,13 @@ class LearnedTableStats:
 class PositionReport:
     """Everything `inspect_positions` found out about one model's positions (N = n_positions)."""
 
-    kind: str  # "learned" | "sinusoidal" | "rope" | "alibi" | "none"
+    kind: str  # config.json's `pos`
     description: str  # the encoding's own describe() line
+    view: str  # what the encoding's class says to draw: "similarity" | "head_bias" | "nothing"
+    meaning: str  # a "similarity" view: what the matrix holds ...
+    column: str  # ... and the heading of its mean by distance
+    notes: tuple[str, ...]  # the sentences the encoding's class adds about itself
+    show_decay: bool  # say where the mean by distance falls below 0.5
     n_positions: int
     matrix: torch.Tensor | None  # [N, N] similarity (learned, sinusoidal) or RoPE factor; None otherwise
     distance_profile: list[float] | None  # by_distance(matrix): distance 0 .. N-1
@@ -113,7 +108,7 @@ class PositionReport:
 
     @property
     def has_signal(self) -> bool:
-        return self.kind != "none"
+        return self.view != "nothing"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,42 +123,27 @@ def check_n_positions(model: GPT, n_positions: int) -> None:
                         f"ask for 1 to {block_size} positions (--positions)")
 
 
-def cosine_similarity_matrix(vectors: torch.Tensor) -> torch.Tensor:
-    """[N, D] -> [N, N] cosine of every pair of rows, in float64. Example: rows [1, 0], [1, 1] -> 0.707 off-diagonal."""
-    unit = F.normalize(vectors.detach().to("cpu", torch.float64), dim=1)  # [N, D], each row of length 1
-    return unit @ unit.T
-
-
 def position_similarity(model: GPT, n_positions: int) -> torch.Tensor | None:
     """[N, N]: how alike positions i and j look to the model, or None where that is not one matrix.
 
-    learned, sinusoidal: cosine similarity of rows i and j of `encoding_matrix(N)`.
-    rope: mean_k cos((i - j)·θ_k), the factor RoPE puts on q·k when query and key hold the same
-          vector with equal energy in every pair: the dot product of the unit pairs (cos iθ_k, sin iθ_k)
-          and (cos jθ_k, sin jθ_k), divided by the number of pairs, read from the model's own tables.
-    alibi (per head, see `alibi_bias`) and none: None.
+    Each encoding says itself (`similarity_matrix`): a table's kinds give the cosine similarity of
+    rows i and j of `encoding_matrix(N)`; rope gives mean_k cos((i - j)·θ_k), the factor it puts on
+    q·k when query and key hold the same vector with equal energy in every pair; alibi (per head, see
+    `alibi_bias`) and none give None.
     """
     check_n_positions(model, n_positions)
-    positions = model.positions
-    if positions.kind in ("learned", "sinusoidal"):
-        return cosine_similarity_matrix(positions.encoding_matrix(n_positions))
-    if positions.kind == "rope":
-        half = positions.head_dim // 2  # the tables hold each angle twice ([angle, angle]); one copy is enough
-        cos, sin = positions.cos[:n_positions, :half], positions.sin[:n_positions, :half]  # [N, hd/2]
-        unit_pairs = torch.cat([cos, sin], dim=1).to("cpu", torch.float64)  # [N, hd]
-        return unit_pairs @ unit_pairs.T / half  # Σ_k cos(iθ_k)cos(jθ_k) + sin(iθ_k)sin(jθ_k) = Σ_k cos((i-j)θ_k)
-    return None
+    return model.positions.similarity_matrix(n_positions)
 
 
 def alibi_bias(model: GPT, n_positions: int) -> torch.Tensor:
-    """[H, N, N]: the bias ALiBi adds to head h's score of query i for key j, -m_h·(i - j).
+    """[H, N, N]: the bias a "head_bias" encoding (ALiBi) adds to head h's score of query i for key j, -m_h·(i - j).
 
     Taken from the model's own `score_bias`; j > i (the future) is masked in attention anyway.
     Example with slope 0.5: row i = 2 is [-1.0, -0.5, 0.0, ...].
     """
     check_n_positions(model, n_positions)
-    if model.positions.kind != "alibi":
-        raise ValueError(f"alibi_bias needs an alibi model, not {model.positions.kind!r}")
+    if model.positions.view != "head_bias":
+        raise ValueError(f"alibi_bias needs a model with a score bias per head, not {model.positions.kind!r}")
     return model.positions.score_bias(n_positions, n_positions, 0).detach().to("cpu", torch.float64)
 
 
@@ -180,14 +160,7 @@ def pair_frequencies(model: GPT) -> list[float] | None:
 
     Read off position 1 of the model's tables (sin ω, cos ω) -- ω ≤ 1 rad, so atan2 gives it back.
     """
-    positions = model.positions
-    if positions.block_size < 2 or positions.kind not in ("sinusoidal", "rope"):
-        return None
-    if positions.kind == "sinusoidal":
-        sin, cos = positions.table[1, 0::2], positions.table[1, 1::2]
-    else:
-        sin, cos = positions.sin[1, : positions.head_dim // 2], positions.cos[1, : positions.head_dim // 2]
-    return torch.atan2(sin.double().cpu(), cos.double().cpu()).tolist()
+    return model.positions.pair_frequencies()
 
 
 def learned_table_stats(similarity: torch.Tensor, dim: int) -> LearnedTableStats | None:
@@ -216,15 +189,14 @@ def inspect_positions(model: GPT, n_positions: int) -> PositionReport:
     """Gather what the model's positional encoding shows over positions 0 .. n_positions-1."""
     positions = model.positions
     matrix = position_similarity(model, n_positions)  # checks n_positions
-    report = PositionReport(positions.kind, positions.describe(), n_positions, matrix,
+    report = PositionReport(positions.kind, positions.describe(), positions.view, positions.view_meaning,
+                            positions.view_column, positions.view_notes, positions.view_decay, n_positions, matrix,
                             distance_profile=None if matrix is None else by_distance(matrix),
-                            frequencies=pair_frequencies(model))
-    if positions.kind == "alibi":
+                            frequencies=pair_frequencies(model), embedding_scale=positions.embedding_scale)
+    if positions.view == "head_bias":
         report.head_biases = alibi_bias(model, n_positions)
         report.slopes = positions.slopes.tolist()
-    elif positions.kind == "sinusoidal":
-        report.embedding_scale = positions.embedding_scale
-    elif positions.kind == "learned":
+    if positions.trained and matrix is not None:
         report.learned = learned_table_stats(matrix, model.config.dim)
     return report
 

@@ -28,8 +28,8 @@ before the first block and its MLP uses tanh-GELU; neither is in minitx's functi
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -37,9 +37,11 @@ from torch import Tensor
 from minitx.config import ModelConfig
 from minitx.errors import UserError
 from minitx.interop.hf_tokenizer import boundary_token, tokenizer_files
-from minitx.model import GPT
-from minitx.model.positions import sinusoidal_table
+from minitx.model.positions import PositionalEncoding, encoding_class
 from minitx.text.tokenizer import Tokenizer
+
+if TYPE_CHECKING:
+    from minitx.model import GPT
 
 #: transformers' name of each minitx activation.
 HF_ACTIVATION = {"gelu": "gelu", "gelu_tanh": "gelu_new"}
@@ -76,12 +78,24 @@ class HFExport:
 
 
 def hf_architecture(config: ModelConfig) -> str:
-    """The transformers architecture that computes this model exactly, or a UserError saying why none does."""
-    if config.pos in ("learned", "sinusoidal", "none"):
-        return "gpt2"
-    if config.pos == "rope":
-        return "gpt_neox"
-    # alibi
+    """The transformers architecture that computes this model exactly, or a UserError saying why none does.
+
+    The positional kind names its target (`hf_architecture` on its class); a kind with none is refused
+    with its `hf_refusal`, never sent to another architecture's branch.
+    """
+    encoding = encoding_class(config.pos)
+    architecture = encoding.hf_architecture
+    if architecture is None:
+        raise UserError(f"{config.pos} positions have no exact transformers architecture: {encoding.hf_refusal}")
+    if architecture not in BUILDERS:
+        raise UserError(f"{config.pos} positions export to {architecture}, which minitx cannot write yet")
+    if architecture == "mpt":
+        check_mpt(config)
+    return architecture
+
+
+def check_mpt(config: ModelConfig) -> None:
+    """UserError unless MPT computes this model: MPT has no bias terms and a 4x exact-GELU MLP."""
     if config.bias:
         raise UserError(
             "an alibi model with biases has no exact transformers architecture: MPT has minitx's ALiBi "
@@ -93,7 +107,6 @@ def hf_architecture(config: ModelConfig) -> str:
             f"MPT (transformers' ALiBi model) has a 4x exact-GELU MLP; this model has mlp_ratio "
             f"{config.mlp_ratio} and {config.activation}, so it cannot be exported"
         )
-    return "mpt"
 
 
 def export_hf(model: GPT, tokenizer: Tokenizer) -> HFExport:
@@ -104,8 +117,10 @@ def export_hf(model: GPT, tokenizer: Tokenizer) -> HFExport:
     state["lm_head.weight"] = model.lm_head.weight.detach().float().cpu()  # tied or not
     boundary = boundary_token(tokenizer)
     boundary_id = tokenizer.token_id(boundary) if boundary is not None else None
-    build = {"gpt2": _gpt2, "gpt_neox": _gpt_neox, "mpt": _mpt}[architecture]
-    hf_config, tensors = build(config, state)
+    if architecture == "gpt2":  # absolute positions: the table GPT-2 adds, and the embedding scale minitx uses
+        hf_config, tensors = _gpt2(config, state, model.positions)
+    else:
+        hf_config, tensors = BUILDERS[architecture](config, state)
     hf_config.update(
         bos_token_id=boundary_id,
         eos_token_id=boundary_id,
@@ -124,19 +139,23 @@ def _bias(state: dict[str, Tensor], name: str, size: int) -> Tensor:
 # GPT-2: learned, sinusoidal and none
 
 
-def _gpt2(config: ModelConfig, state: dict[str, Tensor]) -> tuple[dict, dict[str, Tensor]]:
-    """GPT2LMHeadModel: the same names as minitx, Conv1D weights stored [in, out]."""
+def _gpt2(config: ModelConfig, state: dict[str, Tensor], positions: PositionalEncoding,
+          ) -> tuple[dict, dict[str, Tensor]]:
+    """GPT2LMHeadModel: the same names as minitx, Conv1D weights stored [in, out].
+
+    GPT-2 adds wpe[p] to a plain lookup wte[token]: wpe is the kind's table (zeros if it adds none), and
+    a kind that scales the embeddings first (x = √d·wte[token] + PE[p]) exports the scaled matrix.
+    """
     dim, hidden = config.dim, config.mlp_ratio * config.dim
     wte = state["transformer.wte.weight"]
     tied = config.tie_embeddings
-    if config.pos == "learned":
-        wpe = state["transformer.wpe.weight"]
-    elif config.pos == "sinusoidal":
-        wpe = sinusoidal_table(config.block_size, dim)
-        wte = wte * math.sqrt(dim)  # x = √d·wte[token] + PE[p] becomes a plain lookup + wpe[p]
-        tied = False  # ... but the output layer still multiplies by the unscaled matrix
+    if positions.has_table:
+        wpe = positions.encoding_matrix(config.block_size).detach().float().cpu()
     else:
         wpe = torch.zeros(config.block_size, dim)
+    if positions.embedding_scale is not None:
+        wte = wte * positions.embedding_scale
+        tied = False  # ... but the output layer still multiplies by the unscaled matrix
     tensors = {"transformer.wte.weight": wte, "transformer.wpe.weight": wpe}
     for i in range(config.n_layers):
         ours = f"transformer.h.{i}."
@@ -270,3 +289,7 @@ def _mpt(config: ModelConfig, state: dict[str, Tensor]) -> tuple[dict, dict[str,
         "tie_word_embeddings": config.tie_embeddings,
     }
     return hf_config, tensors
+
+
+#: The writer of each architecture that takes (config, state); GPT-2 also needs the positional module.
+BUILDERS = {"gpt2": _gpt2, "gpt_neox": _gpt_neox, "mpt": _mpt}

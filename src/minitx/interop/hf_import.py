@@ -34,13 +34,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from minitx.config import ModelConfig
+from minitx.config import ModelConfig, PositionKind
 from minitx.errors import UserError
 from minitx.interop.hf_checkpoint import checkpoint_directory, read_json, read_safetensors
 from minitx.interop.hf_export import LAYER_NORM_EPS, MPT_LAYER_NAMES, NEOX_LAYER_NAMES, ROPE_BASE
 from minitx.interop.hf_tokenizer import read_hf_tokenizer
 from minitx.model import GPT, build_model
-from minitx.model.positions import sinusoidal_table
+from minitx.model.positions import ENCODINGS
 from minitx.rundir.files import check_tensors_fit
 from minitx.text.tokenizer import Tokenizer
 
@@ -155,7 +155,7 @@ def _from_gpt2(hf: dict[str, Any], tensors: dict[str, Tensor], directory: Path) 
         n_layers=n_layers,
         n_heads=int(_setting(hf, directory, "n_head")),
         dim=dim,
-        pos="learned",
+        pos=PositionKind.learned.value,
         mlp_ratio=_mlp_ratio(hidden, dim, directory),
         bias=True,
         activation=_activation(hf.get("activation_function", "gelu_new"), directory),
@@ -200,7 +200,7 @@ def _from_gpt_neox(hf: dict[str, Any], tensors: dict[str, Tensor], directory: Pa
         n_layers=n_layers,
         n_heads=n_heads,
         dim=dim,
-        pos="rope",
+        pos=PositionKind.rope.value,
         mlp_ratio=_mlp_ratio(int(_setting(hf, directory, "intermediate_size")), dim, directory),
         bias=True,  # NeoX's MLP and LayerNorms always have biases; attention_bias=False gives zeros below
         activation=_activation(hf.get("hidden_act", "gelu"), directory),
@@ -259,7 +259,7 @@ def _from_mpt(hf: dict[str, Any], tensors: dict[str, Tensor], directory: Path) -
         n_layers=n_layers,
         n_heads=int(_setting(hf, directory, "n_heads")),
         dim=int(_setting(hf, directory, "d_model")),
-        pos="alibi",
+        pos=PositionKind.alibi.value,
         bias=False,
         tie_embeddings=tied,
     )
@@ -284,9 +284,10 @@ def _restore_exported_kind(marker: Any, config: ModelConfig, state: dict[str, Te
     """Undo what the export added, where config.json's "minitx" section says so and the weights agree.
 
     - bias False: every bias is zero -> dropped.
-    - pos "none": the position table is zero -> dropped.
-    - pos "sinusoidal": the position table is the fixed one -> dropped, and the embedding is
-      un-scaled by √d (taken from the output layer when the original was tied).
+    - pos of a kind that exports to GPT-2 with a fixed table (`encoding_matrix`, zeros if it has
+      none): the position table is that table -> dropped, and an embedding the kind scales
+      (`embedding_scale`, √d for sinusoidal) is un-scaled (taken from the output layer when the
+      original was tied).
     Anything else (no section, or weights changed since the export, e.g. fine-tuned in
     transformers) keeps the plain import, which computes the same function.
     """
@@ -301,27 +302,38 @@ def _restore_exported_kind(marker: Any, config: ModelConfig, state: dict[str, Te
                 del state[name]
             changes["bias"] = False
     wpe = state.get("transformer.wpe.weight")
-    if config.pos == "learned" and marker.get("pos") == "none" and wpe is not None and not wpe.any():
-        del state["transformer.wpe.weight"]
-        changes["pos"] = "none"
-    if config.pos == "learned" and marker.get("pos") == "sinusoidal" and wpe is not None:
-        table = sinusoidal_table(config.block_size, config.dim)
-        head = state.get("lm_head.weight")
-        wte = state["transformer.wte.weight"]
+    positions = _fixed_gpt2_positions(marker.get("pos"), config)
+    if positions is not None and wpe is not None:
+        table = positions.encoding_matrix(config.block_size) if positions.has_table else torch.zeros_like(wpe)
         if torch.allclose(wpe, table, atol=1e-6, rtol=0):
             del state["transformer.wpe.weight"]
-            changes["pos"] = "sinusoidal"
-            scaled_head = None if head is None else head * math.sqrt(config.dim)
+            changes["pos"] = positions.kind
+        scale = positions.embedding_scale
+        if "pos" in changes and scale is not None:
+            head = state.get("lm_head.weight")
+            wte = state["transformer.wte.weight"]
+            scaled_head = None if head is None else head * scale
             if marker.get("tie_embeddings") and scaled_head is not None and torch.allclose(scaled_head, wte):
                 state["transformer.wte.weight"] = state.pop("lm_head.weight")  # the original matrix, exactly
                 changes["tie_embeddings"] = True
             else:
-                state["transformer.wte.weight"] = wte / math.sqrt(config.dim)
+                state["transformer.wte.weight"] = wte / scale
     if "dropout" in marker and isinstance(marker["dropout"], (int, float)):
         changes["dropout"] = float(marker["dropout"])
     if not changes:
         return config, state
     return ModelConfig.from_dict({**config.to_dict(), **changes}), state
+
+
+def _fixed_gpt2_positions(kind: Any, config: ModelConfig) -> Any:
+    """The positional module of `kind` for this shape if the export wrote it as GPT-2's fixed wpe, else None."""
+    encoding = ENCODINGS.get(kind) if isinstance(kind, str) else None
+    if config.pos != PositionKind.learned or encoding is None or encoding.trained or encoding.hf_architecture != "gpt2":
+        return None
+    try:
+        return encoding(ModelConfig.from_dict({**config.to_dict(), "pos": kind}))
+    except UserError:  # a shape the kind cannot take: not what the export wrote
+        return None
 
 
 def _build(config: ModelConfig, state: dict[str, Tensor], directory: Path) -> GPT:

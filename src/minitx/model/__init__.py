@@ -10,7 +10,7 @@ quantize.py    --quantize int8 weights
 from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention, textbook_attention
 from minitx.model.gpt import GPT, MLP, Block
 from minitx.model.positions import PositionalEncoding, alibi_slopes, build_positional_encoding
-from minitx.model.registry import ARCHITECTURES, build_model, model_class
+from minitx.model.registry import ARCHITECTURES, build_model, check_model_config, model_class
 
 __all__ = [
     "ARCHITECTURES",
@@ -24,6 +24,7 @@ __all__ = [
     "alibi_slopes",
     "build_model",
     "build_positional_encoding",
+    "check_model_config",
     "model_class",
     "textbook_attention",
 ]

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from minitx.config import ModelConfig
 from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention
-from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions
+from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions, encoding_class
 
 ATTENTION_PATHS = ("sdpa", "textbook")
 
@@ -136,7 +136,7 @@ class GPT(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        self._positions_key = "wpe" if config.pos == "learned" else "pos"
+        self._positions_key = encoding_class(config.pos).parameter_key
         self.transformer = nn.ModuleDict(
             {
                 "wte": nn.Embedding(config.vocab_size, config.dim),
@@ -307,8 +307,7 @@ class GPT(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         if exclude_embeddings:
             total -= self.transformer.wte.weight.numel()
-            if self.config.pos == "learned":
-                total -= self.transformer.wpe.weight.numel()
+            total -= sum(p.numel() for p in self.positions.parameters())  # a learned table; the others have none
         return total
 
     def configure_optimizer(

@@ -1,44 +1,29 @@
-"""Positional encodings: telling a transformer *where* each token stands.
+"""Positional encodings: telling a transformer *where* each token stands (the long story: docs/model.md).
 
-Self-attention on its own is permutation-equivariant: shuffle the input tokens and the outputs are
-shuffled the same way, nothing else changes. Each output is a weighted sum over the other tokens,
-and neither the weights (dot products of content vectors) nor the sum care about order. So without
-help, "dog bites man" and "man bites dog" look alike to a layer -- apart from the causal mask, which
-does leak some order (token t sees exactly t + 1 tokens). Positional encodings put order back in,
-in one of three places:
+Self-attention alone treats its input as a set; each kind puts order back in one place:
 
-    where it enters          kind          what is added / changed
-    ---------------------    ----------    ------------------------------------------------------
-    the embeddings           sinusoidal    a fixed wave pattern PE[p] is added to token p's vector
-                             learned       a trained vector wpe[p] is added to token p's vector
-    queries and keys         rope          q and k are rotated by an angle proportional to p
-    the attention scores     alibi         a penalty proportional to the distance i - j is added
-    nowhere                  none          only the causal mask (a model can count from <|doc|>)
+    sinusoidal    x[p] = √d·wte[token_p] + PE[p]      a fixed table of waves, added to the embeddings
+    learned       x[p] = wte[token_p] + wpe[p]        a trained table (GPT-2), added to the embeddings
+    rope          q, k turned by p·θ_i                q·k then depends on the distance i - j only
+    alibi         score[h, i, j] -= m_h·(i - j)       a per-head penalty growing with distance
+    none          nothing                             only the causal mask orders the tokens
 
-Every kind is a `PositionalEncoding` with the same three hooks, each a no-op unless overridden:
+Every kind is a `PositionalEncoding` with three hooks (`add_to_embeddings`, `rotate_qk`, `score_bias`)
+and answers the questions other rooms ask about it as class attributes -- does it extrapolate, what
+does it export to, what does inspect-positions show, what is its module called -- so no code outside
+this file branches on a kind's name. `ENCODINGS` is the one registry; adding a kind is one class and
+one line there (docs/model.md, "How to add a positional encoding"). The hooks act on self-attention only.
 
-    add_to_embeddings(x, start_pos)           x: [B, T, C] -> [B, T, C]
-    rotate_qk(q, k, start_pos)                q, k: [B, H, T, hd] -> (q, k)
-    score_bias(t_q, t_k, start_pos)           -> [H, t_q, t_k] added to q·k/√hd, or None
-
-They act on self-attention only. In cross-attention a query's position counts along the target and
-a key's along the source, so neither a rotation by i - j nor a penalty on it means anything; the
-encoder's outputs already carry the source positions in their content.
-
-`start_pos` is the absolute position of the first token in the call: 0 for a full forward pass,
-`cache.length` when a KV cache already holds earlier tokens. Tables cover `block_size` positions;
-asking for a position beyond that is an error, never a silent wrap-around.
-
-Example:
     >>> from minitx.config import ModelConfig
     >>> pos = build_positional_encoding(ModelConfig(vocab_size=50, dim=8, n_heads=2, pos="sinusoidal"))
-    >>> pos.encoding_matrix(3).shape
-    torch.Size([3, 8])
+    >>> pos.encoding_matrix(3).shape, pos.extrapolates, pos.hf_architecture
+    (torch.Size([3, 8]), True, 'gpt2')
 """
 
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -57,12 +42,49 @@ def check_positions(start_pos: int, length: int, block_size: int) -> None:
 
 
 class PositionalEncoding(nn.Module):
-    """Base class: every hook leaves its input unchanged, so a subclass overrides only what it needs."""
+    """Base class: every hook leaves its input unchanged, so a subclass overrides only what it needs.
 
-    kind: str = "base"
+    The class attributes are each kind's answers to the questions the rest of minitx asks;
+    `REQUIRED_ANSWERS` lists those a subclass must set itself (a test holds every registered kind to it).
+    """
+
+    #: The name of the kind: `--pos`, config.json's `pos`, a member of config.PositionKind.
+    kind: ClassVar[str]
+    #: The module's key in the model (`transformer.<key>`): GPT-2 calls its learned table `wpe`.
+    parameter_key: ClassVar[str] = "pos"
+    #: Do positions past the training block mean anything? If not, `stretch_refusal` says why.
+    extrapolates: ClassVar[bool]
+    stretch_refusal: ClassVar[str] = ""
+    #: Does it tell the model anything about order? (Not `none`: only the causal mask does.)
+    has_signal: ClassVar[bool] = True
+    #: `encoding_matrix` returns the [N, dim] table added to the embeddings (else None).
+    has_table: ClassVar[bool] = False
+    #: That table is trained (a parameter) rather than computed from a formula.
+    trained: ClassVar[bool] = False
+    #: The transformers architecture that computes the same function (interop/hf_export.py), or None
+    #: with `hf_refusal` saying why not.
+    hf_architecture: ClassVar[str | None]
+    hf_refusal: ClassVar[str] = ""
+    #: What `minitx inspect-positions` draws: "similarity" (an [N, N] matrix over position pairs, see
+    #: `similarity_matrix`), "head_bias" (`score_bias` per head, with `slopes`), or "nothing".
+    view: ClassVar[str]
+    #: For a "similarity" view: what the matrix holds, the heading of its mean by distance, and whether
+    #: the view says where that mean falls below 0.5.
+    view_meaning: ClassVar[str] = ""
+    view_column: ClassVar[str] = "mean cosine"
+    view_decay: ClassVar[bool] = False
+    #: Sentences the view adds about this kind, after its numbers.
+    view_notes: ClassVar[tuple[str, ...]] = ()
+    #: Token embeddings are multiplied by this before positions are added (None: not scaled).
+    embedding_scale: float | None = None
+
+    #: The answers every kind must give itself: no default here, so a class that forgets one fails its test.
+    REQUIRED_ANSWERS: ClassVar[tuple[str, ...]] = ("kind", "extrapolates", "hf_architecture", "view")
+    VIEWS: ClassVar[tuple[str, ...]] = ("similarity", "head_bias", "nothing")
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
+        self.check_config(config)
         self.block_size = config.block_size
         self.dim = config.dim
         self.n_heads = config.n_heads
@@ -91,6 +113,20 @@ class PositionalEncoding(nn.Module):
         """One line saying how this encoding works (for inspection output)."""
         return "no positional signal"
 
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        """Raise UserError if this kind cannot work with the shape `config` gives (nothing to check by default)."""
+
+    def similarity_matrix(self, n_positions: int) -> Tensor | None:
+        """[N, N] in float64: how alike positions i and j look to the model; by default the cosine of table rows."""
+        if not self.has_table:
+            return None
+        return cosine_similarity_matrix(self.encoding_matrix(n_positions))
+
+    def pair_frequencies(self) -> list[float] | None:
+        """The angle (radians per token) each pair of dimensions turns by, fastest first; None if nothing turns."""
+        return None
+
     def extra_repr(self) -> str:
         return f"kind={self.kind}, block_size={self.block_size}"
 
@@ -104,6 +140,16 @@ class NoPositions(PositionalEncoding):
     """
 
     kind = "none"
+    extrapolates = True
+    has_signal = False
+    view = "nothing"
+    view_notes = (
+        "This model has no positional encoding: nothing tells it where a token stands. It can still work it out: the "
+        "causal mask lets token t see exactly t + 1 tokens, and with <|doc|> at the start of every document a head "
+        "that spreads its attention evenly takes ~1/(t + 1) of <|doc|>'s value -- a clock that gets harder to read "
+        "as t grows.",
+    )
+    hf_architecture = "gpt2"  # GPT-2 with wpe = zeros
 
     def describe(self) -> str:
         return "none: no positional signal; the causal mask alone orders the tokens"
@@ -127,11 +173,21 @@ class SinusoidalPositions(PositionalEncoding):
     """
 
     kind = "sinusoidal"
+    extrapolates = True
+    has_table = True
+    hf_architecture = "gpt2"  # wpe = the table, wte scaled by √d (and so untied)
+    view = "similarity"
+    view_meaning = "cosine similarity of position vectors"
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
         self.register_buffer("table", sinusoidal_table(config.block_size, config.dim), persistent=False)
         self.embedding_scale = math.sqrt(config.dim)
+
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        if config.dim % 2:
+            raise UserError(f"sinusoidal positions need an even dim, got {config.dim}")
 
     def add_to_embeddings(self, x: Tensor, start_pos: int = 0) -> Tensor:
         check_positions(start_pos, x.shape[1], self.block_size)
@@ -144,6 +200,11 @@ class SinusoidalPositions(PositionalEncoding):
 
     def describe(self) -> str:
         return "sinusoidal: fixed sin/cos waves added to the token embeddings (scaled by √d)"
+
+    def pair_frequencies(self) -> list[float] | None:
+        if self.block_size < 2:
+            return None
+        return _angles(self.table[1, 0::2], self.table[1, 1::2])
 
 
 def sinusoidal_table(n_positions: int, dim: int) -> Tensor:
@@ -171,6 +232,15 @@ class LearnedPositions(PositionalEncoding):
     """
 
     kind = "learned"
+    parameter_key = "wpe"
+    extrapolates = False
+    stretch_refusal = "learned positions have no vector past the training block"
+    has_table = True
+    trained = True
+    hf_architecture = "gpt2"
+    view = "similarity"
+    view_meaning = "cosine similarity of position vectors"
+    view_decay = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -205,6 +275,16 @@ class RotaryPositions(PositionalEncoding):
     """
 
     kind = "rope"
+    extrapolates = True
+    hf_architecture = "gpt_neox"
+    view = "similarity"
+    view_meaning = "factor RoPE puts on q·k of a vector with itself"
+    view_column = "mean q·k factor"
+    view_decay = True
+    view_notes = (
+        "The same in every head and layer: RoPE has no trained parameters; each head's q and k decide what it "
+        "makes of the rotation.",
+    )
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -225,6 +305,25 @@ class RotaryPositions(PositionalEncoding):
     def describe(self) -> str:
         return "rope: queries and keys rotated by position, so q·k depends on the distance i - j"
 
+    @classmethod
+    def check_config(cls, config: ModelConfig) -> None:
+        if config.head_dim % 2:
+            raise UserError(f"rope needs an even head size; dim/heads = {config.head_dim}")
+
+    def similarity_matrix(self, n_positions: int) -> Tensor:
+        """mean_k cos((i - j)·θ_k): the factor on q·k when query and key hold one vector, equal energy per pair."""
+        check_positions(0, n_positions, self.block_size)
+        half = self.head_dim // 2  # the tables hold each angle twice ([angle, angle]); one copy is enough
+        unit_pairs = torch.cat([self.cos[:n_positions, :half], self.sin[:n_positions, :half]], dim=1)  # [N, hd]
+        unit_pairs = unit_pairs.to("cpu", torch.float64)
+        return unit_pairs @ unit_pairs.T / half  # Σ_k cos(iθ_k)cos(jθ_k) + sin(iθ_k)sin(jθ_k) = Σ_k cos((i-j)θ_k)
+
+    def pair_frequencies(self) -> list[float] | None:
+        if self.block_size < 2:
+            return None
+        half = self.head_dim // 2
+        return _angles(self.sin[1, :half], self.cos[1, :half])
+
 
 def rotate_half(x: Tensor) -> Tensor:
     """[a, b] -> [-b, a] along the last dimension: the 90° turn of every (x_i, x_{i+hd/2}) pair."""
@@ -244,6 +343,13 @@ class AlibiPositions(PositionalEncoding):
     """
 
     kind = "alibi"
+    extrapolates = True
+    hf_architecture = "mpt"  # MPT has no biases and a 4x exact-GELU MLP: interop/hf_export.py checks the rest
+    view = "head_bias"
+    view_notes = (
+        "A key d tokens back keeps e^(-m·d) of the weight an equally relevant key at d = 0 would get, so steep heads "
+        "read locally and shallow heads far back.",
+    )
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -282,15 +388,32 @@ def alibi_slopes(n_heads: int) -> Tensor:
     return torch.tensor(slopes, dtype=torch.float32)
 
 
-#: One class per kind of config.PositionKind (`--pos`), found by its `kind`; a test checks that none is missing.
+def cosine_similarity_matrix(vectors: Tensor) -> Tensor:
+    """[N, D] -> [N, N] cosine of every pair of rows, in float64. Example: rows [1, 0], [1, 1] -> 0.707 off-diagonal."""
+    unit = torch.nn.functional.normalize(vectors.detach().to("cpu", torch.float64), dim=1)  # [N, D], rows of length 1
+    return unit @ unit.T
+
+
+def _angles(sin: Tensor, cos: Tensor) -> list[float]:
+    """The angles ω (radians) of position 1's (sin ω, cos ω) pairs; ω ≤ 1 rad, so atan2 gives them back."""
+    return torch.atan2(sin.double().cpu(), cos.double().cpu()).tolist()
+
+
+#: THE registry of kinds: one class per `kind`. config.PositionKind repeats the names for the command
+#: line (which must not import torch); a test holds the two equal.
 ENCODINGS: dict[str, type[PositionalEncoding]] = {
     encoding.kind: encoding
     for encoding in (SinusoidalPositions, LearnedPositions, RotaryPositions, AlibiPositions, NoPositions)
 }
 
 
+def encoding_class(kind: str) -> type[PositionalEncoding]:
+    """The class registered for `kind` (UserError listing the known ones if there is none)."""
+    if kind not in ENCODINGS:
+        raise UserError(f"unknown positional encoding {kind!r}; choose one of {', '.join(ENCODINGS)}")
+    return ENCODINGS[kind]
+
+
 def build_positional_encoding(config: ModelConfig) -> PositionalEncoding:
-    """The PositionalEncoding named by `config.pos`."""
-    if config.pos not in ENCODINGS:
-        raise UserError(f"unknown positional encoding {config.pos!r}; choose one of {', '.join(ENCODINGS)}")
-    return ENCODINGS[config.pos](config)
+    """The PositionalEncoding named by `config.pos` (UserError if its shape does not suit the kind)."""
+    return encoding_class(config.pos)(config)

@@ -22,6 +22,7 @@ from minitx.config import ARCHITECTURES as ARCH_NAMES
 from minitx.config import ModelConfig
 from minitx.errors import UserError
 from minitx.model.gpt import GPT
+from minitx.model.positions import encoding_class
 
 #: One class per `config.Arch`; a test checks that none is missing.
 ARCHITECTURES: dict[str, type[nn.Module]] = {
@@ -34,6 +35,13 @@ def model_class(arch: str) -> type[nn.Module]:
     if arch not in ARCHITECTURES:
         raise UserError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[arch]
+
+
+def check_model_config(config: ModelConfig) -> None:
+    """UserError now, before any work, if `config` names no registered architecture or its positional kind
+    cannot take its shape (building the model would fail the same way later)."""
+    model_class(config.arch)
+    encoding_class(config.pos).check_config(config)
 
 
 def build_model(config: ModelConfig) -> nn.Module:

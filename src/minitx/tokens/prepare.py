@@ -100,7 +100,7 @@ def prepare(
             _sync(docs_file)
         if n_tokens == 0:
             raise UserError("the corpus is empty; pass files with some text in them")
-        n_val = int(n_tokens * val_fraction)  # the rule of training.batches: the last share is held out
+        n_val = int(n_tokens * val_fraction)  # the rule of dataset.batches: the last share is held out
         _split_tail(partial / "tokens.bin", partial / store.TRAIN_BIN, partial / store.VAL_BIN,
                     (n_tokens - n_val) * dtype.itemsize)
         tokenizer.save(partial / store.TOKENIZER)

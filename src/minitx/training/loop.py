@@ -39,11 +39,11 @@ import torch
 
 from minitx import rundir
 from minitx.config import ModelConfig, TrainConfig
+from minitx.dataset import TokenSplit, bits_per_byte
 from minitx.device import apply_threads, resolve_device, resolve_dtype
 from minitx.errors import TrainingDiverged, UserError
 from minitx.fileio import crash_point
 from minitx.training import distributed
-from minitx.training.batches import TokenSplit
 from minitx.training.distributed import World
 
 
@@ -362,17 +362,6 @@ def should_compile(cfg: TrainConfig, model_config: ModelConfig, parameters: int,
     est_seconds = 6 * parameters * tokens / 100e9
     threshold = 120 if device.startswith("cuda") else 600
     return est_seconds > threshold
-
-
-def bits_per_byte(loss_nats_per_token: float, bytes_per_token: float) -> float:
-    """Convert a loss in nats per token into bits per byte of text, comparable across tokenizers.
-
-    A token that stands for 4 bytes on average and costs ln 2 nats (1 bit) costs a quarter bit per byte:
-
-    >>> bits_per_byte(math.log(2), bytes_per_token=4.0)
-    0.25
-    """
-    return loss_nats_per_token / math.log(2) / bytes_per_token
 
 
 @contextmanager

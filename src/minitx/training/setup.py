@@ -3,7 +3,7 @@
 A fresh run builds everything the training loop (loop.py) needs, in this order:
 
     data      = DATA_DIR (minitx prepare), the corpus files        its text's sha256 goes into config.json
-                through the token cache, or the built-in stories   (training/data.py)
+                through the token cache, or the built-in stories   (dataset/training_data.py)
     tokenizer = DATA_DIR's, --tokenizer PATH, `char`, or a BPE trained on the text
     ids       = memory maps of the prepared train / val tokens (the built-in stories: in memory)
     model     = the preset's shape with the model flags on top;  vocab_size comes from the tokenizer
@@ -38,11 +38,12 @@ from minitx.config import (
     make_train_config,
     preset,
 )
+from minitx.dataset import load_training_data
 from minitx.device import resolve_device, resolve_dtype
 from minitx.errors import UserError
 from minitx.fileio import check_writable
+from minitx.model import check_model_config
 from minitx.training import distributed
-from minitx.training.data import build_tokenizer, load_training_data  # noqa: F401 - build_tokenizer re-exported
 from minitx.training.distributed import World
 from minitx.training.loop import Trainer, TrainResult
 
@@ -117,7 +118,8 @@ def run_training(
         files = files or [Path(f) for f in train_config.corpus_files]
     vocab_size = flags.get("vocab_size") or preset(train_config.preset or DEFAULT_PRESET)["model"]["vocab_size"]
     if not resume:
-        make_model_config(train_config.preset, flags, vocab_size=vocab_size)  # a bad shape fails before preparing
+        # a bad shape fails before preparing
+        check_model_config(make_model_config(train_config.preset, flags, vocab_size=vocab_size))
     if resume:
         chosen_tokenizer = tokenizer
     elif world.distributed and not world.is_main:  # every rank encodes with rank 0's tokenizer

@@ -22,9 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from minitx.inspect.positions import (
-    MATRIX_MEANING,
     MAX_SHOWN_POSITIONS,
-    NO_SIGNAL,
     PositionReport,
     by_distance,
     evenly_spaced,
@@ -64,15 +62,13 @@ def _facts(report: PositionReport) -> list[str]:
         facts.append("Neighbours are far more alike than chance: training has made the table smooth, a notion of order."
                      if stats.looks_trained else "Neighbours are no more alike than random vectors: "
                      "this table looks untrained.")
-    if report.kind == "rope":
-        facts.append("The same in every head and layer: RoPE has no trained parameters; each head's q and k decide "
-                     "what it makes of the rotation.")
-    if report.kind in ("learned", "rope"):
+    facts.extend(report.notes)
+    if report.show_decay:
         profile = report.distance_profile
         below = next((d for d, value in enumerate(profile) if value < 0.5), None)
         lowest = min(range(len(profile)), key=profile.__getitem__)
         falls = f"first falls below 0.5 at distance {below}" if below is not None else "stays above 0.5"
-        facts.append(f"The {MATRIX_MEANING[report.kind]} {falls}; its lowest is {profile[lowest]:.3f} "
+        facts.append(f"The {report.meaning} {falls}; its lowest is {profile[lowest]:.3f} "
                      f"at distance {lowest}.")
     return facts
 
@@ -81,7 +77,7 @@ def _distance_table(report: PositionReport) -> Table:
     """The view at distances 0, 1, 2, 4, ...; a learned table beside random vectors of its shape."""
     table = Table()  # each value is the mean over all pairs (i, j) at that distance
     table.add_column("distance i - j", justify="right")
-    table.add_column("mean q·k factor" if report.kind == "rope" else "mean cosine", justify="right")
+    table.add_column(report.column, justify="right")
     if report.learned is not None:
         table.add_column("random vectors", justify="right")
     for d in table_distances(report.n_positions):
@@ -109,15 +105,14 @@ def position_report_view(report: PositionReport, width: int = 80) -> Group:
     """
     parts: list[RenderableType] = []
     parts.append(Text(report.description, style="bold"))
-    if not report.has_signal:
-        parts.append(Text(NO_SIGNAL))
-    elif report.kind == "alibi":
+    if report.view == "nothing":
+        parts.extend(Text(note) for note in report.notes)
+    elif report.view == "head_bias":
         parts.append(_alibi_table(report))
-        parts.append(Text("A key d tokens back keeps e^(-m·d) of the weight an equally relevant key at d = 0 would "
-                           "get, so steep heads read locally and shallow heads far back."))
+        parts.extend(Text(note) for note in report.notes)
     else:
         rows, labels, note = shown_matrix(report.matrix, min(MAX_SHOWN_POSITIONS, cells_that_fit(width)))
-        title = f"{MATRIX_MEANING[report.kind]}, positions 0..{report.n_positions - 1}{note} (white -1, blue 1)"
+        title = f"{report.meaning}, positions 0..{report.n_positions - 1}{note} (white -1, blue 1)"
         parts.append(terminal_heatmap(rows, labels, labels, title=title, low=-1.0, high=1.0))
         parts.append(_distance_table(report))
         for fact in _facts(report):
@@ -146,7 +141,7 @@ def comparison_table(reports: Sequence[PositionReport], names: Sequence[str]) ->
 
 def _profile(report: PositionReport) -> list[float] | None:
     """The one line by distance a run contributes to a comparison (None: the model has no positions)."""
-    if report.kind == "alibi":
+    if report.view == "head_bias":
         kept = torch.tensor([by_distance(bias.exp()) for bias in report.head_biases])  # [H, N]: e^(-m_h·d)
         return kept.mean(dim=0).tolist()
     return report.distance_profile
@@ -169,12 +164,12 @@ def save_comparison_png(reports: Sequence[PositionReport], names: Sequence[str],
     fig, axes = plt.subplots(1, n_runs + 1, figsize=(4.2 * (n_runs + 1), 4.2), squeeze=False)
     for ax, name, report in zip(axes[0][:n_runs], names, reports, strict=True):
         future = torch.ones(report.n_positions, report.n_positions, dtype=torch.bool).triu(diagonal=1)
-        if report.kind == "alibi":
+        if report.view == "head_bias":
             matrix, low, what = report.head_biases.exp().mean(dim=0).masked_fill(future, float("nan")), 0.0, "e^(-m·d)"
-        elif report.kind == "none":
+        elif report.view == "nothing":
             matrix, low, what = torch.ones(future.shape).masked_fill(future, float("nan")), 0.0, "causal mask only"
         else:
-            matrix, low, what = report.matrix, -1.0, MATRIX_MEANING[report.kind]
+            matrix, low, what = report.matrix, -1.0, report.meaning
         rows, labels, _ = shown_matrix(matrix)
         ax.imshow(np.ma.masked_invalid(np.array(rows, dtype=float)), cmap=matplotlib_colormap(), vmin=low, vmax=1.0,
                   interpolation="nearest")
@@ -205,21 +200,21 @@ def save_positions_png(report: PositionReport, path: str | Path) -> Path:
     none: the causal mask, the only order the model has (row i sees i + 1 tokens).
     """
     future = torch.ones(report.n_positions, report.n_positions, dtype=torch.bool).triu(diagonal=1)  # j > i
-    if report.kind == "alibi":
+    if report.view == "head_bias":
         matrices, titles = [], []
         for head, (bias, slope) in enumerate(zip(report.head_biases, report.slopes, strict=True)):
             rows, labels, _ = shown_matrix(bias.exp().masked_fill(future, float("nan")))  # e^(-m·d); the future blank
             matrices.append(rows)
             titles.append(f"head {head}: m = {slope:.3g}")
         options = dict(low=0.0, high=1.0, columns=min(4, len(matrices)), colour_label="weight kept, e^(-m·(i - j))")
-    elif report.kind == "none":
+    elif report.view == "nothing":
         rows, labels, _ = shown_matrix(torch.ones(future.shape).masked_fill(future, float("nan")))
-        matrices, titles = [rows], ["none: only the causal mask (row i sees i + 1 tokens)"]
+        matrices, titles = [rows], [f"{report.kind}: only the causal mask (row i sees i + 1 tokens)"]
         options = dict(low=0.0, high=1.0, columns=1, colour_label="visible")
     else:
         rows, labels, note = shown_matrix(report.matrix)
-        matrices, titles = [rows], [f"{report.kind}: {MATRIX_MEANING[report.kind]}{note}"]
-        options = dict(low=-1.0, high=1.0, columns=1, colour_label=MATRIX_MEANING[report.kind])
+        matrices, titles = [rows], [f"{report.kind}: {report.meaning}{note}"]
+        options = dict(low=-1.0, high=1.0, columns=1, colour_label=report.meaning)
     return save_png_heatmaps(path, matrices, titles, labels, labels, **options)
 
 
@@ -228,7 +223,7 @@ def save_distance_png(report: PositionReport, path: str | Path) -> Path:
     if not report.has_signal:
         raise ValueError("a model without positional encoding has no distance profile to plot")
     fig, ax = pyplot().subplots(figsize=(6, 3.5))
-    if report.kind == "alibi":
+    if report.view == "head_bias":
         for head, (bias, slope) in enumerate(zip(report.head_biases, report.slopes, strict=True)):
             ax.plot(by_distance(bias), label=f"head {head} (m = {slope:.3g})")
         ax.set_ylabel("bias added to the score")
@@ -237,7 +232,7 @@ def save_distance_png(report: PositionReport, path: str | Path) -> Path:
         if report.learned is not None:
             ax.plot(report.learned.random_profile, linestyle="--", label="random vectors, same shape")
         ax.axhline(0.0, color="grey", linewidth=0.5)
-        ax.set_ylabel(MATRIX_MEANING[report.kind], fontsize=8)
+        ax.set_ylabel(report.meaning, fontsize=8)
     ax.set(xlabel="distance i - j (tokens)", title=f"{report.kind} positions by distance")
     ax.legend(fontsize=7)
     return save_figure(fig, path)

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minitx.dataset.batches import TokenSplit, split_prepared, split_train_val
 from minitx.errors import UserError
 from minitx.text.special import DOC_TOKEN
-from minitx.training.batches import TokenSplit, split_prepared, split_train_val
 
 if TYPE_CHECKING:
     import numpy as np
