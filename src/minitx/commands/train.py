@@ -195,8 +195,7 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
     table.add_row("tokens / s", f"{result.tokens_per_second:,.0f}")
     peak = getattr(trainer, "peak", None)
     if result.mfu is not None and peak is not None:
-        table.add_row("MFU", f"{percent(result.mfu)} of {peak.flops / 1e9:,.0f} GFLOP/s (this machine's measured "
-                             f"{peak.dtype} matmul peak)")
+        table.add_row("MFU", f"{percent(result.mfu)} of a measured {peak.flops / 1e9:,.0f} GFLOP/s")
     if trainer.cfg.optimizer != "adamw":
         table.add_row("optimizer", f"muon (lr {trainer.cfg.muon_lr:g}) + adamw (lr {trainer.cfg.lr:g})")
     compiled = ", torch.compile" if getattr(trainer, "compiled", False) else ""

@@ -130,8 +130,9 @@ def measure_matmul_peak(device: str, dtype: str, budget_seconds: float = 1.5) ->
     with torch.no_grad():
         torch.mm(a, b)  # warm up: thread pools, kernels, clocks
         sync()
-        best, reps = 0.0, 1
-        while time.perf_counter() - started < budget_seconds:
+        best, reps, trials = 0.0, 1, 0
+        while trials < 3 or time.perf_counter() - started < budget_seconds:
+            trials += 1
             t0 = time.perf_counter()
             for _ in range(reps):
                 torch.mm(a, b)
