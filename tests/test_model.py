@@ -9,7 +9,7 @@ import torch
 
 from minitx.config import POSITIONAL_ENCODINGS
 from minitx.errors import UserError
-from minitx.model import GPT, AttentionMask, CausalSelfAttention, KVCache, alibi_slopes, build_positional_encoding
+from minitx.model import GPT, AttentionMask, KVCache, MultiHeadAttention, alibi_slopes, build_positional_encoding
 from minitx.model.positions import sinusoidal_table
 
 ALL_POS = list(POSITIONAL_ENCODINGS)
@@ -58,7 +58,7 @@ def test_textbook_and_sdpa_paths_give_the_same_logits(make_tiny_model, pos):
 def test_sdpa_attention_output_equals_the_textbook_formula(tiny_config, pos):
     config = tiny_config(pos)
     torch.manual_seed(0)
-    attention = CausalSelfAttention(config).eval()
+    attention = MultiHeadAttention(config).eval()
     positions = build_positional_encoding(config)
     x = torch.randn(3, 11, config.dim)
     with torch.no_grad():

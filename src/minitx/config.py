@@ -44,6 +44,15 @@ POSITIONAL_ENCODINGS = tuple(p.value for p in PositionKind)
 ACTIVATIONS = ("gelu", "gelu_tanh")
 
 
+class Arch(str, Enum):
+    """The architecture of a model (`--arch`, config.json's `arch`): one registered class each in model/registry.py."""
+
+    gpt = "gpt"
+
+
+ARCHITECTURES = tuple(a.value for a in Arch)
+
+
 class Quantize(str, Enum):
     """`--quantize` of the commands that load a run: none, or int8 weights (model/quantize.py)."""
 
@@ -180,9 +189,11 @@ def flag_text(field_name: str, value: Any) -> str:
 
 @dataclass
 class ModelConfig:
-    """The shape of a decoder-only transformer.
+    """The shape of a transformer: which architecture (`arch`), and its sizes.
 
     Attributes:
+        arch: the architecture, one of `Arch` (model/registry.py builds it); run directories saved
+            before the field existed hold decoder-only GPTs and load as "gpt".
         vocab_size: number of distinct token ids (rows of the embedding table).
         block_size: the longest context, in tokens, the model attends over.
         n_layers: number of transformer blocks stacked on top of each other.
@@ -209,12 +220,15 @@ class ModelConfig:
     bias: bool = flag(True, "Biases in linears and LayerNorms.", MODEL)
     activation: str = "gelu"
     tie_embeddings: bool = True
+    arch: str = flag("gpt", "The architecture: gpt (decoder-only).", MODEL, choices=Arch)
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         """Raise UserError naming the first impossible setting."""
+        if self.arch not in ARCHITECTURES:
+            raise UserError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         if self.pos not in POSITIONAL_ENCODINGS:
             choices = ", ".join(POSITIONAL_ENCODINGS)
             raise UserError(f"unknown positional encoding {self.pos!r}; choose one of {choices}")

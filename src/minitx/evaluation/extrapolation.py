@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 def stretched_model(model: GPT, length: int) -> GPT:
     """The same model, able to read `length` tokens at once; UserError for learned positions."""
-    from minitx.model import GPT
+    from minitx.model import build_model
 
     config = model.config
     if config.pos == "learned":
@@ -48,7 +48,7 @@ def stretched_model(model: GPT, length: int) -> GPT:
     if length <= config.block_size:
         return model
     device = next(model.parameters()).device
-    longer = GPT(dataclasses.replace(config, block_size=length)).to(device)
+    longer = build_model(dataclasses.replace(config, block_size=length)).to(device)
     longer.load_state_dict(model.state_dict(), strict=True)  # the tables are buffers, rebuilt for `length`
     return longer.eval()
 

@@ -39,7 +39,7 @@ from minitx.errors import UserError
 from minitx.interop.hf_checkpoint import checkpoint_directory, read_json, read_safetensors
 from minitx.interop.hf_export import LAYER_NORM_EPS, MPT_LAYER_NAMES, NEOX_LAYER_NAMES, ROPE_BASE
 from minitx.interop.hf_tokenizer import read_hf_tokenizer
-from minitx.model import GPT
+from minitx.model import GPT, build_model
 from minitx.model.positions import sinusoidal_table
 from minitx.rundir.files import check_tensors_fit
 from minitx.text.tokenizer import Tokenizer
@@ -326,7 +326,7 @@ def _restore_exported_kind(marker: Any, config: ModelConfig, state: dict[str, Te
 
 def _build(config: ModelConfig, state: dict[str, Tensor], directory: Path) -> GPT:
     """A GPT with exactly these weights: every name and shape must match (UserError naming the first that does not)."""
-    model = GPT(config)
+    model = build_model(config)
     expected = model.state_dict()
     if config.tie_embeddings:
         state = {**state, "lm_head.weight": state["transformer.wte.weight"]}

@@ -1,23 +1,29 @@
-"""The decoder-only transformer: positional encodings, attention, and the GPT that stacks them.
+"""The models: positional encodings, attention, the GPT that stacks them, and the registry that builds them.
 
 positions.py   where a token stands: sinusoidal, learned, rope, alibi, none
-attention.py   masked multi-head self-attention (textbook and fused paths) and the KV cache
-gpt.py         MLP, pre-LN residual block, and the GPT model with tied embeddings
+attention.py   multi-head attention (self and cross; textbook and fused paths) and the KV cache
+gpt.py         MLP, pre-LN residual block, and the decoder-only GPT with tied embeddings
+registry.py    config.json's `arch` -> the model class; build_model(config)
+quantize.py    --quantize int8 weights
 """
 
-from minitx.model.attention import AttentionMask, CausalSelfAttention, KVCache, textbook_attention
+from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention, textbook_attention
 from minitx.model.gpt import GPT, MLP, Block
 from minitx.model.positions import PositionalEncoding, alibi_slopes, build_positional_encoding
+from minitx.model.registry import ARCHITECTURES, build_model, model_class
 
 __all__ = [
+    "ARCHITECTURES",
     "GPT",
     "MLP",
     "AttentionMask",
     "Block",
-    "CausalSelfAttention",
     "KVCache",
+    "MultiHeadAttention",
     "PositionalEncoding",
     "alibi_slopes",
+    "build_model",
     "build_positional_encoding",
+    "model_class",
     "textbook_attention",
 ]

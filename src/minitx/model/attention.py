@@ -1,27 +1,17 @@
-"""Masked multi-head self-attention, the one place where tokens exchange information.
+"""Multi-head attention, the one place where tokens exchange information.
 
-Each token t asks a question (query q_t), every token t' offers a label (key k_t') and a content
-(value v_t'). The output for t is a weighted average of the values,
+Each query q_t asks a question, every key k_s offers a label and every value v_s a content; the
+output for t is a weighted average of the values,
 
-    c_t = Σ_{t'} α_{t,t'} v_{t'}
-    α_{t,·} = softmax_{t'}( q_t·k_{t'} / √d_head  +  bias_{t,t'}  +  mask_{t,t'} )
+    c_t = Σ_s α_{t,s} v_s        α_{t,·} = softmax_s( q_t·k_s / √d_head + bias_{t,s} + mask_{t,s} )
 
-where mask_{t,t'} = -inf when t' > t (the causal mask: a token never sees the future, which is
-what lets a language model be trained on every position at once) and 0 otherwise; bias is ALiBi's
-distance penalty or 0. Softmax turns -inf into a weight of exactly 0 and makes each row sum to 1.
-Dividing by √d_head keeps the scores' spread about 1 whatever the head size, so the softmax does
-not saturate at init.
-
-Multi-head: one linear layer `c_attn` (dim -> 3·dim) produces q, k and v for all H heads at once;
-each head works in its own d_head = dim / H slice, the H outputs are concatenated back to dim and
-mixed by `c_proj` (dim -> dim).
-
-Two ways to compute the same thing, chosen per call:
-  * textbook: the formula above step by step; returns the weights α [B, H, Tq, Tk] for inspection.
-  * sdpa: `torch.nn.functional.scaled_dot_product_attention`, one fused kernel, no weights.
-
-With a `KVCache`, keys and values of earlier tokens are kept, so generating one more token only
-computes q, k, v for that token: its query attends to the cached keys plus its own.
+mask is -inf where t may not look (a future token under the causal mask, a padding token) and 0
+elsewhere; bias is ALiBi's distance penalty or 0. One module serves three uses: causal self-attention
+(a decoder: q, k, v from the same tokens, no look ahead), bidirectional self-attention (an encoder:
+every token sees every other, padding masked) and cross-attention (queries from the decoder, keys
+and values from the encoder's output). Multi-head: H heads of d_head = dim / H each, concatenated
+and mixed by `c_proj`. Two paths compute the same thing: `textbook` (the formula step by step,
+returns α) and SDPA (one fused kernel). Why each step is there: docs/architecture.md#attention.
 """
 
 from __future__ import annotations
@@ -40,8 +30,10 @@ class KVCache:
     """Keys and values of the tokens seen so far, for every layer, preallocated to block_size.
 
     `k[layer]` and `v[layer]` are [B, H, block_size, hd]; slots 0..length-1 are filled. A forward
-    pass with T new tokens writes slots length..length+T-1 in every layer, then `GPT.forward`
-    advances `length` by T. Keys are stored after RoPE rotation, so they are never rotated again.
+    pass with T new tokens writes slots length..length+T-1 in every layer, then the model advances
+    `length` by T. Keys are stored after RoPE rotation, so they are never rotated again.
+    `cross[layer]` holds a cross-attention layer's (keys, values) of the encoder's output: computed
+    at the first step, reused by every later one (the source does not change while decoding).
 
     Example:
         >>> from minitx.model import GPT
@@ -61,12 +53,14 @@ class KVCache:
         batch_size: int,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
+        n_layers: int | None = None,
     ) -> None:
+        n_layers = config.n_layers if n_layers is None else n_layers
         shape = (batch_size, config.n_heads, config.block_size, config.head_dim)
-        # empty, not zeros: a slot is always written before it is read, and zeroing all of them up
-        # front took ~25 ms per generation at 6 layers x 1024 slots (5% of 500 decoded tokens).
-        self.k: list[Tensor] = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
-        self.v: list[Tensor] = [torch.empty(shape, device=device, dtype=dtype) for _ in range(config.n_layers)]
+        # empty, not zeros: a slot is always written before it is read (docs/decisions.md has the cost of zeroing)
+        self.k: list[Tensor] = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.v: list[Tensor] = [torch.empty(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.cross: list[tuple[Tensor, Tensor] | None] = [None] * n_layers
         self.batch_size = batch_size
         self.block_size = config.block_size
         self.length = 0
@@ -77,8 +71,9 @@ class KVCache:
         return self.block_size - self.length
 
     def reset(self) -> None:
-        """Forget every token (the buffers are reused, not reallocated)."""
+        """Forget every token and every encoder output (the buffers are reused, not reallocated)."""
         self.length = 0
+        self.cross = [None] * len(self.cross)
 
     def crop(self, n: int) -> None:
         """Keep only the first n tokens, e.g. to reuse a shared prompt."""
@@ -90,20 +85,23 @@ class KVCache:
 class AttentionMask:
     """Which keys each query may see and how they are biased; built once per forward, shared by all layers.
 
-    Queries sit at absolute positions start_pos..start_pos+t_q-1 and keys at 0..t_k-1, with
-    t_k = start_pos + t_q. A query at position p sees keys 0..p.
+    Queries sit at absolute positions start_pos..start_pos+t_q-1. Causal (a decoder): keys sit at
+    0..t_k-1 with t_k = start_pos + t_q, and a query at position p sees keys 0..p. Not causal (an
+    encoder, or cross-attention): every query sees all t_k keys. `key_padding` [B, t_k], True on
+    padding, hides those keys from every query (each sequence must keep one real key).
 
     Attributes:
-        start_pos, t_q, t_k: as above.
+        start_pos, t_q, t_k, causal, key_padding: as above.
         score_bias: [H, t_q, t_k] added to the scores (ALiBi), or None.
-        sdpa_is_causal: SDPA may use its built-in causal mask (no cache offset, no bias).
-        future: bool [t_q, t_k], True where the key lies in the query's future (see below).
-        sdpa_mask: the additive float mask SDPA needs (see below).
+        sdpa_is_causal: SDPA may use its built-in causal mask (no cache offset, no bias, no padding).
+        future: bool [t_q, t_k], True where the key lies in the query's future; None if not causal.
+        hidden: bool [t_q, t_k] or [B, 1, t_q, t_k], True where a query may not look (future or padding).
+        sdpa_mask: the additive float mask SDPA needs: score_bias, with -inf where hidden.
 
-    `future` and `sdpa_mask` are computed on first use, so a path that does not need them (the
-    usual training step: SDPA with is_causal) allocates nothing.
+    The masks are computed on first use, so a path that needs none (the usual training step: SDPA
+    with is_causal) allocates nothing.
 
-    Example: t_q=3, start_pos=2 -> queries at 2, 3, 4 over keys 0..4, and `future` is
+    Example: causal, t_q=3, start_pos=2 -> queries at 2, 3, 4 over keys 0..4, and `future` is
         [[F F F T T],
          [F F F F T],
          [F F F F F]]
@@ -115,33 +113,54 @@ class AttentionMask:
         start_pos: int = 0,
         score_bias: Tensor | None = None,
         *,
+        t_k: int | None = None,
+        causal: bool = True,
+        key_padding: Tensor | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
-        self.t_q, self.start_pos, self.t_k = t_q, start_pos, start_pos + t_q
+        if causal and t_k is not None and t_k != start_pos + t_q:
+            raise ValueError(f"a causal mask has start_pos + t_q = {start_pos + t_q} keys, not {t_k}")
+        self.t_q, self.start_pos = t_q, start_pos
+        self.t_k = start_pos + t_q if t_k is None else t_k
+        self.causal = causal
+        self.key_padding = key_padding
         self.score_bias = score_bias.to(dtype) if score_bias is not None else None
-        self.sdpa_is_causal = start_pos == 0 and score_bias is None
+        self.sdpa_is_causal = causal and start_pos == 0 and score_bias is None and key_padding is None
         self.device, self.dtype = device, dtype
         self._future: Tensor | None = None
+        self._hidden: Tensor | None = None
         self._sdpa_mask: Tensor | None = None
 
     @property
     def future(self) -> Tensor | None:
-        """bool [t_q, t_k], True above the shifted diagonal; None for one query (it sees every key)."""
-        if self._future is None and self.t_q > 1:  # key j is in row r's future when j > start_pos + r
+        """bool [t_q, t_k], True above the shifted diagonal; None if not causal or for one query (it sees all)."""
+        if self._future is None and self.causal and self.t_q > 1:  # key j is in row r's future when j > start_pos + r
             ones = torch.ones(self.t_q, self.t_k, dtype=torch.bool, device=self.device)
             self._future = ones.triu_(self.start_pos + 1)
         return self._future
 
     @property
+    def hidden(self) -> Tensor | None:
+        """bool, True where a query may not look: `future` [t_q, t_k], with padding [B, 1, t_q, t_k]; or None."""
+        if self._hidden is None:
+            hidden = self.future
+            if self.key_padding is not None:
+                padding = self.key_padding.to(torch.bool)[:, None, None, :]  # [B, 1, 1, t_k]
+                hidden = padding if hidden is None else padding | hidden  # [B, 1, t_q, t_k]
+            self._hidden = hidden
+        return self._hidden
+
+    @property
     def sdpa_mask(self) -> Tensor | None:
-        """score_bias (or 0) with -inf on the future, [H or 1, t_q, t_k]; None when SDPA needs no mask."""
+        """score_bias (or 0) with -inf where hidden, [(B,) H or 1, t_q, t_k]; None when SDPA needs no mask."""
         if self._sdpa_mask is None and not self.sdpa_is_causal:
             mask = self.score_bias
-            if self.future is not None:
+            hidden = self.hidden
+            if hidden is not None:
                 if mask is None:
                     mask = torch.zeros(self.t_q, self.t_k, device=self.device, dtype=self.dtype)
-                mask = mask.masked_fill(self.future, float("-inf"))
+                mask = mask.masked_fill(hidden, float("-inf"))
             self._sdpa_mask = mask
         return self._sdpa_mask
 
@@ -156,65 +175,85 @@ def textbook_attention(
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # q·k/√hd, [B, H, Tq, Tk]
     if mask.score_bias is not None:
         scores = scores + mask.score_bias  # ALiBi: [H, Tq, Tk] broadcast over the batch
-    if mask.future is not None:
-        scores = scores.masked_fill(mask.future, float("-inf"))  # never look ahead
+    if mask.hidden is not None:
+        scores = scores.masked_fill(mask.hidden, float("-inf"))  # never look ahead, never at padding
     weights = torch.softmax(scores, dim=-1)  # each row sums to 1; -inf -> exactly 0
     mixed = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
     return mixed @ v, weights  # [B, H, Tq, Tk] @ [B, H, Tk, hd] -> [B, H, Tq, hd]
 
 
-class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention with GPT-2 parameter names (`c_attn`, `c_proj`).
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention, self or cross, with GPT-2 parameter names (`c_attn`, `c_proj`).
 
-    `layer_index` says which slot of a KVCache belongs to this layer.
+    Self-attention (`cross=False`): one linear layer `c_attn` (dim -> 3·dim) makes q, k and v of x.
+    Cross-attention (`cross=True`): `c_q` (dim -> dim) makes the queries of x, `c_kv` (dim -> 2·dim)
+    the keys and values of the `context` (the encoder's output). Positional encodings act on
+    self-attention only (see `PositionalEncoding`): a query's and a key's positions count along two
+    different sequences, so their difference means nothing. `layer_index` picks the layer's KVCache slot.
     """
 
-    def __init__(self, config: ModelConfig, layer_index: int = 0) -> None:
+    def __init__(self, config: ModelConfig, layer_index: int = 0, *, cross: bool = False) -> None:
         super().__init__()
         self.n_heads = config.n_heads
         self.head_dim = config.head_dim
         self.layer_index = layer_index
         self.dropout_p = config.dropout
-        self.c_attn = nn.Linear(config.dim, 3 * config.dim, bias=config.bias)  # q, k, v for all heads
+        self.cross = cross
+        if cross:
+            self.c_q = nn.Linear(config.dim, config.dim, bias=config.bias)  # queries of the decoder's tokens
+            self.c_kv = nn.Linear(config.dim, 2 * config.dim, bias=config.bias)  # keys, values of the source
+        else:
+            self.c_attn = nn.Linear(config.dim, 3 * config.dim, bias=config.bias)  # q, k, v for all heads
         self.c_proj = nn.Linear(config.dim, config.dim, bias=config.bias)  # mixes the heads' outputs
+
+    def _heads(self, y: Tensor, n: int) -> tuple[Tensor, ...]:
+        """[B, T, n·C] -> n tensors [B, H, T, hd], with views only (so backward stacks gradients in place)."""
+        batch, t, _ = y.shape
+        parts = y.view(batch, t, n, self.n_heads, self.head_dim).unbind(2)  # n x [B, T, H, hd]
+        return tuple(part.transpose(1, 2) for part in parts)  # n x [B, H, T, hd]
 
     def forward(
         self,
         x: Tensor,
         mask: AttentionMask | None = None,
         *,
+        context: Tensor | None = None,
         positions: PositionalEncoding | None = None,
         cache: KVCache | None = None,
         textbook: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
-        """Attend over x [B, T, C]; return (output [B, T, C], weights [B, H, T, Tk] or None).
+        """Attend from x [B, T, C]; return (output [B, T, C], weights [B, H, T, Tk] or None).
 
-        `mask` defaults to the plain causal mask at the cache's position (no bias); `positions`
-        rotates q and k (RoPE); `cache`, if given, stores this call's keys and values at slots
-        mask.start_pos.. -- the caller advances `cache.length`. Weights come back only when
-        `textbook` is true.
+        Self-attention: `mask` defaults to the causal mask at the cache's position; `positions`
+        rotates q and k (RoPE); `cache` stores this call's keys and values at slots
+        mask.start_pos.. (the caller advances `cache.length`). Cross-attention: keys and values
+        come from `context` [B, S, C], or from `cache.cross` once computed; `mask` defaults to every
+        key visible. Weights come back only when `textbook` is true.
         """
         batch, t, dim = x.shape
-        if mask is None:
-            start = cache.length if cache is not None else 0
-            bias = positions.score_bias(t, start + t, start) if positions is not None else None
-            mask = AttentionMask(t, start, bias, device=x.device, dtype=x.dtype)
-        start = mask.start_pos
-
-        qkv = self.c_attn(x)  # [B, T, 3C]
-        # Split q/k/v and heads with views only. Unbinding dim 2 (not a permuted copy) means the
-        # backward pass stacks the three gradients straight into c_attn's [B, T, 3C] layout.
-        q, k, v = qkv.view(batch, t, 3, self.n_heads, self.head_dim).unbind(2)  # 3 x [B, T, H, hd]
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # 3 x [B, H, T, hd]
-        if positions is not None:
-            q, k = positions.rotate_qk(q, k, start)
-
-        if cache is not None:  # store this call's keys/values, then attend over everything stored
-            k_store, v_store = cache.k[self.layer_index], cache.v[self.layer_index]
-            k_store.narrow(2, start, t).copy_(k)
-            v_store.narrow(2, start, t).copy_(v)
-            k = k_store.narrow(2, 0, start + t)  # [B, H, Tk, hd]
-            v = v_store.narrow(2, 0, start + t)
+        if self.cross:
+            if positions is not None:
+                raise ValueError("positional encodings act on self-attention only; pass positions=None")
+            q, k, v = self._cross_qkv(x, context, cache)
+            if mask is None:
+                mask = AttentionMask(t, t_k=k.shape[2], causal=False, device=x.device, dtype=x.dtype)
+        else:
+            if mask is None:
+                start = cache.length if cache is not None else 0
+                bias = positions.score_bias(t, start + t, start) if positions is not None else None
+                mask = AttentionMask(t, start, bias, device=x.device, dtype=x.dtype)
+            start = mask.start_pos
+            # Unbinding dim 2 of c_attn's output (not a permuted copy): backward stacks the three
+            # gradients straight into its [B, T, 3C] layout.
+            q, k, v = self._heads(self.c_attn(x), 3)  # 3 x [B, H, T, hd]
+            if positions is not None:
+                q, k = positions.rotate_qk(q, k, start)
+            if cache is not None:  # store this call's keys/values, then attend over everything stored
+                k_store, v_store = cache.k[self.layer_index], cache.v[self.layer_index]
+                k_store.narrow(2, start, t).copy_(k)
+                v_store.narrow(2, start, t).copy_(v)
+                k = k_store.narrow(2, 0, start + t)  # [B, H, Tk, hd]
+                v = v_store.narrow(2, 0, start + t)
 
         dropout_p = self.dropout_p if self.training else 0.0
         weights = None
@@ -232,3 +271,17 @@ class CausalSelfAttention(nn.Module):
         if self.dropout_p > 0:
             out = F.dropout(out, self.dropout_p, self.training)
         return out, weights
+
+    def _cross_qkv(self, x: Tensor, context: Tensor | None, cache: KVCache | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries of x; keys and values of the context, computed once per generation when a cache is given."""
+        (q,) = self._heads(self.c_q(x), 1)  # [B, H, T, hd]
+        stored = cache.cross[self.layer_index] if cache is not None else None
+        if stored is not None:
+            k, v = stored
+        else:
+            if context is None:
+                raise ValueError("cross-attention needs the encoder's output (context) at its first call")
+            k, v = self._heads(self.c_kv(context), 2)  # 2 x [B, H, S, hd]
+            if cache is not None:
+                cache.cross[self.layer_index] = (k, v)
+        return q, k, v

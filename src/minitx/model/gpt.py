@@ -2,25 +2,17 @@
 
     idx [B, T] --wte--> x [B, T, C] --(+ positions)--> block_1 .. block_L --ln_f--> lm_head --> logits [B, T, V]
 
-The residual stream: x is a running sum that every block reads from and adds to,
+The residual stream x is a running sum that every block reads from and adds to:
 
     x = x + attn(ln_1(x))      tokens exchange information (the only cross-token step)
     x = x + mlp(ln_2(x))       each token thinks on its own
 
-so a block only has to learn a *change* to x, and gradients reach early layers undiminished
-through the additions. "Pre-LN" means the LayerNorm sits before each sub-layer, inside the
-branch: the stream itself is never normalized, which keeps deep stacks stable to train without
-a careful warmup. A final LayerNorm `ln_f` prepares the stream for the output layer.
-
-Weight tying: `lm_head` maps a vector to a score per token by a dot product with that token's
-embedding -- the same table `wte` reads tokens in with. One matrix serves both directions, which
-saves V·C parameters and helps small models. (`tie_embeddings=False` gives `lm_head` a matrix of
-its own, for imported checkpoints that were trained that way.)
-
-Parameter names follow GPT-2 (`transformer.wte`, `transformer.wpe`, `transformer.h.{i}.ln_1`,
-`.attn.c_attn`, `.attn.c_proj`, `.ln_2`, `.mlp.c_fc`, `.mlp.c_proj`, `transformer.ln_f`,
-`lm_head`). The positional module is `transformer.wpe` for learned positions and
-`transformer.pos` (holding no saved state) for the other kinds.
+Pre-LN: each LayerNorm sits inside its branch, so the stream itself is never normalized and deep
+stacks train stably. Weight tying: `lm_head` scores each token by a dot product with its row of
+`wte`, one matrix for reading tokens in and writing them out. Parameter names follow GPT-2
+(`transformer.wte`, `.wpe`, `.h.{i}.ln_1`, `.attn.c_attn`, ..., `lm_head`); the positional module
+is `transformer.wpe` for learned positions and `transformer.pos` for the others. The longer story
+of each piece: docs/model.md.
 """
 
 from __future__ import annotations
@@ -35,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minitx.config import ModelConfig
-from minitx.model.attention import AttentionMask, CausalSelfAttention, KVCache
+from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention
 from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions
 
 ATTENTION_PATHS = ("sdpa", "textbook")
@@ -79,10 +71,9 @@ GELU_APPROXIMATION = {"gelu": "none", "gelu_tanh": "tanh"}
 class MLP(nn.Module):
     """Position-wise feed-forward network: dim -> mlp_ratio·dim -> GELU -> dim.
 
-    GELU is x·Φ(x) with Φ the normal CDF. The default, "gelu", computes it exactly (on the CPUs
-    measured here the erf kernel was ~4× faster than the tanh one on training-sized tensors);
-    "gelu_tanh" is GPT-2's approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), which weights
-    imported from GPT-2 were trained with (the two differ by up to ~5e-4).
+    GELU is x·Φ(x) with Φ the normal CDF. The default, "gelu", computes it exactly; "gelu_tanh" is
+    GPT-2's approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), which weights imported from
+    GPT-2 were trained with (the two differ by up to ~5e-4; their speeds are in docs/decisions.md).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -106,7 +97,7 @@ class Block(nn.Module):
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__()
         self.ln_1 = nn.LayerNorm(config.dim, bias=config.bias)
-        self.attn = CausalSelfAttention(config, layer_index)
+        self.attn = MultiHeadAttention(config, layer_index)
         self.ln_2 = nn.LayerNorm(config.dim, bias=config.bias)
         self.mlp = MLP(config)
 
@@ -275,10 +266,9 @@ class GPT(nn.Module):
         within 1e-5 for every positional encoding -- written as one flat loop for the hot path of
         generation: 2-D activations [B, C], no nn.Module calls, no mask object (a single query sees
         every cached key, so only ALiBi's bias is needed), keys and values written straight into
-        their cache slot. At batch 1 a decoding step is about a hundred small kernels, so the Python
-        work `forward` does around them is a real share of the step (measured in docs/decisions.md).
-        `plan` is `decode_plan()`, built once by the caller (here, if not given). Inference only: no
-        dropout, no attention weights.
+        their cache slot: at batch 1 the Python work around a hundred small kernels is a real share
+        of the step (docs/decisions.md). `plan` is `decode_plan()`, built once by the caller (here,
+        if not given). Inference only: no dropout, no attention weights.
         """
         batch, t = idx.shape
         if t != 1:

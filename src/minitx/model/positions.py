@@ -21,6 +21,10 @@ Every kind is a `PositionalEncoding` with the same three hooks, each a no-op unl
     rotate_qk(q, k, start_pos)                q, k: [B, H, T, hd] -> (q, k)
     score_bias(t_q, t_k, start_pos)           -> [H, t_q, t_k] added to q·k/√hd, or None
 
+They act on self-attention only. In cross-attention a query's position counts along the target and
+a key's along the source, so neither a rotation by i - j nor a penalty on it means anything; the
+encoder's outputs already carry the source positions in their content.
+
 `start_pos` is the absolute position of the first token in the call: 0 for a full forward pass,
 `cache.length` when a KV cache already holds earlier tokens. Tables cover `block_size` positions;
 asking for a position beyond that is an error, never a silent wrap-around.
@@ -72,8 +76,11 @@ class PositionalEncoding(nn.Module):
         """Return queries and keys [B, H, T, hd] for positions start_pos.. with positions mixed in."""
         return q, k
 
-    def score_bias(self, t_q: int, t_k: int, start_pos: int = 0) -> Tensor | None:
-        """Bias [H, t_q, t_k] for queries at start_pos.. and keys at 0..t_k-1, or None for no bias."""
+    def score_bias(self, t_q: int, t_k: int, start_pos: int = 0, bidirectional: bool = False) -> Tensor | None:
+        """Bias [H, t_q, t_k] for queries at start_pos.. and keys at 0..t_k-1, or None for no bias.
+
+        `bidirectional`: for an encoder, whose queries also see keys ahead of them.
+        """
         return None
 
     def encoding_matrix(self, n_positions: int) -> Tensor | None:
@@ -228,7 +235,7 @@ def rotate_half(x: Tensor) -> Tensor:
 class AlibiPositions(PositionalEncoding):
     """`alibi`: a per-head penalty growing linearly with distance (Press et al., 2022).
 
-        score[h, i, j] = q_i·k_j / √hd  -  m_h · (i - j)
+        score[h, i, j] = q_i·k_j / √hd  -  m_h · (i - j)        (|i - j| in an encoder)
 
     with slopes m_h = 2^(-8(h+1)/H): the first head forgets quickly (m = 1/2 with 8 heads), later
     heads look far back. Entries with j > i get a positive bias but are masked out anyway. When H
@@ -242,13 +249,15 @@ class AlibiPositions(PositionalEncoding):
         super().__init__(config)
         self.register_buffer("slopes", alibi_slopes(config.n_heads), persistent=False)
 
-    def score_bias(self, t_q: int, t_k: int, start_pos: int = 0) -> Tensor:
+    def score_bias(self, t_q: int, t_k: int, start_pos: int = 0, bidirectional: bool = False) -> Tensor:
         check_positions(start_pos, t_q, self.block_size)
         check_positions(0, t_k, self.block_size)
         device = self.slopes.device
         query_pos = torch.arange(start_pos, start_pos + t_q, device=device).unsqueeze(1)  # [Tq, 1]
         key_pos = torch.arange(t_k, device=device)  # [Tk]
         distance = (query_pos - key_pos).to(self.slopes.dtype)  # i - j, [Tq, Tk]
+        if bidirectional:  # an encoder: keys ahead are as far as keys behind
+            distance = distance.abs()
         return -self.slopes.view(-1, 1, 1) * distance  # [H, Tq, Tk]
 
     def describe(self) -> str:

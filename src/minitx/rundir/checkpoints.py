@@ -213,12 +213,12 @@ def remove_leftovers(run_dir: Path) -> list[str]:
 
 def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, Run]:
     """Rebuild the model of a run directory from its newest complete checkpoint (strictly: every name, every shape)."""
-    from minitx.model import GPT
+    from minitx.model import build_model
 
     run = load_run(run_dir)
     weights = require_checkpoint(run.path) / WEIGHTS
     tensors, _ = read_tensors(weights, "weights file")
-    model = GPT(run.model_config)
+    model = build_model(run.model_config)
     load_weights_into(model, tensors, weights)
     model.to(device)
     model.eval()

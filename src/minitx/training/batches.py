@@ -52,6 +52,18 @@ class TokenSplit:
     train_starts: np.ndarray | None = None  # offsets where a window may start (document starts)
     val_starts: np.ndarray | None = None
 
+    def sampler(
+        self, part: str, block_size: int, batch_size: int, seed: int, device: str = "cpu",
+        rank: int = 0, world_size: int = 1,
+    ) -> BatchSampler:
+        """Random batches of `part` ("train" or "val"): what the trainer asks every kind of training data for.
+
+        Each batch is a tuple the model takes as `model(*batch)`, here (x, y).
+        """
+        data, starts = (self.train, self.train_starts) if part == "train" else (self.val, self.val_starts)
+        return BatchSampler(data, block_size, batch_size, seed, device, starts=starts, rank=rank,
+                            world_size=world_size)
+
 
 def split_train_val(
     ids: list[int] | np.ndarray, n_bytes: int, block_size: int, val_fraction: float, doc_id: int | None = None
@@ -147,6 +159,11 @@ class BatchSampler:
         self.generator = torch.Generator().manual_seed(seed)
         self._offsets = np.arange(block_size + 1)  # (T+1,)
         self._file = _token_file(self.data)
+
+    @property
+    def tokens_per_batch(self) -> int:
+        """Target tokens in one batch of this rank: B × T."""
+        return self.batch_size * self.block_size
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch: x (B, T) and y (B, T), y shifted one token to the right of x."""

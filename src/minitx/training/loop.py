@@ -44,7 +44,7 @@ from minitx.device import apply_threads, resolve_device, resolve_dtype
 from minitx.errors import TrainingDiverged, UserError
 from minitx.fileio import crash_point
 from minitx.training import distributed, mfu, optim, scalars
-from minitx.training.batches import BatchSampler, TokenSplit
+from minitx.training.batches import TokenSplit
 from minitx.training.distributed import World
 
 
@@ -113,7 +113,7 @@ class Trainer:
         resume: bool = False,
         world: World | None = None,
     ) -> None:
-        from minitx.model import GPT
+        from minitx.model import build_model
 
         train_config.validate()
         self.world = world if world is not None else World.from_env()
@@ -126,13 +126,13 @@ class Trainer:
         self.threads, self.threads_why = apply_threads(train_config.threads)
 
         torch.manual_seed(train_config.seed)
-        self.model = GPT(model_config).to(self.device)  # the same initial weights on every rank
+        self.model = build_model(model_config).to(self.device)  # the same initial weights on every rank
         if self.world.distributed:  # each rank its own dropout masks
             torch.manual_seed(train_config.seed + self.world.rank)
         self.optimizer = optim.build_optimizer(self.model, train_config, self.device)
-        self.batches = BatchSampler(
-            split.train, model_config.block_size, train_config.batch_size, train_config.seed, self.device,
-            starts=split.train_starts, rank=self.world.rank, world_size=self.world.size,
+        self.batches = split.sampler(
+            "train", model_config.block_size, train_config.batch_size, train_config.seed, self.device,
+            rank=self.world.rank, world_size=self.world.size,
         )
         self.step = 0
         self.saved_step: int | None = None  # the step of the newest checkpoint on disk
@@ -170,13 +170,13 @@ class Trainer:
         optim.set_schedule(self.optimizer, learning_rate(self.step, cfg) / cfg.lr, cfg)
         total = 0.0
         for micro in range(cfg.grad_accum):
-            x, y = self.batches.next()
+            batch = self.batches.next()  # the inputs, then the targets: (x, y) for a GPT
             # Across ranks, gradients are averaged once per step: skip the all-reduce until the last micro-batch.
             last = micro == cfg.grad_accum - 1
             sync = nullcontext() if last or not self.world.distributed else self.ddp_model.no_sync()
             with sync:
                 with self._autocast():
-                    _, loss = self.step_model(x, y)
+                    _, loss = self.step_model(*batch)
                 if cfg.grad_accum > 1:
                     loss = loss / cfg.grad_accum
                 loss.backward()
@@ -214,15 +214,15 @@ class Trainer:
         values are measured on the same text and differ only because the model changed.
         """
         self.model.eval()
-        sampler = BatchSampler(
-            self.split.val, self.model_config.block_size, self.cfg.batch_size, self.cfg.seed + 1, self.device,
-            starts=self.split.val_starts, rank=self.world.rank, world_size=self.world.size,
+        sampler = self.split.sampler(
+            "val", self.model_config.block_size, self.cfg.batch_size, self.cfg.seed + 1, self.device,
+            rank=self.world.rank, world_size=self.world.size,
         )
         losses = []
         for _ in range(self.cfg.eval_batches):
-            x, y = sampler.next()
+            batch = sampler.next()
             with self._autocast():
-                _, loss = self.model(x, y)
+                _, loss = self.model(*batch)
             losses.append(loss.item())
         self.model.train()
         # Each rank scored its share of every global batch; the mean over ranks is the loss on all of it.
@@ -290,8 +290,7 @@ class Trainer:
             expected_band: tuple[float, float] | None = None) -> TrainResult:
         """Train until --steps, reporting to `progress`; save and stop cleanly on the first Ctrl-C."""
         cfg = self.cfg
-        tokens_per_step = cfg.batch_size * cfg.grad_accum * self.model_config.block_size
-        tokens_per_step *= self.world.size  # the global batch
+        tokens_per_step = self.batches.tokens_per_batch * cfg.grad_accum * self.world.size  # the global batch
         display = progress if progress is not None and self.world.is_main else TrainProgress()
         self.peak = mfu.matmul_peak(self.device, self.dtype) if self.world.is_main else None
         self.flops_per_token = mfu.flops_per_token(self.model_config)

@@ -1,0 +1,164 @@
+"""The model registry and the two-input attention: old runs load and train exactly as before; cross-attention works."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from minitx.config import ARCHITECTURES, ModelConfig
+from minitx.errors import UserError
+from minitx.model import ARCHITECTURES as REGISTERED
+from minitx.model import GPT, AttentionMask, KVCache, MultiHeadAttention, build_model, model_class
+from minitx.model.positions import build_positional_encoding
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run-v1"
+
+
+def _fixture_copy(tmp_path: Path) -> Path:
+    """The run made before the registry, copied, with its corpus path pointing at the copy."""
+    root = tmp_path / "v1"
+    shutil.copytree(FIXTURE, root)
+    config_path = root / "run" / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["train"]["corpus_files"] = [str(root / "corpus.txt")]
+    config_path.write_text(json.dumps(config), encoding="utf-8")
+    return root
+
+
+def _fixture_flags() -> dict:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_run_v1", FIXTURE.parent / "make_run_v1.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return dict(module.FLAGS)
+
+
+def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "checkpoints" / f"step-{step:06d}" / "model.safetensors"))
+
+
+def test_every_architecture_choice_has_a_registered_class_and_no_other():
+    assert set(REGISTERED) == set(ARCHITECTURES)
+    for arch in ARCHITECTURES:
+        assert model_class(arch) is REGISTERED[arch]
+
+
+def test_an_unknown_architecture_is_one_user_error_naming_the_choices():
+    with pytest.raises(UserError, match="unknown architecture 'mamba'; choose one of gpt"):
+        ModelConfig(vocab_size=10, arch="mamba")
+    with pytest.raises(UserError, match="choose one of gpt"):
+        model_class("mamba")
+
+
+def test_a_config_without_arch_loads_as_the_decoder_only_gpt():
+    saved = json.loads((FIXTURE / "run" / "config.json").read_text(encoding="utf-8"))["model"]
+    assert "arch" not in saved  # made before the field existed
+    config = ModelConfig.from_dict(saved)
+    assert config.arch == "gpt" and isinstance(build_model(config), GPT)
+
+
+def test_a_run_made_before_the_registry_loads_with_the_same_logits(tmp_path):
+    from minitx.rundir import load_model
+
+    root = _fixture_copy(tmp_path)
+    reference = json.loads((root / "reference.json").read_text(encoding="utf-8"))
+    model, run = load_model(root / "run")
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([run.tokenizer.encode(reference["probe"])]))
+    assert logits[0, -1].tolist() == reference["logits_last"]  # bit for bit
+    assert float(logits.double().sum()) == reference["logits_sum"]
+
+
+def test_the_same_recipe_follows_the_same_training_curve_bit_for_bit(tmp_path):
+    from minitx.rundir import read_metrics
+    from minitx.training.setup import run_training
+
+    root = _fixture_copy(tmp_path)
+    run_training([root / "corpus.txt"], tmp_path / "again", flags=_fixture_flags(), show_progress=False)
+    before, after = read_metrics(root / "run"), read_metrics(tmp_path / "again")
+    assert len(after) == 10
+    for old, new in zip(before, after, strict=True):
+        assert (new["step"], new["train_loss"], new["val_loss"]) == (old["step"], old["train_loss"], old["val_loss"])
+    old_weights, new_weights = _weights(root / "run", 50), _weights(tmp_path / "again", 50)
+    assert all(torch.equal(old_weights[name], new_weights[name]) for name in old_weights)
+
+
+def test_resuming_a_checkpoint_made_before_the_registry_ends_on_the_same_weights(tmp_path):
+    from minitx.training.setup import run_training
+
+    root = _fixture_copy(tmp_path)
+    reference = _weights(root / "run", 50)
+    shutil.rmtree(root / "run" / "checkpoints" / "step-000050")
+    run_training([root / "corpus.txt"], root / "run", flags={"steps": 50, "threads": 1}, resume=True,
+                 show_progress=False)
+    resumed = _weights(root / "run", 50)
+    assert all(torch.equal(reference[name], resumed[name]) for name in reference)
+
+
+# -- two-input attention -------------------------------------------------------------------------
+
+CONFIG = ModelConfig(vocab_size=20, block_size=16, n_layers=1, n_heads=2, dim=16)
+
+
+def test_cross_attention_reads_the_context_and_caches_its_keys_once():
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(CONFIG, cross=True).eval()
+    x, context = torch.randn(2, 3, 16), torch.randn(2, 5, 16)
+    full, weights = attention(x, context=context, textbook=True)
+    assert weights.shape == (2, 2, 3, 5)  # every target query over every source key
+    assert torch.allclose(weights.sum(-1), torch.ones(2, 2, 3))
+    fused, _ = attention(x, context=context)
+    assert torch.allclose(full, fused, atol=1e-6)
+    cache = KVCache(CONFIG, batch_size=2)
+    steps = [attention(x[:, i : i + 1], context=context if i == 0 else None, cache=cache)[0] for i in range(3)]
+    assert cache.cross[0] is not None
+    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-6)  # later steps reuse the stored keys
+    changed, _ = attention(x, context=context + 1.0)
+    assert not torch.allclose(changed, full)
+
+
+def test_positional_encodings_are_refused_in_cross_attention():
+    attention = MultiHeadAttention(CONFIG, cross=True)
+    positions = build_positional_encoding(ModelConfig(vocab_size=20, block_size=16, n_heads=2, dim=16, pos="rope"))
+    with pytest.raises(ValueError, match="self-attention only"):
+        attention(torch.randn(1, 2, 16), context=torch.randn(1, 3, 16), positions=positions)
+
+
+@pytest.mark.parametrize("textbook", [True, False])
+def test_a_padding_key_gets_zero_weight_and_changes_nothing(textbook):
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(CONFIG).eval()
+    x = torch.randn(2, 4, 16)
+    padding = torch.tensor([[False, False, False, True], [False, False, False, False]])
+    mask = AttentionMask(4, causal=False, key_padding=padding)
+    out, _ = attention(x, mask, textbook=textbook)
+    _, weights = attention(x, mask, textbook=True)
+    assert torch.all(weights[0, :, :, 3] == 0) and torch.all(weights[1, :, :, 3] > 0)
+    garbage = x.clone()
+    garbage[0, 3] = 100.0  # what stands in a padding slot does not reach the real tokens
+    again, _ = attention(garbage, mask, textbook=textbook)
+    assert torch.allclose(again[0, :3], out[0, :3], atol=1e-6)
+
+
+def test_bidirectional_self_attention_sees_the_future():
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(CONFIG).eval()
+    x = torch.randn(1, 4, 16)
+    _, weights = attention(x, AttentionMask(4, causal=False), textbook=True)
+    assert torch.all(weights[0, :, 0, 1:] > 0)  # the first token reads the ones after it
+    _, causal = attention(x, AttentionMask(4), textbook=True)
+    assert torch.all(causal[0, :, 0, 1:] == 0)
+
+
+def test_alibi_in_an_encoder_penalises_distance_both_ways():
+    alibi = build_positional_encoding(ModelConfig(vocab_size=20, block_size=16, n_heads=2, dim=16, pos="alibi"))
+    bias = alibi.score_bias(4, 4, bidirectional=True)
+    assert torch.equal(bias, bias.transpose(1, 2))
+    assert torch.equal(torch.tril(bias), torch.tril(alibi.score_bias(4, 4)))
