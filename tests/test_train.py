@@ -63,7 +63,7 @@ def test_training_lowers_the_loss(tmp_path):
     mc, tc = _configs(tmp_path, steps=40)
     trainer = Trainer(tmp_path, mc, tc, _split())
     first, _ = trainer.evaluate()
-    result = trainer.fit(show_progress=False)
+    result = trainer.fit()
     assert result.val_loss < first - 0.5
     assert math.isclose(first, math.log(40), abs_tol=0.4)  # starts near uniform guessing
 
@@ -71,7 +71,7 @@ def test_training_lowers_the_loss(tmp_path):
 def test_save_then_load_gives_identical_logits(tmp_path):
     mc, tc = _configs(tmp_path, steps=5)
     trainer = Trainer(tmp_path, mc, tc, _split())
-    trainer.fit(show_progress=False)
+    trainer.fit()
     # a tokenizer is part of a run: a char one with 39 characters + <|doc|> fits the 40-token model
     import string
 
@@ -130,7 +130,7 @@ def test_a_config_json_from_before_activation_and_tying_loads_as_tied_exact_gelu
 
 def test_weights_have_gpt2_names_and_no_compile_prefix(tmp_path):
     mc, tc = _configs(tmp_path, steps=1)
-    Trainer(tmp_path, mc, tc, _split()).fit(show_progress=False)
+    Trainer(tmp_path, mc, tc, _split()).fit()
     tensors, _ = rundir.read_tensors(rundir.latest_checkpoint(tmp_path) / rundir.WEIGHTS, "weights")
     assert "transformer.wte.weight" in tensors
     assert "transformer.h.1.attn.c_attn.weight" in tensors
@@ -146,7 +146,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, pos):
 
     mc, tc = _configs(full_dir, 12, pos)
     full = Trainer(full_dir, mc, tc, split)
-    full.fit(show_progress=False)
+    full.fit()
 
     mc, tc = _configs(cut_dir, 12, pos)
     crashed = Trainer(cut_dir, mc, tc, split)
@@ -159,7 +159,7 @@ def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, pos):
 
     resumed = Trainer(cut_dir, mc, tc, split, resume=True)
     assert resumed.step == 4
-    resumed.fit(show_progress=False)
+    resumed.fit()
     full_w, resumed_w = _weights(full.model), _weights(resumed.model)
     assert all(torch.equal(full_w[k], resumed_w[k]) for k in full_w)
     full_val = [m["val_loss"] for m in rundir.read_metrics(full_dir)]
@@ -182,7 +182,7 @@ def test_resume_with_dropout_restores_the_random_state(tmp_path):
                 t.train_step()
             t.save()
             t = Trainer(d, mc, tc, split, resume=True)
-        t.fit(show_progress=False)
+        t.fit()
         runs.append(_weights(t.model))
     assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
 
@@ -190,7 +190,7 @@ def test_resume_with_dropout_restores_the_random_state(tmp_path):
 def test_mismatched_optimizer_and_state_refuse_to_resume(tmp_path):
     mc, tc = _configs(tmp_path, steps=4)
     t = Trainer(tmp_path, mc, tc, _split())
-    t.fit(show_progress=False)
+    t.fit()
     state_path = rundir.latest_checkpoint(tmp_path) / rundir.TRAINER_STATE
     state = json.loads(state_path.read_text())
     state["step"] = 2
@@ -201,7 +201,7 @@ def test_mismatched_optimizer_and_state_refuse_to_resume(tmp_path):
 
 def test_truncated_weights_are_a_user_error(tmp_path):
     mc, tc = _configs(tmp_path, steps=1)
-    Trainer(tmp_path, mc, tc, _split()).fit(show_progress=False)
+    Trainer(tmp_path, mc, tc, _split()).fit()
     path = rundir.latest_checkpoint(tmp_path) / rundir.WEIGHTS
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(UserError, match="corrupt or truncated"):

@@ -302,13 +302,18 @@ def train(
 
 @command(app, "info")
 def info(
-    path: Annotated[Path, typer.Argument(help="A run directory, or a data directory from minitx prepare.")],
+    paths: Annotated[list[Path] | None, typer.Argument(help="Run directories, or data directories from minitx "
+                                                            "prepare.", show_default=False)] = None,
     json_: Annotated[bool, typer.Option("--json", help="Print it as JSON.")] = False,
+    png: Annotated[Path | None, typer.Option(help="Draw the runs' train/val loss, lr, tokens/s and MFU, overlaid, "
+                                                  "into this PNG (needs matplotlib).")] = None,
+    device: Annotated[bool, typer.Option("--device", help="This machine's measured matmul peak (the 100% of MFU); "
+                                                          "measures it the first time (a few seconds).")] = False,
 ) -> None:
     """Show a run's configuration, size, progress and last losses, or what prepared data holds."""
-    from minitx.commands.info import info as show_info
+    from minitx.commands.info import info_command
 
-    show_info(path, as_json=json_)
+    info_command(paths or [], as_json=json_, png=png, device=device)
 
 
 @command(app, "prepare")

@@ -258,6 +258,20 @@ class ModelConfig:
         return _from_dict(cls, d)
 
 
+class OptimizerKind(str, Enum):
+    """`--optimizer`: AdamW for every weight, or Muon for the hidden matrices (training/optim.py)."""
+
+    adamw = "adamw"
+    muon = "muon"
+
+
+class LogKind(str, Enum):
+    """`--log`: metrics.jsonl only (none), or also TensorBoard event files in RUN_DIR/tensorboard."""
+
+    none = "none"
+    tensorboard = "tensorboard"
+
+
 @dataclass
 class TrainConfig:
     """How a model is trained (AdamW, warmup then cosine decay, periodic evaluation), and on what.
@@ -296,6 +310,12 @@ class TrainConfig:
                      recipe=False)
     detect_anomaly: bool = flag(False, "Autograd anomaly mode: at the first NaN, show the operation that made it "
                                        "(slow).", RUN, recipe=False)
+    optimizer: str = flag("adamw", "adamw, or muon: Muon for the hidden matrices, AdamW for the rest.", TRAINING,
+                          choices=OptimizerKind)
+    muon_lr: float = flag(0.02, "Muon's peak learning rate (--optimizer muon; --lr stays AdamW's).", TRAINING)
+    muon_momentum: float = 0.95
+    log: str = flag("none", "Also write the metrics for another viewer: tensorboard (pip install "
+                            "minitx[tensorboard]).", RUN, choices=LogKind, recipe=False)
     corpus: str | None = None  # a name for the text: the file names, or "built-in stories"
     corpus_files: list[str] = field(default_factory=list)  # absolute paths; none: the built-in stories
     corpus_bytes: int | None = None  # its size in UTF-8 bytes
@@ -318,6 +338,7 @@ class TrainConfig:
             "eval_batches": self.eval_batches >= 1,
             "save_every": self.save_every >= 1,
             "keep": self.keep >= 1,
+            "muon_lr": self.muon_lr > 0,
         }
         for name, ok in checks.items():
             if not ok:

@@ -22,3 +22,8 @@ def fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def percent(value: float | None) -> str:
+    """A share as a table cell: 0.123 -> "12.3%"; "-" when unknown (an MFU before any step)."""
+    return "-" if value is None else f"{100 * value:.1f}%"

@@ -58,7 +58,10 @@ def run_positions(
     if "save_every" not in train_flags:
         experiment.train["save_every"] = max(1, experiment.train["steps"] // 6)
     console = make_console()
-    result = run_experiment(out, experiment, LiveView(console), show_progress=not quiet)
+    from minitx.commands.progress import TrainDisplay
+
+    result = run_experiment(out, experiment, LiveView(console), show_progress=not quiet,
+                            progress=lambda: TrainDisplay(console))
     if result.runs:  # after Ctrl-C: a report of the runs measured so far, marked partial
         write_report(out, experiment, result, console)
     if not result.finished:

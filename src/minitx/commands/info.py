@@ -1,5 +1,6 @@
 """`minitx info RUN|DATA_DIR`: a run's configuration, size, progress and last losses, or what a prepared data
-directory holds -- without importing torch."""
+directory holds -- without importing torch; `--png` draws the training curves of runs, `--device` shows the
+measured matmul peak that MFU is relative to."""
 
 from __future__ import annotations
 
@@ -11,12 +12,81 @@ from rich.table import Table
 from rich.text import Text
 
 from minitx import rundir
-from minitx.commands.display import fmt, make_console
+from minitx.commands.display import fmt, make_console, percent
 from minitx.console import safe
 from minitx.errors import UserError
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+
+def info_command(paths: list[Path], as_json: bool = False, png: Path | None = None, device: bool = False) -> None:
+    """`minitx info PATH... [--png FILE] [--device]`: each path in turn, the curves of the runs, the device peak."""
+    if png is not None and not paths:
+        raise UserError("--png draws the curves of runs: give one or more run directories")
+    if not paths and not device:
+        raise UserError("give a run directory or data directory to show (or --device for this machine's peak)")
+    if png is not None:
+        write_curves(paths, png)
+    else:
+        for path in paths:
+            info(path, as_json)
+    if device:
+        device_info(as_json)
+
+
+def write_curves(paths: list[Path], png: Path, console: Console | None = None) -> None:
+    """Train/val loss, lr, tokens/s and MFU of the runs in `paths`, overlaid in one PNG."""
+    from minitx.fileio import atomic_write_bytes
+    from minitx.training.curves import curves_png
+
+    if Path(png).suffix.lower() != ".png":
+        raise UserError(f"--png {png}: the file name must end in .png")
+    runs = []
+    for path in paths:
+        run = rundir.load_run(path)  # a UserError for what is not a run directory
+        records = rundir.read_metrics(run.path)
+        if not records:
+            raise UserError(f"{path} has no evaluations in {rundir.METRICS} yet; train it for --eval-every steps")
+        runs.append((_label(Path(path), paths), records))
+    atomic_write_bytes(png, curves_png(runs))
+    points = sum(len(r) for _, r in runs)
+    (console or make_console()).print(f"wrote {safe(png)}: {len(runs)} run{'s' if len(runs) > 1 else ''}, "
+                                      f"{points} evaluations", highlight=False, soft_wrap=True)
+
+
+def _label(path: Path, paths: list[Path]) -> str:
+    """A run's name in the legend: its directory name, or more of its path when two names are alike."""
+    names = [Path(p).resolve().name for p in paths]
+    resolved = path.resolve()
+    return resolved.name if names.count(resolved.name) == 1 else f"{resolved.parent.name}/{resolved.name}"
+
+
+def device_info(as_json: bool = False, console: Console | None = None) -> None:
+    """The matmul peaks measured on this machine (the denominators of MFU); measures the default one if new."""
+    from minitx.device import apply_threads, resolve_device
+    from minitx.training import mfu
+
+    device = resolve_device("auto")
+    apply_threads(0)  # the threads a plain `minitx train` would use
+    measured_now = mfu.matmul_peak(device, "float32", measure=False) is None
+    current = mfu.matmul_peak(device, "float32")
+    peaks = mfu.cached_peaks() or {mfu.peak_key(device, "float32"): current.__dict__}
+    if as_json:
+        print(json.dumps(peaks, indent=2, ensure_ascii=False))
+        return
+    console = console if console is not None else make_console()
+    table = Table(title="matmul peaks measured on this machine (MFU is relative to these)", title_justify="left")
+    for column in ("device", "dtype", "threads", "peak GFLOP/s", "matmul", "measured (UTC)"):
+        table.add_column(column, justify="right" if column in ("threads", "peak GFLOP/s") else "left")
+    for peak in peaks.values():
+        table.add_row(safe(peak.get("device_name", "?")), safe(peak.get("dtype", "?")), safe(peak.get("threads", "?")),
+                      f"{peak.get('flops', 0) / 1e9:,.1f}", f"{peak.get('size', '?')}²",
+                      safe(peak.get("measured_at", "?")))
+    console.print(table)
+    how = f"measured now in {current.seconds:.1f} s" if measured_now else "cached"
+    console.print(f"{device}: {current.flops / 1e9:,.1f} GFLOP/s float32 at {current.threads} threads ({how}; "
+                  f"file {safe(mfu.cache_root() / mfu.PEAK_FILE)})", highlight=False, soft_wrap=True)
 
 
 def info(path: Path, as_json: bool = False, console: Console | None = None) -> None:
@@ -91,4 +161,9 @@ def run_info(run_dir: Path, as_json: bool = False, console: Console | None = Non
     table.add_row("last train loss", fmt(last.get("train_loss", state.get("last_train_loss"))))
     table.add_row("last val loss", fmt(last.get("val_loss")))
     table.add_row("last val bits/byte", fmt(last.get("val_bpb"), 3))
+    if last.get("ms_per_step") is not None:
+        table.add_row("last speed", f"{last['ms_per_step']:.1f} ms/step, {last.get('tokens_per_second', 0):,.0f} "
+                                    f"tokens/s, MFU {percent(last.get('mfu'))}")
+    if tc.optimizer != "adamw":
+        table.add_row("optimizer", f"{safe(tc.optimizer)}, lr {tc.muon_lr:g} (AdamW for the rest at lr {tc.lr:g})")
     console.print(table)

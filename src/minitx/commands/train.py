@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from minitx.commands.display import fmt, make_console
+from minitx.commands.display import fmt, make_console, percent
 from minitx.commands.prepare import prepare_progress
 from minitx.console import safe
 
@@ -30,6 +30,7 @@ def train(
     `nproc` > 1 relaunches this same command under torchrun with that many processes; under torchrun
     (WORLD_SIZE set) this process joins the group and trains its share of every batch.
     """
+    from minitx.commands.progress import TrainDisplay
     from minitx.device import resolve_device
     from minitx.training import distributed
     from minitx.training.setup import run_training
@@ -63,7 +64,7 @@ def train(
         distributed.init(world, distributed.rank_device(device, world))
         trainer, result = run_training(files, out, flags=flags, resume=resume, force=force,
                                        show_progress=not quiet, world=world,
-                                       notify=notify,
+                                       notify=notify, progress=None if quiet else TrainDisplay(notes),
                                        prepare_progress=lambda: prepare_progress(notes, quiet or not world.is_main))
         # Leave together: a rank that tears down its connections while another still uses them made
         # gloo abort at exit ("terminate called without an active exception") on a loaded machine.
@@ -140,6 +141,11 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
     table.add_row("val bits per byte", fmt(result.val_bpb, 3))
     table.add_row("time", f"{result.seconds:.1f} s")
     table.add_row("tokens / s", f"{result.tokens_per_second:,.0f}")
+    peak = getattr(trainer, "peak", None)
+    if result.mfu is not None and peak is not None:
+        table.add_row("MFU", f"{percent(result.mfu)} of a measured {peak.flops / 1e9:,.0f} GFLOP/s")
+    if trainer.cfg.optimizer != "adamw":
+        table.add_row("optimizer", f"muon (lr {trainer.cfg.muon_lr:g}) + adamw (lr {trainer.cfg.lr:g})")
     compiled = ", torch.compile" if getattr(trainer, "compiled", False) else ""
     table.add_row("device", f"{trainer.device}, {trainer.dtype}, {trainer.threads} threads ({trainer.threads_why})"
                             f"{compiled}")

@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from minitx.config import POSITIONAL_ENCODINGS
 from minitx.errors import UserError
 from minitx.experiments.measure import LAB_FILE, LabSettings, measure_run
 from minitx.fileio import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from minitx.training.loop import TrainProgress
 
 SETTINGS_FILE = "experiment.json"
 
@@ -166,6 +170,7 @@ def run_experiment(
     experiment: PositionsExperiment,
     observer: Observer | None = None,
     show_progress: bool = True,
+    progress: Callable[[], TrainProgress] | None = None,
 ) -> ExperimentResult:
     """Train and measure every run that is not done yet; return every run's measures (lab.json)."""
     from minitx.training.setup import run_training
@@ -188,7 +193,8 @@ def run_experiment(
             flags = {**experiment.model, **experiment.train, "pos": kind, "seed": seed,
                      "tokenizer": str(tokenizer_path)}
             _, trained = run_training(files, run_dir, flags=flags, resume=status.state == "partial",
-                                      force=status.state == "new", show_progress=show_progress)
+                                      force=status.state == "new", show_progress=show_progress,
+                                      progress=progress() if progress is not None and show_progress else None)
             if trained.interrupted:
                 return ExperimentResult(False, results, time.perf_counter() - started)
         if status.state != "measured":

@@ -1,4 +1,4 @@
-"""Training: next-token prediction with AdamW, a warmup-then-cosine learning rate, and checkpoints.
+"""Training: next-token prediction with AdamW (or Muon), a warmup-then-cosine learning rate, and checkpoints.
 
 One optimisation step:
 
@@ -7,7 +7,7 @@ One optimisation step:
         (loss / grad_accum).backward()           accumulate d loss / d weights
     clip the gradient norm to --grad-clip        one bad batch cannot throw the weights far
     lr = schedule(step)                          linear warmup, then cosine decay to --min-lr
-    AdamW step                                   per-weight adaptive steps + decoupled weight decay
+    optimizer step                               AdamW, or Muon + AdamW (optim.py)
 
 Every --save-every steps the run directory gets a checkpoint (weights, optimizer moments, RNG states),
 written as one unit beside the previous one (rundir/checkpoints.py), so a crash at any moment loses
@@ -20,7 +20,8 @@ optimizer step can spread it into the weights, with `TrainingDiverged` naming th
 good checkpoint, which is never overwritten by bad numbers.
 
 How `minitx train` prepares the run this loop trains (corpus, tokenizer, run directory, what --resume
-may change) is in setup.py.
+may change) is in setup.py. The loop reports its progress to a `TrainProgress` (the command layer
+draws it); each step's MFU is measured against this machine's matmul peak (mfu.py).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from minitx.dataset import TokenSplit, bits_per_byte
 from minitx.device import apply_threads, resolve_device, resolve_dtype
 from minitx.errors import TrainingDiverged, UserError
 from minitx.fileio import crash_point
-from minitx.training import distributed
+from minitx.training import distributed, mfu, optim, scalars
 from minitx.training.distributed import World
 
 
@@ -59,8 +60,29 @@ class TrainResult:
     seconds: float
     tokens_per_second: float
     parameters: int
+    mfu: float | None = None  # model FLOPs utilisation over the run (mfu.py)
     interrupted: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class TrainProgress:
+    """What the loop reports while it trains; the command layer shows it (this one shows nothing).
+
+    `started` once (steps to do, the step it starts from, the expected band of the validation loss),
+    `stepped` after every step, `evaluated` with every record appended to metrics.jsonl, `finished` at the end.
+    """
+
+    def started(self, total: int, start: int, band: tuple[float, float] | None) -> None:
+        pass
+
+    def stepped(self, step: int, loss: float, lr: float, tokens_per_second: float, mfu: float | None) -> None:
+        pass
+
+    def evaluated(self, record: dict[str, Any]) -> None:
+        pass
+
+    def finished(self) -> None:
+        pass
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -107,12 +129,7 @@ class Trainer:
         self.model = build_model(model_config).to(self.device)  # the same initial weights on every rank
         if self.world.distributed:  # each rank its own dropout masks
             torch.manual_seed(train_config.seed + self.world.rank)
-        self.optimizer = self.model.configure_optimizer(
-            weight_decay=train_config.weight_decay,
-            lr=train_config.lr,
-            betas=(train_config.beta1, train_config.beta2),
-            device_type=self.device.split(":")[0],
-        )
+        self.optimizer = optim.build_optimizer(self.model, train_config, self.device)
         self.batches = split.sampler(
             "train", model_config.block_size, train_config.batch_size, train_config.seed, self.device,
             rank=self.world.rank, world_size=self.world.size,
@@ -130,6 +147,9 @@ class Trainer:
                     "pass a larger --steps to train it further"
                 )
         self.step_model = self._maybe_compile()
+        if train_config.log == "tensorboard":
+            scalars.require_tensorboard()
+        self.tensorboard: scalars.TensorBoardLog | None = None
 
     # -- pieces of a step ------------------------------------------------------------------------
 
@@ -147,9 +167,7 @@ class Trainer:
     def train_step(self) -> float:
         """One optimisation step (all micro-batches); returns the mean training loss."""
         cfg = self.cfg
-        lr = learning_rate(self.step, cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        optim.set_schedule(self.optimizer, learning_rate(self.step, cfg) / cfg.lr, cfg)
         total = 0.0
         for micro in range(cfg.grad_accum):
             batch = self.batches.next()  # the inputs, then the targets: (x, y) for a GPT
@@ -268,11 +286,14 @@ class Trainer:
 
     # -- the loop --------------------------------------------------------------------------------
 
-    def fit(self, show_progress: bool = True, expected_band: tuple[float, float] | None = None) -> TrainResult:
-        """Train until --steps; save and stop cleanly on the first Ctrl-C."""
+    def fit(self, progress: TrainProgress | None = None,
+            expected_band: tuple[float, float] | None = None) -> TrainResult:
+        """Train until --steps, reporting to `progress`; save and stop cleanly on the first Ctrl-C."""
         cfg = self.cfg
         tokens_per_step = self.batches.tokens_per_batch * cfg.grad_accum * self.world.size  # the global batch
-        display = TrainDisplay(cfg.steps, self.step, show_progress and self.world.is_main, expected_band)
+        display = progress if progress is not None and self.world.is_main else TrainProgress()
+        self.peak = mfu.matmul_peak(self.device, self.dtype) if self.world.is_main else None
+        self.flops_per_token = mfu.flops_per_token(self.model_config)
         self.model.train()
         start_step, t0 = self.step, time.perf_counter()
         recent: list[float] = []
@@ -284,7 +305,10 @@ class Trainer:
         )
         anomaly = _anomaly_mode() if cfg.detect_anomaly else nullcontext()
         leaving = signal.SIG_IGN if self.world.distributed else None  # SIGTERM after the loop (see _stop_on_interrupt)
-        with (display, _stop_on_interrupt(sigterm_after=leaving) as stop, anomaly,
+        if cfg.log == "tensorboard" and self.world.is_main:
+            self.tensorboard = scalars.TensorBoardLog(self.run_dir)
+        display.started(cfg.steps, self.step, expected_band)
+        with (_finished(display, self), _stop_on_interrupt(sigterm_after=leaving) as stop, anomaly,
               _anomaly_is_divergence(self), distributed.peers_or_lost(self.world)):  # DDP backward too
             if needs_eval:  # resumed from a checkpoint whose evaluation never got logged
                 val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
@@ -301,7 +325,7 @@ class Trainer:
                 recent.append(loss)
                 elapsed = time.perf_counter() - t0
                 rate = (self.step - start_step) * tokens_per_step / max(elapsed, 1e-9)
-                display.update(self.step, loss, learning_rate(self.step - 1, cfg), rate)
+                display.stepped(self.step, loss, learning_rate(self.step - 1, cfg), rate, self._mfu(rate))
                 crash_point("step")
                 if self.step % cfg.save_every == 0 or self.step == cfg.steps:
                     self.save(loss)
@@ -321,6 +345,7 @@ class Trainer:
             seconds=seconds,
             tokens_per_second=done * tokens_per_step / max(seconds, 1e-9),
             parameters=self.model.num_parameters(),
+            mfu=self._mfu(done * tokens_per_step / max(seconds, 1e-9)) if done else None,
             interrupted=stopped and self.step < cfg.steps,
             history=self.history,
         )
@@ -339,13 +364,23 @@ class Trainer:
             "train_seconds": self._train_seconds + sum(self._step_seconds),
             "elapsed": elapsed,
         }
+        if record["ms_per_step"] is not None:  # the steps' own rate: no evaluation or saving in it
+            record["mfu"] = self._mfu(tokens_per_step / (record["ms_per_step"] / 1000))
         self._train_seconds += sum(self._step_seconds)
         self._step_seconds = []
         self.history.append(record)
         if self.world.is_main:
             rundir.append_metrics(self.run_dir, record)
-        display.eval(record)
+        if self.tensorboard is not None:
+            self.tensorboard.write(record)
+        display.evaluated(record)
         return val_loss, val_bpb
+
+    def _mfu(self, tokens_per_second: float) -> float | None:
+        """MFU at this rate (global tokens/s over every rank's device), or None before a peak is known."""
+        if not self.peak:
+            return None
+        return mfu.mfu(tokens_per_second, self.flops_per_token, self.peak.flops, self.world.size)
 
 
 def should_compile(cfg: TrainConfig, model_config: ModelConfig, parameters: int, device: str) -> bool:
@@ -388,6 +423,17 @@ def _anomaly_is_divergence(trainer: Trainer) -> Iterator[None]:
         trainer._diverged(f"autograd's anomaly mode found a NaN ({first})")
 
 
+@contextmanager
+def _finished(progress: TrainProgress, trainer: Trainer) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        progress.finished()
+        if trainer.tensorboard is not None:
+            trainer.tensorboard.close()
+            trainer.tensorboard = None
+
+
 class _StopFlag:
     requested = False
 
@@ -424,66 +470,3 @@ def _stop_on_interrupt(sigterm_after: Any = None) -> Iterator[_StopFlag]:
                 signal.signal(sig, sigterm_after if sig == signal.SIGTERM and sigterm_after is not None else old)
             except ValueError:
                 pass
-
-
-class TrainDisplay:
-    """A rich progress bar: step, loss, val loss (with the expected band), lr, tokens/s, ETA."""
-
-    def __init__(self, total: int, start: int, enabled: bool, band: tuple[float, float] | None) -> None:
-        from rich.console import Console
-
-        self.enabled = enabled
-        self.band = band
-        self.console = Console(stderr=True)
-        self.progress = None
-        self._last_refresh = 0.0
-        if enabled:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("[bold]train[/]"),
-                BarColumn(bar_width=28),
-                TextColumn("step {task.completed:>5.0f}/{task.total:.0f}"),
-                TextColumn("loss [cyan]{task.fields[loss]}[/]"),
-                TextColumn("val [magenta]{task.fields[val]}[/]{task.fields[band]}"),
-                TextColumn("lr {task.fields[lr]}"),
-                TextColumn("{task.fields[rate]} tok/s"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=self.console,
-                transient=False,
-            )
-            band_text = f" [dim](expect {band[0]:.2f}–{band[1]:.2f})[/]" if band else ""
-            self.task = self.progress.add_task(
-                "train", total=total, completed=start, loss="-", val="-", band=band_text, lr="-", rate="-"
-            )
-
-    def __enter__(self) -> TrainDisplay:
-        if self.progress:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress:
-            self.progress.stop()
-
-    def update(self, step: int, loss: float, lr: float, rate: float) -> None:
-        if not self.progress:
-            return
-        now = time.perf_counter()
-        if now - self._last_refresh < 0.1:  # rendering costs; 10 updates a second is plenty
-            return
-        self._last_refresh = now
-        self.progress.update(self.task, completed=step, loss=f"{loss:.4f}", lr=f"{lr:.2e}", rate=f"{rate:,.0f}")
-
-    def eval(self, record: dict[str, Any]) -> None:
-        if not self.enabled:
-            return
-        self.progress.update(self.task, completed=record["step"], val=f"{record['val_loss']:.4f}")
-        train = record["train_loss"]
-        train_text = f"{train:.4f}" if train is not None else "-"
-        self.console.print(
-            f"step {record['step']:>6}  train {train_text}  val {record['val_loss']:.4f}  "
-            f"({record['val_bpb']:.3f} bits/byte)  {record['tokens_per_second']:,.0f} tok/s"
-        )

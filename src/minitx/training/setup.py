@@ -45,7 +45,7 @@ from minitx.fileio import check_writable
 from minitx.model import check_model_config
 from minitx.training import distributed
 from minitx.training.distributed import World
-from minitx.training.loop import Trainer, TrainResult
+from minitx.training.loop import Trainer, TrainProgress, TrainResult
 
 if TYPE_CHECKING:
     from minitx.text.tokenizer import Tokenizer
@@ -94,6 +94,7 @@ def run_training(
     world: World | None = None,
     notify: Callable[[str], None] | None = None,
     prepare_progress: Callable[[], AbstractContextManager[Any]] | None = None,
+    progress: TrainProgress | None = None,
 ) -> tuple[Trainer, TrainResult]:
     """Everything `minitx train` does, as one call: corpus → tokenizer → ids → model → run dir.
 
@@ -102,7 +103,7 @@ def run_training(
     Under torchrun (`world` of several ranks) rank 0 checks and writes RUN_DIR and sends its tokenizer
     to the other ranks, so every rank builds the same model from the same ids. --resume reads RUN_DIR
     on every rank: on several machines it must be on a filesystem they share. `notify` receives
-    one-line notes for the user (e.g. that prepared tokens are reused).
+    one-line notes for the user (e.g. that prepared tokens are reused); `progress` the training's reports.
     """
     out = Path(out)
     train_config = make_train_config(flags.get("preset"), flags)  # impossible values fail first
@@ -150,6 +151,10 @@ def run_training(
         setattr(train_config, name, value)
     split = data.split(model_config.block_size, train_config.val_fraction, train_config.doc_aligned)
     resolve_dtype(train_config.dtype, resolve_device(train_config.device))  # fail before touching RUN_DIR
+    if train_config.log == "tensorboard":
+        from minitx.training.scalars import require_tensorboard
+
+        require_tensorboard()
     if not resume and world.is_main:
         if force:
             clear_run_dir(out)
@@ -159,7 +164,7 @@ def run_training(
     if world.is_main:
         rundir.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
     band = expected_band(train_config) if is_stock(files, flags) and not resume else None
-    result = trainer.fit(show_progress=show_progress, expected_band=band)
+    result = trainer.fit(progress=progress, expected_band=band)
     return trainer, result
 
 
