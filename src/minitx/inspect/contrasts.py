@@ -3,7 +3,8 @@
 Patching needs two prompts of the same token length that lead to different answers. A minimal pair
 of `agreement_local` / `agreement_far` differs only at the verb ("The dog that the cats chase runs."
 vs "... run."), so the contrast is built one step earlier: the clean prompt is the sentence up to the
-verb, the corrupt one flips the subject's number, and the answers are the two verb forms:
+verb, the corrupt one flips the subject's number (and a determiner that fits one number only becomes
+"the" in both, so only the noun tells the number), and the answers are the two verb forms:
 
     clean   <|doc|>The dog that the cats chase        answer " runs"   (the good twin's verb)
     corrupt <|doc|>The dogs that the cats chase       answer " run"    (the bad twin's verb)
@@ -17,6 +18,8 @@ verb does not keep the token count, or whose subject is a name, is skipped and c
 Example:
     >>> flip_subject("the dog that the cats chase".split(), 1)
     ['the', 'dogs', 'that', 'the', 'cats', 'chase']
+    >>> flip_subject("a dog that chases the cats".split(), 1)
+    ['the', 'dogs', 'that', 'chase', 'the', 'cats']
 """
 
 from __future__ import annotations
@@ -88,9 +91,26 @@ def text_contrast(tokenizer: Tokenizer, clean: str, corrupt: str, good: str | No
     return Contrast(clean_ids, corrupt_ids, good_id, bad_id, labels, clean, corrupt)
 
 
+def other_verb_form(word: str) -> str | None:
+    """runs <-> run, is <-> are, has <-> have; None for a word that is not a verb of one number."""
+    from minitx.corpus.lexicon import WORDS, third_person
+
+    entry = WORDS.get(word)
+    if entry is None or len(entry.number) != 1:
+        return None
+    if entry.terminal == "BE":
+        return "are" if word == "is" else "is" if word == "are" else None
+    if entry.terminal == "AUX":
+        return "do" if word == "does" else "does"
+    if not entry.terminal.startswith("VERB"):
+        return None
+    return entry.base if "sg" in entry.number else third_person(entry.base)
+
+
 def flip_subject(words: list[str], noun_at: int) -> list[str] | None:
-    """The words with the subject noun at `noun_at` in the other number, and a determiner that fits it
-    ("a dog" -> "the dogs", "these dogs" -> "the dog"); None when the subject is not a noun (a name)."""
+    """The words with the subject noun at `noun_at` in the other number, a determiner that fits it ("a dog" ->
+    "the dogs", "these dogs" -> "the dog") and, in a subject relative clause, its verb too ("that runs" ->
+    "that run"), so the corrupt prompt is grammatical; None when the subject is not a noun (a name)."""
     from minitx.corpus.lexicon import WORDS
 
     entry = WORDS.get(words[noun_at].lower())
@@ -110,6 +130,11 @@ def flip_subject(words: list[str], noun_at: int) -> list[str] | None:
         det = WORDS.get(flipped[i].lower())
         if det is not None and det.terminal == "DET" and new_number not in det.number:
             flipped[i] = "the"
+    rel = noun_at + 1
+    if rel + 1 < len(words) and WORDS.get(words[rel], None) is not None and WORDS[words[rel]].terminal == "REL":
+        verb = other_verb_form(words[rel + 1])  # a subject relative agrees too: "the dog that runs" -> "dogs that run"
+        if verb is not None:
+            flipped[rel + 1] = verb
     if words[0][:1].isupper():
         flipped[0] = flipped[0][:1].upper() + flipped[0][1:]
     return flipped
@@ -121,10 +146,11 @@ def pair_contrast(tokenizer: Tokenizer, pair: MinimalPair, block_size: int) -> C
     differ = [i for i, (g, b) in enumerate(zip(good_words, bad_words, strict=True)) if g != b]
     verb_at = differ[0]
     noun_at = verb_at - pair.distance
-    prefix = good_words[:verb_at]
-    flipped = flip_subject(prefix, noun_at)
+    flipped = flip_subject(good_words[:verb_at], noun_at)
     if flipped is None:
         return "the subject is a name"
+    prefix = flip_subject(flipped, noun_at)  # back again: a determiner of one number ("a") is now "the" in both
+    assert prefix is not None
     try:
         good, bad = answer_token(tokenizer, good_words[verb_at]), answer_token(tokenizer, bad_words[verb_at])
     except UserError:
@@ -154,6 +180,15 @@ def role_labels(tokenizer: Tokenizer, words: list[str], noun_at: int, n_tokens: 
     return labels
 
 
+def check_phenomenon(phenomenon: str) -> None:
+    """A UserError listing the phenomena that can be patched when `phenomenon` is not one of them."""
+    from minitx.corpus.pairs import PHENOMENA
+
+    if phenomenon not in PATCHABLE:
+        what = "is not a minimal-pair phenomenon" if phenomenon not in PHENOMENA else "cannot be patched"
+        raise UserError(f"--pairs {phenomenon!r} {what}; choose one of: {', '.join(PATCHABLE)}")
+
+
 def phenomenon_contrasts(
     tokenizer: Tokenizer, phenomenon: str, n: int, block_size: int, seed: int = 0
 ) -> tuple[list[Contrast], Counter[str]]:
@@ -161,11 +196,9 @@ def phenomenon_contrasts(
 
     Draws up to 4·n pairs so that skipped ones are replaced; UserError for a phenomenon that cannot be patched.
     """
-    from minitx.corpus.pairs import PHENOMENA, minimal_pairs
+    from minitx.corpus.pairs import minimal_pairs
 
-    if phenomenon not in PATCHABLE:
-        what = "is not one of the minimal-pair phenomena" if phenomenon not in PHENOMENA else "cannot be patched"
-        raise UserError(f"--pairs {phenomenon!r} {what}; choose one of: {', '.join(PATCHABLE)}")
+    check_phenomenon(phenomenon)
     contrasts: list[Contrast] = []
     skipped: Counter[str] = Counter()
     for pair in minimal_pairs(4 * n, seed=seed, phenomena=(phenomenon,)):
