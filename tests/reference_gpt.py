@@ -43,6 +43,7 @@ def _linear(module, x: torch.Tensor) -> torch.Tensor:
     return y + module.bias.double() if module.bias is not None else y
 
 
+@torch.no_grad()
 def forward(model, ids: list[int], patch: dict | None = None) -> Trace:
     """The trace of `ids`; `patch` maps ("resid", point) -> (positions, [T, C]), ("head", layer, head) -> [T, hd]
     (that head's c slice), ("mlp", layer) -> [T, C], to be put in place of the computed values."""
