@@ -500,6 +500,64 @@ def inspect_positions(
 
 
 # ------------------------------------------------------------------------------------------------
+# what the model computes: the logit lens, direct logit attribution, activation patching
+
+
+@command(app, "inspect-lens")
+def inspect_lens(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    prompt: Annotated[str | None, typer.Option(help="Text to read ('-' reads stdin; default: a short story).")]
+    = None,
+    target: Annotated[str | None, typer.Option(help="Follow this word's probability at every position (default: "
+                                                    "the token that actually comes next).", metavar="WORD")] = None,
+    attribute: Annotated[tuple[str, str] | None, typer.Option(help="Split logit(GOOD) − logit(BAD) at the last "
+                                                                   "position into the embedding, every head and "
+                                                                   "every MLP.", metavar="GOOD BAD")] = None,
+    png: Annotated[Path | None, typer.Option(help="Also save the lens as a PNG.", rich_help_panel="Files")] = None,
+    html: Annotated[Path | None, typer.Option(help="Also save the offline HTML page, with a logit-lens tab.",
+                                              rich_help_panel="Files")] = None,
+    json_: Annotated[Path | None, typer.Option("--json", help="Also save everything measured as JSON "
+                                                              "(docs/inspect-json.md).", metavar="FILE",
+                                               rich_help_panel="Files")] = None,
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+) -> None:
+    """Read the residual stream after every block as a prediction (the logit lens); --attribute splits a logit gap."""
+    from minitx.commands.circuits import run_inspect_lens
+
+    run_inspect_lens(run_dir, prompt=prompt, target=target, attribute=attribute, png=png, html=html, json_path=json_,
+                     device=device.value)
+
+
+@command(app, "inspect-patch")
+def inspect_patch(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    pairs: Annotated[str | None, typer.Option(help="Patch on built-in minimal pairs of this phenomenon "
+                                                   "(agreement_local, agreement_far).", metavar="PHENOMENON")]
+    = None,
+    n: Annotated[int, typer.Option("--n", help="--pairs: how many pairs to average over.", metavar="N")] = 64,
+    clean: Annotated[str | None, typer.Option(help="A clean prompt (instead of --pairs).", metavar="TEXT")] = None,
+    corrupt: Annotated[str | None, typer.Option(help="The corrupt prompt, as many tokens as --clean.",
+                                                metavar="TEXT")] = None,
+    answer: Annotated[tuple[str, str] | None, typer.Option(help="--clean/--corrupt: the two answers to compare "
+                                                                "(default: each prompt's top next token).",
+                                                           metavar="GOOD BAD")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the pairs and of the bootstrap intervals.")] = 0,
+    png: Annotated[Path | None, typer.Option(help="Also save the grids as a PNG.", rich_help_panel="Files")] = None,
+    html: Annotated[Path | None, typer.Option(help="Also save the offline HTML page, with the patching heatmaps.",
+                                              rich_help_panel="Files")] = None,
+    json_: Annotated[Path | None, typer.Option("--json", help="Also save everything measured as JSON "
+                                                              "(docs/inspect-json.md).", metavar="FILE",
+                                               rich_help_panel="Files")] = None,
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+) -> None:
+    """Activation patching: which stream positions, heads and MLPs carry the clean answer into the corrupt run."""
+    from minitx.commands.circuits import run_inspect_patch
+
+    run_inspect_patch(run_dir, pairs=pairs, n=n, clean=clean, corrupt=corrupt, answer=answer, seed=seed, png=png,
+                      html=html, json_path=json_, device=device.value)
+
+
+# ------------------------------------------------------------------------------------------------
 # to and from Hugging Face transformers
 
 

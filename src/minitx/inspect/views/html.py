@@ -10,7 +10,9 @@ and renders it. The page shows:
       how much attention it gets from that one -- the sentence read through one head's eyes;
     * the chosen head's heatmap (queries down, keys across; point at a cell for its weight);
     * the chosen head's scores for every role, next to the thresholds that name it;
-    * any extra layers × heads grids the command measured (roles over data, induction, ablation).
+    * any extra layers × heads grids the command measured (roles over data, induction, ablation);
+    * `inspect-lens --html`: a "logit lens" tab beside the attention view (a `HeatTable`, points × positions);
+    * `inspect-patch --html`: the patching grids as heatmaps (`HeatTable`s) below the grids.
 
 Escaping is Jinja2's: autoescape for the title and grid cells, and `tojson` for the data block,
 which writes "<", ">", "&" and "'" as \\u003c-style escapes so no token can end the script element;
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
     import torch
 
     from minitx.inspect.capture import AttentionCapture
+    from minitx.inspect.lens import LensReport
+    from minitx.inspect.patching import PatchReport
+    from minitx.text.tokenizer import Tokenizer
 
 #: Decimals kept for each weight in the page.
 DECIMALS = 3
@@ -56,6 +61,79 @@ class Grid:
     title: str
     cells: list[list[str]]
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HeatCell:
+    """One coloured cell of a `HeatTable`: its text, CSS colours, and a tooltip."""
+
+    text: str
+    background: str
+    colour: str
+    hint: str = ""
+
+
+@dataclass
+class HeatTable:
+    """A table whose cells are shaded on the shared ramp, drawn by the page as HTML (no script needed)."""
+
+    id: str
+    title: str
+    columns: list[str]
+    rows: list[tuple[str, list[HeatCell]]]
+    notes: list[str] = field(default_factory=list)
+
+
+def heat_cell(text: str, value: float, hint: str = "") -> HeatCell:
+    """A cell shaded by `value` in [0, 1] (NaN: white), its text white on the dark end of the ramp."""
+    import math
+
+    from minitx.inspect.colours import DARK_FROM, ramp_rgb, share_of
+
+    share = 0.0 if math.isnan(value) else share_of(value)
+    red, green, blue = ramp_rgb(share)
+    return HeatCell(text, f"rgb({red},{green},{blue})", "white" if share > DARK_FROM else "black", hint)
+
+
+def lens_section(report: LensReport, tokenizer: Tokenizer) -> HeatTable:
+    """The lens as the page's tab: a row per stream point, a column per token; top token, shaded by p(target)."""
+    import math
+
+    columns = [f"{t}:{token}" for t, token in enumerate(report.tokens)]
+    rows = []
+    for point, name in enumerate(report.points):
+        cells = []
+        for t, target in enumerate(report.targets):
+            top = tokenizer.id_to_token_text(int(report.top_ids[point, t, 0]))
+            p = float(report.target_prob[point, t])
+            hint = "no target" if target is None else (
+                f"p({tokenizer.id_to_token_text(target)!r}) = {p:.3f}, rank {int(report.target_rank[point, t])}")
+            cells.append(heat_cell(top if math.isnan(p) else f"{top} {p:.2f}", p, hint))
+        rows.append((name, cells))
+    return HeatTable("lens", "logit lens: the top token at each point; shaded by the probability of the target",
+                     columns, rows, ["Each row reads the residual stream after that point through ln_f and the "
+                                     "output layer; the last row is the model's own prediction."])
+
+
+def patch_sections(report: PatchReport) -> list[HeatTable]:
+    """Every patching grid as a heatmap table: recovered fraction, ±half the 95% interval in the tooltip."""
+    import math
+
+    tables = []
+    for k, grid in enumerate(report.grids):
+        rows = []
+        for r, label in enumerate(grid.rows):
+            cells = []
+            for c in range(len(grid.columns)):
+                mean, low, high = (float(a[r, c]) for a in (grid.mean, grid.low, grid.high))
+                text = "" if math.isnan(mean) else f"{mean:.2f}"
+                cells.append(heat_cell(text, mean, f"95% interval {low:.2f} to {high:.2f}, {int(grid.counts[r, c])} "
+                                                   "pairs"))
+            rows.append((label, cells))
+        tables.append(HeatTable(f"patch-{k}", f"recovered by patching: {grid.title}", grid.columns, rows))
+    tables[-1].notes.append(f"(Δ_patched − Δ_corrupt) / (Δ_clean − Δ_corrupt) over {report.n_pairs} pairs; "
+                            "1 = that place alone carries the difference, 0 = nothing.")
+    return tables
 
 
 def rounded_weights(weights: torch.Tensor, decimals: int = DECIMALS) -> list:
@@ -104,9 +182,12 @@ def render_attention_page(
     title: str,
     selected: tuple[int, int] | None = None,
     grids: Sequence[Grid] = (),
+    lens: HeatTable | None = None,
+    patching: Sequence[HeatTable] = (),
 ) -> str:
     """The explorer page for `capture` as a string. `selected` is the (layer, head) shown first
-    (default: the most telling head, see `most_telling_head`); `grids` are extra tables to show."""
+    (default: the most telling head, see `most_telling_head`); `grids` are extra tables to show;
+    `lens` adds the logit-lens tab, `patching` the patching heatmaps."""
     import jinja2
 
     if selected is None:
@@ -119,7 +200,8 @@ def render_attention_page(
         keep_trailing_newline=True,
     )
     data = page_data(capture, roles, title, selected)
-    return environment.get_template(TEMPLATE).render(title=title, data=data, grids=list(grids))
+    return environment.get_template(TEMPLATE).render(title=title, data=data, grids=list(grids), lens=lens,
+                                                     patching=list(patching))
 
 
 def save_attention_html(
@@ -130,9 +212,12 @@ def save_attention_html(
     title: str,
     selected: tuple[int, int] | None = None,
     grids: Sequence[Grid] = (),
+    lens: HeatTable | None = None,
+    patching: Sequence[HeatTable] = (),
 ) -> Path:
     """Write the explorer page (see `render_attention_page`) to `path` atomically and return the path."""
-    page = render_attention_page(capture, roles, title=title, selected=selected, grids=grids)
+    page = render_attention_page(capture, roles, title=title, selected=selected, grids=grids, lens=lens,
+                                 patching=patching)
     path = Path(path)
     try:
         atomic_write_text(path, page)

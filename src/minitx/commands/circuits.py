@@ -1,0 +1,207 @@
+"""`minitx inspect-lens RUN` and `minitx inspect-patch RUN`: what the model computes, layer by layer and head by head.
+
+These functions load a run (`load_for_inference`), check the user's words and prompts, call
+`minitx.inspect.lens` / `.attribution` / `.patching` and print their views; they compute nothing themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+
+from minitx.commands.loading import load_for_inference
+from minitx.errors import UserError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from minitx.inspect.contrasts import Contrast
+    from minitx.model import GPT
+    from minitx.text.tokenizer import Tokenizer
+
+#: Pairs `inspect-patch --pairs` averages over unless --n says otherwise.
+DEFAULT_PAIRS = 64
+
+
+def check_fits(ids: list[int], block_size: int) -> None:
+    """A UserError when the prompt is longer than the block the model reads."""
+    if len(ids) > block_size:
+        raise UserError(f"the prompt is {len(ids)} tokens but this model reads at most {block_size}; shorten it")
+
+
+def run_inspect_lens(
+    run_dir: str | Path,
+    *,
+    prompt: str | None = None,
+    target: str | None = None,
+    attribute: tuple[str, str] | None = None,
+    png: str | Path | None = None,
+    html: str | Path | None = None,
+    json_path: str | Path | None = None,
+    device: str = "auto",
+    console: Console | None = None,
+    threads: int = 0,
+) -> None:
+    """`minitx inspect-lens RUN_DIR`: the logit lens of `prompt` ("-": stdin); --attribute GOOD BAD adds the
+    direct logit attribution at the last position; --png / --html / --json also write those files."""
+    from rich.console import Console
+
+    from minitx.inspect.capture import DEFAULT_PROMPT, prompt_ids
+    from minitx.inspect.contrasts import answer_token
+    from minitx.inspect.lens import logit_lens
+    from minitx.inspect.views import lens as views
+    from minitx.text.files import read_stdin
+
+    console = console if console is not None else Console()
+    model, run = load_for_inference(run_dir, device, threads)
+    tokenizer = run.tokenizer
+    text = DEFAULT_PROMPT if prompt is None else read_stdin() if prompt == "-" else prompt
+    ids = prompt_ids(tokenizer, text)
+    if len(ids) < 2:
+        raise UserError("the prompt is empty after tokenizing; give --prompt some text")
+    check_fits(ids, model.config.block_size)
+    target_id = answer_token(tokenizer, target) if target is not None else None
+    answers = tuple(answer_token(tokenizer, word) for word in attribute) if attribute is not None else None
+
+    tokens = [tokenizer.id_to_token_text(i) for i in ids]
+    report = logit_lens(model, ids, tokens, target=target_id)
+    console.print(Text(views.HOW_TO_READ_LENS))
+    console.print(views.lens_table(report, tokenizer, console.width))
+    console.print(views.lens_summary(report, tokenizer))
+    attribution = None
+    if answers is not None:
+        from minitx.inspect.attribution import attribute as attribute_parts
+
+        attribution = attribute_parts(model, ids, good=answers[0], bad=answers[1])
+        console.print(views.attribution_view(attribution, tokenizer))
+
+    if png is not None:
+        console.print(Text(f"wrote {views.save_lens_png(report, tokenizer, png)}"))
+    if html is not None:
+        from minitx.inspect.views.html import lens_section
+
+        path = _save_page(model, tokenizer, ids, html, f"logit lens of {Path(run_dir).name}: {len(ids)} tokens",
+                          lens=lens_section(report, tokenizer))
+        console.print(Text(f"wrote {path} (open it in a browser; it works offline)"))
+    if json_path is not None:
+        from minitx.inspect.views.circuits_document import lens_document
+        from minitx.inspect.views.document import save_document
+
+        document = lens_document(report, tokenizer, run=str(run_dir), prompt=prompt, attribution=attribution)
+        console.print(Text(f"wrote {save_document(document, json_path)}"))
+
+
+def check_patch_flags(pairs: str | None, clean: str | None, corrupt: str | None, n: int,
+                      answer: tuple[str, str] | None) -> None:
+    """UserErrors for flags that cannot work together, before any file is read."""
+    if (pairs is None) == (clean is None and corrupt is None):
+        raise UserError("give either --pairs PHENOMENON or --clean TEXT --corrupt TEXT")
+    if pairs is None and (clean is None or corrupt is None):
+        raise UserError("--clean and --corrupt go together: give both")
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    if pairs is not None and answer is not None:
+        raise UserError("--answer is for --clean/--corrupt; the pairs bring their own answers")
+
+
+def run_inspect_patch(
+    run_dir: str | Path,
+    *,
+    pairs: str | None = None,
+    n: int = DEFAULT_PAIRS,
+    clean: str | None = None,
+    corrupt: str | None = None,
+    answer: tuple[str, str] | None = None,
+    seed: int = 0,
+    png: str | Path | None = None,
+    html: str | Path | None = None,
+    json_path: str | Path | None = None,
+    device: str = "auto",
+    console: Console | None = None,
+    threads: int = 0,
+) -> None:
+    """`minitx inspect-patch RUN_DIR`: activation patching on `n` built-in pairs of a phenomenon, or on one
+    --clean/--corrupt pair; prints every grid of recovered fractions and writes --png / --html / --json."""
+    from rich.console import Console
+
+    from minitx.inspect.contrasts import phenomenon_contrasts, text_contrast
+    from minitx.inspect.patching import patch
+    from minitx.inspect.views import patching as views
+
+    check_patch_flags(pairs, clean, corrupt, n, answer)
+    if pairs is not None:
+        from minitx.inspect.contrasts import check_phenomenon
+
+        check_phenomenon(pairs)  # before loading: naming the phenomena needs no model
+    console = console if console is not None else Console()
+    model, run = load_for_inference(run_dir, device, threads)
+    tokenizer = run.tokenizer
+    skipped: dict[str, int] = {}
+    if pairs is not None:
+        contrasts, skipped = phenomenon_contrasts(tokenizer, pairs, n, model.config.block_size, seed=seed)
+        if not contrasts:
+            reasons = ", ".join(f"{k}: {v}" for k, v in skipped.items())
+            raise UserError(f"no {pairs} pair could be patched with this tokenizer ({reasons})")
+    else:
+        good, bad = answer if answer is not None else (None, None)
+        contrasts = [_with_answers(model, tokenizer, text_contrast(tokenizer, clean or "", corrupt or "", good, bad,
+                                                                   model.config.block_size))]
+    report = patch(model, contrasts, seed=seed)
+    first = contrasts[0]
+    good_text, bad_text = (repr(tokenizer.id_to_token_text(i)) for i in (first.good, first.bad))
+    if pairs is not None:
+        good_text, bad_text = "the clean verb", "the other form"
+        left_out = "; ".join(f"{v} {k}" for k, v in skipped.items())
+        console.print(Text(f"{len(contrasts)} {pairs} pairs, e.g. clean {first.clean_text!r} → "
+                           f"{tokenizer.id_to_token_text(first.good)!r}, corrupt {first.corrupt_text!r} → "
+                           f"{tokenizer.id_to_token_text(first.bad)!r}" + (f" (left out: {left_out})" if left_out
+                                                                             else "")))
+    console.print(views.patch_view(report, good_text, bad_text))
+    for grid in report.grids[1:]:
+        best = ", ".join(f"{row} {col} {value:.2f}" for row, col, value in views.strongest(grid))
+        console.print(Text(f"strongest {grid.title}: {best}"))
+
+    if png is not None:
+        console.print(Text(f"wrote {views.save_patch_png(report, png)}"))
+    if html is not None:
+        from minitx.inspect.views.html import patch_sections
+
+        title = f"activation patching of {Path(run_dir).name}: {len(contrasts)} pairs"
+        path = _save_page(model, tokenizer, first.clean, html, title, patching=patch_sections(report))
+        console.print(Text(f"wrote {path} (open it in a browser; it works offline)"))
+    if json_path is not None:
+        from minitx.inspect.views.circuits_document import patch_document
+        from minitx.inspect.views.document import save_document
+
+        document = patch_document(report, contrasts, tokenizer, run=str(run_dir), phenomenon=pairs, skipped=skipped)
+        console.print(Text(f"wrote {save_document(document, json_path)}"))
+
+
+def _with_answers(model: GPT, tokenizer: Tokenizer, contrast: Contrast) -> Contrast:
+    """The contrast with missing answers filled in: each prompt's own top next token."""
+    from dataclasses import replace
+
+    import torch
+
+    if contrast.good >= 0 and contrast.bad >= 0:
+        return contrast
+    with torch.no_grad():
+        logits, _ = model(torch.tensor([contrast.clean, contrast.corrupt], device=next(model.parameters()).device))
+    good, bad = logits[:, -1].argmax(dim=-1).tolist()
+    good = contrast.good if contrast.good >= 0 else good
+    bad = contrast.bad if contrast.bad >= 0 else bad
+    if good == bad:
+        raise UserError(f"both prompts' top next token is {tokenizer.id_to_token_text(good)!r}; give --answer GOOD BAD")
+    return replace(contrast, good=good, bad=bad)
+
+
+def _save_page(model: GPT, tokenizer: Tokenizer, ids: list[int], path: str | Path, title: str, **sections) -> Path:
+    """The attention explorer page of `ids`, with the lens tab or the patching heatmaps added."""
+    from minitx.inspect.capture import capture_ids
+    from minitx.inspect.roles import head_roles
+    from minitx.inspect.views.html import save_attention_html
+
+    capture = capture_ids(model, tokenizer, ids)
+    return save_attention_html(capture, head_roles(capture), path, title=title, **sections)
