@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from minitx.corpus import target_lexicon as tl
+from minitx.corpus.target_check import check_target, target_units
 from minitx.corpus.translation import MAX_SOURCE_WORDS, translate, translation_pairs, translation_split
 from minitx.errors import UserError
 
@@ -106,3 +109,78 @@ def test_bad_arguments_are_user_errors():
         translation_pairs(3, seed=0, order="vso")
     with pytest.raises(UserError, match="at least 1"):
         translation_pairs(0, seed=0)
+
+
+# -- the target-language checker ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("order", ["svo", "sov"])
+def test_the_checker_accepts_every_generated_sentence(order, pairs, sov_pairs):
+    for pair in pairs if order == "svo" else sov_pairs:
+        assert check_target(pair["target"], order) == (True, ""), pair
+
+
+_SWAP_GENDER = {"el": "la", "la": "el", "los": "las", "las": "los", "un": "una", "una": "un", "este": "esta",
+                "esta": "este", "estos": "estas", "estas": "estos", "unos": "unas", "unas": "unos"}
+
+
+def _corruptions(target: str, order: str) -> Iterator[tuple[str, str]]:
+    """(kind, corrupted sentence) for each rule a one-word change can break in `target`."""
+    words = target.split()
+    units = target_units()
+    bare = [w.strip("¿¡.?!,").lower() for w in words]
+    for i, word in enumerate(bare[:-1]):
+        readings = units.get(word, ())
+        nxt = units.get(bare[i + 1], ())
+        if word in _SWAP_GENDER and any(u.kind == "DET" for u in readings) and any(u.kind == "NOUN" for u in nxt):
+            swapped = _SWAP_GENDER[word]
+            yield "agreement", " ".join([*words[:i], words[i].replace(words[i].strip("¿¡,"), swapped if i else
+                                         swapped.capitalize()), *words[i + 1:]])
+        if any(u.kind == "NOUN" for u in readings) and any(u.kind == "ADJ" and " " not in u.text for u in nxt):
+            if 0 < i and i + 1 < len(words) - 1 and not words[i].endswith(","):  # move the adjective before its noun
+                yield "adjective order", " ".join([*words[:i], words[i + 1], words[i], *words[i + 2:]])
+    if order == "sov" and len(words) > 3 and not target.startswith(("¿", "¡")) and "," not in target:
+        verb = words[-1].rstrip(".!")
+        if not any(" " in u.text for u in units.get(verb, ())) and bare[-2] != "se" and bare[-2] not in (
+                "lo", "la", "los", "las"):
+            yield "verb position", " ".join([words[0], words[1], verb, *words[2:-1]]) + "."
+
+
+@pytest.mark.parametrize("order", ["svo", "sov"])
+def test_the_checker_rejects_corrupted_sentences_for_the_right_reason(order, pairs, sov_pairs):
+    seen = set()
+    for pair in pairs if order == "svo" else sov_pairs:
+        for kind, corrupted in _corruptions(pair["target"], order):
+            if kind == "verb position" and corrupted.split()[1] not in target_units():
+                continue  # the subject is longer than two words: the moved verb may land inside a phrase
+            ok, reason = check_target(corrupted, order)
+            assert not ok, (pair["target"], corrupted)
+            assert reason.startswith(kind) or kind == "verb position", (corrupted, reason)
+            seen.add(kind)
+    assert seen == {"agreement", "adjective order"} | ({"verb position"} if order == "sov" else set())
+
+
+@pytest.mark.parametrize(("sentence", "order", "reason"), [
+    ("La perro corre.", "svo", "agreement: 'la' with masculine singular noun 'perro'"),
+    ("El perro corren.", "svo", "agreement: singular subject 'el perro' with plural verb 'corren'"),
+    ("La chica es viejo.", "svo", "agreement: 'viejo' with feminine singular subject 'la chica'"),
+    ("La roja pelota es grande.", "svo", "adjective order: 'roja' before its noun 'pelota'"),
+    ("La pelota pequeña roja es grande.", "svo", "adjective order: 'pequeña' (size) before 'roja' (colour)"),
+    ("El perro el gato ve.", "svo", "verb position: the verb stands last in each clause (sov order)"),
+    ("El perro ve el gato.", "sov", "verb position: the verb stands right after its subject (svo order)"),
+    ("Mia ve él.", "svo", "pronoun: an object pronoun goes before its verb, as 'lo'"),
+    ("Perro corre.", "svo", "article: singular noun 'perro' needs a determiner"),
+    ("el perro corre.", "svo", "capitalisation: 'el' should be 'El'"),
+    ("¿Acaso el perro corre.", "svo", "punctuation"),
+    ("El perro xyz.", "svo", "unknown word 'xyz'"),
+])
+def test_the_checker_names_the_broken_rule(sentence, order, reason):
+    ok, why = check_target(sentence, order)
+    assert not ok and why.startswith(reason), why
+
+
+def test_the_checker_reads_both_sov_relative_clauses():
+    # "que los perros ve": the dogs are what the head sees (ve agrees with the singular head)
+    assert check_target("La chica que los perros ve canta.", "sov") == (True, "")
+    # "que los perros ven": the dogs see the head
+    assert check_target("La chica que los perros ven canta.", "sov") == (True, "")
+    assert not check_target("Las chicas que el perro ven canta.", "sov")[0]
