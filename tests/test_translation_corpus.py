@@ -10,6 +10,7 @@ from minitx.corpus import target_lexicon as tl
 from minitx.corpus.target_check import check_target, target_units
 from minitx.corpus.translation import MAX_SOURCE_WORDS, translate, translation_pairs, translation_split
 from minitx.errors import UserError
+from minitx.text.pairs import read_pairs
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +185,65 @@ def test_the_checker_reads_both_sov_relative_clauses():
     # "que los perros ven": the dogs see the head
     assert check_target("La chica que los perros ven canta.", "sov") == (True, "")
     assert not check_target("Las chicas que el perro ven canta.", "sov")[0]
+
+
+# -- the command and the reader -----------------------------------------------------------------------
+
+def _run(*args):
+    from typer.testing import CliRunner
+
+    from minitx.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _assert_user_error(result, *words: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minitx: error: "), result.stderr
+    assert all(word in lines[0] for word in words), lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_data_translation_writes_pairs_the_reader_reads_back(tmp_path):
+    out = tmp_path / "pairs.jsonl"
+    result = _run("data", "translation", "--pairs", 40, "--seed", 2, "--order", "sov", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "40 pairs" in result.output
+    assert read_pairs(out) == translation_pairs(40, seed=2, order="sov")
+
+
+def test_data_translation_refuses_to_overwrite_without_force(tmp_path):
+    out = tmp_path / "pairs.jsonl"
+    out.write_text("keep me\n")
+    _assert_user_error(_run("data", "translation", "--pairs", 3, "--out", out), "--force")
+    assert out.read_text() == "keep me\n"
+    assert _run("data", "translation", "--pairs", 3, "--out", out, "--force").exit_code == 0
+    assert len(out.read_text().splitlines()) == 3
+    _assert_user_error(_run("data", "translation", "--pairs", 0, "--out", tmp_path / "x.jsonl"), "--pairs")
+
+
+def test_the_reader_takes_the_users_field_names_and_no_alignment(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"en": "The dog runs.", "es": "El perro corre."}\n\n{"en": "Hi.", "es": "Hola.", "x": 1}\n')
+    assert read_pairs(path, source_field="en", target_field="es") == [
+        {"source": "The dog runs.", "target": "El perro corre."}, {"source": "Hi.", "target": "Hola."}]
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('{"source": "A.", "target": "B."}\nnot json\n', ["line 2 is not JSON"]),
+    ('{"en": "A.", "target": "B."}\n', ["line 1 has no field 'source'", "'en'", "--source-field"]),
+    ('{"source": "  ", "target": "B."}\n', ["line 1", "source", "empty"]),
+    ('{"source": "A.", "target": 3}\n', ["'target' is a int"]),
+    ('[1, 2]\n', ["line 1 is a JSON list"]),
+    ('{"source": "A b.", "target": "B.", "alignment": [[2, 0]]}\n', ["[2, 0] is outside"]),
+    ('{"source": "A b.", "target": "B.", "alignment": [0, 0]}\n', ["alignment must be a list"]),
+    ('\n\n', ["empty"]),
+])
+def test_bad_pair_files_are_one_line_user_errors(tmp_path, text, words):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(text)
+    with pytest.raises(UserError) as error:
+        read_pairs(path)
+    message = str(error.value)
+    assert "\n" not in message and all(word in message for word in words), message
