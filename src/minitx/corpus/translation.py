@@ -46,7 +46,9 @@ Rendered = list[tuple[str, int]]
 def translate(sentence: str, order: str = "svo") -> dict:
     """One English story sentence (with its final mark) -> a pair with its gold alignment.
 
-    >>> translate("The red ball falls.")  # doctest: +SKIP
+    >>> pair = translate("Mia sees the red ball.")
+    >>> pair["target"], pair["alignment"]
+    ('Mia ve la pelota roja.', [[0, 0], [1, 1], [2, 2], [4, 3], [3, 4]])
     """
     if order not in ORDERS:
         raise UserError(f"unknown word order {order!r}; choose one of {', '.join(ORDERS)}")
