@@ -1,0 +1,284 @@
+"""The built-in translation corpus: story sentences rendered into a Spanish-like language, with gold alignments.
+
+Each English sentence of the story grammar is parsed (`grammar.py`), and the parse tree is rendered
+rule by rule with the words of `target_lexicon.py`:
+
+    The lovely little red ball is under the old bridge.
+    La pelota roja pequeña preciosa está debajo de el puente viejo.          (order="svo")
+    La pelota roja pequeña preciosa debajo de el puente viejo está.          (order="sov": verbs last)
+
+Articles and adjectives agree with the noun's gender and number; adjectives follow the noun, stacked
+ones in mirrored order; an object pronoun goes right before its verb ("Mia lo ve"). A pair is
+
+    {"source": str, "target": str, "alignment": [[source_word, target_word], ...]}
+
+with word indices over whitespace-split words. Punctuation is attached to the word it touches
+("runs.", "Then,", "¿Acaso") and is part of that word; nothing aligns it separately. Every target
+word is aligned to exactly one source word and every source word to one or more target words, so
+a target word's most-attended source word can reproduce the gold links exactly (AER 0).
+The full grammar and lexicon: docs/translation.md.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from lark import Token, Tree
+
+from minitx.corpus import target_lexicon as tl
+from minitx.corpus.generate import generate_story
+from minitx.corpus.grammar import look_up, sentence_parser, split_words
+from minitx.corpus.lexicon import FEMALE, WORDS
+from minitx.errors import UserError
+
+ORDERS = ("svo", "sov")
+#: Sentences longer than this many English words are left out (see MAX_TARGET_WORDS, docs/translation.md).
+MAX_SOURCE_WORDS = 10
+_SENTENCE = re.compile(r"[^.?!]*[.?!]")
+
+#: A target word and the index (in `grammar.split_words` of the English sentence) of the English word it renders.
+Rendered = list[tuple[str, int]]
+
+
+def translate(sentence: str, order: str = "svo") -> dict:
+    """One English story sentence (with its final mark) -> a pair with its gold alignment.
+
+    >>> translate("The red ball falls.")  # doctest: +SKIP
+    """
+    if order not in ORDERS:
+        raise UserError(f"unknown word order {order!r}; choose one of {', '.join(ORDERS)}")
+    tokens = split_words(sentence)
+    entries = look_up(tokens)
+    tree = sentence_parser().parse([Token(e.terminal, e.text, start_pos=i) for i, e in enumerate(entries)])
+    rendered, end = _Renderer(order).sentence(tree)
+    words = _spell(rendered, end, question=end == "?")
+    source_word = _source_word_of_token(sentence, tokens)
+    alignment = [[source_word[token], target_index] for target_index, (_, token) in enumerate(rendered)]
+    return {"source": sentence, "target": " ".join(words), "alignment": alignment}
+
+
+def translation_pairs(n: int, seed: int, order: str = "svo", max_source_words: int = MAX_SOURCE_WORDS) -> list[dict]:
+    """`n` pairs of distinct English sentences from seeded stories, deterministic given (n, seed, order).
+
+    The English side does not depend on `order`: the svo and sov corpora of one seed have the same sources.
+    """
+    if n < 1:
+        raise UserError(f"the number of pairs must be at least 1, not {n}")
+    if order not in ORDERS:
+        raise UserError(f"unknown word order {order!r}; choose one of {', '.join(ORDERS)}")
+    rng = random.Random(seed)
+    pairs: list[dict] = []
+    seen: set[str] = set()
+    while len(pairs) < n:
+        for match in _SENTENCE.finditer(generate_story(rng)):
+            sentence = match.group().strip()
+            if len(sentence.split()) > max_source_words or sentence in seen:
+                continue
+            seen.add(sentence)
+            pairs.append(translate(sentence, order))
+            if len(pairs) == n:
+                break
+    return pairs
+
+
+def translation_split(n_train: int, n_held_out: int, seed: int, order: str = "svo") -> tuple[list[dict], list[dict]]:
+    """Training pairs and held-out pairs with no English sentence in common (the last `n_held_out`)."""
+    pairs = translation_pairs(n_train + n_held_out, seed, order)
+    return pairs[:n_train], pairs[n_train:]
+
+
+def _source_word_of_token(sentence: str, tokens: list[str]) -> list[int]:
+    """For each token of `split_words(sentence)`, the index of the whitespace-split word holding it."""
+    owner = []
+    for index, word in enumerate(sentence.split()):
+        owner += [index] * len(split_words(word))
+    if len(owner) != len(tokens):
+        raise ValueError(f"cannot place the words of {sentence!r}")
+    return owner
+
+
+def _spell(rendered: Rendered, end: str, question: bool) -> list[str]:
+    """Capitalise the first word and attach the marks: "¿" / "¡" before it, the final mark after the last."""
+    words = [word for word, _ in rendered]
+    words[0] = words[0][0].upper() + words[0][1:]
+    if question:
+        words[0] = "¿" + words[0]
+    elif end == "!":
+        words[0] = "¡" + words[0]
+    words[-1] += end
+    return words
+
+
+def _leaves(tree: Tree) -> list[Token]:
+    return [child for child in tree.children if isinstance(child, Token)]
+
+
+class _Renderer:
+    """Walks a parse tree of story.lark and returns target words, each with its English token index.
+
+    One method per grammar rule, as in check.py. Numbers are resolved on the way: a noun phrase
+    takes the number its verb agrees with ("the sheep runs": singular), and stays singular where
+    English leaves it open ("she sees the sheep").
+    """
+
+    def __init__(self, order: str) -> None:
+        self.verb_last = order == "sov"
+
+    # -- sentences ------------------------------------------------------------------------------
+    def sentence(self, tree: Tree) -> tuple[Rendered, str]:
+        (clause,) = tree.children
+        parts = list(clause.children)
+        end = str(parts.pop())
+        opener: Rendered = []
+        if isinstance(parts[0], Tree) and parts[0].data == "opener":
+            opener = self.opener(parts.pop(0))
+        return opener + getattr(self, clause.data)(*parts), end
+
+    def opener(self, tree: Tree) -> Rendered:
+        first, comma = tree.children
+        words = self.prepositional_phrase(first) if isinstance(first, Tree) else self.word(first, tl.OPENERS)
+        last_word, index = words[-1]
+        return [*words[:-1], (last_word + str(comma), index)]
+
+    def statement(self, subject_np: Tree, vp: Tree) -> Rendered:
+        number = self.agreeing_number(subject_np, vp.children[0])
+        subject = self.noun_phrase(subject_np, number)
+        verb, clitic, complements = self.verb_phrase(vp, subject_np, number)
+        return subject + self.clause(clitic + verb, complements)
+
+    def existential(self, there: Token, be: Token, np: Tree, pp: Tree | None = None) -> Rendered:
+        number = self.agreeing_number(np, be)
+        complements = self.noun_phrase(np, number) + (self.prepositional_phrase(pp) if pp is not None else [])
+        return [(tl.THERE, there.start_pos)] + self.clause([(tl.EXISTENTIAL, be.start_pos)], complements)
+
+    def do_question(self, aux: Token, subject_np: Tree, vp: Tree) -> Rendered:
+        number = self.agreeing_number(subject_np, aux)
+        verb, clitic, complements = self.verb_phrase(vp, subject_np, number)
+        return [(tl.QUESTION, aux.start_pos)] + self.noun_phrase(subject_np, number) + self.clause(
+            clitic + verb, complements)
+
+    def be_question(self, be: Token, subject_np: Tree, predicate: Tree) -> Rendered:
+        number = self.agreeing_number(subject_np, be)
+        subject = self.noun_phrase(subject_np, number)
+        verb, complements = self.predicate(be, predicate, subject_np, number)
+        if self.verb_last:
+            return subject + complements + verb
+        return verb + subject + complements
+
+    def clause(self, verb: Rendered, complements: Rendered) -> Rendered:
+        """What follows the subject: the verb then its complements, or (sov) the complements then the verb."""
+        return complements + verb if self.verb_last else verb + complements
+
+    # -- verb phrases ---------------------------------------------------------------------------
+    def verb_phrase(self, vp: Tree, subject_np: Tree, number: str) -> tuple[Rendered, Rendered, Rendered]:
+        """(verb words, clitic object pronoun words, complements in svo order) of a verb phrase."""
+        verb, *rest = vp.children
+        if vp.data == "copular":
+            (predicate,) = rest
+            verb_words, complements = self.predicate(verb, predicate, subject_np, number)
+            return verb_words, [], complements
+        verb_words = [(word, verb.start_pos) for word in tl.verb_form(tl.VERBS[WORDS[verb].base], number)]
+        clitic: Rendered = []
+        complements: Rendered = []
+        for child in rest:
+            if isinstance(child, Token):  # an adverb
+                complements += self.word(child, tl.ADVERBS)
+            elif child.data == "np" and _leaves(child)[0].type == "PRONOUN":
+                clitic = [(tl.PRONOUNS[WORDS[child.children[0]].base][1], child.children[0].start_pos)]
+            elif child.data == "np":
+                complements += self.noun_phrase(child, self.np_number(child))
+            else:
+                complements += self.prepositional_phrase(child)
+        return verb_words, clitic, complements
+
+    def predicate(self, be: Token, predicate: Tree, subject_np: Tree, number: str) -> tuple[Rendered, Rendered]:
+        """is/are + an adjective (es/son, the adjective agreeing with the subject) or + a place (está/están)."""
+        (child,) = predicate.children
+        if isinstance(child, Tree):
+            copula, complements = tl.LOCATIVE_COPULA, self.prepositional_phrase(child)
+        else:
+            gender = self.np_gender(subject_np)
+            copula = tl.COPULA
+            complements = [(w, child.start_pos) for w in tl.adjective_form(tl.ADJECTIVES[child], gender, number)]
+        if number == "pl":
+            copula = tl.PLURAL_COPULA[copula]
+        return [(copula, be.start_pos)], complements
+
+    # -- noun phrases ---------------------------------------------------------------------------
+    def noun_phrase(self, np: Tree, number: str, after_preposition: bool = False) -> Rendered:
+        """det noun adjectives(mirrored) [pp] [relative clause]; a name as it is; a pronoun's subject form."""
+        first = np.children[0]
+        if first.type == "NAME":
+            return [(str(first), first.start_pos)]
+        if first.type == "PRONOUN":
+            subject_form, _, prepositional = tl.PRONOUNS[WORDS[first].base]
+            return [(prepositional if after_preposition else subject_form, first.start_pos)]
+        leaves = _leaves(np)
+        noun = leaves[-1]
+        target_noun = tl.NOUNS[WORDS[noun].base]
+        gender = target_noun.gender
+        words = [(target_noun.singular if number == "sg" else target_noun.plural, noun.start_pos)]
+        for adjective in reversed([leaf for leaf in leaves if leaf.type == "ADJ"]):
+            words += [(w, adjective.start_pos) for w in tl.adjective_form(tl.ADJECTIVES[adjective], gender, number)]
+        if leaves[0].type == "DET":
+            words.insert(0, (tl.DETERMINERS[leaves[0]][gender, number], leaves[0].start_pos))
+        for child in np.children:
+            if isinstance(child, Tree) and child.data == "pp":
+                words += self.prepositional_phrase(child)
+            elif isinstance(child, Tree):
+                words += self.relative_clause(child, np, number)
+        return words
+
+    def relative_clause(self, clause: Tree, head_np: Tree, head_number: str) -> Rendered:
+        """que + verb phrase (the head is its subject), or que + subject + verb (the head is its object)."""
+        relative, *rest = clause.children
+        words: Rendered = [(tl.RELATIVE, relative.start_pos)]
+        if clause.data == "subject_relative":
+            verb, clitic, complements = self.verb_phrase(rest[0], head_np, head_number)
+            return words + self.clause(clitic + verb, complements)
+        inner_np, verb, *pp = rest
+        number = self.agreeing_number(inner_np, verb)
+        verb_words = [(word, verb.start_pos) for word in tl.verb_form(tl.VERBS[WORDS[verb].base], number)]
+        complements = self.prepositional_phrase(pp[0]) if pp else []
+        return words + self.noun_phrase(inner_np, number) + self.clause(verb_words, complements)
+
+    def prepositional_phrase(self, pp: Tree) -> Rendered:
+        preposition, np = pp.children
+        return self.word(preposition, tl.PREPOSITIONS) + self.noun_phrase(np, self.np_number(np),
+                                                                           after_preposition=True)
+
+    def word(self, token: Token, table: dict[str, str]) -> Rendered:
+        """A word from a plain table, as one or more target words aligned to it."""
+        return [(word, token.start_pos) for word in table[str(token).lower()].split()]
+
+    # -- features -------------------------------------------------------------------------------
+    def np_numbers(self, np: Tree) -> frozenset[str]:
+        """The numbers a noun phrase can have: the determiner's and the noun's in common; a bare noun is plural."""
+        leaves = _leaves(np)
+        if leaves[0].type in ("NAME", "PRONOUN"):
+            return WORDS[leaves[0]].number
+        numbers = WORDS[leaves[-1]].number if leaves[0].type == "DET" else frozenset({"pl"})
+        if leaves[0].type == "DET":
+            numbers &= WORDS[leaves[0]].number
+        for child in np.children:  # "the sheep that run": the relative clause's verb agrees with its head
+            if isinstance(child, Tree) and child.data == "subject_relative":
+                numbers = numbers & WORDS[child.children[1].children[0]].number or numbers
+        return numbers
+
+    def np_number(self, np: Tree) -> str:
+        return "sg" if "sg" in self.np_numbers(np) else "pl"
+
+    def agreeing_number(self, np: Tree, verb: Token) -> str:
+        """The subject's number, as its verb settles it ("the sheep run": plural). After does/do the verb is
+        the base form, so the auxiliary decides; check.py has made sure the two agree."""
+        numbers = self.np_numbers(np) & WORDS[verb].number or self.np_numbers(np)
+        return "sg" if "sg" in numbers else "pl"
+
+    def np_gender(self, np: Tree) -> str:
+        first = np.children[0]
+        if first.type == "NAME":
+            return tl.FEMININE if WORDS[first].kind == FEMALE else tl.MASCULINE
+        if first.type == "PRONOUN":
+            return tl.PRONOUN_FEATURES[tl.PRONOUNS[WORDS[first].base][0]][0]
+        return tl.NOUNS[WORDS[_leaves(np)[-1]].base].gender
