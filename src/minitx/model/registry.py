@@ -21,11 +21,13 @@ from torch import nn
 from minitx.config import ARCHITECTURES as ARCH_NAMES
 from minitx.config import ModelConfig
 from minitx.errors import UserError
+from minitx.model.encoder_decoder import EncoderDecoder
 from minitx.model.gpt import GPT
 
 #: One class per `config.Arch`; a test checks that none is missing.
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "gpt": GPT,
+    "encoder-decoder": EncoderDecoder,
 }
 
 
