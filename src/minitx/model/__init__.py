@@ -9,7 +9,7 @@ quantize.py    --quantize int8 weights
 """
 
 from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention, textbook_attention
-from minitx.model.encoder_decoder import DecoderBlock, EncoderDecoder
+from minitx.model.encoder_decoder import DecoderBlock, EncoderDecoder, pad_sources
 from minitx.model.gpt import GPT, MLP, Block
 from minitx.model.positions import PositionalEncoding, alibi_slopes, build_positional_encoding
 from minitx.model.registry import ARCHITECTURES, build_model, model_class
@@ -29,5 +29,6 @@ __all__ = [
     "build_model",
     "build_positional_encoding",
     "model_class",
+    "pad_sources",
     "textbook_attention",
 ]

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch  # noqa: F401 - the doctest below uses it
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -30,6 +30,23 @@ from minitx.config import ModelConfig
 from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention
 from minitx.model.gpt import GPT, Block, gpt2_init
 from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions
+
+
+def pad_sources(sources: list[list[int]], end_id: int, pad_id: int = 0) -> tuple[Tensor, Tensor]:
+    """Each source with `end_id` appended, right-padded: (ids [B, S], padding [B, S], True on padding).
+
+    The end token tells the decoder where the source stops: at the target's end, its cross-attention
+    finds it. Example, end 0, pad 0: [[5, 6], [7]] -> ids [[5, 6, 0], [7, 0, 0]],
+    padding [[False, False, False], [False, False, True]].
+    """
+    longest = max(len(ids) for ids in sources) + 1
+    ids = torch.full((len(sources), longest), pad_id, dtype=torch.long)
+    padding = torch.ones(len(sources), longest, dtype=torch.bool)
+    for row, source in enumerate(sources):
+        ids[row, : len(source)] = torch.as_tensor(source, dtype=torch.long)
+        ids[row, len(source)] = end_id
+        padding[row, : len(source) + 1] = False
+    return ids, padding
 
 
 class DecoderBlock(Block):
@@ -71,7 +88,8 @@ class EncoderDecoder(nn.Module):
         >>> logits.shape                                  # a score per target position and vocabulary entry
         torch.Size([2, 5, 50])
 
-    A training batch is (source, target_in, source_padding, targets), fed as `model(*batch)`.
+    A training batch is (source, target_in, source_padding, targets), fed as `model(*batch)`
+    (`pad_sources` makes source and source_padding; training/pairs.py the rest).
     After a call with `return_weights=True`, `attn_weights` holds {"encoder", "decoder", "cross"}:
     one list of [B, H, Tq, Tk] per layer each, and `captured` the same under hook names,
     `encoder.blocks.{i}.attn.hook_pattern`, `decoder.blocks.{i}.attn.hook_pattern` and

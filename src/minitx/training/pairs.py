@@ -3,7 +3,7 @@
 A pair (source ids s_1..s_n, target ids y_1..y_m) becomes three rows, with the boundary token b
 (`<|doc|>`) starting and ending the target:
 
-    source      s_1  s_2 ... s_n  .  .           the encoder's input, right-padded (source_padding True on .)
+    source      s_1  s_2 ... s_n  b  .           the encoder's input, right-padded (source_padding True on .)
     target_in   b    y_1 ... y_m  .  .           the decoder's input
     targets     y_1  y_2 ... b   -1 -1           what each decoder position predicts; -1: no loss
 
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from minitx.errors import UserError
+from minitx.model.encoder_decoder import pad_sources
 from minitx.text.special import DOC_TOKEN
 
 if TYPE_CHECKING:
@@ -118,30 +119,24 @@ class PairSampler:
         self.generator.set_state(state)
 
 
-def collate(sources: list[np.ndarray], targets: list[np.ndarray], boundary_id: int,
-            pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def collate(sources: list[np.ndarray], targets: list[np.ndarray],
+            boundary_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pad a list of pairs into (source, target_in, source_padding, targets); see the module docstring.
 
     Example, boundary b = 0: sources [[5, 6], [7]], targets [[8], [9, 9]] ->
-        source [[5, 6], [7, 0]], padding [[F, F], [F, T]],
+        source [[5, 6, 0], [7, 0, 0]], padding [[F, F, F], [F, F, T]],
         target_in [[0, 8, 0], [0, 9, 9]], targets [[8, 0, -1], [9, 9, 0]]
     """
-    batch = len(sources)
-    s = max(len(x) for x in sources)
+    source, padding = pad_sources([x.tolist() for x in sources], boundary_id)
     t = max(len(y) for y in targets) + 1
-    source = np.full((batch, s), pad_id, dtype=np.int64)
-    padding = np.ones((batch, s), dtype=bool)
-    target_in = np.full((batch, t), pad_id, dtype=np.int64)
-    wanted = np.full((batch, t), -1, dtype=np.int64)
-    for row, (x, y) in enumerate(zip(sources, targets, strict=True)):
-        source[row, : len(x)] = x
-        padding[row, : len(x)] = False
+    target_in = np.zeros((len(targets), t), dtype=np.int64)  # padding there is never seen: the mask is causal
+    wanted = np.full((len(targets), t), -1, dtype=np.int64)
+    for row, y in enumerate(targets):
         target_in[row, 0] = boundary_id
         target_in[row, 1 : len(y) + 1] = y
         wanted[row, : len(y)] = y
         wanted[row, len(y)] = boundary_id  # the end of the translation
-    as_tensor = torch.from_numpy
-    return as_tensor(source), as_tensor(target_in), as_tensor(padding), as_tensor(wanted)
+    return source, torch.from_numpy(target_in), padding, torch.from_numpy(wanted)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,7 +198,7 @@ class PairData:
     notes: list[str] = field(default_factory=list)
 
     def split(self, block_size: int, val_fraction: float, doc_aligned: bool = False) -> PairSplit:
-        """Encode both sides; pairs longer than the block (source, or target + its end) are left out."""
+        """Encode both sides; pairs longer than the block (either side with its end token) are left out."""
         train, val = split_pairs(self.pairs, val_fraction)
         boundary = self.tokenizer.token_id(DOC_TOKEN)
         if boundary is None:
@@ -217,7 +212,7 @@ class PairData:
     def _encode(self, pairs: list[dict], block_size: int) -> EncodedPairs:
         sources = self.tokenizer.encode_pieces([p["source"] for p in pairs])
         targets = self.tokenizer.encode_pieces([p["target"] for p in pairs])
-        kept = [(s, t) for s, t in zip(sources, targets, strict=True) if len(s) <= block_size and len(t) < block_size]
+        kept = [(s, t) for s, t in zip(sources, targets, strict=True) if len(s) < block_size and len(t) < block_size]
         if len(kept) < len(pairs):
             self.notes.append(f"left out {len(pairs) - len(kept)} of {len(pairs)} pairs longer than the block "
                               f"({block_size} tokens)")
