@@ -391,6 +391,25 @@ def generate(
                  quantize=quantize.value)
 
 
+@command(app, "translate")
+def translate(
+    run_dir: Annotated[Path, typer.Argument(help="An encoder-decoder run directory.")],
+    sentences: Annotated[list[str] | None, typer.Argument(help="Sentences to translate (or --file).")] = None,
+    file: Annotated[Path | None, typer.Option(help="Translate each line of FILE ('-': stdin).")] = None,
+    beam: Annotated[int, typer.Option(help="Beam width; 1 is greedy decoding.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Sentences translated together.")] = 32,
+    max_new_tokens: Annotated[int | None, typer.Option(help="At most this many tokens per translation "
+                                                            "(default: the block).")] = None,
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+    quiet: Annotated[bool, typer.Option(help="No sentences/s on stderr.")] = False,
+) -> None:
+    """Translate sentences with an encoder-decoder run (greedy or beam search, with a KV cache)."""
+    from minitx.commands.translate import run_translate
+
+    run_translate(run_dir, sentences or [], file=file, beam=beam, batch_size=batch_size,
+                  max_new_tokens=max_new_tokens, device=device.value, quiet=quiet)
+
+
 @command(app, "eval")
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],

@@ -48,6 +48,7 @@ class Arch(str, Enum):
     """The architecture of a model (`--arch`, config.json's `arch`): one registered class each in model/registry.py."""
 
     gpt = "gpt"
+    encoder_decoder = "encoder-decoder"
 
 
 ARCHITECTURES = tuple(a.value for a in Arch)
@@ -107,6 +108,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train": {"steps": 2000, "batch_size": 12, "lr": 1e-3, "min_lr": 1e-4, "warmup": 100, "beta2": 0.99},
         "expected_val_loss": (2.61, 2.68),
     },
+    "translate": {
+        "about": "the encoder-decoder for the built-in translation pairs: 2 + 2 layers, 128 wide",
+        "model": {"arch": "encoder-decoder", "n_layers": 2, "encoder_layers": 2, "n_heads": 4, "dim": 128,
+                  "block_size": 64, "vocab_size": 1024},
+        "train": {"steps": 1500, "batch_size": 32, "lr": 3e-3, "min_lr": 3e-4, "warmup": 100, "eval_every": 250,
+                  "eval_batches": 10},
+        "expected_val_loss": None,
+    },
     "medium": {
         "about": "6 layers, 384 wide, block 256 (nanoGPT's GPU Shakespeare shape): wants a GPU",
         "model": {"n_layers": 6, "n_heads": 6, "dim": 384, "block_size": 256, "dropout": 0.2, "vocab_size": 2048},
@@ -115,6 +124,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 DEFAULT_PRESET = "small"
+#: The preset a fresh run of an architecture takes when no --preset is given (the others: DEFAULT_PRESET).
+ARCH_PRESETS = {"encoder-decoder": "translate"}
 
 #: `--preset`: one choice per entry of PRESETS (the one list).
 Preset = Enum("Preset", [(name, name) for name in PRESETS], type=str)
@@ -206,6 +217,9 @@ class ModelConfig:
         activation: the MLP's nonlinearity, one of ACTIVATIONS ("gelu_tanh" for imported GPT-2 weights).
         tie_embeddings: the output layer reuses the token embedding matrix (weight tying); False
             gives it a matrix of its own, as some imported checkpoints have.
+        encoder_layers: an encoder-decoder's encoder blocks (None: as many as `n_layers`, the
+            decoder's); unused by "gpt".
+        encoder_pos: an encoder-decoder's encoder positions (None: the decoder's `pos`); unused by "gpt".
     """
 
     vocab_size: int = flag(MISSING, "Vocabulary size of the BPE trained for the run (a --tokenizer brings its own).",
@@ -220,7 +234,11 @@ class ModelConfig:
     bias: bool = flag(True, "Biases in linears and LayerNorms.", MODEL)
     activation: str = "gelu"
     tie_embeddings: bool = True
-    arch: str = flag("gpt", "The architecture: gpt (decoder-only).", MODEL, choices=Arch)
+    arch: str = flag("gpt", "The architecture: gpt (decoder-only) or encoder-decoder (translation).", MODEL,
+                     choices=Arch)
+    encoder_layers: int | None = flag(None, "encoder-decoder: the encoder's blocks (default: --layers).", MODEL)
+    encoder_pos: str | None = flag(None, "encoder-decoder: the encoder's positions (default: --pos).", MODEL,
+                                   choices=PositionKind)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -233,9 +251,12 @@ class ModelConfig:
         """
         if self.arch not in ARCHITECTURES:
             raise UserError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
-        if self.pos not in POSITIONAL_ENCODINGS:
-            choices = ", ".join(POSITIONAL_ENCODINGS)
-            raise UserError(f"unknown positional encoding {self.pos!r}; choose one of {choices}")
+        for kind in (self.pos, self.encoder_pos):
+            if kind is not None and kind not in POSITIONAL_ENCODINGS:
+                choices = ", ".join(POSITIONAL_ENCODINGS)
+                raise UserError(f"unknown positional encoding {kind!r}; choose one of {choices}")
+        if self.encoder_layers is not None and int(self.encoder_layers) < 1:
+            raise UserError(f"encoder_layers must be at least 1, got {self.encoder_layers}")
         if self.activation not in ACTIVATIONS:
             raise UserError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         for name in ("vocab_size", "block_size", "n_layers", "n_heads", "dim", "mlp_ratio"):
@@ -296,6 +317,8 @@ class TrainConfig:
     # windows start only at <|doc|> (see batches.py); measured not to pay (docs/decisions.md)
     doc_aligned: bool = flag(False, "Start training windows at <|doc|> markers.", TRAINING)
     text_field: str = flag("text", "JSON Lines / Parquet corpora: the field that holds the text.", TRAINING)
+    source_field: str = flag("source", "encoder-decoder: the JSON Lines field of the source sentence.", TRAINING)
+    target_field: str = flag("target", "encoder-decoder: the JSON Lines field of its translation.", TRAINING)
     val_fraction: float = flag(0.1, "Share of tokens held out for validation.", EVALUATION)
     eval_every: int = flag(250, "Steps between evaluations.", EVALUATION)
     eval_batches: int = flag(20, "Batches per evaluation.", EVALUATION)

@@ -33,7 +33,7 @@ def translation(*, out: Path, n_pairs: int, seed: int, order: str, force: bool) 
 
     if n_pairs < 1:
         raise UserError(f"--pairs must be at least 1, got {n_pairs}")
-    refuse_overwrite(out, force)
+    refuse_existing(out, force)
     pairs = translation_pairs(n_pairs, seed, order)
     atomic_write_text(out, "".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs))
     longest_source = max(len(pair["source"].split()) for pair in pairs)

@@ -50,7 +50,7 @@ def run_eval(
     if context is not None and quantize not in (None, "none"):
         raise UserError(f"--context rebuilds the model for a longer window and needs its float weights; "
                         f"drop --quantize {quantize} to measure length extrapolation")
-    model, run = load_for_inference(run_dir, device, threads, quantize)
+    model, run = load_for_inference(run_dir, device, threads, quantize, command="minitx eval")
     if not files and IMPORTED_FROM in run.raw_config:
         raise UserError(f"{run_dir} was imported, not trained here, so it has no validation split; "
                         f"give text files to score: minitx eval {run_dir} FILE")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 
 from minitx.commands.display import make_console
-from minitx.errors import require_file
+from minitx.errors import UserError, require_file
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -38,6 +38,9 @@ def run_positions(
         run_experiment,
     )
 
+    if flags.get("arch") not in (None, "gpt"):
+        raise UserError(f"experiment positions trains decoder-only (gpt) runs; --arch {flags['arch']} is not part "
+                        "of it yet")
     for f in files:
         require_file(f, "corpus file")
     model_flags, train_flags = given(flags, ModelConfig), given(flags, TrainConfig)

@@ -36,7 +36,7 @@ def run_generate(
 
     prompt = read_stdin() if prompt == "-" else prompt
     cfg = SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed, num_samples, list(stop))
-    model, run = load_for_inference(run_dir, device, threads, quantize)
+    model, run = load_for_inference(run_dir, device, threads, quantize, command="minitx generate")
     out = sys.stdout
 
     def write(piece: str) -> None:

@@ -87,7 +87,7 @@ def run_inspect_attention(
     if max_tokens is not None and max_tokens < 1:
         raise UserError(f"--max-tokens must be at least 1, got {max_tokens}")
     console = console if console is not None else Console()
-    model, run = load_for_inference(run_dir, device, threads)
+    model, run = load_for_inference(run_dir, device, threads, command="minitx inspect-attention")
     check_head_range(model, layer, head)
     text = DEFAULT_PROMPT if prompt is None else read_stdin() if prompt == "-" else prompt
     ids = prompt_ids(run.tokenizer, text)
@@ -266,7 +266,7 @@ def run_inspect_positions(
         by_distance = Path(png).with_name(f"{Path(png).stem}-by-distance.png") if len(dirs) == 1 else None
         refuse_existing_outputs({"--png": png, "--png (by distance)": by_distance}, force)
     console = console if console is not None else Console()
-    models = [load_for_inference(run_dir, device, threads)[0] for run_dir in dirs]
+    models = [load_for_inference(run_dir, device, threads, command="minitx inspect-positions")[0] for run_dir in dirs]
     n_positions = positions if positions is not None else min(
         min(model.config.block_size, DEFAULT_POSITIONS) for model in models)
     reports = [inspect_positions(model, n_positions) for model in models]

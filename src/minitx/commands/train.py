@@ -132,8 +132,7 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
     table.add_column(style="bold")
     table.add_column(justify="right")
     table.add_row("run directory", safe(trainer.run_dir))
-    table.add_row("model", f"{mc.n_layers} layers × {mc.n_heads} heads × {mc.dim} wide, block {mc.block_size}, "
-                           f"pos {mc.pos}")
+    table.add_row("model", model_shape(mc))
     table.add_row("parameters", f"{result.parameters:,}")
     table.add_row("steps", f"{result.step:,} / {result.steps:,}")
     table.add_row("train loss", fmt(result.train_loss))
@@ -152,5 +151,17 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
     console.print(table)
     if result.interrupted:
         console.print(f"continue with: minitx train --out {safe(trainer.run_dir)} --resume")
+    elif mc.arch == "encoder-decoder":
+        console.print(f'next: minitx translate {safe(trainer.run_dir)} "The red ball is big."')
     else:
         console.print(f"next: minitx generate {safe(trainer.run_dir)}    minitx eval {safe(trainer.run_dir)}")
+
+
+def model_shape(mc: Any) -> str:
+    """"4 layers × 4 heads × 128 wide, block 128, pos learned"; an encoder-decoder names both stacks."""
+    if mc.arch != "encoder-decoder":
+        return f"{mc.n_layers} layers × {mc.n_heads} heads × {mc.dim} wide, block {mc.block_size}, pos {mc.pos}"
+    encoder_pos = mc.encoder_pos or mc.pos
+    return (f"encoder {mc.encoder_layers or mc.n_layers} + decoder {mc.n_layers} layers × {mc.n_heads} heads × "
+            f"{mc.dim} wide, block {mc.block_size}, pos {mc.pos}" + (f" (encoder {encoder_pos})"
+                                                                     if encoder_pos != mc.pos else ""))

@@ -6,6 +6,7 @@
     minitx train CORPUS...         files, directories, globs, .jsonl, .parquet: prepared once into the
                                    token cache (tokens/cache.py), reused by every later run
     minitx train                   the built-in stories (2 MB), generated and encoded in memory as always
+    ... --arch encoder-decoder     sentence pairs instead: one FILE.jsonl, or the built-in pairs (pairs.py)
 
 The run records which data it used (`TrainingData.record`): the name of the corpus, its files, its size,
 the sha256 of its text -- `--resume` refuses different text -- and the prepared directory it read.
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from minitx.text.tokenizer import Tokenizer
     from minitx.tokens.store import PreparedData
+    from minitx.training.pairs import PairData
 
 
 @dataclass
@@ -77,14 +79,22 @@ def load_training_data(
     show_progress: bool = False,
     notify: Callable[[str], None] | None = None,
     prepare_progress: Callable[[], AbstractContextManager[Any]] | None = None,
-) -> TrainingData:
+    arch: str = "gpt",
+    pair_fields: tuple[str, str] = ("source", "target"),
+) -> TrainingData | PairData:
     """The tokenizer and tokens for `minitx train FILES` (see the module docstring for the three forms).
 
     `tokenizer`: --tokenizer (a path or 'char'), a run's own Tokenizer (--resume), or None (train a BPE of
     `vocab_size`). `prepared_hint`: the prepared data a resumed run used, tried first. `notify` receives
     one-line messages for the user ("reusing the prepared tokens in ..."); `prepare_progress` makes the
-    progress display a prepare runs in.
+    progress display a prepare runs in. `arch` "encoder-decoder" reads sentence pairs instead (pairs.py):
+    the built-in ones, or one JSON Lines file with the `pair_fields` (source, target).
     """
+    if arch == "encoder-decoder":
+        from minitx.training.pairs import load_pair_data
+
+        return load_pair_data(files, tokenizer=tokenizer, vocab_size=vocab_size, val_fraction=val_fraction,
+                              source_field=pair_fields[0], target_field=pair_fields[1], show_progress=show_progress)
     notify = notify or (lambda line: None)
     if not files:
         return _builtin_stories(tokenizer, vocab_size, show_progress)

@@ -3,11 +3,13 @@
 positions.py   where a token stands: sinusoidal, learned, rope, alibi, none
 attention.py   multi-head attention (self and cross; textbook and fused paths) and the KV cache
 gpt.py         MLP, pre-LN residual block, and the decoder-only GPT with tied embeddings
+encoder_decoder.py  the encoder-decoder: bidirectional encoder, decoder blocks with cross-attention
 registry.py    config.json's `arch` -> the model class; build_model(config)
 quantize.py    --quantize int8 weights
 """
 
 from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention, textbook_attention
+from minitx.model.encoder_decoder import DecoderBlock, EncoderDecoder, pad_sources
 from minitx.model.gpt import GPT, MLP, Block
 from minitx.model.positions import PositionalEncoding, alibi_slopes, build_positional_encoding
 from minitx.model.registry import ARCHITECTURES, build_model, check_model_config, model_class
@@ -18,6 +20,8 @@ __all__ = [
     "MLP",
     "AttentionMask",
     "Block",
+    "DecoderBlock",
+    "EncoderDecoder",
     "KVCache",
     "MultiHeadAttention",
     "PositionalEncoding",
@@ -26,5 +30,6 @@ __all__ = [
     "build_positional_encoding",
     "check_model_config",
     "model_class",
+    "pad_sources",
     "textbook_attention",
 ]

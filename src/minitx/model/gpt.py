@@ -91,6 +91,24 @@ class MLP(nn.Module):
         return x
 
 
+def gpt2_init(model: nn.Module, n_residual_branches: int) -> None:
+    """GPT-2 initialisation: N(0, 0.02) weights, zero biases, smaller residual projections.
+
+    Every `c_proj` adds one branch's output to the residual stream, so a stack with N such branches
+    has N random contributions in the stream at init; scaling those weights by 1/√N keeps the
+    stream's size independent of depth (a GPT of L blocks has N = 2L).
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    residual_std = 0.02 / math.sqrt(n_residual_branches)
+    for name, param in model.named_parameters():
+        if name.endswith("c_proj.weight"):
+            nn.init.normal_(param, mean=0.0, std=residual_std)
+
+
 class Block(nn.Module):
     """One pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
 
@@ -160,21 +178,8 @@ class GPT(nn.Module):
         return self.transformer[self._positions_key]
 
     def _init_weights(self) -> None:
-        """GPT-2 initialisation: N(0, 0.02) weights, zero biases, smaller residual projections.
-
-        Each block adds two `c_proj` outputs to the residual stream, so after L blocks the stream
-        has 2L random contributions; scaling those weights by 1/√(2L) keeps its size at init
-        independent of depth.
-        """
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        residual_std = 0.02 / math.sqrt(2 * self.config.n_layers)
-        for name, param in self.named_parameters():
-            if name.endswith("c_proj.weight"):
-                nn.init.normal_(param, mean=0.0, std=residual_std)
+        """GPT-2 initialisation (`gpt2_init`): each block adds two `c_proj` outputs to the stream."""
+        gpt2_init(self, n_residual_branches=2 * self.config.n_layers)
 
     def set_attention_path(self, path: str) -> None:
         """Choose how every layer computes attention: "sdpa" (fused, fast) or "textbook" (explicit)."""

@@ -21,12 +21,14 @@ from torch import nn
 from minitx.config import ARCHITECTURES as ARCH_NAMES
 from minitx.config import ModelConfig
 from minitx.errors import UserError
+from minitx.model.encoder_decoder import EncoderDecoder
 from minitx.model.gpt import GPT
 from minitx.model.positions import encoding_class
 
 #: One class per `config.Arch`; a test checks that none is missing.
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "gpt": GPT,
+    "encoder-decoder": EncoderDecoder,
 }
 
 
@@ -41,7 +43,8 @@ def check_model_config(config: ModelConfig) -> None:
     """UserError now, before any work, if `config` names no registered architecture or its positional kind
     cannot take its shape (building the model would fail the same way later)."""
     model_class(config.arch)
-    encoding_class(config.pos).check_config(config)
+    for kind in {config.pos, getattr(config, "encoder_pos", None) or config.pos}:  # an encoder's own kind too
+        encoding_class(kind).check_config(config)
 
 
 def build_model(config: ModelConfig) -> nn.Module:

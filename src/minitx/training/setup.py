@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from minitx import rundir
 from minitx.config import (
+    ARCH_PRESETS,
     DEFAULT_PRESET,
     PRESETS,
     ModelConfig,
@@ -106,6 +107,8 @@ def run_training(
     one-line notes for the user (e.g. that prepared tokens are reused); `progress` the training's reports.
     """
     out = Path(out)
+    if not resume:
+        flags = with_architecture_preset(flags)
     train_config = make_train_config(flags.get("preset"), flags)  # impossible values fail first
     world = world if world is not None else World.from_env()
     if world.is_main:
@@ -118,9 +121,12 @@ def run_training(
         train_config = resumed_train_config(run.train_config, flags)
         files = files or [Path(f) for f in train_config.corpus_files]
     vocab_size = flags.get("vocab_size") or preset(train_config.preset or DEFAULT_PRESET)["model"]["vocab_size"]
-    if not resume:
-        # a bad shape fails before preparing
-        check_model_config(make_model_config(train_config.preset, flags, vocab_size=vocab_size))
+    if not resume:  # a bad shape fails before preparing
+        proposed = make_model_config(train_config.preset, flags, vocab_size=vocab_size)
+        check_model_config(proposed)
+        arch = proposed.arch
+    else:
+        arch = model_config.arch
     if resume:
         chosen_tokenizer = tokenizer
     elif world.distributed and not world.is_main:  # every rank encodes with rank 0's tokenizer
@@ -133,7 +139,8 @@ def run_training(
                               val_fraction=train_config.val_fraction,
                               val_fraction_given=flags.get("val_fraction") is not None,
                               prepared_hint=train_config.prepared_data if resume else None,
-                              text_field=train_config.text_field,
+                              text_field=train_config.text_field, arch=arch,
+                              pair_fields=(train_config.source_field, train_config.target_field),
                               show_progress=show_progress, notify=notify, prepare_progress=prepare_progress)
     if resume and train_config.corpus_sha256 not in (None, data.text_sha256):
         raise UserError(
@@ -150,6 +157,8 @@ def run_training(
     for name, value in data.record().items():
         setattr(train_config, name, value)
     split = data.split(model_config.block_size, train_config.val_fraction, train_config.doc_aligned)
+    for note in data.notes if notify is not None else []:
+        notify(note)
     resolve_dtype(train_config.dtype, resolve_device(train_config.device))  # fail before touching RUN_DIR
     if train_config.log == "tensorboard":
         from minitx.training.scalars import require_tensorboard
@@ -166,6 +175,17 @@ def run_training(
     band = expected_band(train_config) if is_stock(files, flags) and not resume else None
     result = trainer.fit(progress=progress, expected_band=band)
     return trainer, result
+
+
+def with_architecture_preset(flags: dict[str, Any]) -> dict[str, Any]:
+    """A fresh run of an architecture with a preset of its own (`ARCH_PRESETS`) and no --preset takes that preset.
+
+    `minitx train --arch encoder-decoder` alone is then the translation recipe, not the story model's shape.
+    """
+    arch = flags.get("arch")
+    if flags.get("preset") is None and arch in ARCH_PRESETS:
+        return {**flags, "preset": ARCH_PRESETS[arch]}
+    return flags
 
 
 def is_stock(files: list[Path], flags: dict[str, Any]) -> bool:

@@ -1,0 +1,252 @@
+"""The encoder-decoder transformer (Vaswani et al., 2017): read a source sentence whole, write its translation.
+
+    memory     = Encoder(source)                       every source token sees every other (padding hidden)
+    p(y_t | ·) = Decoder(y_0 .. y_t, memory)          masked self-attention over the target so far,
+                                                       then cross-attention to memory, then the MLP
+
+The encoder is a stack of the GPT's pre-LN `Block`s under a mask that is not causal and hides only
+padding. A decoder block has a third sub-layer between the two:
+
+    x = x + self_attn(ln_1(x))                         causal: target token t sees targets 0..t
+    x = x + cross_attn(ln_cross(x), memory)            queries from x, keys and values from memory
+    x = x + mlp(ln_2(x))
+
+`memory` is the encoder's last layer after its final LayerNorm. Each stack has its own positional
+encoding (`pos` for the decoder, `encoder_pos` for the encoder; ALiBi's distance is |i - j| in the
+encoder); cross-attention has none. One tokenizer serves both languages, so one embedding table
+`wte` reads the source, reads the target and, tied, scores the next target token. Longer story:
+docs/encoder-decoder.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from minitx.config import ModelConfig
+from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention
+from minitx.model.gpt import GPT, Block, gpt2_init
+from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions
+
+
+def pad_sources(sources: list[list[int]], end_id: int, pad_id: int = 0) -> tuple[Tensor, Tensor]:
+    """Each source with `end_id` appended, right-padded: (ids [B, S], padding [B, S], True on padding).
+
+    The end token tells the decoder where the source stops: at the target's end, its cross-attention
+    finds it. Example, end 0, pad 0: [[5, 6], [7]] -> ids [[5, 6, 0], [7, 0, 0]],
+    padding [[False, False, False], [False, False, True]].
+    """
+    longest = max(len(ids) for ids in sources) + 1
+    ids = torch.full((len(sources), longest), pad_id, dtype=torch.long)
+    padding = torch.ones(len(sources), longest, dtype=torch.bool)
+    for row, source in enumerate(sources):
+        ids[row, : len(source)] = torch.as_tensor(source, dtype=torch.long)
+        ids[row, len(source)] = end_id
+        padding[row, : len(source) + 1] = False
+    return ids, padding
+
+
+class DecoderBlock(Block):
+    """A GPT block with cross-attention between its two sub-layers (`ln_cross`, `cross_attn`)."""
+
+    def __init__(self, config: ModelConfig, layer_index: int) -> None:
+        super().__init__(config, layer_index)
+        self.ln_cross = nn.LayerNorm(config.dim, bias=config.bias)
+        self.cross_attn = MultiHeadAttention(config, layer_index, cross=True)
+
+    def forward(  # type: ignore[override]
+        self,
+        x: Tensor,
+        mask: AttentionMask,
+        positions: PositionalEncoding,
+        cache: KVCache | None,
+        textbook: bool,
+        memory: Tensor | None = None,
+        cross_mask: AttentionMask | None = None,
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """x [B, T, C] -> (x, self-attention weights, cross-attention weights); weights only if `textbook`."""
+        attn_out, self_weights = self.attn(self.ln_1(x), mask, positions=positions, cache=cache, textbook=textbook)
+        x = x + attn_out
+        cross_out, cross_weights = self.cross_attn(self.ln_cross(x), cross_mask, context=memory, cache=cache,
+                                                   textbook=textbook)
+        x = x + cross_out  # what this target token read from the source
+        x = x + self.mlp(self.ln_2(x))
+        return x, self_weights, cross_weights
+
+
+class EncoderDecoder(nn.Module):
+    """An encoder-decoder transformer with a shared vocabulary and tied target embeddings.
+
+    Example:
+        >>> config = ModelConfig(vocab_size=50, block_size=16, n_layers=2, n_heads=2, dim=32, arch="encoder-decoder")
+        >>> model = EncoderDecoder(config)
+        >>> source, target = torch.randint(50, (2, 7)), torch.randint(50, (2, 5))   # [B=2, S=7], [B=2, T=5]
+        >>> logits, loss = model(source, target, None, target)
+        >>> logits.shape                                  # a score per target position and vocabulary entry
+        torch.Size([2, 5, 50])
+
+    A training batch is (source, target_in, source_padding, targets), fed as `model(*batch)`
+    (`pad_sources` makes source and source_padding; training/pairs.py the rest).
+    After a call with `return_weights=True`, `attn_weights` holds {"encoder", "decoder", "cross"}:
+    one list of [B, H, Tq, Tk] per layer each, and `captured` the same under hook names,
+    `encoder.blocks.{i}.attn.hook_pattern`, `decoder.blocks.{i}.attn.hook_pattern` and
+    `decoder.blocks.{i}.cross_attn.hook_pattern` ([B, H, T, S]); `return_residual=True` adds the
+    stream after each block, `encoder.blocks.{i}.hook_resid_post` and `decoder.blocks.{i}.hook_resid_post`.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        config.validate()
+        self.config = config
+        encoder_layers = config.encoder_layers or config.n_layers
+        encoder_config = dataclasses.replace(config, pos=config.encoder_pos or config.pos)
+        self.wte = nn.Embedding(config.vocab_size, config.dim)  # both languages, one table
+        self.encoder = nn.ModuleDict(
+            {
+                "pos": build_positional_encoding(encoder_config),
+                "blocks": nn.ModuleList(Block(config, i) for i in range(encoder_layers)),
+                "ln_f": nn.LayerNorm(config.dim, bias=config.bias),
+            }
+        )
+        self.decoder = nn.ModuleDict(
+            {
+                "pos": build_positional_encoding(config),
+                "blocks": nn.ModuleList(DecoderBlock(config, i) for i in range(config.n_layers)),
+                "ln_f": nn.LayerNorm(config.dim, bias=config.bias),
+            }
+        )
+        self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight  # weight tying: one Parameter, two roles
+        self.dropout_p = config.dropout
+        self.attention_path = "sdpa"
+        self.attn_weights: dict[str, list[Tensor]] = {}
+        self.captured: dict[str, Tensor] = {}
+        # an encoder block adds 2 branches to its stream, a decoder block 3 (self, cross, MLP)
+        gpt2_init(self, n_residual_branches=2 * encoder_layers + 3 * config.n_layers)
+
+    # The same as the GPT's: they only walk the parameters / set the attention path.
+    set_attention_path = GPT.set_attention_path
+    configure_optimizer = GPT.configure_optimizer
+
+    @property
+    def positions(self) -> PositionalEncoding:
+        """The decoder's positional encoding (the registry's `.positions`)."""
+        return self.decoder["pos"]
+
+    @property
+    def encoder_positions(self) -> PositionalEncoding:
+        """The encoder's positional encoding (`encoder_pos`, else the same kind as the decoder's)."""
+        return self.encoder["pos"]
+
+    def _embed(self, ids: Tensor, positions: PositionalEncoding, start_pos: int) -> Tensor:
+        x = positions.add_to_embeddings(self.wte(ids), start_pos)  # [B, T, C]
+        return F.dropout(x, self.dropout_p, self.training) if self.dropout_p > 0 else x
+
+    def encode(
+        self, source: Tensor, source_padding: Tensor | None = None, *, return_weights: bool = False,
+        return_residual: bool = False,
+    ) -> Tensor:
+        """The memory [B, S, C] the decoder reads: source ids [B, S] through every encoder block and ln_f.
+
+        `source_padding` [B, S] is True on padding (right-padded: real tokens keep positions 0..n-1);
+        padded keys are hidden from every query. Padded rows of the memory are never read.
+        """
+        batch, s = source.shape
+        check_positions(0, s, self.config.block_size)
+        positions = self.encoder_positions
+        textbook = return_weights or self.attention_path == "textbook"
+        x = self._embed(source, positions, 0)
+        bias = positions.score_bias(s, s, 0, bidirectional=True)
+        mask = AttentionMask(s, 0, bias, causal=False, key_padding=source_padding, device=x.device, dtype=x.dtype)
+        for i, block in enumerate(self.encoder["blocks"]):
+            x, weights = block(x, mask, positions, None, textbook)
+            if return_weights:
+                self.attn_weights.setdefault("encoder", []).append(weights)
+                self.captured[f"encoder.blocks.{i}.attn.hook_pattern"] = weights
+            if return_residual:
+                self.captured[f"encoder.blocks.{i}.hook_resid_post"] = x
+        return self.encoder["ln_f"](x)
+
+    def decode(
+        self,
+        target: Tensor,
+        memory: Tensor | None,
+        source_padding: Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        return_weights: bool = False,
+        return_residual: bool = False,
+        last_only: bool = False,
+    ) -> Tensor:
+        """Next-token logits [B, T, V] (or [B, 1, V] with `last_only`) for target ids [B, T] given the memory.
+
+        With a `cache`, positions start at cache.length and this call's self-attention keys and values
+        are appended; cross-attention's keys and values of the memory are computed at the first call
+        and reused after (`memory` may then be None).
+        """
+        batch, t = target.shape
+        start_pos = 0 if cache is None else cache.length
+        check_positions(start_pos, t, self.config.block_size)
+        positions = self.positions
+        textbook = return_weights or self.attention_path == "textbook"
+        x = self._embed(target, positions, start_pos)
+        score_bias = positions.score_bias(t, start_pos + t, start_pos)
+        mask = AttentionMask(t, start_pos, score_bias, device=x.device, dtype=x.dtype)  # causal
+        s = memory.shape[1] if memory is not None else cache.cross[0][0].shape[2]  # type: ignore[union-attr, index]
+        cross_mask = AttentionMask(t, t_k=s, causal=False, key_padding=source_padding, device=x.device,
+                                   dtype=x.dtype)
+        for i, block in enumerate(self.decoder["blocks"]):
+            x, self_weights, cross_weights = block(x, mask, positions, cache, textbook, memory, cross_mask)
+            if return_weights:
+                self.attn_weights.setdefault("decoder", []).append(self_weights)
+                self.attn_weights.setdefault("cross", []).append(cross_weights)
+                self.captured[f"decoder.blocks.{i}.attn.hook_pattern"] = self_weights
+                self.captured[f"decoder.blocks.{i}.cross_attn.hook_pattern"] = cross_weights
+            if return_residual:
+                self.captured[f"decoder.blocks.{i}.hook_resid_post"] = x
+        if cache is not None:
+            cache.length += t
+        if last_only:
+            x = x[:, -1:, :]  # [B, 1, C]
+        return self.lm_head(self.decoder["ln_f"](x))
+
+    def forward(
+        self,
+        source: Tensor,
+        target: Tensor,
+        source_padding: Tensor | None = None,
+        targets: Tensor | None = None,
+        *,
+        return_weights: bool = False,
+        return_residual: bool = False,
+    ) -> tuple[Tensor, Tensor | None]:
+        """Logits [B, T, V] for every target position, and the loss if `targets` [B, T] are given.
+
+        `target` is the decoder's input (the start token, then the translation); `targets` the token
+        each position should predict, -1 where none (padding): the loss is the mean cross-entropy
+        over the target's real tokens only. `return_weights` / `return_residual`: see the class docstring.
+        """
+        if return_weights or return_residual:
+            self.attn_weights, self.captured = {}, {}
+        memory = self.encode(source, source_padding, return_weights=return_weights, return_residual=return_residual)
+        logits = self.decode(target, memory, source_padding, return_weights=return_weights,
+                             return_residual=return_residual)
+        loss = None
+        if targets is not None:
+            flat = logits.view(-1, logits.shape[-1]).float()  # the loss in fp32 even for a bf16 model
+            loss = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-1)
+        return logits, loss
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Count parameters (a tied wte/lm_head once); `exclude_embeddings` leaves out wte and learned tables."""
+        total = sum(p.numel() for p in self.parameters())
+        if exclude_embeddings:
+            total -= self.wte.weight.numel()
+            for positions in (self.encoder_positions, self.positions):
+                if positions.kind == "learned":
+                    total -= positions.weight.numel()
+        return total
