@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from minitx.text.tokenizer import Tokenizer
     from minitx.tokens.store import PreparedData
-    from minitx.training.pairs import PairData
+    from minitx.dataset.pairs import PairData
 
 
 @dataclass
@@ -91,7 +91,7 @@ def load_training_data(
     the built-in ones, or one JSON Lines file with the `pair_fields` (source, target).
     """
     if arch == "encoder-decoder":
-        from minitx.training.pairs import load_pair_data
+        from minitx.dataset.pairs import load_pair_data
 
         return load_pair_data(files, tokenizer=tokenizer, vocab_size=vocab_size, val_fraction=val_fraction,
                               source_field=pair_fields[0], target_field=pair_fields[1], show_progress=show_progress)

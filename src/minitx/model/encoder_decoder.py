@@ -89,7 +89,7 @@ class EncoderDecoder(nn.Module):
         torch.Size([2, 5, 50])
 
     A training batch is (source, target_in, source_padding, targets), fed as `model(*batch)`
-    (`pad_sources` makes source and source_padding; training/pairs.py the rest).
+    (`pad_sources` makes source and source_padding; dataset/pairs.py the rest).
     After a call with `return_weights=True`, `attn_weights` holds {"encoder", "decoder", "cross"}:
     one list of [B, H, Tq, Tk] per layer each, and `captured` the same under hook names,
     `encoder.blocks.{i}.attn.hook_pattern`, `decoder.blocks.{i}.attn.hook_pattern` and

@@ -234,7 +234,7 @@ def load_pair_data(
     No file: the built-in pairs. One tokenizer for both languages: a BPE of `vocab_size` trained on
     the sources and targets together, `--tokenizer char`, a tokenizer.json, or a resumed run's own.
     """
-    from minitx.training.data import build_tokenizer
+    from minitx.dataset.training_data import build_tokenizer
 
     if len(files) > 1:
         raise UserError("an encoder-decoder trains on one JSON Lines file of pairs; give one FILE.jsonl")
