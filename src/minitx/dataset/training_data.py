@@ -28,9 +28,9 @@ from minitx.text.special import DOC_TOKEN
 if TYPE_CHECKING:
     import numpy as np
 
+    from minitx.dataset.pairs import PairData
     from minitx.text.tokenizer import Tokenizer
     from minitx.tokens.store import PreparedData
-    from minitx.dataset.pairs import PairData
 
 
 @dataclass
