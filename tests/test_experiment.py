@@ -74,6 +74,23 @@ def test_rerunning_a_finished_experiment_reuses_every_run(experiment):
 
 
 @pytest.mark.slow  # the lab trains models
+def test_a_report_file_changed_since_the_lab_wrote_it_is_refused_without_force(experiment):
+    out, _ = experiment
+    args = ["experiment", "positions", "--out", out, "--kinds", "rope,learned", "--seeds", "1", *TINY]
+    lab_wrote = (out / "report.md").read_text()
+    (out / "report.md").write_text(lab_wrote + "\nmy notes\n")
+    refused = run(*args)
+    assert refused.exit_code == 2 and len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert "report.md was changed since the lab wrote it" in refused.stderr and "--force" in refused.stderr
+    assert "done, reused" not in refused.output  # refused before any work
+    assert (out / "report.md").read_text() == lab_wrote + "\nmy notes\n"
+    forced = run(*args, "--force")
+    assert forced.exit_code == 0, forced.output + forced.stderr
+    assert "my notes" not in (out / "report.md").read_text()
+    assert run(*args).exit_code == 0  # its own report again: rewritten without --force
+
+
+@pytest.mark.slow  # the lab trains models
 def test_more_seeds_add_runs_and_fewer_kinds_report_on_a_subset(experiment):
     out, _ = experiment
     subset = run("experiment", "positions", "--out", out, "--kinds", "rope", "--seeds", "1", *TINY)

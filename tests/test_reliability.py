@@ -419,3 +419,42 @@ def test_force_replaces_a_run_with_all_its_checkpoints_and_leftovers(tmp_path, c
     result = run("train", corpus, "--out", out, "--steps", "3", "--save-every", "3", "--force", *TINY)
     assert result.exit_code == 0, result.output + result.stderr
     assert [p.name for p in (out / rundir.CHECKPOINTS).iterdir()] == ["step-000003"]
+
+
+def test_a_jsonl_text_field_that_is_not_a_string_says_so_instead_of_missing(tmp_path):
+    from minitx.errors import UserError
+    from minitx.tokens.sources import CorpusStream, expand_sources
+
+    (tmp_path / "d.jsonl").write_text('{"text": "fine"}\n{"text": 5}\n')
+    with pytest.raises(UserError) as caught:
+        list(CorpusStream(expand_sources([tmp_path / "d.jsonl"])).blocks())
+    assert str(caught.value) == (f'{tmp_path / "d.jsonl"} line 2: field "text" holds int 5, not a string; name the '
+                                 "field that holds the text with --text-field")
+    (tmp_path / "e.jsonl").write_text('{"body": "x"}\n')
+    with pytest.raises(UserError, match='line 1 has no text field "text"'):
+        list(CorpusStream(expand_sources([tmp_path / "e.jsonl"])).blocks())
+
+
+def test_in_ci_a_skipped_test_or_module_fails_instead(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copy(Path(__file__).with_name("conftest.py"), tmp_path / "conftest.py")
+    (tmp_path / "test_needs_a_missing_module.py").write_text(
+        'import pytest\nnot_here = pytest.importorskip("no_such_module_anywhere")\n\ndef test_x():\n    pass\n')
+    (tmp_path / "test_skips_itself.py").write_text(
+        'import pytest\n\ndef test_y():\n    pytest.skip("needs a browser")\n\ndef test_z():\n    pass\n')
+    env = {k: v for k, v in __import__("os").environ.items() if k != "CI"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", str(tmp_path)]
+    here = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert here.returncode == 0 and "1 passed, 2 skipped" in here.stdout, here.stdout + here.stderr
+    ci = {**env, "CI": "true"}
+    module = subprocess.run([*cmd[:-1], str(tmp_path / "test_needs_a_missing_module.py")], capture_output=True,
+                            text=True, env=ci, cwd=tmp_path, timeout=120)
+    assert module.returncode != 0 and "this module skipped" in module.stdout, module.stdout + module.stderr
+    assert "no_such_module_anywhere" in module.stdout
+    test = subprocess.run([*cmd[:-1], str(tmp_path / "test_skips_itself.py")], capture_output=True, text=True,
+                          env=ci, cwd=tmp_path, timeout=120)
+    assert test.returncode == 1 and "1 failed, 1 passed" in test.stdout, test.stdout + test.stderr
+    assert "CI must run every test, and this one skipped: Skipped: needs a browser" in test.stdout

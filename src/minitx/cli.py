@@ -460,6 +460,8 @@ def experiment_positions(
                                                 rich_help_panel=EVALUATION)] = None,
     flags: ConfigFlags | None = None,  # the model and optimiser flags of `minitx train` (not --pos, --seed)
     quiet: Annotated[bool, typer.Option(help="No per-run progress bars.", rich_help_panel=RUN)] = False,
+    force: Annotated[bool, typer.Option(help="Overwrite report files changed since the lab wrote them.",
+                                        rich_help_panel=RUN)] = False,
 ) -> None:
     """The positional-encoding lab: one model per kind and seed, trained and measured alike, with a report.
 
@@ -470,7 +472,7 @@ def experiment_positions(
     from minitx.commands.experiment import run_positions
 
     code = run_positions(files or [], out=out, kinds=kinds, seeds=seeds, flags=flags or {},
-                         corpus_bytes=corpus_bytes, pairs=pairs, stories=stories, quiet=quiet)
+                         corpus_bytes=corpus_bytes, pairs=pairs, stories=stories, quiet=quiet, force=force)
     if code:
         raise typer.Exit(code)
 

@@ -18,13 +18,21 @@ if TYPE_CHECKING:
     from minitx.experiments.positions import RunStatus
 
 
+#: What the report of the lab consists of, in its --out directory.
+REPORT_FILES = ("report.json", "report.md", "curves.png", "metrics.png")
+#: The sha256 of each report file as the lab last wrote it: a rerun rewrites only files that still match.
+WRITTEN = ".report-sha256.json"
+
+
 def run_positions(
     files: list[Path], *, out: Path, kinds: str | None, seeds: int | None, flags: dict[str, Any],
-    corpus_bytes: int | None, pairs: int | None, stories: int | None, quiet: bool,
+    corpus_bytes: int | None, pairs: int | None, stories: int | None, quiet: bool, force: bool = False,
 ) -> int:
     """Run (or continue) the experiment in `out`, write the report, print the table; return the exit code.
 
-    `flags` are `minitx train`'s model and optimiser flags by field name (None: not given).
+    `flags` are `minitx train`'s model and optimiser flags by field name (None: not given). A rerun
+    rewrites the report; a report file changed since the lab wrote it is refused (before any work)
+    unless `force`.
     """
     from minitx.config import ModelConfig, TrainConfig, given
     from minitx.experiments.measure import LabSettings
@@ -43,6 +51,7 @@ def run_positions(
                         "of it yet")
     for f in files:
         require_file(f, "corpus file")
+    check_report_files(out, force)
     model_flags, train_flags = given(flags, ModelConfig), given(flags, TrainConfig)
     lab = LabSettings()
     experiment = PositionsExperiment(
@@ -86,9 +95,49 @@ def write_report(out: Path, experiment: Any, result: Any, console: Console) -> N
     report["pictures"] = save_pictures(report, out)
     atomic_write_json(out / "report.json", report)
     atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+    record_report_files(out)
     print_table(report, console)
     console.print(f"report: {escape(str(out / 'report.md'))}, {escape(str(out / 'report.json'))}"
                   + ("" if report["pictures"] else " (no PNGs: pip install 'minitx[plot]')"))
+
+
+def check_report_files(out: Path, force: bool) -> None:
+    """The lab's rule for its report: rewrite its own files; refuse one changed since (or not written by it)."""
+    from minitx.errors import UserError
+    from minitx.fileio import refuse_existing
+
+    recorded = _recorded(out)
+    for name in REPORT_FILES:
+        path = out / name
+        if path.is_file() and recorded.get(name) != _sha256(path):
+            try:
+                refuse_existing(path, force)
+            except UserError:
+                raise UserError(f"{path} was changed since the lab wrote it (or not written by it); pass --force to "
+                                "overwrite it, or move it away") from None
+
+
+def record_report_files(out: Path) -> None:
+    """Note the sha256 of every report file just written (WRITTEN)."""
+    from minitx.fileio import atomic_write_json
+
+    atomic_write_json(out / WRITTEN, {name: _sha256(out / name) for name in REPORT_FILES if (out / name).is_file()})
+
+
+def _recorded(out: Path) -> dict[str, str]:
+    import json
+
+    try:
+        recorded = json.loads((out / WRITTEN).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def print_table(report: dict[str, Any], console: Console) -> None:

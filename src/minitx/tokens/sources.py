@@ -232,10 +232,14 @@ class CorpusStream:
             except json.JSONDecodeError as err:
                 raise UserError(f"{name} line {number} is not JSON ({err.msg}); each line must be one JSON object") \
                     from None
-            text = record.get(self.text_field) if isinstance(record, dict) else None
-            if not isinstance(text, str):
+            if not isinstance(record, dict) or self.text_field not in record:
                 raise UserError(f'{name} line {number} has no text field "{self.text_field}"; name the field that '
                                 "holds the text with --text-field")
+            text = record[self.text_field]
+            if not isinstance(text, str):
+                raise UserError(f'{name} line {number}: field "{self.text_field}" holds {type(text).__name__} '
+                                f"{json.dumps(text)[:40]}, not a string; name the field that holds the text with "
+                                "--text-field")
             _require_valid_unicode(text, f"{name} line {number}")
             batch.append(as_document(text))
             size += len(text)

@@ -104,9 +104,11 @@ def launch(nproc: int, port: int | None, device: str, argv: list[str], out: Path
 
 def kept_checkpoint(out: Path) -> str:
     """Words for the checkpoint a stopped job left: where it is and how to continue."""
-    checkpoint = rundir.latest_checkpoint(out) if rundir.is_run_dir(out) else None
+    if not rundir.is_run_dir(out):
+        return "no run was written yet; start it again"
+    checkpoint = rundir.latest_checkpoint(out)
     if checkpoint is None:
-        return "no checkpoint was saved yet; start it again (--resume starts from step 0)"
+        return "no checkpoint was saved yet; --resume starts it again from step 0"
     return f"the checkpoint kept is {checkpoint}; continue with --resume"
 
 
