@@ -28,7 +28,7 @@ from typing import Any
 from minitx.config import POSITIONAL_ENCODINGS
 from minitx.errors import UserError
 from minitx.experiments.measure import LAB_FILE, LabSettings, measure_run
-from minitx.fileio import atomic_write_json, atomic_write_text
+from minitx.fileio import atomic_write_json, atomic_write_text, read_json
 
 SETTINGS_FILE = "experiment.json"
 
@@ -110,7 +110,7 @@ def run_state(run_dir: Path, steps: int) -> str:
     checkpoint = rundir.latest_checkpoint(run_dir) if rundir.is_run_dir(run_dir) else None
     if checkpoint is None:
         return "new"
-    step = json.loads((checkpoint / rundir.TRAINER_STATE).read_text(encoding="utf-8")).get("step", 0)
+    step = read_json(checkpoint / rundir.TRAINER_STATE, "the run's checkpoint is damaged").get("step", 0)
     return "trained" if step >= steps else "partial"
 
 
@@ -131,7 +131,7 @@ def prepare(out: Path, experiment: PositionsExperiment, observer: Observer) -> t
     settings_path = out / SETTINGS_FILE
     wanted = json.loads(json.dumps(experiment.to_dict()))  # as it reads back from JSON
     if settings_path.is_file():
-        saved = json.loads(settings_path.read_text(encoding="utf-8"))
+        saved = read_json(settings_path, f"remove it or choose another --out than {out}")
         if _recipe(saved) != _recipe(wanted):
             changed = sorted(k for k in _recipe(wanted) if _recipe(saved).get(k) != _recipe(wanted)[k])
             raise UserError(f"{out} holds an experiment with other settings ({', '.join(changed)} differ); "
@@ -199,7 +199,7 @@ def run_experiment(
                 return ExperimentResult(False, results, time.perf_counter() - started)
             atomic_write_json(run_dir / LAB_FILE, lab)
             durations.append(time.perf_counter() - run_started)
-        lab = json.loads((run_dir / LAB_FILE).read_text(encoding="utf-8"))
+        lab = read_json(run_dir / LAB_FILE, "delete it to measure the run again")
         observer.run_done(status, lab)
         results.append(lab)
     return ExperimentResult(True, results, time.perf_counter() - started)
