@@ -116,10 +116,11 @@ def run_state(run_dir: Path, steps: int) -> str:
 
 def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide each run's numbers: all but which runs there are (--kinds, --seeds: more
-    seeds add runs, fewer report on a subset) and where they compute (--device, --threads)."""
+    seeds add runs, fewer report on a subset), where they compute (--device, --threads) and the flags that
+    change no number (--save-every, --keep, ...; `Flag.resume`). The step budget does decide them."""
     from minitx.config import TrainConfig, flag_fields, flag_of
 
-    elsewhere = {f.name for f in flag_fields(TrainConfig) if not flag_of(f).recipe}
+    elsewhere = {f.name for f in flag_fields(TrainConfig) if not flag_of(f).recipe} - {"steps"}
     recipe = {k: v for k, v in settings.items() if k not in ("kinds", "seeds")}
     return {**recipe, "train": {k: v for k, v in settings.get("train", {}).items() if k not in elsewhere}}
 
