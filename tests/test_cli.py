@@ -315,3 +315,20 @@ def test_resume_accepts_recipe_flags_equal_to_the_saved_ones(tmp_path, tiny_run)
     result = run("train", "--out", target, "--resume", "--steps", "12", *TINY, *same)
     assert result.exit_code == 0, result.output + result.stderr
     assert json.loads((newest(target) / "trainer_state.json").read_text())["step"] == 12
+
+
+def test_resume_may_change_what_changes_no_result_and_its_help_lists_exactly_that(tmp_path, tiny_run):
+    import shutil
+
+    from minitx.config import changeable_on_resume
+
+    assert {"--steps", "--save-every", "--eval-every", "--device", "--threads", "--keep"} <= set(changeable_on_resume())
+    assert not {"--lr", "--eval-batches", "--seed", "--layers"} & set(changeable_on_resume())
+    help_text = " ".join(runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"}).output.split())
+    assert f"recipe (only {', '.join(changeable_on_resume())} may change)" in help_text
+    target = tmp_path / "run"
+    shutil.copytree(tiny_run, target)
+    result = run("train", "--out", target, "--resume", *TINY, "--steps", "12", "--save-every", "3", "--eval-every", "4")
+    assert result.exit_code == 0, result.output + result.stderr
+    saved = json.loads((target / "config.json").read_text())["train"]
+    assert (saved["save_every"], saved["eval_every"], saved["steps"]) == (3, 4, 12)

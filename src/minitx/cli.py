@@ -33,6 +33,7 @@ from minitx.config import (
     Quantize,
     TokenizerKind,
     TrainConfig,
+    changeable_on_resume,
     flag_fields,
     flag_of,
     option_name,
@@ -303,8 +304,7 @@ def train(
     out: Annotated[Path, typer.Option(help="Run directory to create.", rich_help_panel=RUN)] = Path("runs/default"),
     flags: ConfigFlags | None = None,  # one option per flag of ModelConfig and TrainConfig
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint, with the same "
-                                              "recipe (only --steps, --device, --threads, --keep, "
-                                              "--detect-anomaly may change).",
+                                              f"recipe (only {', '.join(changeable_on_resume())} may change).",
                                          rich_help_panel=RUN)] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing run in --out.", rich_help_panel=RUN)] = False,
     quiet: Annotated[bool, typer.Option(help="No progress display.", rich_help_panel=RUN)] = False,

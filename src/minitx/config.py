@@ -136,6 +136,11 @@ Preset = Enum("Preset", [(name, name) for name in PRESETS], type=str)
 
 MODEL, TRAINING, EVALUATION, RUN = "Model", "Training", "Evaluation", "Run"  # the help panels
 
+#: What `--resume` does with a flag (`Flag.resume`), the one place the rule is written:
+RECIPE = "recipe"  # part of how the model is trained: a value that differs from the saved one is refused
+SAVED = "saved"  # changes no result: the value given, else the saved one (--steps: the new total)
+NOW = "now"  # where the run computes now: the value given, else the default (--device, --threads)
+
 
 @dataclass(frozen=True)
 class Flag:
@@ -146,15 +151,25 @@ class Flag:
         panel: the group `--help` lists it in (MODEL, TRAINING, EVALUATION or RUN).
         name: the option when it is not the field's name with dashes (`n_layers` is `--layers`).
         choices: an Enum of the allowed values; Typer validates and lists them.
-        recipe: True if the value is part of how the model is trained, so `--resume` refuses a
-            different one; False for where the run computes (device, threads), which may change.
+        resume: what `--resume` does with it: RECIPE (refuse a different value), SAVED (a value that
+            changes no result: the one given, else the saved one) or NOW (how the run computes:
+            the one given, else the default). `minitx train --help` lists the flags that may change.
     """
 
     help: str
     panel: str
     name: str = ""
     choices: type[Enum] | None = None
-    recipe: bool = True
+    resume: str = RECIPE
+
+    def __post_init__(self) -> None:
+        if self.resume not in (RECIPE, SAVED, NOW):
+            raise ValueError(f"Flag.resume must be RECIPE, SAVED or NOW, not {self.resume!r}")
+
+    @property
+    def recipe(self) -> bool:
+        """Part of how the model is trained: `--resume` refuses a value that differs from the saved one."""
+        return self.resume == RECIPE
 
 
 def flag(default: Any, help: str, panel: str, **how: Any) -> Any:
@@ -174,6 +189,15 @@ def flag_of(field_: dataclasses.Field) -> Flag:
 def option_name(field_: dataclasses.Field) -> str:
     """The option that sets a field: its Flag's `name`, else the field name with dashes (`block_size`: --block-size)."""
     return flag_of(field_).name or "--" + field_.name.replace("_", "-")
+
+
+def changeable_on_resume() -> list[str]:
+    """The options `--resume` lets differ from the saved run (every flag whose Flag.resume is not RECIPE).
+
+    >>> changeable_on_resume()[:3]
+    ['--steps', '--eval-every', '--save-every']
+    """
+    return [option_name(f) for f in flag_fields(TrainConfig, ModelConfig) if not flag_of(f).recipe]
 
 
 def option_of(field_name: str) -> str:
@@ -304,7 +328,7 @@ class TrainConfig:
     preset: str | None = flag(None, f"A model size with a recipe to suit it (default: {DEFAULT_PRESET}); "
                                     "the other flags override its values.", MODEL, choices=Preset)
     tokenizer: str | None = flag(None, "tokenizer.json, or 'char'; default: train a BPE on the corpus.", MODEL)
-    steps: int = flag(2000, "Optimisation steps.", TRAINING)
+    steps: int = flag(2000, "Optimisation steps.", TRAINING, resume=SAVED)
     batch_size: int = flag(32, "Sequences per micro-batch.", TRAINING)
     grad_accum: int = flag(1, "Micro-batches per step.", TRAINING)
     lr: float = flag(1e-3, "Peak learning rate.", TRAINING)
@@ -320,25 +344,26 @@ class TrainConfig:
     source_field: str = flag("source", "encoder-decoder: the JSON Lines field of the source sentence.", TRAINING)
     target_field: str = flag("target", "encoder-decoder: the JSON Lines field of its translation.", TRAINING)
     val_fraction: float = flag(0.1, "Share of tokens held out for validation.", EVALUATION)
-    eval_every: int = flag(250, "Steps between evaluations.", EVALUATION)
+    # every evaluation reads the same validation batches (training/loop.py), so the cadence changes no number
+    eval_every: int = flag(250, "Steps between evaluations.", EVALUATION, resume=SAVED)
     eval_batches: int = flag(20, "Batches per evaluation.", EVALUATION)
-    save_every: int = flag(500, "Steps between checkpoints.", RUN)
+    save_every: int = flag(500, "Steps between checkpoints.", RUN, resume=SAVED)
     seed: int = flag(1337, "Random seed (a CPU run is bit-for-bit repeatable).", RUN)
-    device: str = flag("auto", "Where to compute.", RUN, choices=Device, recipe=False)
+    device: str = flag("auto", "Where to compute.", RUN, choices=Device, resume=NOW)
     dtype: str = flag("auto", "Number type: bfloat16 where the GPU supports it, else float32.", RUN, choices=DType)
     compile: bool | None = flag(None, "torch.compile the model (default: where it pays, see training/loop.py).",
                                 RUN)
-    threads: int = flag(0, "CPU threads (0: the idle cores, or OMP_NUM_THREADS).", RUN, recipe=False)
+    threads: int = flag(0, "CPU threads (0: the idle cores, or OMP_NUM_THREADS).", RUN, resume=NOW)
     keep: int = flag(1, "Checkpoints to keep: the newest K (older ones are deleted after each save).", RUN,
-                     recipe=False)
+                     resume=SAVED)
     detect_anomaly: bool = flag(False, "Autograd anomaly mode: at the first NaN, show the operation that made it "
-                                       "(slow).", RUN, recipe=False)
+                                       "(slow).", RUN, resume=NOW)
     optimizer: str = flag("adamw", "adamw, or muon: Muon for the hidden matrices, AdamW for the rest.", TRAINING,
                           choices=OptimizerKind)
     muon_lr: float = flag(0.02, "Muon's peak learning rate (--optimizer muon; --lr stays AdamW's).", TRAINING)
     muon_momentum: float = 0.95
     log: str = flag("none", "Also write the metrics for another viewer: tensorboard (pip install "
-                            "minitx[tensorboard]).", RUN, choices=LogKind, recipe=False)
+                            "minitx[tensorboard]).", RUN, choices=LogKind, resume=NOW)
     corpus: str | None = None  # a name for the text: the file names, or "built-in stories"
     corpus_files: list[str] = field(default_factory=list)  # absolute paths; none: the built-in stories
     corpus_bytes: int | None = None  # its size in UTF-8 bytes

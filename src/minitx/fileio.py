@@ -168,3 +168,22 @@ def atomic_directory(path: str | Path, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_json(path: str | Path, what: str) -> dict[str, Any]:
+    """The JSON object in `path`, or a UserError naming the file and ending with `what` (the consequence or fix).
+
+    `what` completes "<path> is not valid JSON (<why>); ...", e.g. "the run directory is damaged" or
+    "prepare the data again with minitx prepare --force". A missing file, a file that is not UTF-8
+    and JSON that is not an object ({...}) are refused the same way.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found; {what}")
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path} is not valid JSON ({err}); {what}") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} holds no JSON object; {what}")
+    return value

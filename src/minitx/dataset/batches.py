@@ -1,30 +1,12 @@
-"""From one long stream of token ids to training batches.
+"""From one long stream of token ids to training batches (the details: docs/data.md).
 
-A language model learns next-token prediction: for a window of ids `x = ids[i : i+T]` the target is
-the same window shifted by one, `y = ids[i+1 : i+T+1]`, so every position is a training example:
-
-    ids     The  dog  runs  .  <|doc|>  A   cat ...
-    x       The  dog  runs  .
-    y       dog  runs  .   <|doc|>
-
-The stream is split once: the last `val_fraction` of the tokens is held out for validation, so the
-validation loss measures text the model never trained on. Batches are windows at random offsets,
-drawn from a `torch.Generator` of their own -- its state *is* the data position, which is what a
-checkpoint saves to resume exactly.
-
-Windows start at any offset, mid-story included: that is what every run gets by default, the
-built-in stories too. `--doc-aligned` instead starts windows only at a `<|doc|>` marker, so the
-model always sees a story from its beginning (never a "she" whose antecedent lies before the
-window). It was measured not to pay -- no more grammatical samples, a worse loss on text that is
-not aligned (docs/decisions.md) -- and stays as an option; a corpus without the marker falls back to
-any offset.
-
-Streams of any size. The id streams are numpy arrays -- for prepared data (`minitx prepare`) read-only
-memory maps of train.bin / val.bin, for the built-in corpus arrays in memory -- and a batch copies
-only its B × (T+1) ids out of them (from prepared files with one `os.pread` per window, see
-`_token_file`). So resident memory does not grow with the corpus, and the split and the document
-starts come from meta.json and docs.bin (offsets), never from Python lists of ids. The random numbers
-are the same in both cases, so the batches are too.
+For a window x = ids[i : i+T] the target is the same window shifted by one, y = ids[i+1 : i+T+1],
+so every position is a training example. The last `val_fraction` of the stream is held out for
+validation. Batches are windows at random offsets drawn from a `torch.Generator` of their own, whose
+state is the data position a checkpoint saves to resume exactly. `--doc-aligned` starts windows only
+at `<|doc|>` (measured not to pay: docs/decisions.md). The streams are numpy arrays -- read-only
+memory maps of prepared token files, or arrays in memory -- and a batch copies out only its
+B × (T+1) ids, so memory does not grow with the corpus.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from minitx.config import POSITIONAL_ENCODINGS
 from minitx.errors import UserError
 from minitx.experiments.measure import LAB_FILE, LabSettings, measure_run
-from minitx.fileio import atomic_write_json, atomic_write_text
+from minitx.fileio import atomic_write_json, atomic_write_text, read_json
 
 if TYPE_CHECKING:
     from minitx.training.loop import TrainProgress
@@ -114,16 +114,17 @@ def run_state(run_dir: Path, steps: int) -> str:
     checkpoint = rundir.latest_checkpoint(run_dir) if rundir.is_run_dir(run_dir) else None
     if checkpoint is None:
         return "new"
-    step = json.loads((checkpoint / rundir.TRAINER_STATE).read_text(encoding="utf-8")).get("step", 0)
+    step = read_json(checkpoint / rundir.TRAINER_STATE, "the run's checkpoint is damaged").get("step", 0)
     return "trained" if step >= steps else "partial"
 
 
 def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that decide each run's numbers: all but which runs there are (--kinds, --seeds: more
-    seeds add runs, fewer report on a subset) and where they compute (--device, --threads)."""
+    seeds add runs, fewer report on a subset), where they compute (--device, --threads) and the flags that
+    change no number (--save-every, --keep, ...; `Flag.resume`). The step budget does decide them."""
     from minitx.config import TrainConfig, flag_fields, flag_of
 
-    elsewhere = {f.name for f in flag_fields(TrainConfig) if not flag_of(f).recipe}
+    elsewhere = {f.name for f in flag_fields(TrainConfig) if not flag_of(f).recipe} - {"steps"}
     recipe = {k: v for k, v in settings.items() if k not in ("kinds", "seeds")}
     return {**recipe, "train": {k: v for k, v in settings.get("train", {}).items() if k not in elsewhere}}
 
@@ -135,7 +136,7 @@ def prepare(out: Path, experiment: PositionsExperiment, observer: Observer) -> t
     settings_path = out / SETTINGS_FILE
     wanted = json.loads(json.dumps(experiment.to_dict()))  # as it reads back from JSON
     if settings_path.is_file():
-        saved = json.loads(settings_path.read_text(encoding="utf-8"))
+        saved = read_json(settings_path, f"remove it or choose another --out than {out}")
         if _recipe(saved) != _recipe(wanted):
             changed = sorted(k for k in _recipe(wanted) if _recipe(saved).get(k) != _recipe(wanted)[k])
             raise UserError(f"{out} holds an experiment with other settings ({', '.join(changed)} differ); "
@@ -205,7 +206,7 @@ def run_experiment(
                 return ExperimentResult(False, results, time.perf_counter() - started)
             atomic_write_json(run_dir / LAB_FILE, lab)
             durations.append(time.perf_counter() - run_started)
-        lab = json.loads((run_dir / LAB_FILE).read_text(encoding="utf-8"))
+        lab = read_json(run_dir / LAB_FILE, "delete it to measure the run again")
         observer.run_done(status, lab)
         results.append(lab)
     return ExperimentResult(True, results, time.perf_counter() - started)

@@ -1,48 +1,16 @@
-"""Autoregressive decoding: turning a next-token predictor into a writer.
+"""Autoregressive decoding: turning a next-token predictor into a writer (the long story: docs/generation.md).
 
-A language model scores every possible next token given the tokens so far. Writing text is one
-step repeated, each new token becoming part of the context of the next:
+    logits = model(context)[-1] / temperature           # [V]; temperature 0: argmax(logits), "greedy"
+    logits = filter_logits(logits, top_k, top_p)        # -inf outside the tokens we allow
+    next = sample(softmax(logits)); context += [next]   # ... and repeat
 
-    logits = model(context)[-1]                     # [V] a score per vocabulary entry
-    logits = logits / temperature                   # < 1 sharpens, > 1 flattens the distribution
-    logits = filter_logits(logits, top_k, top_p)    # -inf outside the tokens we allow
-    probs = softmax(logits)                         # [V] sums to 1 (exp(-inf) = 0: never picked)
-    next = sample(probs)                            # temperature 0: argmax(logits), "greedy"
-    context = context + [next]                      # ... and repeat
-
-top-k keeps the k highest-scoring tokens; top-p ("nucleus") keeps the smallest set of most likely
-tokens whose probabilities add up to at least p. Both cut off the long tail of unlikely tokens,
-each harmless alone, but together likely enough that a long sample eventually trips over one.
-
-Why a KV cache makes every token cost the same. In attention, token t needs its query q_t and
-the keys and values k_1..k_t, v_1..v_t of itself and everything before it. The causal mask means
-no token ever sees its future, so appending token t changes nothing about tokens 1..t-1: their
-keys and values, in every layer, are what they were one step earlier. A plain forward pass
-recomputes them anyway, so step t costs t tokens' worth of work (n²/2 for n tokens). The cache
-(`minitx.model.KVCache`) keeps them: the prompt is fed once ("prefill"), then each step feeds
-one token, which computes its own q, k, v, stores k and v, and attends over the stored ones.
-
-The sliding window. A model never sees more than `block_size` tokens, and absolute positional
-encodings (learned, sinusoidal) have no vector for a position past it. When the context would
-outgrow the block, we keep only the newest tokens -- `block_size - shift` of them plus the new one
--- empty the cache and prefill it again with that window, then go on one token at a time until
-the block is full again. Positions restart at 0 in the new window, exactly as in a fresh forward
-pass over it, so every prediction equals that of a full forward pass over its window, whatever the
-positional encoding. (Why not a rolling cache that just drops its oldest slot? From the second
-layer on, a cached key was computed from a layer input that had mixed in the tokens before it --
-including the ones just dropped -- and with absolute positions it also carries the wrong position.
-A rolled cache matches no forward pass the model was ever trained on.) Refilling costs one
-prefill of block_size - shift + 1 tokens every `shift` tokens; prefill runs all its tokens as one
-batch of matrix products, far cheaper per token than decoding. shift = 1 reproduces "crop to the
-last block_size tokens at every step" (a refill every step); the default is block_size // 4.
-
-Stop strings and stories. A sample ends just before the first stop string it produces; the other
-samples of the batch keep going (the batch is still fed as a whole; a finished sample's text is
-simply frozen) until all are done or `max_new_tokens` is reached. With an empty prompt, generation
-starts a new document: the model is fed the `<|doc|>` token alone, and each sample also stops at
-the next `<|doc|>` -- the end of its story.
-
-Streaming and stop strings are followed token by token in `minitx.generation.streaming`.
+top-k keeps the k highest-scoring tokens, top-p the smallest set whose probabilities reach p. A KV
+cache (`minitx.model.KVCache`) keeps every earlier token's keys and values, so after the prompt
+("prefill") each step feeds one token. Past `block_size` a sliding window keeps the newest
+`block_size - shift` tokens and prefills the cache again, so every prediction equals a full forward
+pass over its window, whatever the positional encoding. A sample ends just before its first stop
+string; with an empty prompt it starts after `<|doc|>` and ends at the next one. Streaming and stop
+strings are followed token by token in `minitx.generation.streaming`.
 """
 
 from __future__ import annotations
@@ -201,7 +169,8 @@ class SlidingWindowDecoder:
 
     Example:
         >>> from minitx.config import ModelConfig
-        >>> model = GPT(ModelConfig(vocab_size=50, block_size=8, n_layers=1, n_heads=2, dim=16)).eval()
+        >>> from minitx.model import build_model
+        >>> model = build_model(ModelConfig(vocab_size=50, block_size=8, n_layers=1, n_heads=2, dim=16)).eval()
         >>> decoder = SlidingWindowDecoder(model, torch.tensor([[1, 2, 3]]), max_new_tokens=10)  # [B, P]
         >>> logits = decoder.next_logits()      # prefill: feeds the prompt, [B, V]
         >>> decoder.append(logits.argmax(-1))   # one token per sequence
@@ -285,7 +254,8 @@ def generate_ids(
 
     Example:
         >>> from minitx.config import ModelConfig
-        >>> model = GPT(ModelConfig(vocab_size=50, block_size=8, n_layers=1, n_heads=2, dim=16))
+        >>> from minitx.model import build_model
+        >>> model = build_model(ModelConfig(vocab_size=50, block_size=8, n_layers=1, n_heads=2, dim=16))
         >>> ids = generate_ids(model, [0], SamplingConfig(max_new_tokens=3, temperature=0, num_samples=2))
         >>> [len(sample) for sample in ids], ids[0] == ids[1]   # prompt + 3 each; greedy: both alike
         ([4, 4], True)

@@ -17,8 +17,8 @@ about 0 for a head the model does not use.
 
 Example (a hook that zeroes head 1 of layer 0 while the `with` block runs):
     >>> from minitx.config import ModelConfig
-    >>> from minitx.model import GPT
-    >>> model = GPT(ModelConfig(vocab_size=10, block_size=8, n_layers=1, n_heads=2, dim=8)).eval()
+    >>> from minitx.model import build_model
+    >>> model = build_model(ModelConfig(vocab_size=10, block_size=8, n_layers=1, n_heads=2, dim=8)).eval()
     >>> with head_replaced(model, 0, 1):
     ...     logits, _ = model(torch.zeros(1, 4, dtype=torch.long))
     >>> logits.shape, len(model.transformer.h[0].attn.c_proj._forward_pre_hooks)

@@ -1,26 +1,17 @@
 """Induction heads: found where they cannot be faked, on random tokens repeated (Olsson et al., 2022).
 
-An induction head completes patterns: having seen "... A B ...", when A comes again it attends to
-B -- the token *after* the earlier A -- so the model can predict B next. It is a circuit of two heads
-in different layers: a previous-token head writes into each position "the token before me was A",
-and the induction head, at a later A, looks for the position whose previous token was A.
-
-On story text many heads look alike ("." is followed by " The" again and again), so the test is run
-on text that has no pattern but the repeat: a sequence of L random tokens, written R times in a row
-(R = 2 by default, as in the literature), after <|doc|> when the tokenizer has it:
-
-    <|doc|>  t_1 t_2 … t_L   t_1 t_2 … t_L          position of t_m in copy c: p = offset + c·L + (m - 1)
-
-For a query p in copy c ≥ 1 (the second copy on) the earlier occurrences of its token sit at p - kL
-(k = 1 .. c), and the tokens after them at p - kL + 1. The scores average over those queries:
+Having seen "... A B ...", an induction head at a later A attends to B, the token after the earlier
+A, so the model can predict B: a previous-token head writes "the token before me was A" into each
+position, and the induction head looks for it. Story text fools the score, so it is measured on L
+random tokens written R times (R = 2), after <|doc|>. For a query p in copy c ≥ 1 the earlier copies
+of its token sit at p - kL (k = 1 .. c):
 
     induction        Σ_k α[p, p - kL + 1]   attention to the token after an earlier copy of me
     duplicate token  Σ_k α[p, p - kL]       attention to the earlier copies of me
     previous token   α[p, p - 1]
 
-A head is named "induction" when its induction score is at least INDUCTION_THRESHOLD. A model that
-uses such heads learns in context: its loss on the second copy is far below its loss on the first,
-which is ln V for tokens it cannot know. `measure_induction` reports both.
+A head is "induction" at a score ≥ INDUCTION_THRESHOLD; a model that uses such heads has a far lower
+loss on the second copy than on the first (ln V). More: docs/inspect.md.
 
 Example (the scores of one hand-made head that reads the token after its earlier copy, L = 3):
     >>> import torch

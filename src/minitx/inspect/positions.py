@@ -1,41 +1,17 @@
-"""What a model's positional encoding gives it: the views behind `minitx inspect-positions`.
+"""What a model's positional encoding gives it: the numbers behind `minitx inspect-positions`.
 
-Why positions need encoding. Attention gives token t the weighted sum
-
-    c_t = Σ_{t' ≤ t} α[t, t'] v_{t'}        α[t, ·] = softmax over t' of q_t·k_{t'} / √hd
-
-and nothing in it says where t' stands. Shuffle the tokens before t: each keeps its own key and
-value, so the weights and the sum -- token t's output -- come out exactly the same. To one
-attention layer the past is a *set*, not a sequence; only the causal mask breaks the symmetry
-(token t sees exactly t + 1 tokens). A positional encoding puts order in, and each kind does it in
-its own place, so each gets its own picture here (N positions, distance d = i - j):
-
-  sinusoidal  adds a fixed vector PE[p] to the token embedding. View: cosine similarity of the
-              position vectors, [N, N]. Row p holds sin/cos(p·ω_k), so the similarity of p and p'
-              is mean_k cos((p - p')·ω_k): it depends only on the distance, every diagonal is constant.
-  learned     adds a trained vector wpe[p]. View: the same similarity, showing whatever training
-              made -- typically smooth, neighbours alike and similarity fading with distance, where
-              random vectors would be ~0 off the diagonal (the report prints that baseline).
-  rope        rotates q and k: pair k of a head's dimensions turns by θ_k per position. View: the
-              factor RoPE puts on q·k at distance d. For a query and key holding the same vector x,
-              pair k contributes |x_k|²·cos(d·θ_k); with equal energy in every pair that makes
-              q·k scaled by mean_k cos(d·θ_k) -- 1 at d = 0, then decaying and oscillating as the
-              pairs dephase. In general pair k gives |q_k||k_k|·cos(d·θ_k + φ_k), φ_k the angle from
-              the key's pair to the query's: a head can line every pair up at one distance d₀
-              (φ_k = -d₀·θ_k) and so prefer that offset, such as the previous token.
-  alibi       adds -m_h·d to head h's scores. View: the bias per head and distance; e^(-m_h·d) is the
-              weight a key d tokens back keeps next to an equally relevant key at d = 0.
-  none        nothing to show. The model can still tell where it is: token t sees t + 1 tokens, and
-              with <|doc|> opening every document, a head spreading its attention evenly takes
-              ~1/(t + 1) of <|doc|>'s value.
-
-The views (terminal table, PNG pictures, several runs side by side) are in
+To one attention layer the past is a set: c_t = Σ_{t' ≤ t} α[t, t'] v_{t'} does not change when the
+tokens before t are shuffled; only the causal mask and a positional encoding tell them apart. Each
+encoding says itself what to draw (`view` on its class, model/positions.py): a similarity of
+position pairs [N, N] (learned, sinusoidal: cosine of the table's rows; rope: mean_k cos((i - j)·θ_k),
+the factor it puts on q·k), a score bias per head (alibi: -m_h·(i - j)), or nothing (none). What each
+picture means: docs/inspect.md. The views (terminal, PNG, several runs side by side) are in
 `minitx.inspect.views.positions`.
 
 Example:
     >>> from minitx.config import ModelConfig
-    >>> from minitx.model import GPT
-    >>> model = GPT(ModelConfig(vocab_size=10, block_size=64, n_layers=1, n_heads=2, dim=32, pos="sinusoidal"))
+    >>> from minitx.model import build_model
+    >>> model = build_model(ModelConfig(vocab_size=10, block_size=64, n_layers=1, n_heads=2, dim=32, pos="sinusoidal"))
     >>> report = inspect_positions(model, 64)
     >>> report.matrix.shape, [round(s, 2) for s in report.distance_profile[:3]]
     (torch.Size([64, 64]), [1.0, 0.96, 0.86])

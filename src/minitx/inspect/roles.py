@@ -1,46 +1,13 @@
-"""Naming what an attention head does, from its weights α alone.
+"""Naming what an attention head does, from its weights α alone (each role explained: docs/inspect.md).
 
-Each attention head has its own query, key and value maps, and so its own pattern. Drawn as a
-[T, T] picture (queries down, keys across) a head's pattern often has a shape you can name:
-
-    previous token   a line just below the diagonal: each token reads the one before it
-    self             the diagonal: each token mostly keeps its own value
-    first token      the first column, usually <|doc|>: softmax must put the weight somewhere, so a
-                     head with nothing to do parks it on a token that is always there (a "sink")
-    same token       each token reads earlier copies of itself ("the dog ... the dog")
-    focused          most of each row on one token, not at a fixed place: a lookup by content
-                     ("the last full stop", "the start of this sentence")
-    local            the mass stays on the 3 tokens before t (t-3, t-2, t-1; t itself excluded)
-    broad            rows close to uniform over everything visible: an average of the context
-    mixed            none of these is strong enough (the heatmap may still show a pattern)
-
-A worked example, four tokens "<|doc|> the dog runs" and a previous-token head:
-
-                 <|doc|>  the   dog   runs
-    <|doc|>       1.00     ·     ·     ·        the first token can only see itself
-    the           0.90   0.10    ·     ·
-    dog           0.05   0.90  0.05    ·
-    runs          0.00   0.05  0.90  0.05       · = the future, weight 0
-
-Its "previous token" score is the mean of α[t, t-1] over t ≥ 1: (0.90 + 0.90 + 0.90) / 3 = 0.90.
-Row 0 is left out of every score: it has a single entry, always 1, and says nothing about the head.
-
-How a head gets its name (`name_role`): the roles are tried in three groups, the most specific
-first, and within a group the higher score wins.
-  1. *positional* roles (previous token, self, first token, same token) claim that one known place
-     gets most of each row; each is given at a score of at least 0.5 -- more than all other
-     positions together.
-  2. focused, at ≥ 0.7: the mean of each row's largest weight. A sharp previous-token, self or
-     first-token head is focused too, which is why this comes second.
-  3. *spread* roles: local when ≥ 0.7 of each row stays within 3 tokens (a previous-token head is
-     local as well), broad when the rows' normalised entropy is ≥ 0.85 (1 = uniform).
-If nothing clears its threshold the head is "mixed".
-
-An induction score ("attend to the token after an earlier copy of me") is not among these roles: on
-story text it is fooled by heads that read the start of the current sentence (after "." comes " The"
-again and again), so it named the wrong heads. `minitx.inspect.induction` measures it where it means
-something, on repeated random tokens; `minitx.inspect.over_data` measures these roles over many
-windows instead of one prompt.
+A head's [T, T] pattern (queries down, keys across) often has a shape with a name: previous token
+(α[t, t-1]), self (α[t, t]), first token (α[t, 0], usually a <|doc|> "sink"), same token (earlier
+copies of itself), focused (most of a row on one token, found by content), local (the 3 tokens
+before t), broad (rows near uniform), else mixed. A score is a mean over rows t ≥ 1 (row 0 has one
+entry, always 1). `name_role` tries the positional roles first (score ≥ 0.5), then focused (≥ 0.7),
+then local (≥ 0.7) and broad (normalised entropy ≥ 0.85); the higher score wins within a group.
+Induction is measured on repeated random tokens (`minitx.inspect.induction`), and these roles over
+many windows (`minitx.inspect.over_data`).
 """
 
 from __future__ import annotations

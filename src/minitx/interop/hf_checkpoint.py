@@ -16,11 +16,11 @@ safetensors is never opened, and a folder with nothing else is refused with the 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from minitx import fileio
 from minitx.errors import UserError
 
 if TYPE_CHECKING:
@@ -55,13 +55,7 @@ def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from the checkpoint folder (config.json, the shard index), or a UserError saying what is wrong."""
     if not path.is_file():
         raise UserError(f"{path} not found; a checkpoint folder needs its config.json")
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path} is not valid JSON ({err}); the checkpoint is damaged") from None
-    if not isinstance(value, dict):
-        raise UserError(f"{path} is not a JSON object; the checkpoint is damaged")
-    return value
+    return fileio.read_json(path, "the checkpoint is damaged")
 
 
 def read_safetensors(directory: Path) -> dict[str, Tensor]:

@@ -1,29 +1,16 @@
-"""Export: the same function, written under a transformers architecture's names.
+"""Export: the same function, written under a transformers architecture's names (more: docs/interop.md).
 
-A minitx model is a pre-LN GPT. Three transformers architectures compute exactly that function for
-some positional encodings, once the weights are renamed and, where their layout differs, reshaped:
+A minitx model is a pre-LN GPT. Each positional kind names the transformers architecture that
+computes exactly its function (`hf_architecture` on its class, model/positions.py), or is refused:
 
-    minitx pos    transformers       what changes on the way
-    ----------    ---------------    --------------------------------------------------------------
-    learned       GPT-2              nn.Linear [out, in] -> GPT-2's Conv1D [in, out] (transposed)
-    sinusoidal    GPT-2              wpe = the fixed table; wte = √d·wte (minitx scales the token
-                                     embedding before adding the table), so the output layer keeps
-                                     the unscaled matrix: the export is untied
-    none          GPT-2              wpe = zeros
-    rope          GPT-NeoX           q/k/v rows regrouped per head; sequential residual;
-                                     rotary on the full head, base 10000
-    alibi         MPT (--no-bias)    same slopes 2^(-8(h+1)/H) and same fused q/k/v; MPT has no bias
-                                     terms at all, so a model with biases has no exact home
+    learned, sinusoidal, none   GPT-2      Conv1D weights transposed; wpe = the kind's table or zeros;
+                                           an embedding scaled by √d exported scaled (and untied)
+    rope                        GPT-NeoX   q/k/v rows regrouped per head; rotary on the full head
+    alibi                       MPT        same slopes and fused q/k/v; MPT has no biases (--no-bias)
 
-GELU: "gelu" exports as transformers' "gelu" (exact erf), "gelu_tanh" as "gelu_new" (the tanh
-formula). A model trained with --no-bias exports to GPT-2 / GPT-NeoX with zero biases, which adds
-nothing to any sum. Every export keeps `lm_head` tied to `wte` when the minitx model does.
-
-The exported config.json also carries a "minitx" section (the ModelConfig), so `minitx import-hf`
-can give back a sinusoidal or position-less model rather than a learned one with a fixed table.
-
-Why not BLOOM for ALiBi: its slopes match, but it normalises the token embeddings with a LayerNorm
-before the first block and its MLP uses tanh-GELU; neither is in minitx's function.
+"gelu" exports as transformers' "gelu", "gelu_tanh" as "gelu_new"; missing biases (--no-bias) as
+zeros; `lm_head` stays tied to `wte` when it is. config.json also carries a "minitx" section (the
+ModelConfig), so `minitx import-hf` gives back the kind that was exported.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from minitx.interop.hf_checkpoint import checkpoint_directory, read_json, read_s
 from minitx.interop.hf_export import LAYER_NORM_EPS, MPT_LAYER_NAMES, NEOX_LAYER_NAMES, ROPE_BASE
 from minitx.interop.hf_tokenizer import read_hf_tokenizer
 from minitx.model import GPT, build_model
-from minitx.model.positions import ENCODINGS
+from minitx.model.positions import ENCODINGS, PositionalEncoding
 from minitx.rundir.files import check_tensors_fit
 from minitx.text.tokenizer import Tokenizer
 
@@ -325,7 +325,7 @@ def _restore_exported_kind(marker: Any, config: ModelConfig, state: dict[str, Te
     return ModelConfig.from_dict({**config.to_dict(), **changes}), state
 
 
-def _fixed_gpt2_positions(kind: Any, config: ModelConfig) -> Any:
+def _fixed_gpt2_positions(kind: Any, config: ModelConfig) -> PositionalEncoding | None:
     """The positional module of `kind` for this shape if the export wrote it as GPT-2's fixed wpe, else None."""
     encoding = ENCODINGS.get(kind) if isinstance(kind, str) else None
     if config.pos != PositionKind.learned or encoding is None or encoding.trained or encoding.hf_architecture != "gpt2":

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from minitx.errors import UserError
+from minitx.fileio import read_json
 from minitx.text.special import DOC_TOKEN
 from minitx.text.tokenizer import Tokenizer
 
@@ -85,12 +86,9 @@ def _special_token_names(directory: Path) -> list[str]:
         path = directory / filename
         if not path.is_file():
             continue
-        try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UserError(f"{path} is not valid JSON; fix or remove it") from None
+        spec = read_json(path, "fix or remove it")
         for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
-            value = spec.get(key) if isinstance(spec, dict) else None
+            value = spec.get(key)
             value = value.get("content") if isinstance(value, dict) else value  # {"content": "<|endoftext|>", ...}
             if isinstance(value, str) and value and value not in names:
                 names.append(value)

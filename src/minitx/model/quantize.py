@@ -1,33 +1,15 @@
 """Weight-only int8 quantization: the same model, a quarter of the bytes to read per token.
 
-Why it speeds up decoding. Generating one token multiplies a single vector by every weight matrix
-of the model. Each weight is read once and used for one multiply-add, so the arithmetic is cheap
-and the time goes into *moving the weights* to the cores: a 6-layer, 384-wide model holds 42 MB
-of fp32 weights, read again for every token. Stored in 8 bits they are 10.6 MB, 4× fewer bytes.
-(Training and prefill are different: there each weight is reused across many tokens, arithmetic
-dominates, and quantizing buys nothing -- this is an inference-only option.)
+Decoding one token reads every weight once for one multiply-add, so its time goes into moving the
+weights, and int8 weights are 4× fewer bytes. (Training and prefill reuse each weight across many
+tokens and gain nothing: an inference-only option.) Row i of W [out, in] keeps its own scale s_i,
+a bfloat16 number rounded up from max_j |W_ij| / 127:
 
-Per-output-channel absmax quantization. Row i of a weight W [out, in] becomes int8 values q_i
-and one scale s_i, the bfloat16 number just at or above max_j |W_ij| / 127, with
+    W_ij ≈ s_i · q_ij,   q_ij = round(W_ij / s_i) ∈ [-127, 127],   y_i = s_i · Σ_j x_j q_ij + b_i
 
-    W_ij ≈ s_i · q_ij,   q_ij = round(W_ij / s_i) ∈ [-127, 127],   |W_ij - s_i·q_ij| ≤ s_i / 2
-
-so every weight is off by at most half a step. The scale is a bfloat16 number because that is what
-the CPU kernel multiplies by: were s_i kept in fp32 and rounded to bfloat16 only inside the kernel,
-the weights actually applied would be bf16(s_i)·q_ij, off by up to 127·|s_i - bf16(s_i)| ≈ s_i/4
-more than the bound promises. Rounding s_i *up* keeps max|W_ij|/s_i ≤ 127, so nothing is clipped;
-it costs at most 2^-7 of the step (bfloat16 has 8 significant bits).
-The product is then y_i = s_i · Σ_j x_j q_ij + b_i: the scale is applied once per output, never
-per weight. A row keeps its own scale so that one row with large weights does not coarsen the
-grid of all the others.
-
-Everything else -- embeddings, LayerNorms, biases, the KV cache, the activations -- runs in
-bfloat16, the type the CPU's fused int8 kernel (`torch._weight_int8pack_mm`) multiplies in, so no
-step converts back and forth. bfloat16 keeps fp32's range with 8 significant bits; on the default
-story model neither the validation loss nor the grammaticality of samples moved beyond noise
-(docs/decisions.md has the figures). Losses and sampling probabilities are still computed in fp32.
-Off the CPU, or where that kernel is missing, the weights are expanded to bfloat16 on the fly: the
-same numbers, without the speed.
+Everything else runs in bfloat16, the type the CPU's fused int8 kernel multiplies in; losses and
+sampling probabilities stay fp32. Why each choice, with the error bound: docs/model.md; the
+measurements: docs/decisions.md.
 
 Example:
     >>> from minitx.config import ModelConfig
@@ -127,8 +109,7 @@ def quantize_int8(model: nn.Module) -> dict[str, int]:
     Quantized: every `nn.Linear` inside the transformer blocks, and the output layer `lm_head`.
     The output layer shares its matrix with the token embedding `wte` (weight tying); the int8
     copy serves the output direction only, and `wte` stays a bfloat16 table for reading tokens in
-    (an output layer left in bfloat16 was the slowest product of a step: this torch's bf16
-    matrix-vector path for a 65-row matrix took ~75 µs, the int8 kernel a few). The model is
+    (an output layer left in bfloat16 was the slowest product of a step: docs/decisions.md). The model is
     switched to eval mode. Returns how many layers were replaced and their weight bytes before
     (fp32) and after (int8 values + fp32 row scales).
     """

@@ -235,10 +235,7 @@ def load_trainer_state(
     path = checkpoint / TRAINER_STATE
     if not path.is_file():
         raise UserError(f"{checkpoint} has no {TRAINER_STATE}: nothing to resume (train without --resume)")
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}); cannot resume") from None
+    state = fileio.read_json(path, "cannot resume")
     tensors, meta = read_tensors(checkpoint / OPTIMIZER, "optimizer state")
     if meta.get("step") != str(state.get("step")):
         raise UserError(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from minitx import CHECKPOINT_FORMAT, READABLE_FORMATS, __version__
 from minitx.config import ModelConfig, TrainConfig
 from minitx.errors import UserError
-from minitx.fileio import atomic_write_bytes, atomic_write_json
+from minitx.fileio import atomic_write_bytes, atomic_write_json, read_json
 
 if TYPE_CHECKING:
     import torch
@@ -109,13 +109,10 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / CONFIG
     if not path.is_file():
         raise UserError(f"{run_dir} is not a minitx run directory: it has no {CONFIG}")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}); the run directory is damaged") from None
-    fmt = raw.get("format") if isinstance(raw, dict) else None
+    raw = read_json(path, "the run directory is damaged")
+    fmt = raw.get("format")
     if fmt not in READABLE_FORMATS:
-        made_by = raw.get("minitx_version", "an unknown version") if isinstance(raw, dict) else "?"
+        made_by = raw.get("minitx_version", "an unknown version")
         raise UserError(
             f"{run_dir} has checkpoint format {fmt!r} (written by minitx {made_by}); this minitx "
             f"{__version__} reads format {CHECKPOINT_FORMAT}: use a matching minitx version or retrain"

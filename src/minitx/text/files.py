@@ -21,12 +21,15 @@ keeps it only if its sha256 matches, so every minitx user trains on the same byt
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import http.client
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from minitx.errors import UserError
 from minitx.fileio import atomic_write_bytes, refuse_existing
@@ -36,6 +39,8 @@ TINYSHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca5
 #: A download larger than this is not the file we asked for; stop instead of filling the memory.
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 
+#: Bytes `read_text_file` decodes at a time.
+READ_BLOCK_BYTES = 4 << 20
 #: Control bytes that plain text does use: tab, newline, vertical tab, form feed, carriage return.
 _TEXT_CONTROL_BYTES = frozenset(b"\t\n\x0b\x0c\r")
 #: Share of other control bytes in a file's first 8 KiB above which it is called binary.
@@ -66,14 +71,52 @@ def read_text_file(path: Path) -> str:
         raise UserError(f"corpus file not found: {path} (check the path)")
     if path.is_dir():
         raise UserError(f"{path} is a directory, not a text file; pass the files inside it, e.g. {path}/*.txt")
-    data = path.read_bytes()
-    if looks_binary(data):
-        raise UserError(f"{path} looks like a binary file, not text; pass a plain UTF-8 text file")
-    text = decode_utf8(data, str(path), f"; convert it first, e.g. iconv -f latin1 -t utf-8 {path} > "
-                                        f"{path.stem}.utf8{path.suffix}")
-    if not text.strip():
-        raise UserError(f"corpus file {path} is empty; put some text in it or pass another file")
-    return text
+    how_to_fix = f"; convert it first, e.g. iconv -f latin1 -t utf-8 {path} > {path.stem}.utf8{path.suffix}"
+    with open(path, "rb") as binary:
+        return "".join(decoded_blocks(binary, str(path), READ_BLOCK_BYTES, how_to_fix))
+
+
+def decoded_blocks(binary: BinaryIO, where: str, block_bytes: int,
+                   how_to_fix: str = "; convert it first, e.g. with iconv -f latin1 -t utf-8") -> Iterator[str]:
+    """The UTF-8 text of a corpus byte stream, a block at a time: the one decoder of corpus text.
+
+    `read_text_file` reads a file through it and `tokens.sources.CorpusStream` every text source, so
+    both give the same text and refuse the same things: a binary stream (a NUL byte, or many control
+    bytes at the start), bytes that are not UTF-8 (named with their offset), a damaged .gz, and an
+    empty or whitespace-only stream. A leading byte-order mark is dropped; "\r\n" stays.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0  # bytes read before this block
+    any_text = False
+    first = True
+    while True:
+        try:
+            data = binary.read(block_bytes)
+        except (OSError, EOFError) as err:  # a damaged or truncated .gz
+            raise UserError(f"{where} cannot be read ({err}); check the file") from None
+        if first and looks_binary(data):
+            raise UserError(f"{where} looks like a binary file, not text; pass a plain UTF-8 text file")
+        if b"\x00" in data:
+            raise UserError(f"{where} holds a NUL byte at offset {offset + data.index(0)}: a binary file, not text")
+        pending = len(decoder.getstate()[0])  # bytes of a character split across the previous block
+        try:
+            text = decoder.decode(data, final=not data)
+        except UnicodeDecodeError as error:
+            at = offset - pending + error.start
+            raise UserError(
+                f"{where} is not valid UTF-8 (byte 0x{error.object[error.start]:02x} at offset {at}){how_to_fix}"
+            ) from None
+        if first:
+            text = text.removeprefix("\ufeff")
+            first = False
+        offset += len(data)
+        any_text = any_text or bool(text.strip())
+        if text:
+            yield text
+        if not data:
+            break
+    if not any_text:
+        raise UserError(f"corpus file {where} is empty; put some text in it or pass another file")
 
 
 def read_stdin() -> str:

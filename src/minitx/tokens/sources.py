@@ -15,13 +15,13 @@ the run's sha256) sees exactly it:
 * sources are joined with a newline where the previous one does not end with one -- the rule of
   `text.files.read_corpus`, so `a.txt b.txt` and `cat a.txt b.txt` (with that newline) are the same text.
 
-The refusals of `read_corpus` hold here too: a missing path, a binary file, text that is not UTF-8
-(with the byte offset), an empty file are each a one-line `UserError`.
+A text source is decoded by `text.files.decoded_blocks`, the decoder `read_corpus` uses too, so its
+refusals hold here as well: a binary file, text that is not UTF-8 (with the byte offset), an empty
+file are each a one-line `UserError` (and a missing path, in `expand_sources`).
 """
 
 from __future__ import annotations
 
-import codecs
 import glob
 import gzip
 import hashlib
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from minitx.errors import UserError
-from minitx.text.files import looks_binary
+from minitx.text.files import decoded_blocks
 from minitx.text.special import DOC_TOKEN
 
 #: Bytes read from a file at a time: large enough that per-block Python work is negligible.
@@ -218,7 +218,7 @@ class CorpusStream:
         if source.kind == "jsonl":
             yield from self._jsonl_texts(name, binary)
         else:
-            yield from _decoded_blocks(name, binary, self.block_bytes)
+            yield from decoded_blocks(binary, name, self.block_bytes)
 
     def _jsonl_texts(self, name: str, binary: Any) -> Iterator[str]:
         """Each line a JSON object; its `text_field` becomes one document."""
@@ -275,40 +275,6 @@ def as_document(text: str) -> str:
     """One record as a document: "Once upon a time." -> "<|doc|>Once upon a time.\\n"."""
     start = "" if text.startswith(DOC_TOKEN) else DOC_TOKEN
     return start + text + ("" if text.endswith("\n") else "\n")
-
-
-def _decoded_blocks(name: str, binary: Any, block_bytes: int) -> Iterator[str]:
-    """UTF-8 text of a binary stream in blocks; refuses binary data, bad UTF-8 and an empty file."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0  # bytes decoded before this block
-    any_text = False
-    first = True
-    while True:
-        try:
-            data = binary.read(block_bytes)
-        except (OSError, EOFError) as err:  # a damaged or truncated .gz
-            raise UserError(f"{name} cannot be read ({err}); check the file") from None
-        if first and looks_binary(data):
-            raise UserError(f"{name} looks like a binary file, not text; pass a plain UTF-8 text file")
-        if b"\x00" in data:
-            raise UserError(f"{name} holds a NUL byte at offset {offset + data.index(0)}: a binary file, not text")
-        try:
-            text = decoder.decode(data, final=not data)
-        except UnicodeDecodeError as err:
-            at = offset + err.start - len(decoder.getstate()[0])
-            raise UserError(f"{name} is not valid UTF-8 (bad byte at offset {max(at, offset)}); convert it first, "
-                            "e.g. with iconv -f latin1 -t utf-8") from None
-        if first:
-            text = text.removeprefix("\ufeff")
-            first = False
-        offset += len(data)
-        any_text = any_text or bool(text.strip())
-        if text:
-            yield text
-        if not data:
-            break
-    if not any_text:
-        raise UserError(f"corpus file {name} is empty; put some text in it or pass another file")
 
 
 def _lines(name: str, binary: Any, block_bytes: int) -> Iterator[str]:

@@ -20,12 +20,12 @@ runs on the same data share one copy in the page cache.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from minitx.errors import UserError
+from minitx.fileio import read_json
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,7 +38,6 @@ TRAIN_BIN = "train.bin"
 VAL_BIN = "val.bin"
 DOCS_BIN = "docs.bin"
 TOKENIZER = "tokenizer.json"
-DATA_FILES = (META, TRAIN_BIN, VAL_BIN, DOCS_BIN, TOKENIZER)
 #: The largest vocabulary whose ids fit in 2 bytes.
 UINT16_VOCAB = 1 << 16
 
@@ -59,11 +58,8 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     meta_path = path / META
     if not meta_path.is_file():
         raise UserError(f"{path} is not a prepared data directory (no {META}); create one with minitx prepare")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UserError(f"{meta_path} is damaged; prepare the data again with minitx prepare --force") from None
-    if not isinstance(meta, dict) or meta.get("kind") != "minitx prepared tokens":
+    meta = read_json(meta_path, "prepare the data again with minitx prepare --force")
+    if meta.get("kind") != "minitx prepared tokens":
         raise UserError(f"{meta_path} is not minitx's; prepare the data with minitx prepare")
     if meta.get("format") != FORMAT:
         raise UserError(f"{path} was prepared in format {meta.get('format')}, this minitx reads format {FORMAT}; "

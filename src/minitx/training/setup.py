@@ -11,9 +11,9 @@ A fresh run builds everything the training loop (loop.py) needs, in this order:
 
 An existing non-empty RUN_DIR is only reused with --resume (or replaced with --force). --resume reads
 the tokenizer, model and recipe back from RUN_DIR and keeps them: the corpus must have the same sha256,
-and of the flags only --steps (the new total), --device, --threads, --keep and --detect-anomaly may
-differ from the saved values;
-any other flag given that differs is a UserError naming it.
+and a flag given that differs from its saved value is a UserError naming it -- unless its field's
+`Flag.resume` says it changes no result (SAVED: --steps is the new total) or says where the run computes
+(NOW: --device, --threads); `config.changeable_on_resume()` lists them, and so does `--help`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from minitx import rundir
 from minitx.config import (
     ARCH_PRESETS,
     DEFAULT_PRESET,
+    NOW,
     PRESETS,
+    RECIPE,
     ModelConfig,
     TrainConfig,
     flag_fields,
@@ -207,11 +209,10 @@ def refuse_recipe_changes(run: rundir.Run, flags: dict[str, Any]) -> None:
     saved lr 0.005 and `--lr 0.01` -> "--resume keeps the run's recipe: --lr 0.01 differs from the
     saved 0.005; drop the flag, or start a new run with --force". --vocab-size is compared with the
     run's vocabulary, --tokenizer with its tokenizer.json. Flags that are no recipe (`Flag.recipe`
-    False: --device, --threads) and --steps (the new total) may differ. Nothing is written: call it
-    before touching RUN_DIR.
+    False, see `Flag.resume`) may differ. Nothing is written: call it before touching RUN_DIR.
     """
     saved = {**run.train_config.to_dict(), **run.model_config.to_dict()}  # no field name is in both
-    recipe = {f.name for f in flag_fields(ModelConfig, TrainConfig) if flag_of(f).recipe} - {"steps", "tokenizer"}
+    recipe = {f.name for f in flag_fields(ModelConfig, TrainConfig) if flag_of(f).recipe} - {"tokenizer"}
     changes = [
         f"{flag_text(name, value)} differs from the saved {_saved_text(name, saved[name])}"
         for name, value in flags.items()
@@ -243,23 +244,18 @@ def _is_runs_tokenizer(spec: str, saved: Tokenizer) -> bool:
     return Tokenizer.load(spec).to_json_str() == saved.to_json_str()
 
 
-#: Flags that are no recipe but belong to the run: on --resume they keep their saved value unless given again.
-KEPT_ON_RESUME = ("keep",)
-
-
 def resumed_train_config(saved: TrainConfig, flags: dict[str, Any]) -> TrainConfig:
-    """A resumed run keeps its recipe. --steps given is the new total; the flags that are no recipe
-    (--device, --threads, --detect-anomaly) take the value given, else their default: how the run
-    computes now; --keep (KEPT_ON_RESUME) keeps its saved value unless given."""
-    if flags.get("steps") is not None:
-        saved.steps = flags["steps"]
+    """A resumed run keeps its recipe; each other flag follows its `Flag.resume`: SAVED takes the value
+    given, else keeps the saved one (--steps given is the new total); NOW takes the value given, else
+    the default (how the run computes now: --device, --threads)."""
     for f in flag_fields(TrainConfig):
-        if not flag_of(f).recipe:
-            value = flags.get(f.name)
-            if value is not None:
-                setattr(saved, f.name, value)
-            elif f.name not in KEPT_ON_RESUME:
-                setattr(saved, f.name, f.default)
+        rule, value = flag_of(f).resume, flags.get(f.name)
+        if rule == RECIPE:
+            continue
+        if value is not None:
+            setattr(saved, f.name, value)
+        elif rule == NOW:
+            setattr(saved, f.name, f.default)
     return saved
 
 
