@@ -93,6 +93,14 @@ def test_readme_is_a_front_door_of_at_most_250_lines():
         f"README.md has {len(lines)} lines; keep it ≤ {README_MAX_LINES} and move details to docs/commands.md")
 
 
+def test_readme_package_table_names_every_package():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## How it is built", 1)[1].split("\n## ", 1)[0]
+    packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
+    missing = [name for name in packages if f"`{name}/`" not in table]
+    assert packages and not missing, f"README.md's package table (How it is built) lacks: {missing}"
+
+
 def github_anchor(heading: str) -> str:
     """The anchor GitHub gives a heading: lower case, punctuation dropped, each space a hyphen.
 
