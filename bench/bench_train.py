@@ -6,6 +6,8 @@ shared 2-core machine drift by ±25% over minutes, so only figures from the same
     python bench/bench_train.py                  # both parts
     python bench/bench_train.py --part speed     # per-step time, val loss at 2000, peak memory
     python bench/bench_train.py --part quality   # wall time until val loss <= 1.886
+    python bench/bench_train.py --part variants  # ms/step, tokens/s, MFU of fp32/bf16/compile/Muon, alternated
+    python bench/bench_train.py --part variants --device cuda --variants "bf16 autocast,bf16 compile"
 
 Per-step time is the median over all optimisation steps (evaluation steps excluded for both).
 Time to quality counts optimisation time only (evaluations excluded for both), up to the first
@@ -103,6 +105,58 @@ def run_minitx(data: Path, args: list[str], threads: int, tag: str) -> dict:
             "params": None}
 
 
+#: --part variants: TrainConfig/ModelConfig changes measured against today's default (fp32, eager)
+VARIANTS = {
+    "fp32 eager": {"compile": False},
+    "bf16 autocast": {"dtype": "bfloat16", "compile": False},
+    "fp32 compile": {"compile": True},
+    "bf16 compile": {"dtype": "bfloat16", "compile": True},
+    "muon fp32": {"optimizer": "muon", "compile": False},
+}
+
+
+def step_variants(data: Path, threads: int, names: list[str], rounds: int, steps: int, device: str) -> dict:
+    """In one process, alternate the variants: per round, `steps` optimisation steps of each, timed.
+
+    Returns per variant: the median ms/step of each round, and the cold start (building, and for
+    torch.compile its first compiled steps) in seconds.
+    """
+    import tempfile
+    import time
+
+    from minitx.config import ModelConfig, TrainConfig
+    from minitx.training import mfu
+    from minitx.training.data import load_training_data
+    from minitx.training.loop import Trainer
+
+    corpus = load_training_data([data], tokenizer="char", vocab_size=0, val_fraction=0.1)
+    split = corpus.split(64, 0.1, False)
+    shape = {"vocab_size": corpus.tokenizer.vocab_size, "n_layers": 4, "n_heads": 4, "dim": 128, "block_size": 64,
+             "bias": False, "dropout": 0.0}
+    trainers, out = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            started = time.perf_counter()
+            train = {"steps": 100_000, "batch_size": 12, "lr": 1e-3, "warmup": 100, "beta2": 0.99, "threads": threads,
+                     "device": device, "seed": 1337, **VARIANTS[name]}
+            t = Trainer(Path(tmp) / name.replace(" ", "-"), ModelConfig(**shape), TrainConfig(**train), split)
+            for _ in range(5):  # compiles here, when it does
+                t.train_step()
+            trainers[name] = t
+            peak = mfu.matmul_peak(t.device, t.dtype)
+            out[name] = {"cold_start_s": time.perf_counter() - started, "rounds": [],
+                         "flops_per_step": mfu.flops_per_token(t.model_config) * 12 * 64, "peak": peak.flops}
+        for _ in range(rounds):
+            for name, t in trainers.items():
+                times = []
+                for _ in range(steps):
+                    t0 = time.perf_counter()
+                    t.train_step()
+                    times.append(time.perf_counter() - t0)
+                out[name]["rounds"].append(1000 * statistics.median(times))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None, help="tiny Shakespeare (default: fetched into bench/_work)")
@@ -111,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--eval-iters", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--part", choices=["speed", "quality", "both"], default="both")
+    ap.add_argument("--part", choices=["speed", "quality", "both", "variants"], default="both")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="--part variants: which, comma-separated")
+    ap.add_argument("--rounds", type=int, default=4, help="--part variants: alternated rounds")
+    ap.add_argument("--round-steps", type=int, default=40, help="--part variants: steps per variant per round")
+    ap.add_argument("--device", default="cpu", help="--part variants: cpu, cuda, mps")
     ap.add_argument("--fast-recipe", default="", help="extra minitx flags for the quality run")
     args = ap.parse_args(argv)
     console = Console()
@@ -119,6 +177,23 @@ def main(argv: list[str] | None = None) -> int:
     args.data = shakespeare(args.data)
     if args.data is None:
         console.print("skipped: tiny Shakespeare is needed for this benchmark")
+        return 0
+    if args.part == "variants":
+        names = [n.strip() for n in args.variants.split(",")]
+        found = step_variants(args.data, args.threads, names, args.rounds, args.round_steps, args.device)
+        table = Table(title=f"ms/step, nanoGPT's CPU shape, {args.threads} threads, {args.device}: median of "
+                            f"{args.rounds} alternated rounds of {args.round_steps} steps")
+        for col in ("variant", "ms / step", "rounds", "vs first", "tokens / s", "MFU", "cold start s"):
+            table.add_column(col, justify="right")
+        base = statistics.median(found[names[0]]["rounds"])
+        for name in names:
+            r, ms = found[name]["rounds"], statistics.median(found[name]["rounds"])
+            share = found[name]["flops_per_step"] / (ms / 1000) / found[name]["peak"]
+            table.add_row(name, f"{ms:.1f}", " ".join(f"{x:.1f}" for x in r), f"{base / ms:.2f}×",
+                          f"{12 * 64 / (ms / 1000):,.0f}", f"{100 * share:.1f}%", f"{found[name]['cold_start_s']:.1f}")
+        console.print(table)
+        console.print("MFU against this machine's measured matmul peak of the variant's dtype (minitx info --device); "
+                      "on a GPU: untested (no GPU was available when this benchmark was written).")
         return 0
     root = prepare_nanogpt(args.data, args.nanogpt)
     if root is None:
