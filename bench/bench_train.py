@@ -41,8 +41,9 @@ MINITX_SAME = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", 
 # minitx's own recipe for reaching the target quickly (see docs/decisions.md for how it was chosen)
 MINITX_FAST = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", "128", "--block-size", "64",
                "--pos", "rope", "--no-bias", "--dropout", "0", "--batch-size", "12", "--lr", "4e-3",
-               "--min-lr", "4e-4", "--warmup", "50", "--steps", "1100", "--beta2", "0.99", "--weight-decay", "0.1",
-               "--grad-clip", "1", "--eval-every", "50", "--eval-batches", "{eval_iters}", "--save-every", "100000"]
+               "--min-lr", "4e-4", "--warmup", "50", "--steps", "600", "--beta2", "0.99", "--weight-decay", "0.1",
+               "--grad-clip", "1", "--eval-every", "50", "--eval-batches", "{eval_iters}", "--save-every", "100000",
+               "--optimizer", "muon", "--muon-lr", "0.02", "--no-compile"]
 
 
 def _fill(args: list[str], **values: object) -> list[str]:
@@ -85,11 +86,13 @@ def run_nanogpt(root: Path, steps: int, eval_iters: int, threads: int) -> dict:
     to_target = None
     if crossing is not None:
         to_target = sum(iters[i] if i not in eval_steps else median for i in iters if i < crossing) / 1000
+    at_final = sum(iters[i] if i not in eval_steps else median for i in iters) / 1000
     return {"ms_per_step": median, "val_final": evals[max(evals)], "peak_mb": out.peak_rss_mb,
+            "seconds_at_final": at_final,
             "seconds_to_target": to_target, "crossing_step": crossing, "wall": out.seconds}
 
 
-def run_minitx(data: Path, args: list[str], threads: int, tag: str) -> dict:
+def run_minitx(data: Path, args: list[str], threads: int, tag: str, target: float = TARGET) -> dict:
     out_dir = WORK / f"minitx-{tag}"
     cmd = [sys.executable, "-m", "minitx.cli", "train", str(data), "--out", str(out_dir), "--force", "--quiet",
            "--threads", str(threads), *args]
@@ -98,7 +101,7 @@ def run_minitx(data: Path, args: list[str], threads: int, tag: str) -> dict:
         raise SystemExit(f"minitx failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     metrics = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
     ms = [m["ms_per_step"] for m in metrics if m.get("ms_per_step")]
-    crossing = next((m for m in metrics if m["val_loss"] <= TARGET), None)
+    crossing = next((m for m in metrics if m["val_loss"] <= target), None)
     return {"ms_per_step": statistics.median(ms), "val_final": metrics[-1]["val_loss"], "peak_mb": out.peak_rss_mb,
             "seconds_to_target": crossing["train_seconds"] if crossing else None,
             "crossing_step": crossing["step"] if crossing else None, "wall": out.seconds,
@@ -229,10 +232,15 @@ def main(argv: list[str] | None = None) -> int:
         if not nano:
             console.print("[dim]nanoGPT (for its time to quality) …[/]")
             nano.append(run_nanogpt(root, args.steps, args.eval_iters, args.threads))
+        # the target: nanoGPT's own final validation loss, measured in this run
+        target = statistics.median(r["val_final"] for r in nano)
+        for r in nano:
+            r["seconds_to_target"], r["crossing_step"] = r["seconds_at_final"], args.steps
         fast = _fill(MINITX_FAST, eval_iters=args.eval_iters) + args.fast_recipe.split()
         console.print("[dim]minitx fast recipe …[/]")
-        q = run_minitx(args.data, fast, args.threads, "fast")
-        table = Table(title=f"time to val loss ≤ {TARGET} (optimisation time, evaluations excluded)")
+        q = run_minitx(args.data, fast, args.threads, "fast", target)
+        table = Table(title=f"time to nanoGPT's final val loss {target:.4f} ({args.eval_iters} eval batches; "
+                            "optimisation time, evaluations excluded)")
         for col in ("", "seconds", "at step", "ratio"):
             table.add_column(col, justify="right")
         reached = [r["seconds_to_target"] for r in nano if r["seconds_to_target"]]
@@ -244,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             bound, n_cell, n_step = "< ", f"> {n_t:.1f} (not reached)", f"> {args.steps}"
         table.add_row("nanoGPT, its recipe", n_cell, n_step, "1.00")
         q_t = q["seconds_to_target"]
-        ratio = f"{bound}{q_t / n_t:.2f} (goal ≤ 0.5)" if q_t else "-"
+        ratio = f"{bound}{q_t / n_t:.2f} (goal ≤ 0.35)" if q_t else "-"
         table.add_row("minitx, fast recipe", f"{q_t:.1f}" if q_t else "not reached", str(q["crossing_step"]), ratio)
         console.print(table)
         console.print(f"  minitx fast recipe flags: {' '.join(fast)}")
