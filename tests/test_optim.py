@@ -117,3 +117,40 @@ def test_resume_refuses_another_optimizer(tmp_path):
     Tokenizer.train_char(string.ascii_letters[:39]).save(tmp_path / rundir.TOKENIZER)
     with pytest.raises(UserError, match="--optimizer muon"):
         refuse_recipe_changes(rundir.load_run(tmp_path), {"optimizer": "muon"})
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="this PyTorch build has no torch.distributed with gloo")
+def test_muon_on_two_ranks_trains_like_one_rank_with_the_whole_batch(tmp_path):
+    """Under DDP Muon steps on the averaged gradient: 2 ranks × batch 4 follow 1 rank × batch 8.
+
+    Muon orthogonalises in bf16, so the last-digit differences of a sum over ranks may round
+    differently: the losses agree closely, not bit for bit.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from minitx.corpus import generate_corpus
+
+    corpus = tmp_path / "stories.txt"
+    corpus.write_text(generate_corpus(40_000, 0), encoding="utf-8")
+    args = ["--tokenizer", "char", "--layers", "1", "--heads", "2", "--dim", "32", "--block-size", "32",
+            "--steps", "8", "--eval-every", "4", "--eval-batches", "2", "--save-every", "8", "--lr", "3e-3",
+            "--warmup", "2", "--device", "cpu", "--quiet", "--optimizer", "muon"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MINITX_DIST_TIMEOUT": "100"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          "-m", "minitx", "train", str(corpus), "--out", str(tmp_path / "two"), "--batch-size", "4",
+                          *args], capture_output=True, text=True, timeout=240, env=env)
+    assert two.returncode == 0, two.stderr[-2000:]
+    one = subprocess.run([sys.executable, "-m", "minitx", "train", str(corpus), "--out", str(tmp_path / "one"),
+                          "--batch-size", "8", "--threads", "1", *args], capture_output=True, text=True, timeout=240,
+                         env=env)
+    assert one.returncode == 0, one.stderr[-2000:]
+
+    def losses(run):
+        return [json.loads(line)["val_loss"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), abs=2e-3)
+    assert losses(tmp_path / "two")[-1] < losses(tmp_path / "two")[0]

@@ -362,8 +362,8 @@ class TrainConfig:
                           choices=OptimizerKind)
     muon_lr: float = flag(0.02, "Muon's peak learning rate (--optimizer muon; --lr stays AdamW's).", TRAINING)
     muon_momentum: float = 0.95
-    log: str = flag("none", "Also write the metrics for another viewer: tensorboard (pip install "
-                            "minitx[tensorboard]).", RUN, choices=LogKind, resume=NOW)
+    log: str = flag("none", "Also write the metrics as TensorBoard scalars into RUN_DIR/tensorboard (needs the "
+                            "optional tensorboard extra).", RUN, choices=LogKind, resume=NOW)
     corpus: str | None = None  # a name for the text: the file names, or "built-in stories"
     corpus_files: list[str] = field(default_factory=list)  # absolute paths; none: the built-in stories
     corpus_bytes: int | None = None  # its size in UTF-8 bytes

@@ -82,7 +82,7 @@ def device_info(as_json: bool = False, console: Console | None = None) -> None:
     for peak in peaks.values():
         table.add_row(safe(peak.get("device_name", "?")), safe(peak.get("dtype", "?")), safe(peak.get("threads", "?")),
                       f"{peak.get('flops', 0) / 1e9:,.1f}", f"{peak.get('size', '?')}²",
-                      safe(peak.get("measured_at", "?")))
+                      safe(str(peak.get("measured_at", "?"))[:16].replace("T", " ")))
     console.print(table)
     how = f"measured now in {current.seconds:.1f} s" if measured_now else "cached"
     console.print(f"{device}: {current.flops / 1e9:,.1f} GFLOP/s float32 at {current.threads} threads ({how}; "

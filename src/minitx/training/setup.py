@@ -194,7 +194,8 @@ def is_stock(files: list[Path], flags: dict[str, Any]) -> bool:
     """Built-in corpus, the preset's tokenizer, shape and length: the setting `expected_val_loss` was measured in."""
     shape_or_length = {f.name for f in dataclasses.fields(ModelConfig)} | {"tokenizer", "steps"}
     changed = {**given(flags, ModelConfig), **given(flags, TrainConfig)}
-    return not files and not changed.keys() & shape_or_length
+    adamw = changed.get("optimizer", "adamw") == "adamw"  # the bands were measured with AdamW; Muon gets lower
+    return not files and not changed.keys() & shape_or_length and adamw
 
 
 # ---------------------------------------------------------------------------------------------
