@@ -140,3 +140,56 @@ def test_metacharacters_in_tokens_and_title_show_as_text(page) -> None:
     assert page.title() == TITLE and page.inner_text("h1") == TITLE
     assert "extra <grid>" in page.inner_text("body") and page.locator("td", has_text="<i>a</i>").count() == 1
     assert problems == []  # no alert() ran, nothing failed to parse
+
+
+# -- the logit-lens tab and the patching heatmaps (inspect-lens --html, inspect-patch --html) -----
+
+def lens_and_patch_sections():
+    """A lens tab (2 points × 3 tokens, one token full of HTML) and one patching grid, built from reports."""
+    import numpy as np
+
+    from minitx.inspect.lens import LensReport
+    from minitx.inspect.patching import PatchGrid, PatchReport
+    from minitx.inspect.views.html import lens_section, patch_sections
+
+    class Tokens:  # the one tokenizer method the sections use
+        def id_to_token_text(self, i: int) -> str:
+            return ["<|doc|>", "<b>bold</b>", " runs"][i]
+
+    report = LensReport(["<|doc|>", "<b>bold</b>", " runs"], [0, 1, 2], ["embed", "block 0"], [1, 2, None],
+                        top_ids=torch.tensor([[[1], [0], [2]], [[1], [2], [2]]]),
+                        top_probs=torch.tensor([[[0.5], [0.4], [0.3]], [[0.9], [0.8], [0.7]]]),
+                        target_prob=torch.tensor([[0.5, 0.1, float("nan")], [0.9, 0.8, float("nan")]]),
+                        target_rank=torch.tensor([[1, 3, 0], [1, 1, 0]]))
+    grid = PatchGrid("heads", ["layer 0"], ["head 0", "head 1"], np.array([[1.0, 0.0]]), np.array([[0.9, -0.1]]),
+                     np.array([[1.0, 0.1]]), np.array([[4, 4]]))
+    patching = PatchReport(4, np.ones(4), -np.ones(4), [grid])
+    return lens_section(report, Tokens()), patch_sections(patching)
+
+
+def test_the_lens_tab_switches_views_and_the_patching_heatmap_is_shaded(browser, tmp_path) -> None:
+    lens, patching = lens_and_patch_sections()
+    capture = AttentionCapture(TRICKY, list(range(len(TRICKY))), patterns(len(TRICKY)), pos="learned")
+    path = save_attention_html(capture, head_roles(capture), tmp_path / "lens.html", title=TITLE, selected=(0, 0),
+                               lens=lens, patching=patching)
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.goto(path.as_uri())
+    page.wait_for_selector("#text span")
+    assert page.is_hidden("#lens-view") and page.is_visible("#attention-view")
+    page.click("#tab-lens")
+    assert page.is_visible("#lens-view") and page.is_hidden("#attention-view")
+    cells = page.eval_on_selector_all("#lens td", "cells => cells.map(c => [c.textContent, "
+                                                  "getComputedStyle(c).backgroundColor])")
+    assert cells[0] == ["<b>bold</b> 0.50", css_rgb(0.5)]  # the token shows as text, shaded by p(target)
+    assert cells[5] == [" runs", css_rgb(0.0)]  # the last position has no target: unshaded
+    assert page.locator("#lens b").count() == 0
+    page.click("#tab-attention")
+    assert page.is_visible("#attention-view")
+    heat = page.eval_on_selector_all("#patch-0 td", "cells => cells.map(c => getComputedStyle(c).backgroundColor)")
+    assert heat == [css_rgb(1.0), css_rgb(0.0)]
+    assert page.get_attribute("#patch-0 td >> nth=0", "title").startswith("95% interval 0.90 to 1.00, 4 pairs")
+    assert problems == []
+    page.close()

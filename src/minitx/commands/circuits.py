@@ -154,7 +154,8 @@ def run_inspect_patch(
     if pairs is not None:
         good_text, bad_text = "the clean verb", "the other form"
         left_out = "; ".join(f"{v} {k}" for k, v in skipped.items())
-        console.print(Text(f"{len(contrasts)} {pairs} pairs, e.g. clean {first.clean_text!r} → "
+        fewer = f" (only {len(contrasts)} of the {n} asked could be made)" if len(contrasts) < n else ""
+        console.print(Text(f"{len(contrasts)} {pairs} pairs{fewer}, e.g. clean {first.clean_text!r} → "
                            f"{tokenizer.id_to_token_text(first.good)!r}, corrupt {first.corrupt_text!r} → "
                            f"{tokenizer.id_to_token_text(first.bad)!r}" + (f" (left out: {left_out})" if left_out
                                                                              else "")))

@@ -194,14 +194,14 @@ def phenomenon_contrasts(
 ) -> tuple[list[Contrast], Counter[str]]:
     """Up to `n` contrasts of `phenomenon` from the built-in minimal pairs (seeded), and why others were skipped.
 
-    Draws up to 4·n pairs so that skipped ones are replaced; UserError for a phenomenon that cannot be patched.
+    Draws up to 8·n pairs so that skipped ones are replaced; UserError for a phenomenon that cannot be patched.
     """
     from minitx.corpus.pairs import minimal_pairs
 
     check_phenomenon(phenomenon)
     contrasts: list[Contrast] = []
     skipped: Counter[str] = Counter()
-    for pair in minimal_pairs(4 * n, seed=seed, phenomena=(phenomenon,)):
+    for pair in minimal_pairs(8 * n, seed=seed, phenomena=(phenomenon,)):
         made = pair_contrast(tokenizer, pair, block_size)
         if isinstance(made, str):
             skipped[made] += 1
