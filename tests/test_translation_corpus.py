@@ -8,7 +8,13 @@ import pytest
 
 from minitx.corpus import target_lexicon as tl
 from minitx.corpus.target_check import check_target, target_units
-from minitx.corpus.translation import MAX_SOURCE_WORDS, translate, translation_pairs, translation_split
+from minitx.corpus.translation import (
+    MAX_SOURCE_WORDS,
+    adjective_noun_phrases,
+    translate,
+    translation_pairs,
+    translation_split,
+)
 from minitx.errors import UserError
 from minitx.text.pairs import read_pairs
 
@@ -79,6 +85,36 @@ def test_stacked_adjectives_follow_the_noun_in_mirrored_order():
     assert [english[s] for s in dict.fromkeys(adjective_sources)] == ["wooden", "red", "little", "lovely"]
 
 
+@pytest.mark.parametrize("order", ["svo", "sov"])
+def test_in_every_pair_adjectives_follow_their_noun_in_mirrored_english_order(order, pairs, sov_pairs):
+    units = target_units()
+    adjective_words = {w for text, readings in units.items() if any(u.kind == "ADJ" for u in readings)
+                       for w in text.split()}
+    noun_words = {text for text, readings in units.items() if any(u.kind == "NOUN" for u in readings)}
+    runs = 0
+    for pair in pairs if order == "svo" else sov_pairs:
+        words = [w.strip("¿¡.?!,").lower() for w in pair["target"].split()]
+        source_of = {t: s for s, t in pair["alignment"]}
+        for t, word in enumerate(words):
+            if word not in noun_words or t + 1 >= len(words) or words[t + 1] not in adjective_words:
+                continue
+            run = []
+            for u in range(t + 1, len(words)):
+                if words[u] not in adjective_words or source_of[u] > source_of[t]:
+                    break  # not an adjective, or a predicate one ("¿Son los marineros grandes?")
+                if not run or run[-1] != source_of[u]:  # "de madera": two words, one English adjective
+                    run.append(source_of[u])
+            if not run:
+                continue
+            # English: adjectives in order right before the noun; target: the noun, then the same adjectives
+            # backwards, the one nearest the noun first
+            assert run == list(range(source_of[t] - 1, source_of[t] - 1 - len(run), -1)), pair
+            english = pair["source"].split()
+            assert run[-1] == 0 or english[run[-1] - 1].lower() not in tl.ADJECTIVES, pair  # none left out
+            runs += 1
+    assert runs > 20
+
+
 def test_sov_puts_the_verb_last_in_every_clause():
     assert translate("The dog sees the cat.", "sov")["target"] == "El perro el gato ve."
     assert translate("The dog that the cats chase runs into the house.", "sov")["target"] == (
@@ -110,6 +146,16 @@ def test_bad_arguments_are_user_errors():
         translation_pairs(3, seed=0, order="vso")
     with pytest.raises(UserError, match="at least 1"):
         translation_pairs(0, seed=0)
+    with pytest.raises(UserError, match="found only 0 distinct sentences"):  # none has one word: it gives up
+        translation_pairs(5, seed=0, max_source_words=1)
+
+
+def test_a_test_set_of_hard_sentences_leaves_out_the_training_sentences(pairs):
+    hard = translation_pairs(30, seed=3, min_adjective_phrases=2, exclude={p["source"] for p in pairs})
+    assert all(adjective_noun_phrases(p["source"]) >= 2 for p in hard)
+    assert not {p["source"] for p in hard} & {p["source"] for p in pairs}
+    assert adjective_noun_phrases("The red ball is under the old bridge.") == 2
+    assert adjective_noun_phrases("The ball is red.") == 0
 
 
 # -- the target-language checker ---------------------------------------------------------------------

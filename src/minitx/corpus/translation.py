@@ -35,8 +35,10 @@ from minitx.corpus.lexicon import FEMALE, WORDS
 from minitx.errors import UserError
 
 ORDERS = ("svo", "sov")
-#: Sentences longer than this many English words are left out (see MAX_TARGET_WORDS, docs/translation.md).
+#: Sentences longer than this many English words are left out; their targets reach 14 words (docs/translation.md).
 MAX_SOURCE_WORDS = 10
+#: Stories in a row that give no new sentence before `translation_pairs` gives up (the filters are too tight).
+_PATIENCE = 2_000
 _SENTENCE = re.compile(r"[^.?!]*[.?!]")
 
 #: A target word and the index (in `grammar.split_words` of the English sentence) of the English word it renders.
@@ -107,7 +109,13 @@ def translation_pairs(n: int, seed: int, order: str = "svo", max_source_words: i
     rng = random.Random(seed)
     pairs: list[dict] = []
     seen: set[str] = set(exclude)
+    fruitless = 0  # stories in a row with no new sentence
     while len(pairs) < n:
+        fruitless += 1
+        if fruitless > _PATIENCE:
+            raise UserError(f"found only {len(pairs)} distinct sentences of at most {max_source_words} words "
+                            f"(with {min_adjective_phrases}+ adjective-noun phrases); ask for fewer pairs or "
+                            "allow longer sentences")
         for match in _SENTENCE.finditer(generate_story(rng)):
             sentence = match.group().strip()
             if len(sentence.split()) > max_source_words or sentence in seen:
@@ -116,6 +124,7 @@ def translation_pairs(n: int, seed: int, order: str = "svo", max_source_words: i
                 continue
             seen.add(sentence)
             pairs.append(translate(sentence, order))
+            fruitless = 0
             if len(pairs) == n:
                 break
     return pairs
