@@ -49,7 +49,7 @@ def test_help_lists_every_command_and_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().endswith("NO-TORCH")
-    for name in ("train", "generate", "eval", "info", "tokenize", "data", "experiment"):
+    for name in ("train", "generate", "translate", "eval", "info", "tokenize", "data", "experiment"):
         assert name in out
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -226,16 +227,15 @@ class PairData:
 
 
 def load_pair_data(
-    files: list[str | Path], *, tokenizer: str | Tokenizer | None, vocab_size: int, val_fraction: float,
-    source_field: str = "source", target_field: str = "target", show_progress: bool = False,
+    files: list[str | Path], *, make_tokenizer: Callable[[str], Tokenizer], val_fraction: float,
+    source_field: str = "source", target_field: str = "target",
 ) -> PairData:
     """The tokenizer and pairs for `minitx train [FILE.jsonl] --arch encoder-decoder`.
 
-    No file: the built-in pairs. One tokenizer for both languages: a BPE of `vocab_size` trained on
-    the sources and targets together, `--tokenizer char`, a tokenizer.json, or a resumed run's own.
+    No file: the built-in pairs. One tokenizer for both languages: `make_tokenizer` gets the text of
+    all sources and targets together (data.py passes a BPE trainer, `char`, a tokenizer.json or a
+    resumed run's own).
     """
-    from minitx.dataset.training_data import build_tokenizer
-
     if len(files) > 1:
         raise UserError("an encoder-decoder trains on one JSON Lines file of pairs; give one FILE.jsonl")
     if files:
@@ -245,6 +245,5 @@ def load_pair_data(
         pairs, name, paths = builtin_pairs(), BUILTIN_NAME, []
     text = "\n".join(p["source"] + "\t" + p["target"] for p in pairs) + "\n"
     data = text.encode("utf-8")
-    tok = tokenizer if not isinstance(tokenizer, str | None) else build_tokenizer(tokenizer, text, vocab_size,
-                                                                                   show_progress)
-    return PairData(tok, name, paths, len(data), hashlib.sha256(data).hexdigest(), pairs, val_fraction)
+    return PairData(make_tokenizer(text), name, paths, len(data), hashlib.sha256(data).hexdigest(), pairs,
+                    val_fraction)

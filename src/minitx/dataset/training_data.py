@@ -93,8 +93,13 @@ def load_training_data(
     if arch == "encoder-decoder":
         from minitx.dataset.pairs import load_pair_data
 
-        return load_pair_data(files, tokenizer=tokenizer, vocab_size=vocab_size, val_fraction=val_fraction,
-                              source_field=pair_fields[0], target_field=pair_fields[1], show_progress=show_progress)
+        def make_tokenizer(text: str) -> Tokenizer:
+            if isinstance(tokenizer, str | None):
+                return build_tokenizer(tokenizer, text, vocab_size, show_progress)
+            return tokenizer  # a resumed run's own
+
+        return load_pair_data(files, make_tokenizer=make_tokenizer, val_fraction=val_fraction,
+                              source_field=pair_fields[0], target_field=pair_fields[1])
     notify = notify or (lambda line: None)
     if not files:
         return _builtin_stories(tokenizer, vocab_size, show_progress)
