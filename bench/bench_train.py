@@ -127,9 +127,10 @@ def step_variants(data: Path, threads: int, names: list[str], rounds: int, steps
     import tempfile
     import time
 
+    from minitx.training.data import load_training_data
+
     from minitx.config import ModelConfig, TrainConfig
     from minitx.training import mfu
-    from minitx.training.data import load_training_data
     from minitx.training.loop import Trainer
 
     corpus = load_training_data([data], tokenizer="char", vocab_size=0, val_fraction=0.1)

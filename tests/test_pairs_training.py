@@ -8,11 +8,11 @@ import random
 import numpy as np
 import pytest
 import torch
+from minitx.training.pairs import EncodedPairs, PairSampler, collate, read_pairs_jsonl
 
 from minitx import rundir
 from minitx.errors import UserError
 from minitx.training import pairs as pairs_module
-from minitx.training.pairs import EncodedPairs, PairSampler, collate, read_pairs_jsonl
 from minitx.training.setup import run_training
 
 COPY_FLAGS = {"arch": "encoder-decoder", "tokenizer": "char", "n_layers": 1, "encoder_layers": 1, "dim": 32,
