@@ -127,9 +127,8 @@ def step_variants(data: Path, threads: int, names: list[str], rounds: int, steps
     import tempfile
     import time
 
-    from minitx.training.data import load_training_data
-
     from minitx.config import ModelConfig, TrainConfig
+    from minitx.dataset.training_data import load_training_data
     from minitx.training import mfu
     from minitx.training.loop import Trainer
 

@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 import torch
-from minitx.training.pairs import EncodedPairs, PairSampler, collate, read_pairs_jsonl
 
 from minitx import rundir
+from minitx.dataset.pairs import EncodedPairs, PairSampler, collate, read_pairs_jsonl
 from minitx.errors import UserError
 from minitx.training import pairs as pairs_module
 from minitx.training.setup import run_training
