@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from minitx import rundir
+from minitx.dataset import pairs as pairs_module
 from minitx.dataset.pairs import EncodedPairs, PairSampler, collate, read_pairs_jsonl
 from minitx.errors import UserError
-from minitx.training import pairs as pairs_module
 from minitx.training.setup import run_training
 
 COPY_FLAGS = {"arch": "encoder-decoder", "tokenizer": "char", "n_layers": 1, "encoder_layers": 1, "dim": 32,
