@@ -435,6 +435,7 @@ def test_a_jsonl_text_field_that_is_not_a_string_says_so_instead_of_missing(tmp_
         list(CorpusStream(expand_sources([tmp_path / "e.jsonl"])).blocks())
 
 
+@pytest.mark.slow  # three pytest processes
 def test_in_ci_a_skipped_test_or_module_fails_instead(tmp_path):
     import shutil
     import subprocess
