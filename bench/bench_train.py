@@ -5,7 +5,7 @@ shared 2-core machine drift by ±25% over minutes, so only figures from the same
 
     python bench/bench_train.py                  # both parts
     python bench/bench_train.py --part speed     # per-step time, val loss at 2000, peak memory
-    python bench/bench_train.py --part quality   # wall time until val loss <= 1.886
+    python bench/bench_train.py --part quality   # time until nanoGPT's final val loss (same run)
     python bench/bench_train.py --part variants  # ms/step, tokens/s, MFU of fp32/bf16/compile/Muon, alternated
     python bench/bench_train.py --part variants --device cuda --variants "bf16 autocast,bf16 compile"
 
