@@ -165,7 +165,7 @@ def run_inspect_patch(
     gap = float(report.clean.mean() - report.corrupt.mean())
     if abs(gap) < SMALL_GAP:
         console.print(Text(f"note: the clean and corrupt Δ differ by only {gap:+.3f} logits, so the fractions "
-                           "below divide by almost nothing; choose prompts the model tells apart", style="yellow"))
+                           "above divide by almost nothing; choose prompts the model tells apart", style="yellow"))
     for grid in report.grids[1:]:
         best = ", ".join(f"{row} {col} {value:.2f}" for row, col, value in views.strongest(grid))
         console.print(Text(f"strongest {grid.title}: {best}"))
