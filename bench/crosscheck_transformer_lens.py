@@ -13,8 +13,8 @@ A learned-position run exported with `minitx export RUN --out DIR` is a GPT-2 fo
 Both must agree within 1e-4. TransformerLens is not a dependency of minitx: run this where it is
 installed (`pip install transformer_lens`), e.g.
 
-    minitx export runs/story --out /tmp/story-hf
-    python bench/crosscheck_transformer_lens.py runs/story /tmp/story-hf
+    minitx export runs/story --out story-hf
+    python bench/crosscheck_transformer_lens.py runs/story story-hf
 """
 
 from __future__ import annotations

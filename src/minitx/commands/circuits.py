@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 #: Pairs `inspect-patch --pairs` averages over unless --n says otherwise.
 DEFAULT_PAIRS = 64
+#: A clean − corrupt logit gap below this (in logits) makes the recovered fractions unstable: say so.
+SMALL_GAP = 0.5
 
 
 def check_fits(ids: list[int], block_size: int) -> None:
@@ -160,6 +162,10 @@ def run_inspect_patch(
                            f"{tokenizer.id_to_token_text(first.bad)!r}" + (f" (left out: {left_out})" if left_out
                                                                              else "")))
     console.print(views.patch_view(report, good_text, bad_text))
+    gap = float(report.clean.mean() - report.corrupt.mean())
+    if abs(gap) < SMALL_GAP:
+        console.print(Text(f"note: the clean and corrupt Δ differ by only {gap:+.3f} logits, so the fractions "
+                           "above divide by almost nothing; choose prompts the model tells apart", style="yellow"))
     for grid in report.grids[1:]:
         best = ", ".join(f"{row} {col} {value:.2f}" for row, col, value in views.strongest(grid))
         console.print(Text(f"strongest {grid.title}: {best}"))

@@ -187,24 +187,35 @@ def _run_rows(model: GPT, stack: Stack, ids: Tensor, acts: dict[tuple, Tensor], 
         elif place.kind == "mlp":
             mlp_masks.setdefault(place.layer, torch.zeros(rows, dtype=torch.bool, device=device))[r] = True
 
+    # Each hook rewrites only the rows patched there (rows are grouped by place, so a batch has few places).
+    stream_rows = {point: (mask.any(-1).nonzero()[:, 0], mask) for point, mask in stream_masks.items()}
+
     def patch_stream(point: int, x: Tensor) -> Tensor | None:
-        if point not in stream_masks:
+        if point not in stream_rows:
             return None
-        return torch.where(stream_masks[point][..., None], acts["resid", point][pair], x)
+        which, mask = stream_rows[point]
+        x = x.clone()
+        x[which] = torch.where(mask[which][..., None], acts["resid", point][pair[which]], x[which])
+        return x
 
     registrations = stream_hooks(stack, patch_stream)
     for (name, layer), mask in head_masks.items():
         attention = dict(stack.attentions(layer))[name]
+        which = mask.any(-1).nonzero()[:, 0]
 
-        def patch_heads(_m, inputs, mask=mask, key=("heads", name, layer)) -> tuple:
-            x = inputs[0].reshape(rows, width, stack.n_heads, stack.head_dim)
-            source = acts[key][pair].reshape(x.shape)
-            return (torch.where(mask[:, None, :, None], source, x).reshape(inputs[0].shape), *inputs[1:])
+        def patch_heads(_m, inputs, mask=mask[which], which=which, key=("heads", name, layer)) -> tuple:
+            x = inputs[0].clone()
+            shape = (len(which), width, stack.n_heads, stack.head_dim)
+            mine, source = x[which].reshape(shape), acts[key][pair[which]].reshape(shape)
+            x[which] = torch.where(mask[:, None, :, None], source, mine).reshape(len(which), width, -1)
+            return (x, *inputs[1:])
 
         registrations.append(lambda a=attention, f=patch_heads: a.c_proj.register_forward_pre_hook(f))
     for layer, mask in mlp_masks.items():
-        def patch_mlp(_m, _i, output, mask=mask, layer=layer) -> Tensor:
-            return torch.where(mask[:, None, None], acts["mlp", layer][pair], output)
+        def patch_mlp(_m, _i, output, which=mask.nonzero()[:, 0], layer=layer) -> Tensor:
+            output = output.clone()
+            output[which] = acts["mlp", layer][pair[which]]
+            return output
 
         registrations.append(lambda b=stack.blocks[layer], f=patch_mlp: b.mlp.register_forward_hook(f))
     final: dict[str, Tensor] = {}
