@@ -428,14 +428,21 @@ def eval_(
                                                                     "sentences shuffled.")] = False,
     context: Annotated[int | None, typer.Option(help="Also read windows of L tokens (longer than the block) and "
                                                      "show the loss by position.")] = None,
+    sentences: Annotated[int | None, typer.Option(help="Encoder-decoder runs: translate only the first N held-out "
+                                                       "pairs (default: all).", metavar="N")] = None,
+    beam: Annotated[int, typer.Option(help="Encoder-decoder runs: beam width of the translations (1: greedy).")]
+    = 1,
     json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Loss, perplexity and bits per byte on text; optionally grammaticality, minimal pairs, order, length."""
+    """Loss, perplexity and bits per byte on text; optionally grammaticality, minimal pairs, order, length.
+
+    On an encoder-decoder run: its translations of the held-out pairs (or FILE.jsonl), scored.
+    """
     from minitx.commands.eval import run_eval
 
     run_eval(run_dir, files or [], grammar=grammar, device=device.value, seed=seed, temperature=temperature,
              as_json=json_, quantize=quantize.value, minimal_pairs=minimal_pairs, order_test=order_test,
-             context=context)
+             context=context, sentences=sentences, beam=beam)
 
 
 # ------------------------------------------------------------------------------------------------
