@@ -522,7 +522,7 @@ def inspect_attention(
     force: Annotated[bool, typer.Option(help="Overwrite the --png/--html/--json files if they exist.",
                                         rich_help_panel="Files")] = False,
     source: Annotated[str | None, typer.Option(help="Encoder-decoder runs: the sentence to read ('-': stdin; "
-                                                    "default: \"The green apple falls.\").",
+                                                    "default: \"The big dog sees the red ball.\").",
                                                rich_help_panel="Encoder-decoder")] = None,
     target: Annotated[str | None, typer.Option(help="Encoder-decoder runs: the translation to read (default: the "
                                                     "built-in corpus's, else the model's own).",

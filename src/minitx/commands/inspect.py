@@ -305,7 +305,7 @@ def run_inspect_positions(
 
 
 #: The sentence `inspect-attention` reads on an encoder-decoder run when no --source is given.
-DEFAULT_SOURCE = "The green apple falls."
+DEFAULT_SOURCE = "The big dog sees the red ball."
 
 
 def run_inspect_pair(
