@@ -14,6 +14,7 @@ same scores are split by phenomenon (0 / 1 / 2+ adjective-noun phrases, how far 
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -34,14 +35,22 @@ if TYPE_CHECKING:
 BOOTSTRAP_RESAMPLES = 500
 
 
+@functools.cache
+def builtin_pairs_once() -> tuple[dict, ...]:
+    """The built-in pairs, generated once per process (about 5 s each time otherwise); do not modify them."""
+    from minitx.dataset.pairs import builtin_pairs
+
+    return tuple(builtin_pairs())
+
+
 def held_out_pairs(run: Run) -> list[dict]:
     """The pairs the run held out when it trained: the built-in ones, or the last share of its JSONL file."""
-    from minitx.dataset.pairs import BUILTIN_NAME, builtin_pairs, read_pairs_jsonl, split_pairs
+    from minitx.dataset.pairs import BUILTIN_NAME, read_pairs_jsonl, split_pairs
     from minitx.errors import UserError
 
     train = run.train_config
     if train.corpus == BUILTIN_NAME:
-        pairs = builtin_pairs()
+        pairs = list(builtin_pairs_once())
     elif train.corpus_files:
         from pathlib import Path
 
