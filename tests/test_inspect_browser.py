@@ -193,3 +193,78 @@ def test_the_lens_tab_switches_views_and_the_patching_heatmap_is_shaded(browser,
     assert page.get_attribute("#patch-0 td >> nth=0", "title").startswith("95% interval 0.90 to 1.00, 4 pairs")
     assert problems == []
     page.close()
+
+# -- the encoder-decoder's page: the alignment view ----------------------------------------------
+
+def alignment_capture():
+    """3 source words (one token each, then the end), 3 target words; cross head 0 reads the gold links
+    (a reordering), head 1 reads source word 0 from every target word."""
+    import numpy as np
+
+    from minitx.inspect.alignment import PairCapture
+
+    gold_source = [0, 2, 1]  # target word t renders source word gold_source[t]
+    right, wrong = np.zeros((4, 4)), np.zeros((4, 4))
+    for t, s in enumerate(gold_source):
+        right[t, s] = 1.0
+    right[3, 3] = wrong[3, 3] = 1.0
+    wrong[:3, 0] = 1.0
+    square = np.tril(np.ones((4, 4))) / np.arange(1, 5)[:, None]
+    weights = {"encoder": [np.stack([np.eye(4), np.ones((4, 4)) / 4])], "decoder": [np.stack([square, square])],
+               "cross": [np.stack([right, wrong])]}
+    words = ["</script><b>x</b>", "big", "dog."]
+    capture = PairCapture(" ".join(words), "El perro grande.", words + [DOC_TOKEN],
+                          [DOC_TOKEN, "El", " perro", " grande."], ["El", " perro", " grande.", DOC_TOKEN],
+                          [0, 1, 2, -1], [0, 1, 2, -1], weights, "rope", "none")
+    return capture, [(0, 0), (2, 1), (1, 2)]
+
+
+@pytest.fixture
+def alignment_page(browser, tmp_path):
+    from minitx.inspect.alignment import alignment_report
+    from minitx.inspect.views.alignment import save_alignment_html
+
+    capture, gold = alignment_capture()
+    report = alignment_report([capture], [gold])
+    path = save_alignment_html(capture, report, gold, tmp_path / "alignment.html", title=TITLE)
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("dialog", lambda dialog: (problems.append(f"dialog: {dialog.message}"), dialog.dismiss()))
+    page.goto(path.as_uri())
+    page.wait_for_selector("#alignment line")
+    yield page, problems
+    page.close()
+
+
+def test_the_alignment_view_draws_the_best_heads_links_right_and_a_wrong_head_dashed(alignment_page) -> None:
+    page, problems = alignment_page
+    links = lambda kind: page.eval_on_selector_all(  # noqa: E731
+        f"#alignment line.{kind}", "lines => lines.map(l => l.getAttribute('data-link'))")
+    assert links("right") == ["0-0", "2-1", "1-2"] and links("wrong") == []  # the best head is shown first
+    assert page.locator("#alignment line.gold").count() == 3
+    assert page.input_value("#layer") == "0" and page.input_value("#head") == "0"
+    page.click("#aer td.head >> nth=1")  # choose head 1: it reads source word 0 from everywhere
+    assert links("right") == ["0-0"] and links("wrong") == ["0-1", "0-2"]
+    assert page.inner_text("#alignment-help").startswith("layer 0 head 1: 1 of 3 links right")
+    texts = page.eval_on_selector_all("#alignment text", "nodes => nodes.map(n => n.textContent)")
+    assert texts[0] == "</script><b>x</b>" and page.locator("b").count() == 0  # a word shows as text
+    assert page.title() == TITLE
+    assert problems == []
+
+
+def test_the_alignment_page_shows_the_non_square_cross_matrix_and_the_other_attentions(alignment_page) -> None:
+    page, problems = alignment_page
+    rows = lambda: page.locator("#matrix tr").count() - 1  # noqa: E731 - less the header
+    columns = lambda: page.locator("#matrix tr >> nth=0").locator("th").count() - 1  # noqa: E731
+    assert (rows(), columns()) == (4, 4)
+    assert page.inner_text("#matrix-title").startswith("cross-attention")
+    page.select_option("#kind", "decoder")
+    assert page.inner_text("#matrix-title").startswith("decoder masked self-attention")
+    future = page.eval_on_selector("#matrix tr >> nth=1", "row => row.cells[2].style.background")
+    assert future == ""  # the future is left blank
+    page.select_option("#kind", "encoder")
+    first = page.eval_on_selector("#matrix tr >> nth=1", "row => getComputedStyle(row.cells[1]).backgroundColor")
+    assert first == css_rgb(1.0)  # head 0 of the encoder reads itself
+    assert problems == []

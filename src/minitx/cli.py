@@ -428,14 +428,21 @@ def eval_(
                                                                     "sentences shuffled.")] = False,
     context: Annotated[int | None, typer.Option(help="Also read windows of L tokens (longer than the block) and "
                                                      "show the loss by position.")] = None,
+    sentences: Annotated[int | None, typer.Option(help="Encoder-decoder runs: translate only the first N held-out "
+                                                       "pairs (default: all).", metavar="N")] = None,
+    beam: Annotated[int, typer.Option(help="Encoder-decoder runs: beam width of the translations (1: greedy).")]
+    = 1,
     json_: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Loss, perplexity and bits per byte on text; optionally grammaticality, minimal pairs, order, length."""
+    """Loss, perplexity and bits per byte on text; optionally grammaticality, minimal pairs, order, length.
+
+    On an encoder-decoder run: its translations of the held-out pairs (or FILE.jsonl), scored.
+    """
     from minitx.commands.eval import run_eval
 
     run_eval(run_dir, files or [], grammar=grammar, device=device.value, seed=seed, temperature=temperature,
              as_json=json_, quantize=quantize.value, minimal_pairs=minimal_pairs, order_test=order_test,
-             context=context)
+             context=context, sentences=sentences, beam=beam)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -516,13 +523,27 @@ def inspect_attention(
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
     force: Annotated[bool, typer.Option(help="Overwrite the --png/--html/--json files if they exist.",
                                         rich_help_panel="Files")] = False,
+    source: Annotated[str | None, typer.Option(help="Encoder-decoder runs: the sentence to read ('-': stdin; "
+                                                    "default: \"The big dog sees the red ball.\").",
+                                               rich_help_panel="Encoder-decoder")] = None,
+    target: Annotated[str | None, typer.Option(help="Encoder-decoder runs: the translation to read (default: the "
+                                                    "built-in corpus's, else the model's own).",
+                                               rich_help_panel="Encoder-decoder")] = None,
+    alignment: Annotated[str | None, typer.Option(help="Encoder-decoder runs: gold word links SOURCE-TARGET, e.g. "
+                                                       "\"0-0 1-2 2-1\" (default: the built-in corpus's).",
+                                                  rich_help_panel="Encoder-decoder")] = None,
 ) -> None:
-    """Show what each attention head looks at, which heads are induction heads, and which the model needs."""
+    """Show what each attention head looks at, which heads are induction heads, and which the model needs.
+
+    On an encoder-decoder run: encoder, decoder and cross-attention for --source, and how well each
+    cross-attention head aligns the words (AER; --over N on held-out pairs).
+    """
     from minitx.commands.inspect import run_inspect_attention
 
     run_inspect_attention(run_dir, prompt=prompt, layer=layer, head=head, png=png, html=html, json_path=json_,
                           device=device.value, max_tokens=max_tokens, over=over, induction=induction, length=length,
-                          repeats=repeats, ablate=ablate, generate=generate, seed=seed, force=force)
+                          repeats=repeats, ablate=ablate, generate=generate, seed=seed, force=force, source=source,
+                          target=target, alignment=alignment)
 
 
 @command(app, "inspect-positions")

@@ -1,5 +1,8 @@
 """`minitx eval RUN [FILES]`: loss, perplexity and bits per byte; optionally grammaticality of samples,
-minimal pairs (--minimal-pairs N), the order test (--order-test) and length extrapolation (--context L)."""
+minimal pairs (--minimal-pairs N), the order test (--order-test) and length extrapolation (--context L).
+
+On an encoder-decoder run: the held-out sentence pairs (or FILE.jsonl), target loss and bits per byte,
+exact match, chrF, BLEU and grammaticality of the translations, overall and by phenomenon."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ if TYPE_CHECKING:
     from minitx.evaluation.extrapolation import Extrapolation
     from minitx.evaluation.minimal_pairs import PairResult
     from minitx.evaluation.order import OrderTest
+    from minitx.evaluation.translation_eval import TranslationEval
 
 
 def run_eval(
@@ -37,6 +41,8 @@ def run_eval(
     minimal_pairs: int = 0,
     order_test: bool = False,
     context: int | None = None,
+    sentences: int | None = None,
+    beam: int = 1,
 ) -> None:
     """`minitx eval`: print loss/perplexity/bits-per-byte and each measure asked for."""
     from rich.console import Console
@@ -44,7 +50,20 @@ def run_eval(
 
     from minitx.errors import UserError
     from minitx.evaluation.scoring import grammar_score, sample_stories, score_ids, validation_ids
+    from minitx.rundir import load_run
 
+    if load_run(run_dir).model_config.arch == "encoder-decoder":
+        refused = {"--grammar": grammar > 0, "--minimal-pairs": minimal_pairs > 0, "--order-test": order_test,
+                   "--context": context is not None, "--quantize": quantize not in (None, "none")}
+        for flag, given in refused.items():
+            if given:
+                raise UserError(f"{flag} measures a decoder-only language model; {run_dir} is an encoder-decoder "
+                                f"run: drop {flag} (minitx eval scores its translations)")
+        run_eval_translation(run_dir, files, device=device, seed=seed, as_json=as_json, threads=threads,
+                             sentences=sentences, beam=beam)
+        return
+    if sentences is not None or beam != 1:
+        raise UserError(f"--sentences and --beam score translations, and {run_dir} is a decoder-only run; drop them")
     if minimal_pairs < 0:
         raise UserError(f"--minimal-pairs must be 0 or more, not {minimal_pairs}")
     if context is not None and quantize not in (None, "none"):
@@ -168,3 +187,79 @@ def print_extrapolation(stretch: Extrapolation, pos: str, console: Console) -> N
         table.add_row(f"{bucket.start}–{bucket.end - 1}", f"{bucket.loss:.4f}", f"{bucket.low:.4f} – {bucket.high:.4f}",
                       note)
     console.print(table)
+
+
+def run_eval_translation(run_dir: Path, files: list[Path], *, device: str, seed: int, as_json: bool, threads: int = 0,
+                         sentences: int | None = None, beam: int = 1) -> None:
+    """`minitx eval` on an encoder-decoder run: score its translations of the held-out pairs (or FILE.jsonl)."""
+    from rich.console import Console
+
+    from minitx.errors import UserError
+    from minitx.evaluation.translation_eval import evaluate_translation, held_out_pairs
+
+    if sentences is not None and sentences < 1:
+        raise UserError(f"--sentences must be at least 1, got {sentences}")
+    if len(files) > 1:
+        raise UserError("an encoder-decoder run is scored on one JSON Lines file of pairs; give one FILE.jsonl")
+    model, run = load_for_inference(run_dir, device, threads, arch="encoder-decoder", command="minitx eval")
+    if files:
+        from minitx.dataset.pairs import read_pairs_jsonl
+
+        pairs = read_pairs_jsonl(files[0], run.train_config.source_field, run.train_config.target_field)
+        source = str(files[0])
+    else:
+        pairs, source = held_out_pairs(run), "the held-out pairs"
+    pairs = pairs[:sentences] if sentences else pairs
+    result = evaluate_translation(model, run.tokenizer, pairs, beam=beam, seed=seed)
+    if as_json:
+        print(json.dumps({"source": source, "beam": beam, **result.to_dict()}, indent=2, ensure_ascii=False))
+        return
+    print_translation_eval(result, f"eval {safe(run_dir)} on {safe(source)}", beam, Console())
+
+
+def _share(value: dict | None) -> tuple[str, str]:
+    if value is None:
+        return "–", ""
+    return f"{value['share']:.1%}", f"{value['low']:.1%} – {value['high']:.1%}"
+
+
+def _score(value: dict) -> tuple[str, str]:
+    return f"{value['score']:.1f}", f"{value['low']:.1f} – {value['high']:.1f}"
+
+
+def print_translation_eval(result: TranslationEval, title: str, beam: int, console: Console) -> None:
+    """The target loss, the output scores with 95% intervals, the phenomenon table and a few wrong outputs."""
+    from rich.table import Table
+    from rich.text import Text
+
+    loss = result.loss
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_column(justify="right", style="dim")
+    table.add_row("pairs", f"{loss.pairs:,}", f"{loss.tokens:,} target tokens")
+    table.add_row("target loss (nats/token)", f"{loss.loss:.4f}", "teacher forcing")
+    table.add_row("target bits per byte", f"{loss.bits_per_byte:.4f}", "")
+    outputs = result.overall
+    how = "greedy" if beam == 1 else f"beam {beam}"
+    table.add_row(f"exact match ({how})", *_share(outputs["exact_match"]))
+    table.add_row("chrF", *_score(outputs["chrf"]))
+    table.add_row("BLEU", *_score(outputs["bleu"]))
+    order = f"checker, {result.order}" if result.order else "no checker: not the built-in language"
+    table.add_row(f"grammatical ({order})", *_share(outputs["grammatical"]))
+    console.print(table)
+    names = {"adjective_phrases": "adj-noun phrases", "movement": "word movement"}
+    phenomena = Table(title="by phenomenon (95% intervals)", title_justify="left")
+    for column in ("phenomenon", "pairs", "exact match", "chrF", "grammatical"):
+        phenomena.add_column(column, justify="left" if column == "phenomenon" else "right", no_wrap=True)
+    for what, buckets in result.by_phenomenon.items():
+        for bucket, scores in buckets.items():
+            match, chrf = scores["exact_match"], scores["chrf"]
+            phenomena.add_row(f"{names[what]} {bucket}", f"{scores['n']:,}",
+                              f"{match['share']:.0%} ({match['low']:.0%}–{match['high']:.0%})",
+                              f"{chrf['score']:.1f} ({chrf['low']:.1f}–{chrf['high']:.1f})",
+                              _share(scores["grammatical"])[0])
+    console.print(phenomena)
+    for example in result.examples[:3]:
+        console.print(Text(f"  {example['source']}\n    reference {example['reference']}\n    output    "
+                           f"{example['output']}", style="dim"))

@@ -46,9 +46,13 @@ def run_positions(
         run_experiment,
     )
 
-    if flags.get("arch") not in (None, "gpt"):
-        raise UserError(f"experiment positions trains decoder-only (gpt) runs; --arch {flags['arch']} is not part "
-                        "of it yet")
+    if flags.get("arch") == "encoder-decoder":
+        if files or corpus_bytes is not None or stories is not None:
+            raise UserError("the encoder-decoder lab trains on the built-in translation pairs; drop FILES, "
+                            "--corpus-bytes and --stories")
+        return run_translation_lab(out=out, kinds=kinds, seeds=seeds, flags=flags, pairs=pairs, quiet=quiet)
+    if flags.get("encoder_pos") is not None or flags.get("encoder_layers") is not None:
+        raise UserError("--encoder-pos and --encoder-layers shape an encoder; add --arch encoder-decoder")
     for f in files:
         require_file(f, "corpus file")
     check_report_files(out, force)
@@ -82,6 +86,88 @@ def run_positions(
                       f"{escape(_command_line())}")
         return 130
     return 0
+
+
+def run_translation_lab(*, out: Path, kinds: str | None, seeds: int | None, flags: dict[str, Any],
+                        pairs: int | None, quiet: bool) -> int:
+    """`minitx experiment positions --arch encoder-decoder`: every variant and seed, then the report."""
+    from minitx.config import ModelConfig, TrainConfig, given
+    from minitx.experiments.translation_lab import DEFAULT_MODEL, DEFAULT_TRAIN, TranslationLab, run_lab
+    from minitx.experiments.translation_report import build_report, render_markdown
+    from minitx.fileio import atomic_write_json, atomic_write_text
+
+    model_flags, train_flags = given(flags, ModelConfig), given(flags, TrainConfig)
+    encoder_pos = model_flags.pop("encoder_pos", None)
+    if encoder_pos not in (None, "none"):
+        raise UserError(f"--encoder-pos {encoder_pos}: the lab varies positions itself; --encoder-pos none keeps "
+                        "only the encoder-without-positions variants beside each kind")
+    lab = TranslationLab(
+        kinds=[k.strip() for k in kinds.split(",") if k.strip()] if kinds else TranslationLab().kinds,
+        seeds=seeds if seeds is not None else 2,
+        model={**DEFAULT_MODEL, **{k: v for k, v in model_flags.items() if k != "vocab_size"}},
+        train={**DEFAULT_TRAIN, **train_flags},
+        vocab_size=model_flags.get("vocab_size", TranslationLab().vocab_size),
+        test_pairs=pairs if pairs is not None else TranslationLab().test_pairs,
+    )
+    if "save_every" not in train_flags:
+        lab.train["save_every"] = max(1, lab.train["steps"] // 3)
+    if "eval_every" not in train_flags:
+        lab.train["eval_every"] = max(1, lab.train["steps"] // 6)
+    console = make_console()
+    finished, runs, seconds = run_lab(out, lab, TranslationView(console), show_progress=not quiet)
+    if runs:
+        from dataclasses import asdict
+
+        report = build_report(asdict(lab), [name for name, _, _ in lab.variants()], runs, seconds, finished)
+        atomic_write_json(out / "report.json", report)
+        atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+        print_translation_table(report, console)
+        console.print(f"report: {escape(str(out / 'report.md'))}, {escape(str(out / 'report.json'))}")
+    if not finished:
+        console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
+                      f"{escape(_command_line())}")
+        return 130
+    return 0
+
+
+def print_translation_table(report: dict[str, Any], console: Console) -> None:
+    from rich.table import Table
+
+    from minitx.experiments.translation_report import METRICS, cell
+
+    table = Table(title=f"encoder-decoder positions lab: mean ± sd over {report['settings']['seeds']} seed(s)",
+                  title_justify="left")
+    table.add_column("variant", style="bold")
+    for _, title, _ in METRICS:
+        table.add_column(title, justify="right")
+    for variant in report["variants"]:
+        table.add_row(variant, *(cell(report["rows"][variant][key], fmt) for key, _, fmt in METRICS))
+    console.print(table)
+    for sentence in report["findings"]:
+        console.print(f"• {escape(sentence)}")
+
+
+class TranslationView:
+    """Prints which run of the encoder-decoder lab is going, and each run's headline numbers."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def preparing(self, what: str) -> None:
+        self.console.print(f"[dim]{escape(what)}[/]")
+
+    def run_started(self, index: int, total: int, status: RunStatus, eta_seconds: float | None) -> None:
+        eta = f" · ETA {eta_seconds / 60:.1f} min" if eta_seconds is not None else ""
+        self.console.rule(f"run {index + 1}/{total}: {escape(status.kind)} · seed {status.seed} · {status.state}{eta}")
+
+    def measuring(self, status: RunStatus) -> None:
+        self.console.print(f"[dim]measuring {escape(status.name)}: translations, 2+ phrase test set, AER[/]")
+
+    def run_done(self, status: RunStatus, lab: dict[str, Any]) -> None:
+        outputs = lab["eval"]["outputs"]
+        self.console.print(f"{escape(status.name)}: exact match {outputs['exact_match']['share']:.1%} · chrF "
+                           f"{outputs['chrf']['score']:.1f} · 2+ set {lab['two_phrases']['exact_match']['share']:.1%}"
+                           f" · best head AER {lab['alignment']['best_head']['aer']:.3f}")
 
 
 def write_report(out: Path, experiment: Any, result: Any, console: Console) -> None:

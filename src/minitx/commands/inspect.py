@@ -62,6 +62,9 @@ def run_inspect_attention(
     console: Console | None = None,
     threads: int = 0,
     force: bool = False,
+    source: str | None = None,
+    target: str | None = None,
+    alignment: str | None = None,
 ) -> None:
     """`minitx inspect-attention RUN_DIR`: print what every head attends to for `prompt` ("-": stdin), and more.
 
@@ -80,6 +83,22 @@ def run_inspect_attention(
     from minitx.text.files import read_stdin
 
     check_attention_flags(over=over, induction=induction, length=length, repeats=repeats, generate=generate)
+    from minitx.rundir import load_run
+
+    if load_run(run_dir).model_config.arch == "encoder-decoder":
+        refused = {"--prompt": prompt is not None, "--induction": induction, "--ablate": ablate,
+                   "--generate": generate > 0, "--max-tokens": max_tokens is not None}
+        for flag, given in refused.items():
+            if given:
+                raise UserError(f"{flag} reads a decoder-only model; {run_dir} is an encoder-decoder run: drop it "
+                                f"(give the sentence with --source)")
+        run_inspect_pair(run_dir, source=source, target=target, alignment=alignment, layer=layer, head=head, png=png,
+                         html=html, json_path=json_path, device=device, over=over, seed=seed, console=console,
+                         threads=threads, force=force)
+        return
+    for flag, given in {"--source": source, "--target": target, "--alignment": alignment}.items():
+        if given is not None:
+            raise UserError(f"{flag} reads an encoder-decoder; {run_dir} is a decoder-only run: give --prompt instead")
     outputs = {"--png": png, "--html": html, "--json": json_path}
     if png is not None and ablate:
         outputs["--png (with --ablate)"] = Path(png).with_name(f"{Path(png).stem}-ablation.png")
@@ -283,3 +302,115 @@ def run_inspect_positions(
     console.print(views.comparison_table(reports, names))
     if png is not None:
         console.print(Text(f"wrote {views.save_comparison_png(reports, names, png)}"))
+
+
+#: The sentence `inspect-attention` reads on an encoder-decoder run when no --source is given.
+DEFAULT_SOURCE = "The big dog sees the red ball."
+
+
+def run_inspect_pair(
+    run_dir: str | Path, *, source: str | None, target: str | None, alignment: str | None, layer: int | None,
+    head: int | None, png: str | Path | None, html: str | Path | None, json_path: str | Path | None, device: str,
+    over: int | None, seed: int, console: Console | None, threads: int, force: bool,
+) -> None:
+    """`minitx inspect-attention` on an encoder-decoder run: its three attentions for one pair, and alignment.
+
+    The target read is --target, else the built-in corpus's rendering of a source in the story grammar
+    (which brings gold links), else the model's own translation. Gold links (the corpus's or --alignment)
+    give every cross-attention head an AER beside random heads; --over N scores the heads on N held-out pairs.
+    """
+    from rich.console import Console
+
+    from minitx.inspect.alignment import alignment_report, capture_pair, check_links_fit, parse_alignment
+    from minitx.inspect.views import alignment as views
+    from minitx.text.files import read_stdin
+
+    outputs: dict[str, str | Path | None] = {"--json": json_path, "--html": html}
+    if png is not None:
+        outputs.update({f"--png ({kind})": path for kind, path in views.png_paths(png).items()})
+    refuse_existing_outputs(outputs, force)
+    gold = parse_alignment(alignment) if alignment is not None else None
+    console = console if console is not None else Console()
+    model, run = load_for_inference(run_dir, device, threads, arch="encoder-decoder",
+                                    command="minitx inspect-attention")
+    check_head_range(model, layer, head)
+    text = DEFAULT_SOURCE if source is None else read_stdin().strip() if source == "-" else source
+    if not text.strip():
+        raise UserError("the source is empty; give --source a sentence")
+    target, target_from, corpus_gold = choose_target(model, run.tokenizer, text, target)
+    gold = gold if gold is not None else corpus_gold
+    capture = capture_pair(model, run.tokenizer, text, target)
+    if gold is not None:
+        check_links_fit(gold, capture)
+    report = alignment_report([capture], [gold], seed) if gold is not None else None
+    over_report = alignment_over_pairs(model, run, over, seed) if over is not None else None
+
+    console.print(Text(f"source: {text}\ntarget ({target_from}): {target}\n"
+                       f"positions: encoder {capture.encoder_pos}, decoder {capture.pos}; cross-attention has none"))
+    chosen_layer = layer if layer is not None else (report.best.layer if report else len(capture.weights["cross"]) - 1)
+    chosen_head = head if head is not None else (report.best.head if report else 0)
+    for kind in ("encoder", "decoder", "cross"):
+        shown_layer = min(chosen_layer, len(capture.weights[kind]) - 1)
+        console.print(views.head_heatmap(capture, kind, shown_layer, chosen_head))
+    console.print(Text("every cross-attention head, pooled to words (rows: target words; columns: source words):"))
+    console.print(views.word_legend(capture))
+    console.print(views.cross_word_heatmaps(capture, report))
+    if report is not None:
+        console.print(views.alignment_table(report, "this pair"))
+    links = capture.head_links(chosen_layer, chosen_head)
+    console.print(Text(f"what each target word reads most through layer {chosen_layer} head {chosen_head}:"))
+    for line in views.link_lines(capture, links, gold):
+        console.print(Text("  " + line))
+    if over_report is not None:
+        console.print(views.alignment_table(over_report, f"{over_report.pairs} held-out pairs, mean ± spread per pair"))
+
+    if png is not None:
+        for path in views.save_pair_pngs(capture, png):
+            console.print(Text(f"wrote {path}"))
+    if html is not None:
+        title = f"attention of {Path(run_dir).name}: {text}"
+        path = views.save_alignment_html(capture, report, gold, html, title=title)
+        console.print(Text(f"wrote {path} (open it in a browser; it works offline)"))
+    if json_path is not None:
+        import json
+
+        from minitx.fileio import atomic_write_text
+
+        document = {"run": str(run_dir), "target_from": target_from, "pair": capture.to_dict(),
+                    "gold": [list(link) for link in gold] if gold is not None else None,
+                    "alignment": report.to_dict() if report is not None else None,
+                    "over": over_report.to_dict() if over_report is not None else None,
+                    "shown": {"layer": chosen_layer, "head": chosen_head, "links": [list(link) for link in links]}}
+        atomic_write_text(Path(json_path), json.dumps(document, ensure_ascii=False) + "\n")
+        console.print(Text(f"wrote {json_path}"))
+
+
+def choose_target(model, tokenizer, source: str, target: str | None) -> tuple[str, str, list | None]:  # noqa: ANN001
+    """(target text, where it came from, gold links or None): --target, the corpus's rendering, or the model's."""
+    if target is not None:
+        if not target.strip():
+            raise UserError("--target is empty; give the translation to read, or leave it out")
+        return target.strip(), "--target", None
+    from minitx.corpus.grammar import SentenceRejected
+    from minitx.corpus.translation import translate as render
+
+    try:
+        pair = render(source.strip())
+        return pair["target"], "the built-in corpus's rendering, with its gold alignment", pair["alignment"]
+    except (SentenceRejected, ValueError):
+        from minitx.generation.translate import translate
+
+        return translate(model, tokenizer, [source])[0], "the model's own translation", None
+
+
+def alignment_over_pairs(model, run: Run, n_pairs: int, seed: int):  # noqa: ANN001, ANN201
+    """Every cross-attention head's AER over the first `n_pairs` held-out pairs that have gold alignments."""
+    from minitx.evaluation.translation_eval import held_out_pairs
+    from minitx.inspect.alignment import alignment_report, capture_pair
+
+    pairs = [p for p in held_out_pairs(run) if p.get("alignment")][:n_pairs]
+    if not pairs:
+        raise UserError(f"{run.path}'s held-out pairs have no gold alignments; --over needs the built-in corpus "
+                        "or pairs written by minitx data translation")
+    captures = [capture_pair(model, run.tokenizer, p["source"], p["target"]) for p in pairs]
+    return alignment_report(captures, [p["alignment"] for p in pairs], seed)

@@ -1,0 +1,162 @@
+"""The positional-encoding lab for the encoder-decoder: do positions matter for translation?
+
+One encoder-decoder per variant and seed, trained on the same built-in pairs with one shared tokenizer,
+the same shape, recipe and budget. A variant is a decoder kind and an encoder kind: every kind on both
+stacks, and for each kind but none the same decoder with an encoder without positions (`enc-none`).
+An encoder without positions is permutation-equivariant: "the big dog sees the red ball" and "the red
+dog sees the big ball" give it the same bag of vectors, so it cannot tell which adjective belongs to
+which noun when two adjective-noun phrases share a sentence. Each run is measured on held-out pairs
+(exact match, chrF, AER of its best cross-attention head beside random heads, by phenomenon) and on
+a test set of unseen sentences with 2+ adjective-noun phrases, where that failure should show.
+
+    DIR/experiment.json   DIR/tokenizer.json   DIR/runs/<variant>-seed<k>/ (+ lab.json)   DIR/report.md|json
+
+Resumable as the decoder-only lab (positions.py): a run with lab.json is reused, a partial one resumed.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from minitx.config import POSITIONAL_ENCODINGS
+from minitx.errors import UserError
+from minitx.experiments.positions import Observer, RunStatus, run_state
+from minitx.fileio import atomic_write_json
+
+LAB_FILE = "lab.json"
+SETTINGS_FILE = "experiment.json"
+#: The default shape and recipe of each run (the "translate" preset, shorter).
+DEFAULT_MODEL: dict[str, Any] = {"arch": "encoder-decoder", "n_layers": 2, "encoder_layers": 2, "n_heads": 4,
+                                 "dim": 128, "block_size": 64}
+DEFAULT_TRAIN: dict[str, Any] = {"steps": 1500, "batch_size": 32, "lr": 3e-3, "min_lr": 3e-4, "warmup": 100,
+                                 "eval_every": 250, "eval_batches": 5, "save_every": 500}
+DEFAULT_VOCAB = 1024
+
+
+@dataclass
+class TranslationLab:
+    """Everything that decides the numbers; stored in DIR/experiment.json."""
+
+    kinds: list[str] = field(default_factory=lambda: list(POSITIONAL_ENCODINGS))
+    seeds: int = 2
+    model: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_MODEL))
+    train: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_TRAIN))
+    vocab_size: int = DEFAULT_VOCAB
+    test_pairs: int = 300  # held-out pairs each run translates
+    two_phrase_pairs: int = 100  # unseen sentences with 2+ adjective-noun phrases
+    align_pairs: int = 50  # held-out pairs for the AER of every head
+    encoder_none: bool = True  # add the enc-none variants
+
+    def validate(self) -> None:
+        unknown = [k for k in self.kinds if k not in POSITIONAL_ENCODINGS]
+        if unknown or not self.kinds:
+            raise UserError(f"--kinds: unknown positional encoding {', '.join(unknown) or '(none given)'}; "
+                            f"choose from {','.join(POSITIONAL_ENCODINGS)}")
+        if self.seeds < 1:
+            raise UserError(f"--seeds must be at least 1, not {self.seeds}")
+        for flag, value in (("--pairs", self.test_pairs), ("two-phrase pairs", self.two_phrase_pairs),
+                            ("alignment pairs", self.align_pairs)):
+            if value < 1:
+                raise UserError(f"{flag} must be at least 1, not {value}")
+
+    def variants(self) -> list[tuple[str, str, str]]:
+        """(name, decoder kind, encoder kind): every kind on both stacks, then `<kind>+enc-none`."""
+        both = [(kind, kind, kind) for kind in self.kinds]
+        bare = [(f"{kind}+enc-none", kind, "none") for kind in self.kinds if kind != "none"]
+        return both + (bare if self.encoder_none else [])
+
+    def run_names(self) -> list[tuple[str, str, str, int, str]]:
+        return [(name, pos, encoder_pos, seed, f"{name}-seed{seed}") for seed in range(self.seeds)
+                for name, pos, encoder_pos in self.variants()]
+
+
+def prepare(out: Path, lab: TranslationLab) -> Path:
+    """DIR/experiment.json and one BPE tokenizer of the built-in pairs; refuses a DIR of another experiment."""
+    from minitx.evaluation.translation_eval import builtin_pairs_once
+
+    lab.validate()
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = json.loads(json.dumps(asdict(lab)))
+    settings = out / SETTINGS_FILE
+    if settings.is_file():
+        saved = json.loads(settings.read_text(encoding="utf-8"))
+        strip = ("kinds", "seeds")
+        if {k: v for k, v in saved.items() if k not in strip} != {k: v for k, v in wanted.items() if k not in strip}:
+            raise UserError(f"{out} holds an experiment with other settings; rerun with the same flags or choose "
+                            "another --out")
+    elif any(out.iterdir()):
+        raise UserError(f"{out} is not empty and holds no {SETTINGS_FILE}; choose an empty or new --out")
+    atomic_write_json(settings, wanted)
+    tokenizer_path = out / "tokenizer.json"
+    if not tokenizer_path.is_file():
+        from minitx.text.tokenizer import Tokenizer
+
+        text = "\n".join(p["source"] + "\t" + p["target"] for p in builtin_pairs_once()) + "\n"
+        Tokenizer.train_bpe([text], vocab_size=lab.vocab_size, show_progress=False).save(tokenizer_path)
+    return tokenizer_path
+
+
+def two_phrase_test_set(n: int) -> list[dict]:
+    """`n` pairs of sentences with 2+ adjective-noun phrases, none of them among the built-in pairs."""
+    from minitx.corpus.translation import translation_pairs
+    from minitx.evaluation.translation_eval import builtin_pairs_once
+
+    seen = [p["source"] for p in builtin_pairs_once()]
+    return translation_pairs(n, seed=7919, min_adjective_phrases=2, exclude=seen)
+
+
+def measure(run_dir: Path, lab: TranslationLab, two_phrase: list[dict]) -> dict[str, Any]:
+    """lab.json of one run: the eval on held-out pairs, exact match on the 2+ set, and every head's AER."""
+    from minitx.evaluation.translation_eval import evaluate_translation, held_out_pairs
+    from minitx.inspect.alignment import alignment_report, capture_pair
+    from minitx.rundir import load_model
+
+    model, run = load_model(run_dir)
+    held_out = held_out_pairs(run)
+    result = evaluate_translation(model, run.tokenizer, held_out[: lab.test_pairs])
+    hard = evaluate_translation(model, run.tokenizer, two_phrase)
+    aligned = [p for p in held_out if p.get("alignment")][: lab.align_pairs]
+    report = alignment_report([capture_pair(model, run.tokenizer, p["source"], p["target"]) for p in aligned],
+                              [p["alignment"] for p in aligned])
+    return {"run": run_dir.name, "pos": model.config.pos, "encoder_pos": model.config.encoder_pos or model.config.pos,
+            "eval": result.to_dict(), "two_phrases": hard.overall, "alignment": report.to_dict()}
+
+
+def run_lab(out: Path, lab: TranslationLab, observer: Observer | None = None,
+            show_progress: bool = False) -> tuple[bool, list[dict[str, Any]], float]:
+    """Train and measure every run not done yet; (finished, each run's lab.json, seconds)."""
+    from minitx.training.setup import run_training
+
+    observer = observer or Observer()
+    out, started = Path(out), time.perf_counter()
+    observer.preparing("the shared tokenizer and the test set of sentences with 2+ adjective-noun phrases")
+    tokenizer_path = prepare(out, lab)
+    two_phrase = two_phrase_test_set(lab.two_phrase_pairs)
+    names, results, durations = lab.run_names(), [], []
+    for index, (variant, pos, encoder_pos, seed, name) in enumerate(names):
+        run_dir = out / "runs" / name
+        status = RunStatus(variant, seed, name, run_state(run_dir, lab.train["steps"]))
+        eta = statistics.fmean(durations) * (len(names) - index) if durations else None
+        observer.run_started(index, len(names), status, eta)
+        began = time.perf_counter()
+        if status.state in ("new", "partial"):
+            flags = {**lab.model, **lab.train, "pos": pos, "encoder_pos": encoder_pos, "seed": seed,
+                     "tokenizer": str(tokenizer_path), "preset": "translate"}
+            _, trained = run_training([], run_dir, flags=flags, resume=status.state == "partial",
+                                      force=status.state == "new", show_progress=show_progress)
+            if trained.interrupted:
+                return False, results, time.perf_counter() - started
+        if status.state != "measured":
+            observer.measuring(status)
+            record = {"variant": variant, "seed": seed, **measure(run_dir, lab, two_phrase)}
+            atomic_write_json(run_dir / LAB_FILE, record)
+            durations.append(time.perf_counter() - began)
+        record = json.loads((run_dir / LAB_FILE).read_text(encoding="utf-8"))
+        observer.run_done(status, record)
+        results.append(record)
+    return True, results, time.perf_counter() - started
