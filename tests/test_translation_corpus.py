@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from minitx.corpus import target_lexicon as tl
-from minitx.corpus.translation import MAX_SOURCE_WORDS, translate, translation_pairs, translation_split
+from minitx.corpus.target_check import check_target, target_units
+from minitx.corpus.translation import (
+    MAX_SOURCE_WORDS,
+    adjective_noun_phrases,
+    translate,
+    translation_pairs,
+    translation_split,
+)
 from minitx.errors import UserError
+from minitx.text.pairs import read_pairs
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +85,36 @@ def test_stacked_adjectives_follow_the_noun_in_mirrored_order():
     assert [english[s] for s in dict.fromkeys(adjective_sources)] == ["wooden", "red", "little", "lovely"]
 
 
+@pytest.mark.parametrize("order", ["svo", "sov"])
+def test_in_every_pair_adjectives_follow_their_noun_in_mirrored_english_order(order, pairs, sov_pairs):
+    units = target_units()
+    adjective_words = {w for text, readings in units.items() if any(u.kind == "ADJ" for u in readings)
+                       for w in text.split()}
+    noun_words = {text for text, readings in units.items() if any(u.kind == "NOUN" for u in readings)}
+    runs = 0
+    for pair in pairs if order == "svo" else sov_pairs:
+        words = [w.strip("¿¡.?!,").lower() for w in pair["target"].split()]
+        source_of = {t: s for s, t in pair["alignment"]}
+        for t, word in enumerate(words):
+            if word not in noun_words or t + 1 >= len(words) or words[t + 1] not in adjective_words:
+                continue
+            run = []
+            for u in range(t + 1, len(words)):
+                if words[u] not in adjective_words or source_of[u] > source_of[t]:
+                    break  # not an adjective, or a predicate one ("¿Son los marineros grandes?")
+                if not run or run[-1] != source_of[u]:  # "de madera": two words, one English adjective
+                    run.append(source_of[u])
+            if not run:
+                continue
+            # English: adjectives in order right before the noun; target: the noun, then the same adjectives
+            # backwards, the one nearest the noun first
+            assert run == list(range(source_of[t] - 1, source_of[t] - 1 - len(run), -1)), pair
+            english = pair["source"].split()
+            assert run[-1] == 0 or english[run[-1] - 1].lower() not in tl.ADJECTIVES, pair  # none left out
+            runs += 1
+    assert runs > 20
+
+
 def test_sov_puts_the_verb_last_in_every_clause():
     assert translate("The dog sees the cat.", "sov")["target"] == "El perro el gato ve."
     assert translate("The dog that the cats chase runs into the house.", "sov")["target"] == (
@@ -106,3 +146,150 @@ def test_bad_arguments_are_user_errors():
         translation_pairs(3, seed=0, order="vso")
     with pytest.raises(UserError, match="at least 1"):
         translation_pairs(0, seed=0)
+    with pytest.raises(UserError, match="found only 0 distinct sentences"):  # none has one word: it gives up
+        translation_pairs(5, seed=0, max_source_words=1)
+
+
+def test_a_test_set_of_hard_sentences_leaves_out_the_training_sentences(pairs):
+    hard = translation_pairs(30, seed=3, min_adjective_phrases=2, exclude={p["source"] for p in pairs})
+    assert all(adjective_noun_phrases(p["source"]) >= 2 for p in hard)
+    assert not {p["source"] for p in hard} & {p["source"] for p in pairs}
+    assert adjective_noun_phrases("The red ball is under the old bridge.") == 2
+    assert adjective_noun_phrases("The ball is red.") == 0
+
+
+# -- the target-language checker ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("order", ["svo", "sov"])
+def test_the_checker_accepts_every_generated_sentence(order, pairs, sov_pairs):
+    for pair in pairs if order == "svo" else sov_pairs:
+        assert check_target(pair["target"], order) == (True, ""), pair
+
+
+_SWAP_GENDER = {"el": "la", "la": "el", "los": "las", "las": "los", "un": "una", "una": "un", "este": "esta",
+                "esta": "este", "estos": "estas", "estas": "estos", "unos": "unas", "unas": "unos"}
+
+
+def _corruptions(target: str, order: str) -> Iterator[tuple[str, str]]:
+    """(kind, corrupted sentence) for each rule a one-word change can break in `target`."""
+    words = target.split()
+    units = target_units()
+    bare = [w.strip("¿¡.?!,").lower() for w in words]
+    for i, word in enumerate(bare[:-1]):
+        readings = units.get(word, ())
+        nxt = units.get(bare[i + 1], ())
+        if word in _SWAP_GENDER and any(u.kind == "DET" for u in readings) and any(u.kind == "NOUN" for u in nxt):
+            swapped = _SWAP_GENDER[word]
+            yield "agreement", " ".join([*words[:i], words[i].replace(words[i].strip("¿¡,"), swapped if i else
+                                         swapped.capitalize()), *words[i + 1:]])
+        if any(u.kind == "NOUN" for u in readings) and any(u.kind == "ADJ" and " " not in u.text for u in nxt):
+            if 0 < i and i + 1 < len(words) - 1 and not words[i].endswith(","):  # move the adjective before its noun
+                yield "adjective order", " ".join([*words[:i], words[i + 1], words[i], *words[i + 2:]])
+    if order == "sov" and len(words) > 3 and not target.startswith(("¿", "¡")) and "," not in target:
+        verb = words[-1].rstrip(".!")
+        if not any(" " in u.text for u in units.get(verb, ())) and bare[-2] != "se" and bare[-2] not in (
+                "lo", "la", "los", "las"):
+            yield "verb position", " ".join([words[0], words[1], verb, *words[2:-1]]) + "."
+
+
+@pytest.mark.parametrize("order", ["svo", "sov"])
+def test_the_checker_rejects_corrupted_sentences_for_the_right_reason(order, pairs, sov_pairs):
+    seen = set()
+    for pair in pairs if order == "svo" else sov_pairs:
+        for kind, corrupted in _corruptions(pair["target"], order):
+            if kind == "verb position" and corrupted.split()[1] not in target_units():
+                continue  # the subject is longer than two words: the moved verb may land inside a phrase
+            ok, reason = check_target(corrupted, order)
+            assert not ok, (pair["target"], corrupted)
+            assert reason.startswith(kind) or kind == "verb position", (corrupted, reason)
+            seen.add(kind)
+    assert seen == {"agreement", "adjective order"} | ({"verb position"} if order == "sov" else set())
+
+
+@pytest.mark.parametrize(("sentence", "order", "reason"), [
+    ("La perro corre.", "svo", "agreement: 'la' with masculine singular noun 'perro'"),
+    ("El perro corren.", "svo", "agreement: singular subject 'el perro' with plural verb 'corren'"),
+    ("La chica es viejo.", "svo", "agreement: 'viejo' with feminine singular subject 'la chica'"),
+    ("La roja pelota es grande.", "svo", "adjective order: 'roja' before its noun 'pelota'"),
+    ("La pelota pequeña roja es grande.", "svo", "adjective order: 'pequeña' (size) before 'roja' (colour)"),
+    ("El perro el gato ve.", "svo", "verb position: the verb stands last in each clause (sov order)"),
+    ("El perro ve el gato.", "sov", "verb position: the verb stands right after its subject (svo order)"),
+    ("Mia ve él.", "svo", "pronoun: an object pronoun goes before its verb, as 'lo'"),
+    ("Perro corre.", "svo", "article: singular noun 'perro' needs a determiner"),
+    ("el perro corre.", "svo", "capitalisation: 'el' should be 'El'"),
+    ("¿Acaso el perro corre.", "svo", "punctuation"),
+    ("El perro xyz.", "svo", "unknown word 'xyz'"),
+])
+def test_the_checker_names_the_broken_rule(sentence, order, reason):
+    ok, why = check_target(sentence, order)
+    assert not ok and why.startswith(reason), why
+
+
+def test_the_checker_reads_both_sov_relative_clauses():
+    # "que los perros ve": the dogs are what the head sees (ve agrees with the singular head)
+    assert check_target("La chica que los perros ve canta.", "sov") == (True, "")
+    # "que los perros ven": the dogs see the head
+    assert check_target("La chica que los perros ven canta.", "sov") == (True, "")
+    assert not check_target("Las chicas que el perro ven canta.", "sov")[0]
+
+
+# -- the command and the reader -----------------------------------------------------------------------
+
+def _run(*args):
+    from typer.testing import CliRunner
+
+    from minitx.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _assert_user_error(result, *words: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("minitx: error: "), result.stderr
+    assert all(word in lines[0] for word in words), lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_data_translation_writes_pairs_the_reader_reads_back(tmp_path):
+    out = tmp_path / "pairs.jsonl"
+    result = _run("data", "translation", "--pairs", 40, "--seed", 2, "--order", "sov", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "40 pairs" in result.output
+    assert read_pairs(out) == translation_pairs(40, seed=2, order="sov")
+
+
+def test_data_translation_refuses_to_overwrite_without_force(tmp_path):
+    out = tmp_path / "pairs.jsonl"
+    out.write_text("keep me\n")
+    _assert_user_error(_run("data", "translation", "--pairs", 3, "--out", out), "--force")
+    assert out.read_text() == "keep me\n"
+    assert _run("data", "translation", "--pairs", 3, "--out", out, "--force").exit_code == 0
+    assert len(out.read_text().splitlines()) == 3
+    _assert_user_error(_run("data", "translation", "--pairs", 0, "--out", tmp_path / "x.jsonl"), "--pairs")
+
+
+def test_the_reader_takes_the_users_field_names_and_no_alignment(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    path.write_text('{"en": "The dog runs.", "es": "El perro corre."}\n\n{"en": "Hi.", "es": "Hola.", "x": 1}\n')
+    assert read_pairs(path, source_field="en", target_field="es") == [
+        {"source": "The dog runs.", "target": "El perro corre."}, {"source": "Hi.", "target": "Hola."}]
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('{"source": "A.", "target": "B."}\nnot json\n', ["line 2 is not JSON"]),
+    ('{"en": "A.", "target": "B."}\n', ["line 1 has no field 'source'", "'en'", "--source-field"]),
+    ('{"source": "  ", "target": "B."}\n', ["line 1", "source", "empty"]),
+    ('{"source": "A.", "target": 3}\n', ["'target' is a int"]),
+    ('[1, 2]\n', ["line 1 is a JSON list"]),
+    ('{"source": "A b.", "target": "B.", "alignment": [[2, 0]]}\n', ["[2, 0] is outside"]),
+    ('{"source": "A b.", "target": "B.", "alignment": [0, 0]}\n', ["alignment must be a list"]),
+    ('\n\n', ["empty"]),
+])
+def test_bad_pair_files_are_one_line_user_errors(tmp_path, text, words):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(text)
+    with pytest.raises(UserError) as error:
+        read_pairs(path)
+    message = str(error.value)
+    assert "\n" not in message and all(word in message for word in words), message

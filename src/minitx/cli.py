@@ -245,6 +245,28 @@ def data_grammar(
     data.grammar(out=out, n_bytes=bytes_, seed=seed, force=force)
 
 
+class WordOrder(str, Enum):
+    """Where the target language puts its verbs."""
+
+    svo = "svo"
+    sov = "sov"
+
+
+@command(data_app, "translation")
+def data_translation(
+    out: Annotated[Path, typer.Option(help="JSON Lines file to write.")] = Path("data/translation.jsonl"),
+    pairs: Annotated[int, typer.Option(help="How many sentence pairs (distinct English sentences).")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Same seed, same pairs.")] = 0,
+    order: Annotated[WordOrder, typer.Option(help="Target word order: svo (verb after the subject) or sov "
+                                                  "(verb last in every clause).")] = WordOrder.svo,
+    force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
+) -> None:
+    """Write story sentences with their translations into a Spanish-like language and gold word alignments."""
+    from minitx.commands import data
+
+    data.translation(out=out, n_pairs=pairs, seed=seed, order=_plain(order), force=force)
+
+
 @command(data_app, "check")
 def data_check(
     file: Annotated[Path, typer.Argument(help="Text to check ('-' reads stdin).")],

@@ -1,4 +1,4 @@
-"""`minitx data grammar|check|tinyshakespeare`: corpora to train on, and the grammar checker."""
+"""`minitx data grammar|translation|check|tinyshakespeare`: corpora to train on, and the grammar checker."""
 
 from __future__ import annotations
 
@@ -23,6 +23,25 @@ def grammar(*, out: Path, n_bytes: int, seed: int, force: bool) -> None:
     atomic_write_text(out, text)
     stories = text.count(DOC_TOKEN)
     make_console().print(f"wrote {safe(out)}: {len(text.encode('utf-8')):,} bytes, {stories:,} stories (seed {seed})")
+
+
+def translation(*, out: Path, n_pairs: int, seed: int, order: str, force: bool) -> None:
+    """`minitx data translation`: write English-target sentence pairs with gold word alignments (JSON Lines)."""
+    from minitx.corpus.translation import translation_pairs
+    from minitx.fileio import atomic_write_text
+
+    if n_pairs < 1:
+        raise UserError(f"--pairs must be at least 1, got {n_pairs}")
+    refuse_overwrite(out, force)
+    pairs = translation_pairs(n_pairs, seed, order)
+    atomic_write_text(out, "".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs))
+    longest_source = max(len(pair["source"].split()) for pair in pairs)
+    longest_target = max(len(pair["target"].split()) for pair in pairs)
+    console = make_console()
+    console.print(f"wrote {safe(out)}: {len(pairs):,} pairs (order {order}, seed {seed})")
+    console.print(f"longest: {longest_source} source words, {longest_target} target words")
+    for pair in pairs[:3]:
+        console.print(f"  {safe(pair['source'])}  ->  {safe(pair['target'])}")
 
 
 def check(file: Path, *, as_json: bool, examples: int) -> int:

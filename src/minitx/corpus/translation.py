@@ -21,8 +21,10 @@ The full grammar and lexicon: docs/translation.md.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
+from collections.abc import Collection
 
 from lark import Token, Tree
 
@@ -33,8 +35,10 @@ from minitx.corpus.lexicon import FEMALE, WORDS
 from minitx.errors import UserError
 
 ORDERS = ("svo", "sov")
-#: Sentences longer than this many English words are left out (see MAX_TARGET_WORDS, docs/translation.md).
+#: Sentences longer than this many English words are left out; their targets reach 14 words (docs/translation.md).
 MAX_SOURCE_WORDS = 10
+#: Stories in a row that give no new sentence before `translation_pairs` gives up (the filters are too tight).
+_PATIENCE = 2_000
 _SENTENCE = re.compile(r"[^.?!]*[.?!]")
 
 #: A target word and the index (in `grammar.split_words` of the English sentence) of the English word it renders.
@@ -44,24 +48,59 @@ Rendered = list[tuple[str, int]]
 def translate(sentence: str, order: str = "svo") -> dict:
     """One English story sentence (with its final mark) -> a pair with its gold alignment.
 
-    >>> translate("The red ball falls.")  # doctest: +SKIP
+    >>> pair = translate("Mia sees the red ball.")
+    >>> pair["target"], pair["alignment"]
+    ('Mia ve la pelota roja.', [[0, 0], [1, 1], [2, 2], [4, 3], [3, 4]])
     """
     if order not in ORDERS:
         raise UserError(f"unknown word order {order!r}; choose one of {', '.join(ORDERS)}")
     tokens = split_words(sentence)
-    entries = look_up(tokens)
-    tree = sentence_parser().parse([Token(e.terminal, e.text, start_pos=i) for i, e in enumerate(entries)])
-    rendered, end = _Renderer(order).sentence(tree)
+    rendered, end = _Renderer(order).sentence(_parse(sentence))
     words = _spell(rendered, end, question=end == "?")
     source_word = _source_word_of_token(sentence, tokens)
     alignment = [[source_word[token], target_index] for target_index, (_, token) in enumerate(rendered)]
     return {"source": sentence, "target": " ".join(words), "alignment": alignment}
 
 
-def translation_pairs(n: int, seed: int, order: str = "svo", max_source_words: int = MAX_SOURCE_WORDS) -> list[dict]:
-    """`n` pairs of distinct English sentences from seeded stories, deterministic given (n, seed, order).
+def adjective_noun_phrases(sentence: str) -> int:
+    """How many noun phrases of an English sentence have adjectives before their noun.
+
+    "The red ball is under the old bridge." -> 2; "The ball is red." -> 0 (a predicate, not a phrase).
+    """
+    return sum(1 for np in _parse(sentence).iter_subtrees() if np.data in ("np", "simple_np")
+               and any(leaf.type == "ADJ" for leaf in _leaves(np)))
+
+
+def _parse(sentence: str) -> Tree:
+    """The parse tree of an English story sentence; each leaf's `start_pos` is its index in `split_words`.
+
+    Earley parsing costs milliseconds, and the tree depends only on the parts of speech, so one tree per
+    sequence of parts of speech is kept and its leaves are refilled with the sentence's words.
+    """
+    entries = look_up(split_words(sentence))
+    shape = _parse_shape(tuple(entry.terminal for entry in entries))
+    return _refill(shape, [entry.text for entry in entries])
+
+
+@functools.lru_cache(maxsize=50_000)
+def _parse_shape(terminals: tuple[str, ...]) -> Tree:
+    return sentence_parser().parse([Token(terminal, "", start_pos=i) for i, terminal in enumerate(terminals)])
+
+
+def _refill(tree: Tree, words: list[str]) -> Tree:
+    children = [Token(child.type, words[child.start_pos], start_pos=child.start_pos) if isinstance(child, Token)
+                else _refill(child, words) for child in tree.children]
+    return Tree(tree.data, children)
+
+
+def translation_pairs(n: int, seed: int, order: str = "svo", max_source_words: int = MAX_SOURCE_WORDS,
+                      min_adjective_phrases: int = 0, exclude: Collection[str] = ()) -> list[dict]:
+    """`n` pairs of distinct English sentences from seeded stories, deterministic given all the arguments.
 
     The English side does not depend on `order`: the svo and sov corpora of one seed have the same sources.
+    `min_adjective_phrases` keeps only sentences with at least that many adjective-noun phrases (about 4% of
+    sentences have two or more; a test set of those is where an encoder without positions should fail).
+    `exclude`: English sentences to leave out (the sources of a training set, when making a test set).
     """
     if n < 1:
         raise UserError(f"the number of pairs must be at least 1, not {n}")
@@ -69,14 +108,23 @@ def translation_pairs(n: int, seed: int, order: str = "svo", max_source_words: i
         raise UserError(f"unknown word order {order!r}; choose one of {', '.join(ORDERS)}")
     rng = random.Random(seed)
     pairs: list[dict] = []
-    seen: set[str] = set()
+    seen: set[str] = set(exclude)
+    fruitless = 0  # stories in a row with no new sentence
     while len(pairs) < n:
+        fruitless += 1
+        if fruitless > _PATIENCE:
+            raise UserError(f"found only {len(pairs)} distinct sentences of at most {max_source_words} words "
+                            f"(with {min_adjective_phrases}+ adjective-noun phrases); ask for fewer pairs or "
+                            "allow longer sentences")
         for match in _SENTENCE.finditer(generate_story(rng)):
             sentence = match.group().strip()
             if len(sentence.split()) > max_source_words or sentence in seen:
                 continue
+            if min_adjective_phrases and adjective_noun_phrases(sentence) < min_adjective_phrases:
+                continue
             seen.add(sentence)
             pairs.append(translate(sentence, order))
+            fruitless = 0
             if len(pairs) == n:
                 break
     return pairs
