@@ -11,8 +11,9 @@ import torch
 
 from minitx import rundir
 from minitx.dataset import pairs as pairs_module
-from minitx.dataset.pairs import EncodedPairs, PairSampler, collate, read_pairs_jsonl
+from minitx.dataset.pairs import EncodedPairs, PairSampler, collate
 from minitx.errors import UserError
+from minitx.text.pairs import read_pairs
 from minitx.training.setup import run_training
 
 COPY_FLAGS = {"arch": "encoder-decoder", "tokenizer": "char", "n_layers": 1, "encoder_layers": 1, "dim": 32,
@@ -74,7 +75,7 @@ def test_copy_task_reaches_100_percent_on_held_out_strings(tmp_path):
     run_training([corpus], tmp_path / "run", flags=flags, show_progress=False)
     model, run = rundir.load_model(tmp_path / "run")
     assert run.model_config.arch == "encoder-decoder"
-    held_out = [p["source"] for p in read_pairs_jsonl(corpus)[-300:]]  # the last 10%: never trained on
+    held_out = [p["source"] for p in read_pairs(corpus)[-300:]]  # the last 10%: never trained on
     assert translate(model, run.tokenizer, held_out) == held_out
 
 
@@ -101,8 +102,8 @@ def test_train_arch_encoder_decoder_alone_uses_the_built_in_pairs_and_the_transl
 
 
 @pytest.mark.parametrize("line, message", [
-    ('{"text": "a"}', "no non-empty text fields 'source' and 'target'"),
-    ('{"source": "", "target": "b"}', "no non-empty text fields"),
+    ('{"text": "a"}', "has no field 'source'"),
+    ('{"source": "", "target": "b"}', "is empty"),
     ("not json", "is not JSON"),
 ])
 def test_pairs_without_the_fields_are_one_clear_error(tmp_path, line, message):
@@ -110,7 +111,7 @@ def test_pairs_without_the_fields_are_one_clear_error(tmp_path, line, message):
     path.write_text(json.dumps({"source": "a", "target": "b"}) + "\n" + line + "\n", encoding="utf-8")
     with pytest.raises(UserError, match=message) as error:
         run_training([path], tmp_path / "run", flags={**COPY_FLAGS, "steps": 1}, show_progress=False)
-    assert "bad.jsonl:2" in str(error.value)
+    assert "bad.jsonl line 2" in str(error.value)
     assert not (tmp_path / "run").exists()  # nothing written
 
 
@@ -118,7 +119,7 @@ def test_other_fields_are_read_with_source_field_and_target_field(tmp_path):
     path = tmp_path / "de.jsonl"
     path.write_text("".join(json.dumps({"en": w, "de": w.upper()}) + "\n" for w in ["ab", "cd", "ef"] * 10),
                     encoding="utf-8")
-    assert read_pairs_jsonl(path, "en", "de")[0] == {"source": "ab", "target": "AB"}
+    assert read_pairs(path, "en", "de")[0]["target"] == "AB"
     flags = {**COPY_FLAGS, "steps": 1, "source_field": "en", "target_field": "de"}
     run_training([path], tmp_path / "run", flags=flags, show_progress=False)
     assert rundir.load_run(tmp_path / "run").train_config.source_field == "en"

@@ -17,7 +17,6 @@ the same one a stream of tokens offers (batches.py). One tokenizer encodes both 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 
 from minitx.errors import UserError
 from minitx.model.encoder_decoder import pad_sources
+from minitx.text.pairs import read_pairs
 from minitx.text.special import DOC_TOKEN
 
 if TYPE_CHECKING:
@@ -151,31 +151,6 @@ def builtin_pairs() -> list[dict]:
     return translation_pairs(BUILTIN_PAIRS, BUILTIN_PAIRS_SEED)
 
 
-def read_pairs_jsonl(path: str | Path, source_field: str = "source", target_field: str = "target") -> list[dict]:
-    """Pairs from a JSON Lines file, one {source_field: ..., target_field: ...} object per line.
-
-    A line that is not a JSON object with both fields as non-empty strings is a UserError naming the line.
-    """
-    from minitx.text.files import read_text_file
-
-    pairs = []
-    for number, line in enumerate(read_text_file(Path(path)).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{number} is not JSON ({e.msg}); write one JSON object per line") from None
-        values = [record.get(name) if isinstance(record, dict) else None for name in (source_field, target_field)]
-        if not all(isinstance(v, str) and v.strip() for v in values):
-            raise UserError(f"{path}:{number} has no non-empty text fields {source_field!r} and {target_field!r}; "
-                            "name the fields with --source-field / --target-field")
-        pairs.append({"source": values[0], "target": values[1]})
-    if not pairs:
-        raise UserError(f"{path} holds no sentence pairs")
-    return pairs
-
-
 def split_pairs(pairs: list[dict], val_fraction: float) -> tuple[list[dict], list[dict]]:
     """Training pairs and held-out pairs: the last `val_fraction` of them (at least one) are held out."""
     n_val = max(1, round(len(pairs) * val_fraction))
@@ -239,7 +214,7 @@ def load_pair_data(
     if len(files) > 1:
         raise UserError("an encoder-decoder trains on one JSON Lines file of pairs; give one FILE.jsonl")
     if files:
-        pairs, name, paths = read_pairs_jsonl(files[0], source_field, target_field), str(files[0]), [
+        pairs, name, paths = read_pairs(files[0], source_field, target_field), str(files[0]), [
             str(Path(files[0]).resolve())]
     else:
         pairs, name, paths = builtin_pairs(), BUILTIN_NAME, []
