@@ -201,3 +201,15 @@ def test_inspect_attention_takes_a_users_alignment_and_refuses_one_outside_the_p
     assert bad.exit_code == 2 and "outside the pair" in bad.output
     refused = runner.invoke(app, ["inspect-attention", str(pair_run), "--induction"])
     assert refused.exit_code == 2 and "--induction" in refused.output
+
+
+def test_eval_scores_a_users_jsonl_pairs_and_says_grammaticality_is_unknown_outside_the_built_in_language(
+        pair_run, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(json.dumps({"source": s, "target": t}) for s, t in
+                               [("a b", "x y"), ("b a", "y x"), ("a a", "x x")]) + "\n")
+    result = runner.invoke(app, ["eval", str(pair_run), str(pairs), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["target"]["pairs"] == 3 and data["order"] is None and data["outputs"]["grammatical"] is None
+    assert data["by_phenomenon"]["movement"] == {}  # no alignments, so no movement buckets
