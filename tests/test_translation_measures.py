@@ -185,7 +185,8 @@ def test_inspect_attention_on_an_encoder_decoder_run_writes_json_and_the_alignme
     assert data["target_from"].startswith("the built-in corpus")
     assert data["pair"]["target"] == "El perro grande ve la pelota roja."
     assert len(data["alignment"]["heads"]) == 2 and data["over"]["pairs"] == 3
-    assert "alignment-data" in html_path.read_text()
+    page = html_path.read_text()
+    assert "alignment-data" in page and "http://" not in page and "https://" not in page  # offline: no address
     again = runner.invoke(app, ["inspect-attention", str(pair_run), "--json", str(json_path), "--device", "cpu"])
     assert again.exit_code == 2 and "--force" in again.output  # nothing is overwritten without --force
 
@@ -200,3 +201,15 @@ def test_inspect_attention_takes_a_users_alignment_and_refuses_one_outside_the_p
     assert bad.exit_code == 2 and "outside the pair" in bad.output
     refused = runner.invoke(app, ["inspect-attention", str(pair_run), "--induction"])
     assert refused.exit_code == 2 and "--induction" in refused.output
+
+
+def test_eval_scores_a_users_jsonl_pairs_and_says_grammaticality_is_unknown_outside_the_built_in_language(
+        pair_run, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("\n".join(json.dumps({"source": s, "target": t}) for s, t in
+                               [("a b", "x y"), ("b a", "y x"), ("a a", "x x")]) + "\n")
+    result = runner.invoke(app, ["eval", str(pair_run), str(pairs), "--json", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["target"]["pairs"] == 3 and data["order"] is None and data["outputs"]["grammatical"] is None
+    assert data["by_phenomenon"]["movement"] == {}  # no alignments, so no movement buckets

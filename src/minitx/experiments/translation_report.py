@@ -23,6 +23,10 @@ METRICS = (
 )
 
 
+#: Below this best exact match the findings open with a warning that the runs are too short to answer.
+UNDERTRAINED_BELOW = 0.5
+
+
 def run_metrics(lab: dict[str, Any]) -> dict[str, float | None]:
     """The METRICS of one run's lab.json (None where a bucket had no sentence)."""
     outputs, buckets = lab["eval"]["outputs"], lab["eval"]["by_phenomenon"].get("adjective_phrases", {})
@@ -98,6 +102,10 @@ def findings(rows: dict[str, dict[str, dict[str, Any]]], seeds: int) -> list[str
         said.append(f"Alignment: the best cross-attention head's AER is lowest for {best} "
                     f"({rows[best]['best_aer']['mean']:.3f}; random heads {rows[best]['random_aer']['mean']:.3f}).")
     said.append(f"Over {seeds} seed(s) per variant; ± is the sample standard deviation over seeds.")
+    top = max((row["exact_match"]["mean"] or 0.0 for row in rows.values()), default=0.0)
+    if top < UNDERTRAINED_BELOW:
+        said.insert(0, f"Caution: no variant reaches {UNDERTRAINED_BELOW:.0%} exact match (best {top:.1%}); the "
+                       "models are too little trained for these comparisons to answer the question, train longer.")
     return said
 
 
