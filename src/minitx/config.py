@@ -109,11 +109,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "expected_val_loss": (2.61, 2.68),
     },
     "translate": {
-        "about": "the encoder-decoder for the built-in translation pairs: 2 + 2 layers, 128 wide",
+        "about": "the encoder-decoder for the built-in translation pairs: 2 + 2 layers, 128 wide, Muon",
         "model": {"arch": "encoder-decoder", "n_layers": 2, "encoder_layers": 2, "n_heads": 4, "dim": 128,
-                  "block_size": 64, "vocab_size": 1024, "pos": "rope"},
-        "train": {"steps": 2000, "batch_size": 32, "lr": 5e-3, "min_lr": 3e-4, "warmup": 100, "eval_every": 250,
-                  "eval_batches": 10},
+                  "block_size": 64, "vocab_size": 2000, "pos": "rope"},
+        "train": {"steps": 1200, "batch_size": 64, "lr": 5e-3, "min_lr": 3e-4, "warmup": 100, "eval_every": 200,
+                  "eval_batches": 10, "optimizer": "muon"},
         "expected_val_loss": None,
     },
     "medium": {

@@ -203,9 +203,9 @@ def run_eval_translation(run_dir: Path, files: list[Path], *, device: str, seed:
         raise UserError("an encoder-decoder run is scored on one JSON Lines file of pairs; give one FILE.jsonl")
     model, run = load_for_inference(run_dir, device, threads, arch="encoder-decoder", command="minitx eval")
     if files:
-        from minitx.dataset.pairs import read_pairs_jsonl
+        from minitx.text.pairs import read_pairs
 
-        pairs = read_pairs_jsonl(files[0], run.train_config.source_field, run.train_config.target_field)
+        pairs = read_pairs(files[0], run.train_config.source_field, run.train_config.target_field)
         source = str(files[0])
     else:
         pairs, source = held_out_pairs(run), "the held-out pairs"

@@ -45,8 +45,9 @@ def builtin_pairs_once() -> tuple[dict, ...]:
 
 def held_out_pairs(run: Run) -> list[dict]:
     """The pairs the run held out when it trained: the built-in ones, or the last share of its JSONL file."""
-    from minitx.dataset.pairs import BUILTIN_NAME, read_pairs_jsonl, split_pairs
+    from minitx.dataset.pairs import BUILTIN_NAME, split_pairs
     from minitx.errors import UserError
+    from minitx.text.pairs import read_pairs
 
     train = run.train_config
     if train.corpus == BUILTIN_NAME:
@@ -57,7 +58,7 @@ def held_out_pairs(run: Run) -> list[dict]:
         path = Path(train.corpus_files[0])
         if not path.is_file():
             raise UserError(f"{run.path} was trained on {path}, which is gone; put it back to evaluate on its pairs")
-        pairs = read_pairs_jsonl(path, train.source_field, train.target_field)
+        pairs = read_pairs(path, train.source_field, train.target_field)
     else:
         raise UserError(f"{run.path} records no corpus of sentence pairs to hold out")
     return split_pairs(pairs, train.val_fraction)[1]
