@@ -131,16 +131,18 @@ def test_translate_refuses_a_decoder_only_run(tmp_path):
     assert "decoder-only (gpt) run and minitx translate works on an encoder-decoder run only" in result.stderr
 
 
-@pytest.mark.parametrize("command", [
-    ["generate"], ["eval"], ["eval", "--minimal-pairs", "5"], ["inspect-attention"], ["inspect-positions"],
-    ["export", "--out", "EXPORTED"],
+# `eval` and `inspect-attention` work on an encoder-decoder run (tests/test_translation_measures.py);
+# these commands, and eval's decoder-only measures, refuse it
+@pytest.mark.parametrize("command, message", [
+    (["generate"], "minitx translate"), (["inspect-positions"], "minitx translate"),
+    (["export", "--out", "EXPORTED"], "minitx translate"), (["eval", "--minimal-pairs", "5"], "decoder-only"),
 ])
-def test_commands_for_decoder_only_runs_refuse_an_encoder_decoder_run_in_one_line(copy_run, command,
+def test_commands_for_decoder_only_runs_refuse_an_encoder_decoder_run_in_one_line(copy_run, command, message,
                                                                                    tmp_path):
     command = [str(tmp_path / "x") if part == "EXPORTED" else part for part in command]
     result = run_cli(command[0], str(copy_run), *command[1:])
     assert result.exit_code == 2, result.output
-    assert "is an encoder-decoder run" in result.stderr and "minitx translate" in result.stderr
+    assert "is an encoder-decoder run" in result.stderr and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
 
