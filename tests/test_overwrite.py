@@ -57,6 +57,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 INSPECT = ["--prompt", "a small dog saw a red ball", "--device", "cpu"]
+PATCH = ["--clean", "a small dog saw", "--corrupt", "a small cat saw", "--answer", "a", "r", "--device", "cpu"]
 
 #: (id, flag named in the refusal, what the command writes given a fresh directory `d`, the command) --
 #: one row per writing option of every command.
@@ -68,6 +69,18 @@ CASES: list[Case] = [
      lambda d, r, c: ["inspect-attention", r, *INSPECT, "--html", d / "a.html"]),
     ("inspect-attention --json", "--json", lambda d: [d / "a.json"],
      lambda d, r, c: ["inspect-attention", r, *INSPECT, "--json", d / "a.json"]),
+    ("inspect-lens --png", "--png", lambda d: [d / "l.png"],
+     lambda d, r, c: ["inspect-lens", r, *INSPECT, "--png", d / "l.png"]),
+    ("inspect-lens --html", "--html", lambda d: [d / "l.html"],
+     lambda d, r, c: ["inspect-lens", r, *INSPECT, "--html", d / "l.html"]),
+    ("inspect-lens --json", "--json", lambda d: [d / "l.json"],
+     lambda d, r, c: ["inspect-lens", r, *INSPECT, "--json", d / "l.json"]),
+    ("inspect-patch --json", "--json", lambda d: [d / "p.json"],
+     lambda d, r, c: ["inspect-patch", r, *PATCH, "--json", d / "p.json"]),
+    ("inspect-patch --png", "--png", lambda d: [d / "pp.png"],
+     lambda d, r, c: ["inspect-patch", r, *PATCH, "--png", d / "pp.png"]),
+    ("data translation --out", "--out", lambda d: [d / "pairs.jsonl"],
+     lambda d, r, c: ["data", "translation", "--pairs", "5", "--out", d / "pairs.jsonl"]),
     ("inspect-positions --png", "--png", lambda d: [d / "p.png", d / "p-by-distance.png"],
      lambda d, r, c: ["inspect-positions", r, "--device", "cpu", "--png", d / "p.png"]),
     ("tokenize train --out", "--out", lambda d: [d / "tok.json"],

@@ -583,13 +583,15 @@ def inspect_lens(
     json_: Annotated[Path | None, typer.Option("--json", help="Also save everything measured as JSON "
                                                               "(docs/inspect-json.md).", metavar="FILE",
                                                rich_help_panel="Files")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite --png, --html or --json files that exist.",
+                                        rich_help_panel="Files")] = False,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
 ) -> None:
     """Read the residual stream after every block as a prediction (the logit lens); --attribute splits a logit gap."""
     from minitx.commands.circuits import run_inspect_lens
 
     run_inspect_lens(run_dir, prompt=prompt, target=target, attribute=attribute, png=png, html=html, json_path=json_,
-                     device=device.value)
+                     device=device.value, force=force)
 
 
 @command(app, "inspect-patch")
@@ -612,13 +614,15 @@ def inspect_patch(
     json_: Annotated[Path | None, typer.Option("--json", help="Also save everything measured as JSON "
                                                               "(docs/inspect-json.md).", metavar="FILE",
                                                rich_help_panel="Files")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite --png, --html or --json files that exist.",
+                                        rich_help_panel="Files")] = False,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
 ) -> None:
     """Activation patching: which stream positions, heads and MLPs carry the clean answer into the corrupt run."""
     from minitx.commands.circuits import run_inspect_patch
 
     run_inspect_patch(run_dir, pairs=pairs, n=n, clean=clean, corrupt=corrupt, answer=answer, seed=seed, png=png,
-                      html=html, json_path=json_, device=device.value)
+                      html=html, json_path=json_, device=device.value, force=force)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
+from minitx.commands.inspect import refuse_existing_outputs
 from minitx.commands.loading import load_for_inference
 from minitx.errors import UserError
 
@@ -45,6 +46,7 @@ def run_inspect_lens(
     device: str = "auto",
     console: Console | None = None,
     threads: int = 0,
+    force: bool = False,
 ) -> None:
     """`minitx inspect-lens RUN_DIR`: the logit lens of `prompt` ("-": stdin); --attribute GOOD BAD adds the
     direct logit attribution at the last position; --png / --html / --json also write those files."""
@@ -56,6 +58,7 @@ def run_inspect_lens(
     from minitx.inspect.views import lens as views
     from minitx.text.files import read_stdin
 
+    refuse_existing_outputs({"--png": png, "--html": html, "--json": json_path}, force)
     console = console if console is not None else Console()
     model, run = load_for_inference(run_dir, device, threads)
     tokenizer = run.tokenizer
@@ -123,6 +126,7 @@ def run_inspect_patch(
     device: str = "auto",
     console: Console | None = None,
     threads: int = 0,
+    force: bool = False,
 ) -> None:
     """`minitx inspect-patch RUN_DIR`: activation patching on `n` built-in pairs of a phenomenon, or on one
     --clean/--corrupt pair; prints every grid of recovered fractions and writes --png / --html / --json."""
@@ -133,6 +137,7 @@ def run_inspect_patch(
     from minitx.inspect.views import patching as views
 
     check_patch_flags(pairs, clean, corrupt, n, answer)
+    refuse_existing_outputs({"--png": png, "--html": html, "--json": json_path}, force)
     if pairs is not None:
         from minitx.inspect.contrasts import check_phenomenon
 
