@@ -23,19 +23,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from minitx.config import POSITIONAL_ENCODINGS
+from minitx.config import POSITIONAL_ENCODINGS, PRESETS
 from minitx.errors import UserError
 from minitx.experiments.positions import Observer, RunStatus, run_state
 from minitx.fileio import atomic_write_json
 
 LAB_FILE = "lab.json"
 SETTINGS_FILE = "experiment.json"
-#: The default shape and recipe of each run (the "translate" preset, shorter).
-DEFAULT_MODEL: dict[str, Any] = {"arch": "encoder-decoder", "n_layers": 2, "encoder_layers": 2, "n_heads": 4,
-                                 "dim": 128, "block_size": 64}
-DEFAULT_TRAIN: dict[str, Any] = {"steps": 1500, "batch_size": 32, "lr": 3e-3, "min_lr": 3e-4, "warmup": 100,
-                                 "eval_every": 250, "eval_batches": 5, "save_every": 500}
-DEFAULT_VOCAB = 1024
+#: The default shape and recipe of each run: the "translate" preset's (the default of `train --arch
+#: encoder-decoder`), with fewer evaluation batches; every kind and seed trains exactly that recipe.
+_PRESET = PRESETS["translate"]
+DEFAULT_MODEL: dict[str, Any] = {k: v for k, v in _PRESET["model"].items() if k not in ("vocab_size", "pos")}
+DEFAULT_TRAIN: dict[str, Any] = {**_PRESET["train"], "eval_batches": 5, "save_every": 400}
+DEFAULT_VOCAB: int = _PRESET["model"]["vocab_size"]
 
 
 @dataclass
