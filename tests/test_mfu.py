@@ -66,7 +66,7 @@ def test_metrics_record_mfu_against_the_cached_peak(tmp_path, cache):
     split = split_train_val(ids, n_bytes=3000, block_size=16, val_fraction=0.1)
     mc = ModelConfig(vocab_size=40, block_size=16, n_layers=1, n_heads=2, dim=32)
     tc = TrainConfig(steps=4, batch_size=4, warmup=1, eval_every=2, eval_batches=1, save_every=4, device="cpu",
-                     threads=1)
+                     threads=1, dtype="float32")
     rundir.save_config(tmp_path, mc, tc)
     result = Trainer(tmp_path, mc, tc, split).fit()
     record = rundir.read_metrics(tmp_path)[-1]

@@ -350,7 +350,8 @@ class TrainConfig:
     save_every: int = flag(500, "Steps between checkpoints.", RUN, resume=SAVED)
     seed: int = flag(1337, "Random seed (a CPU run is bit-for-bit repeatable).", RUN)
     device: str = flag("auto", "Where to compute.", RUN, choices=Device, resume=NOW)
-    dtype: str = flag("auto", "Number type: bfloat16 where the GPU supports it, else float32.", RUN, choices=DType)
+    dtype: str = flag("auto", "Number type: bfloat16 autocast where it pays (a GPU with bf16, a CPU whose "
+                                  "measured bf16 matmul rate is 2x fp32's), else float32.", RUN, choices=DType)
     compile: bool | None = flag(None, "torch.compile the model (default: where it pays, see training/loop.py).",
                                 RUN)
     threads: int = flag(0, "CPU threads (0: the idle cores, or OMP_NUM_THREADS).", RUN, resume=NOW)

@@ -28,7 +28,7 @@ class Device(str, Enum):
 
 
 class DType(str, Enum):
-    """The number type of training (`--dtype`); `auto` is bfloat16 on GPUs that support it, else float32."""
+    """The number type of training (`--dtype`); what `auto` picks: `minitx.training.precision`."""
 
     auto = "auto"
     float32 = "float32"

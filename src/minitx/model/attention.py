@@ -260,17 +260,28 @@ class MultiHeadAttention(nn.Module):
         if textbook:
             out, weights = textbook_attention(q, k, v, mask, dropout_p)
         else:
-            attn_mask = mask.sdpa_mask
-            if attn_mask is not None and attn_mask.dtype != q.dtype:
-                attn_mask = attn_mask.to(q.dtype)  # e.g. under autocast
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=mask.sdpa_is_causal
-            )
+            out = self._sdpa(q, k, v, mask, dropout_p)
         out = out.transpose(1, 2).reshape(batch, t, dim)  # concatenate the heads: [B, T, H·hd]
         out = self.c_proj(out)
         if self.dropout_p > 0:
             out = F.dropout(out, self.dropout_p, self.training)
         return out, weights
+
+    @staticmethod
+    def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, dropout_p: float) -> Tensor:
+        """The fused kernel: [B, H, Tq, hd]. Under bf16 autocast on a CPU it runs in fp32: that kernel's
+        backward is ~8x slower in bf16 than in fp32 at these sizes (docs/decisions.md), while the
+        projections around it keep bf16's fast matmuls."""
+        attn_mask = mask.sdpa_mask
+        if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            with torch.autocast("cpu", enabled=False):
+                return F.scaled_dot_product_attention(
+                    q.float(), k.float(), v.float(), attn_mask=None if attn_mask is None else attn_mask.float(),
+                    dropout_p=dropout_p, is_causal=mask.sdpa_is_causal)
+        if attn_mask is not None and attn_mask.dtype != q.dtype:
+            attn_mask = attn_mask.to(q.dtype)  # e.g. under autocast
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p,
+                                              is_causal=mask.sdpa_is_causal)
 
     def _cross_qkv(self, x: Tensor, context: Tensor | None, cache: KVCache | None) -> tuple[Tensor, Tensor, Tensor]:
         """Queries of x; keys and values of the context, computed once per generation when a cache is given."""

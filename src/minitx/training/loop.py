@@ -41,10 +41,10 @@ import torch
 from minitx import rundir
 from minitx.config import ModelConfig, TrainConfig
 from minitx.dataset import TokenSplit, bits_per_byte
-from minitx.device import apply_threads, resolve_device, resolve_dtype
+from minitx.device import apply_threads, resolve_device
 from minitx.errors import TrainingDiverged, UserError
 from minitx.fileio import crash_point
-from minitx.training import distributed, mfu, optim, scalars
+from minitx.training import distributed, mfu, optim, precision, scalars
 from minitx.training.distributed import World
 
 
@@ -122,8 +122,9 @@ class Trainer:
         self.cfg = train_config
         self.split = split
         self.device = distributed.rank_device(resolve_device(train_config.device), self.world)
-        self.dtype = resolve_dtype(train_config.dtype, self.device)
-        self.threads, self.threads_why = apply_threads(train_config.threads)
+        self.threads, self.threads_why = apply_threads(train_config.threads)  # first: peaks are per thread count
+        self.dtype = precision.train_dtype(train_config.dtype, self.device, resumed=resume)
+        train_config.dtype = self.dtype  # config.json records what ran, so --resume repeats it
 
         torch.manual_seed(train_config.seed)
         self.model = build_model(model_config).to(self.device)  # the same initial weights on every rank
