@@ -59,3 +59,19 @@ def test_attention_under_cpu_autocast_runs_in_fp32_and_matches_the_textbook(cros
     assert torch.allclose(fused.float(), reference.float(), atol=2e-2)
     fused.float().sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in attention.parameters())
+
+
+def test_a_run_records_the_dtype_it_trained_in_and_resumes_in_it(tmp_path, peaks):
+    from minitx.rundir.files import read_config
+    from minitx.training.setup import run_training
+
+    peaks(float32=200, bfloat16=1500)  # this "CPU" pays for bf16: auto picks it
+    (tmp_path / "corpus.txt").write_text("the cat sat on the mat. " * 200, encoding="utf-8")
+    flags = {"preset": "tiny", "tokenizer": "char", "steps": 4, "eval_every": 2, "eval_batches": 1, "save_every": 2,
+             "threads": 1, "batch_size": 4, "n_layers": 1, "dim": 16, "n_heads": 2, "block_size": 16}
+    run = tmp_path / "run"
+    run_training([tmp_path / "corpus.txt"], run, flags=flags, show_progress=False)
+    assert read_config(run)["train"]["dtype"] == "bfloat16"
+    peaks(float32=200, bfloat16=100)  # the same run resumed where bf16 would not pay keeps bf16: its recipe
+    run_training([tmp_path / "corpus.txt"], run, flags={"steps": 6, "threads": 1}, resume=True, show_progress=False)
+    assert read_config(run)["train"]["dtype"] == "bfloat16"
