@@ -9,9 +9,14 @@ shared 2-core machine drift by ±25% over minutes, so only figures from the same
     python bench/bench_train.py --part variants  # ms/step, tokens/s, MFU of fp32/bf16/compile/Muon, alternated
     python bench/bench_train.py --part variants --device cuda --variants "bf16 autocast,bf16 compile"
 
+Validation losses are those of one evaluator, bench/full_val.py: each tool's final checkpoint (nanoGPT's
+ckpt.pt of iteration --steps, minitx's checkpoints/step-NNNNNN) scored on the whole validation split,
+not each tool's own average of a few random batches (shown as a secondary row).
+
 Per-step time is the median over all optimisation steps (evaluation steps excluded for both).
-Time to quality counts optimisation time only (evaluations excluded for both), up to the first
-evaluation at or below the target.
+Time to quality: the target is nanoGPT's full-split loss after --steps steps (median over --repeats);
+minitx's fast recipe saves a checkpoint every 50 steps, each is scored afterwards, and the first at or
+below the target counts; times are optimisation time only (evaluations and saves excluded for both).
 """
 
 from __future__ import annotations
@@ -29,11 +34,10 @@ from rich.table import Table
 
 from peers import WORK, nanogpt_dir, run_measured, shakespeare, single_thread_env
 
-TARGET = 1.886
 NANOGPT_FLAGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False", "--log_interval=1",
                  "--block_size=64", "--batch_size=12", "--n_layer=4", "--n_head=4", "--n_embd=128",
                  "--lr_decay_iters={steps}", "--max_iters={steps}", "--dropout=0.0", "--eval_iters={eval_iters}",
-                 "--eval_interval=250", "--always_save_checkpoint=False"]
+                 "--eval_interval={eval_interval}", "--always_save_checkpoint=True", "--out_dir={out_dir}"]
 MINITX_SAME = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", "128", "--block-size", "64",
                "--batch-size", "12", "--steps", "{steps}", "--lr", "1e-3", "--min-lr", "1e-4", "--warmup", "100",
                "--beta2", "0.99", "--weight-decay", "0.1", "--grad-clip", "1", "--dropout", "0", "--pos", "learned",
@@ -42,8 +46,8 @@ MINITX_SAME = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", 
 MINITX_FAST = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", "128", "--block-size", "64",
                "--pos", "rope", "--no-bias", "--dropout", "0", "--batch-size", "12", "--lr", "4e-3",
                "--min-lr", "4e-4", "--warmup", "50", "--steps", "600", "--beta2", "0.99", "--weight-decay", "0.1",
-               "--grad-clip", "1", "--eval-every", "50", "--eval-batches", "{eval_iters}", "--save-every", "100000",
-               "--optimizer", "muon", "--muon-lr", "0.02", "--no-compile"]
+               "--grad-clip", "1", "--eval-every", "50", "--eval-batches", "{eval_iters}", "--save-every", "50",
+               "--keep", "1000", "--optimizer", "muon", "--muon-lr", "0.02", "--no-compile"]
 
 
 def _fill(args: list[str], **values: object) -> list[str]:
@@ -70,43 +74,70 @@ def prepare_nanogpt(data: Path, checkout: Path | None) -> Path | None:
     return root
 
 
-def run_nanogpt(root: Path, steps: int, eval_iters: int, threads: int) -> dict:
-    out = run_measured([sys.executable, "train.py", *_fill(NANOGPT_FLAGS, steps=steps, eval_iters=eval_iters)],
-                       cwd=root, env=single_thread_env(threads))
+def _eval_interval(steps: int) -> int:
+    """nanoGPT's eval (and checkpoint) interval: the largest divisor of `steps` up to 250, so that its last
+    evaluation -- and the checkpoint saved with it -- falls on iteration `steps`."""
+    return next(d for d in range(min(250, steps), 0, -1) if steps % d == 0)
+
+
+def run_nanogpt(root: Path, steps: int, eval_iters: int, threads: int, corpus: str, tag: str) -> dict:
+    """One nanoGPT run, its ckpt.pt scored on the full validation split.
+
+    nanoGPT's loop evaluates (and with --always_save_checkpoint=True saves) at the top of iteration
+    `iter_num`, before that iteration's update: the checkpoint of iteration `steps` holds the weights
+    after exactly `steps` updates (the loop then makes one more update, which no checkpoint holds).
+    Iteration i's printed time covers its evaluation, if any, and update i + 1, so the optimisation
+    time to the final checkpoint is iterations 0 .. steps - 1, evaluation iterations counted at the median.
+    """
+    import full_val
+
+    out_dir = WORK / f"nanogpt-{tag}"
+    shutil.rmtree(out_dir, ignore_errors=True)  # never score a checkpoint of an earlier run
+    flags = _fill(NANOGPT_FLAGS, steps=steps, eval_iters=eval_iters, eval_interval=_eval_interval(steps),
+                  out_dir=out_dir)
+    out = run_measured([sys.executable, "train.py", *flags], cwd=root, env=single_thread_env(threads))
     if out.returncode != 0:
         raise SystemExit(f"nanoGPT failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     iters = {int(m[1]): float(m[2]) for m in re.finditer(r"iter (\d+): loss [\d.]+, time ([\d.]+)ms", out.stdout)}
     evals = {int(m[1]): float(m[2]) for m in re.finditer(r"step (\d+): train loss [\d.]+, val loss ([\d.]+)",
                                                          out.stdout)}
     eval_steps = set(evals)
-    step_ms = [ms for it, ms in iters.items() if it not in eval_steps and it > 0]
-    median = statistics.median(step_ms)
-    # optimisation time to each evaluation: eval iterations' own time replaced by the median step
-    crossing = next((s for s in sorted(evals) if evals[s] <= TARGET), None)
-    to_target = None
-    if crossing is not None:
-        to_target = sum(iters[i] if i not in eval_steps else median for i in iters if i < crossing) / 1000
-    at_final = sum(iters[i] if i not in eval_steps else median for i in iters) / 1000
-    return {"ms_per_step": median, "val_final": evals[max(evals)], "peak_mb": out.peak_rss_mb,
-            "seconds_at_final": at_final,
-            "seconds_to_target": to_target, "crossing_step": crossing, "wall": out.seconds}
+    median = statistics.median(ms for it, ms in iters.items() if it not in eval_steps and it > 0)
+    at_final = sum(iters[i] if i not in eval_steps else median for i in iters if i < steps) / 1000
+    val_full, saved_at = full_val.score_nanogpt(out_dir / "ckpt.pt", root, corpus)
+    if saved_at != steps:
+        raise SystemExit(f"nanoGPT's ckpt.pt is of iteration {saved_at}, not {steps}")
+    return {"ms_per_step": median, "val_random": evals[max(evals)], "val_full": val_full,
+            "peak_mb": out.peak_rss_mb, "seconds_at_final": at_final, "wall": out.seconds}
 
 
-def run_minitx(data: Path, args: list[str], threads: int, tag: str, target: float = TARGET) -> dict:
+def run_minitx(data: Path, args: list[str], threads: int, tag: str, dtype: str, corpus: str,
+               every_checkpoint: bool = False) -> dict:
+    """One minitx run; its final checkpoint (or, with `every_checkpoint`, each one) scored on the full split.
+
+    `curve`: (step, full-split loss, train_seconds) per checkpoint, train_seconds being metrics.jsonl's
+    optimisation time up to that step (evaluations and saves excluded), so checkpoints must fall on
+    evaluation steps.
+    """
+    import full_val
+
     out_dir = WORK / f"minitx-{tag}"
     cmd = [sys.executable, "-m", "minitx.cli", "train", str(data), "--out", str(out_dir), "--force", "--quiet",
-           "--threads", str(threads), *args]
+           "--threads", str(threads), *args, "--dtype", dtype]
     out = run_measured(cmd, env=single_thread_env(threads))
     if out.returncode != 0:
         raise SystemExit(f"minitx failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     metrics = [json.loads(line) for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    ran = json.loads((out_dir / "config.json").read_text())["train"]["dtype"]
     ms = [m["ms_per_step"] for m in metrics if m.get("ms_per_step")]
-    crossing = next((m for m in metrics if m["val_loss"] <= target), None)
-    return {"ms_per_step": statistics.median(ms), "val_final": metrics[-1]["val_loss"], "peak_mb": out.peak_rss_mb,
-            "seconds_to_target": crossing["train_seconds"] if crossing else None,
-            "crossing_step": crossing["step"] if crossing else None, "wall": out.seconds,
-            "params": None}
-
+    seconds = {m["step"]: m["train_seconds"] for m in metrics}
+    checkpoints = full_val.minitx_checkpoints(out_dir)
+    scorer = full_val.MinitxScorer(out_dir, corpus)
+    scored = checkpoints if every_checkpoint else checkpoints[-1:]
+    curve = [(step, scorer.score(path), seconds[step]) for step, path in scored]
+    return {"ms_per_step": statistics.median(ms), "val_random": metrics[-1]["val_loss"], "val_full": curve[-1][1],
+            "final_step": checkpoints[-1][0], "curve": curve, "dtype": ran, "peak_mb": out.peak_rss_mb,
+            "wall": out.seconds, "seconds_at_final": metrics[-1]["train_seconds"]}
 
 #: --part variants: TrainConfig/ModelConfig changes measured against today's default (fp32, eager)
 VARIANTS = {
@@ -174,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--round-steps", type=int, default=40, help="--part variants: steps per variant per round")
     ap.add_argument("--device", default="cpu", help="--part variants: cpu, cuda, mps")
     ap.add_argument("--fast-recipe", default="", help="extra minitx flags for the quality run")
+    ap.add_argument("--minitx-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="minitx's --dtype in the speed and quality runs (the table says which one ran)")
     args = ap.parse_args(argv)
     console = Console()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -202,60 +235,88 @@ def main(argv: list[str] | None = None) -> int:
     if root is None:
         console.print("skipped: nanoGPT is needed for this benchmark")
         return 0
+    import torch
 
-    nano, mini = [], []
+    torch.set_num_threads(args.threads)  # the full-split scoring, in this process, between runs
+    corpus = args.data.read_text(encoding="utf-8")
+    from full_val import validation_text
+
+    n_val = len(validation_text(corpus))
+    med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
+
     if args.part in ("speed", "both"):
+        nano, mini = [], []
         for r in range(args.repeats):
             console.print(f"[dim]repeat {r + 1}/{args.repeats}: nanoGPT …[/]")
-            nano.append(run_nanogpt(root, args.steps, args.eval_iters, args.threads))
+            nano.append(run_nanogpt(root, args.steps, args.eval_iters, args.threads, corpus, "speed"))
             console.print(f"[dim]repeat {r + 1}/{args.repeats}: minitx …[/]")
             mini.append(run_minitx(args.data, _fill(MINITX_SAME, steps=args.steps, eval_iters=args.eval_iters),
-                                   args.threads, "same"))
-        table = Table(title=f"training, nanoGPT's CPU config, {args.steps} steps, {args.threads} threads "
-                            f"(median of {args.repeats} alternated runs)")
+                                   args.threads, "same", args.minitx_dtype, corpus))
+        ran = sorted({m["dtype"] for m in mini})
+        table = Table(title=f"training, nanoGPT's CPU config, {args.steps} steps, {args.threads} threads, median "
+                            f"of {args.repeats} alternated runs; minitx --dtype {args.minitx_dtype}: "
+                            f"{'/'.join(ran)}")
         for col in ("", "nanoGPT", "minitx", "minitx vs nanoGPT"):
             table.add_column(col, justify="right")
-        med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
         n_ms, m_ms = med(nano, "ms_per_step"), med(mini, "ms_per_step")
-        table.add_row("ms / step", f"{n_ms:.1f}", f"{m_ms:.1f}", f"{n_ms / m_ms:.2f}× faster (goal ≥ 1.0, aim 1.5)")
-        n_v, m_v = med(nano, "val_final"), med(mini, "val_final")
-        table.add_row(f"val loss @ {args.steps}", f"{n_v:.4f}", f"{m_v:.4f}", f"{m_v - n_v:+.4f} (goal ≤ +0.02)")
+        table.add_row("ms / step", f"{n_ms:.1f}", f"{m_ms:.1f}", f"{n_ms / m_ms:.2f}× faster (goal ≥ 1, aim 1.5)")
+        n_v, m_v = med(nano, "val_full"), med(mini, "val_full")
+        table.add_row(f"val loss @ {args.steps} (full split)", f"{n_v:.4f}", f"{m_v:.4f}",
+                      f"{m_v - n_v:+.4f} (goal ≤ +0.02)")
+        n_r, m_r = med(nano, "val_random"), med(mini, "val_random")
+        table.add_row(f"  own eval ({args.eval_iters} batches)", f"{n_r:.4f}", f"{m_r:.4f}", f"{m_r - n_r:+.4f}")
         n_mb, m_mb = med(nano, "peak_mb"), med(mini, "peak_mb")
         table.add_row("peak memory MB", f"{n_mb:.0f}", f"{m_mb:.0f}", f"{m_mb / n_mb:.2f}×")
-        table.add_row("wall s (incl. start, evals)", f"{med(nano, 'wall'):.1f}", f"{med(mini, 'wall'):.1f}", "")
+        table.add_row("wall s (start, evals)", f"{med(nano, 'wall'):.1f}", f"{med(mini, 'wall'):.1f}", "")
         console.print(table)
+        console.print(f"  full split: the {n_val:,} validation characters both tools held out, every one but the "
+                      "first predicted once (bench/full_val.py), fp32")
         for i, (n, m) in enumerate(zip(nano, mini, strict=True)):
-            console.print(f"  run {i + 1}: nanoGPT {n['ms_per_step']:.1f} ms val {n['val_final']:.4f} | "
-                          f"minitx {m['ms_per_step']:.1f} ms val {m['val_final']:.4f}")
+            console.print(f"  run {i + 1}: nanoGPT {n['ms_per_step']:.1f} ms, full {n['val_full']:.4f} "
+                          f"(own {n['val_random']:.4f}) | minitx {m['ms_per_step']:.1f} ms, full "
+                          f"{m['val_full']:.4f} (own {m['val_random']:.4f}), {m['dtype']}")
 
     if args.part in ("quality", "both"):
-        if not nano:
-            console.print("[dim]nanoGPT (for its time to quality) …[/]")
-            nano.append(run_nanogpt(root, args.steps, args.eval_iters, args.threads))
-        # the target: nanoGPT's own final validation loss, measured in this run
-        target = statistics.median(r["val_final"] for r in nano)
-        for r in nano:
-            r["seconds_to_target"], r["crossing_step"] = r["seconds_at_final"], args.steps
         fast = _fill(MINITX_FAST, eval_iters=args.eval_iters) + args.fast_recipe.split()
-        console.print("[dim]minitx fast recipe …[/]")
-        q = run_minitx(args.data, fast, args.threads, "fast", target)
-        table = Table(title=f"time to nanoGPT's final val loss {target:.4f} ({args.eval_iters} eval batches; "
-                            "optimisation time, evaluations excluded)")
-        for col in ("", "seconds", "at step", "ratio"):
+        pairs = []
+        for r in range(args.repeats):
+            console.print(f"[dim]quality {r + 1}/{args.repeats}: nanoGPT …[/]")
+            n = run_nanogpt(root, args.steps, args.eval_iters, args.threads, corpus, "quality")
+            console.print(f"[dim]quality {r + 1}/{args.repeats}: minitx fast recipe, every checkpoint scored …[/]")
+            pairs.append((n, run_minitx(args.data, fast, args.threads, "fast", args.minitx_dtype, corpus,
+                                        every_checkpoint=True)))
+        # the target: nanoGPT's own final checkpoint, full split, median over this run's repeats
+        target = statistics.median(n["val_full"] for n, _ in pairs)
+        ran = sorted({m["dtype"] for _, m in pairs})
+        table = Table(title=f"time to nanoGPT's full-split val loss after {args.steps} steps, {target:.4f} (median "
+                            f"of {args.repeats}); optimisation time, evaluations excluded; minitx --dtype "
+                            f"{args.minitx_dtype} ran {'/'.join(ran)}")
+        for col in ("pair", "nanoGPT loss", "nanoGPT s", "minitx step", "minitx loss", "minitx s", "ratio"):
             table.add_column(col, justify="right")
-        reached = [r["seconds_to_target"] for r in nano if r["seconds_to_target"]]
-        if reached:
-            n_t, bound = statistics.median(reached), ""
-            n_cell, n_step = f"{n_t:.1f}", str(nano[0]["crossing_step"])
-        else:  # nanoGPT never got there: its time is more than all of its optimisation time
-            n_t = statistics.median(r["ms_per_step"] * args.steps / 1000 for r in nano)
-            bound, n_cell, n_step = "< ", f"> {n_t:.1f} (not reached)", f"> {args.steps}"
-        table.add_row("nanoGPT, its recipe", n_cell, n_step, "1.00")
-        q_t = q["seconds_to_target"]
-        ratio = f"{bound}{q_t / n_t:.2f} (goal ≤ 0.35)" if q_t else "-"
-        table.add_row("minitx, fast recipe", f"{q_t:.1f}" if q_t else "not reached", str(q["crossing_step"]), ratio)
+        ratios = []
+        for i, (n, m) in enumerate(pairs):
+            hit = next(((s, v, t) for s, v, t in m["curve"] if v <= target), None)
+            if hit is None:  # not reached: its time is more than all of its optimisation time
+                best = min(m["curve"], key=lambda c: c[1])
+                bound = m["seconds_at_final"] / n["seconds_at_final"]
+                ratios.append(None)
+                table.add_row(str(i + 1), f"{n['val_full']:.4f}", f"{n['seconds_at_final']:.1f}",
+                              f"> {m['final_step']}", f"best {best[1]:.4f} @ {best[0]}",
+                              f"> {m['seconds_at_final']:.1f}", f"> {bound:.2f}")
+                continue
+            ratios.append(hit[2] / n["seconds_at_final"])
+            table.add_row(str(i + 1), f"{n['val_full']:.4f}", f"{n['seconds_at_final']:.1f}", str(hit[0]),
+                          f"{hit[1]:.4f}", f"{hit[2]:.1f}", f"{ratios[-1]:.2f}")
+        reached = [x for x in ratios if x is not None]
+        summary = (f"{statistics.median(reached):.2f}" if len(reached) == len(ratios)
+                   else f"- ({len(ratios) - len(reached)} of {len(ratios)} not reached)")
+        table.add_row("median", "", "", "", "", "", summary)
         console.print(table)
-        console.print(f"  minitx fast recipe flags: {' '.join(fast)}")
+        console.print(f"  ratio: minitx s / nanoGPT s of the same pair (goal ≤ 0.35). nanoGPT s: its iterations "
+                      f"0..{args.steps - 1} (evaluation iterations at the median); "
+                      "minitx s: metrics.jsonl train_seconds at the first checkpoint (every 50 steps) at or below "
+                      f"the target; losses on the {n_val:,} validation characters (bench/full_val.py)")
+        console.print(f"  minitx fast recipe flags: {' '.join(fast)} --dtype {args.minitx_dtype}")
     return 0
 
 
