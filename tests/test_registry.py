@@ -35,7 +35,7 @@ def _fixture_flags() -> dict:
     spec = importlib.util.spec_from_file_location("make_run_v1", FIXTURE.parent / "make_run_v1.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    # the fixture was made when `--dtype auto` meant float32 on every CPU; today it may pick bfloat16 (training/precision.py)
+    # made when `--dtype auto` meant float32 on every CPU; today it may pick bfloat16 (training/precision.py)
     return {**module.FLAGS, "dtype": "float32"}
 
 

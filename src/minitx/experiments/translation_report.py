@@ -123,7 +123,8 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
     lines = [f"# Encoder-decoder positional-encoding lab{' (partial)' if report['partial'] else ''}", "",
              f"`{command}`", "",
              f"{report['runs']} runs ({settings['seeds']} seed(s) per variant), {settings['train']['steps']} steps "
-             f"each, {report['seconds'] / 60:.1f} minutes in all. Model: {settings['model']}. Held-out pairs "
+             f"each; this invocation took {report['seconds'] / 60:.1f} minutes (runs measured before are reused, not "
+             f"trained again). Model: {settings['model']}. Held-out pairs "
              f"translated per run: {settings['test_pairs']}; 2+ adjective-noun test set: "
              f"{settings['two_phrase_pairs']} unseen sentences; AER over {settings['align_pairs']} held-out pairs.",
              "", "| variant | " + " | ".join(title for _, title, _ in METRICS) + " |",
