@@ -51,7 +51,7 @@ def _max_new_tokens(model: EncoderDecoder, max_new_tokens: int | None) -> int:
     return room if max_new_tokens is None else max(1, min(room, max_new_tokens))
 
 
-@torch.no_grad()
+@torch.inference_mode()  # not no_grad: no version counters, no view tracking -- ~4% of a bench batch
 def greedy(model: EncoderDecoder, sources: list[list[int]], boundary_id: int, max_new_tokens: int | None = None,
            use_cache: bool = True) -> list[list[int]]:
     """The greedy translation (ids, without the end token) of each source in one batch.
@@ -92,7 +92,7 @@ def _until_end(ids: list[int], boundary_id: int) -> list[int]:
     return ids[: ids.index(boundary_id)] if boundary_id in ids else ids
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def beam_search(model: EncoderDecoder, sources: list[list[int]], boundary_id: int, beam: int,
                 max_new_tokens: int | None = None, length_alpha: float = 1.0,
                 use_cache: bool = True) -> list[list[int]]:
