@@ -21,6 +21,8 @@ docs/encoder-decoder.md.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +30,7 @@ from torch import Tensor, nn
 
 from minitx.config import ModelConfig
 from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention
-from minitx.model.gpt import GPT, Block, gpt2_init
+from minitx.model.gpt import GELU_APPROXIMATION, GPT, Block, DecodeLayer, _as_function, gpt2_init
 from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions
 
 
@@ -47,6 +49,31 @@ def pad_sources(sources: list[list[int]], end_id: int, pad_id: int = 0) -> tuple
         ids[row, len(source)] = end_id
         padding[row, : len(source) + 1] = False
     return ids, padding
+
+
+class CrossLayer(NamedTuple):
+    """One block's cross-attention as `EncoderDecoder.decode_next` uses it: a LayerNorm triple, linear maps."""
+
+    ln: tuple[Tensor, Tensor | None, float]
+    q: Callable[[Tensor], Tensor]  # [B, C] -> queries [B, C]
+    kv: Callable[[Tensor], Tensor]  # memory rows [B·S, C] -> keys and values [B·S, 2C]
+    out: Callable[[Tensor], Tensor]
+
+
+class EncoderDecoderPlan(NamedTuple):
+    """What `EncoderDecoder.decode_next` needs, looked up once per generation.
+
+    `layers[i]` is block i's self-attention and MLP, exactly the GPT's `DecodeLayer`; `cross[i]` its
+    cross-attention. `cross_mask` is SDPA's additive mask [B, 1, 1, S] over the source (0 on real
+    tokens, -inf on padding), or None when nothing is padded; `source_padding` is the tensor it was
+    made from, so a call can check it is handed the plan of its own batch.
+    """
+
+    layers: list[DecodeLayer]
+    cross: list[CrossLayer]
+    head: Callable[[Tensor], Tensor]  # ln_f's output [B, C] -> logits [B, V]
+    cross_mask: Tensor | None
+    source_padding: Tensor | None
 
 
 class DecoderBlock(Block):
@@ -213,6 +240,117 @@ class EncoderDecoder(nn.Module):
         if last_only:
             x = x[:, -1:, :]  # [B, 1, C]
         return self.lm_head(self.decoder["ln_f"](x))
+
+    def decode_plan(self, source_padding: Tensor | None = None) -> EncoderDecoderPlan:
+        """Each decoder block's pieces, the output layer and the source mask for `decode_next`, once per generation.
+
+        `source_padding` [B, S] is True on padding; the mask made of it is the one `decode` builds
+        (`AttentionMask(..., causal=False, key_padding=...).sdpa_mask`), made once rather than per step.
+        """
+        blocks = self.decoder["blocks"]
+        layers = [
+            DecodeLayer(
+                ln_1=(block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
+                qkv=_as_function(block.attn.c_attn),
+                attn_out=_as_function(block.attn.c_proj),
+                ln_2=(block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
+                mlp_in=_as_function(block.mlp.c_fc),
+                mlp_out=_as_function(block.mlp.c_proj),
+            )
+            for block in blocks
+        ]
+        cross = [
+            CrossLayer(
+                ln=(block.ln_cross.weight, block.ln_cross.bias, block.ln_cross.eps),
+                q=_as_function(block.cross_attn.c_q),
+                kv=_as_function(block.cross_attn.c_kv),
+                out=_as_function(block.cross_attn.c_proj),
+            )
+            for block in blocks
+        ]
+        mask = None
+        if source_padding is not None and bool(source_padding.any()):  # all real: SDPA needs no mask
+            dtype = self.wte.weight.dtype
+            zeros = torch.zeros(source_padding.shape, device=source_padding.device, dtype=dtype)
+            mask = zeros.masked_fill(source_padding.to(torch.bool), float("-inf"))[:, None, None, :]  # [B, 1, 1, S]
+        return EncoderDecoderPlan(layers, cross, _as_function(self.lm_head), mask, source_padding)
+
+    @torch.no_grad()
+    def prefill_cross(self, memory: Tensor, cache: KVCache, plan: EncoderDecoderPlan | None = None) -> None:
+        """Every block's cross-attention keys and values of the memory [B, S, C], into `cache.cross`, once.
+
+        The source does not change while the target is written, so neither do these: c_kv of the
+        memory, split into heads [B, H, S, hd] (made contiguous here, once, rather than by every
+        step's attention). `decode_next` only reads them; `decode(..., cache=cache)` reuses them too.
+        """
+        plan = plan if plan is not None else self.decode_plan()
+        batch, s, dim = memory.shape
+        n_heads, head_dim = self.config.n_heads, self.config.head_dim
+        rows = memory.reshape(batch * s, dim)  # a matrix, as every plan function takes (the int8 kernel needs one)
+        for i, layer in enumerate(plan.cross):
+            kv = layer.kv(rows).view(batch, s, 2, n_heads, head_dim).permute(2, 0, 3, 1, 4)  # [2, B, H, S, hd]
+            kv = kv.contiguous()
+            cache.cross[i] = (kv[0], kv[1])
+
+    @torch.no_grad()
+    def decode_next(
+        self, idx: Tensor, cache: KVCache, source_padding: Tensor | None = None, plan: EncoderDecoderPlan | None = None
+    ) -> Tensor:
+        """Logits [B, V] for one new target token per sentence, idx [B, 1], after the tokens in `cache`.
+
+        The same arithmetic as `decode(idx, None, source_padding, cache=cache, last_only=True)` --
+        tests hold the two within 1e-5 at every step, for every positional encoding and padded
+        sources -- written as one flat loop for the hot path of translation, as `GPT.decode_next` is
+        for the GPT: 2-D activations [B, C], no nn.Module calls, no mask objects, self-attention's
+        key and value written straight into cache slot `cache.length`. Per decoder block:
+
+            x = x + c_proj(SDPA(rot(q), rot(k_0..pos), v_0..pos, ALiBi bias))       q, k, v = c_attn(ln_1(x))
+            x = x + c_proj(SDPA(c_q(ln_cross(x)), K_src, V_src, source mask))       K, V: `cache.cross`
+            x = x + c_proj(gelu(c_fc(ln_2(x))))
+
+        then ln_f and the tied output layer. The source's keys and values must already be in
+        `cache.cross` (`prefill_cross`, or an earlier `decode` with the memory). `plan` is
+        `decode_plan(source_padding)`, built once by the caller (here, if not given); a given plan
+        must be the one made of this very `source_padding`. Inference only: no dropout, no weights.
+        """
+        batch, t = idx.shape
+        if t != 1:
+            raise ValueError(f"decode_next feeds exactly one token per sequence, got {t}")
+        if cache.cross[0] is None:
+            raise ValueError("decode_next reads the source from cache.cross; call prefill_cross(memory, cache) first")
+        if plan is None:
+            plan = self.decode_plan(source_padding)
+        elif plan.source_padding is not source_padding:
+            raise ValueError("the plan was made for another source_padding; pass decode_plan(source_padding)")
+        pos = cache.length
+        check_positions(pos, 1, self.config.block_size)
+        n_heads, head_dim, dim = self.config.n_heads, self.config.head_dim, self.config.dim
+        positions = self.positions
+        bias = positions.score_bias(1, pos + 1, pos)  # [H, 1, pos+1] for ALiBi, else None
+        cross_mask = plan.cross_mask
+        approximate = GELU_APPROXIMATION[self.config.activation]
+
+        x = F.embedding(idx, self.wte.weight)  # [B, 1, C]
+        x = positions.add_to_embeddings(x, pos)[:, 0]  # [B, C]
+        for i, (layer, cross) in enumerate(zip(plan.layers, plan.cross, strict=True)):
+            h = F.layer_norm(x, (dim,), *layer.ln_1)
+            qkv = layer.qkv(h).view(batch, 3, n_heads, 1, head_dim)  # one token: [B, 3, H, T=1, hd]
+            q, k = positions.rotate_qk(qkv[:, 0], qkv[:, 1], pos)  # [B, H, 1, hd]
+            keys, values = cache.k[i], cache.v[i]  # [B, H, block_size, hd]
+            keys[:, :, pos : pos + 1] = k
+            values[:, :, pos : pos + 1] = qkv[:, 2]
+            out = F.scaled_dot_product_attention(q, keys[:, :, : pos + 1], values[:, :, : pos + 1], attn_mask=bias)
+            x = x + layer.attn_out(out.reshape(batch, dim))  # heads concatenated: [B, H·hd]
+            h = F.layer_norm(x, (dim,), *cross.ln)
+            q = cross.q(h).view(batch, n_heads, 1, head_dim)  # [B, H, 1, hd]; no positions across languages
+            source_keys, source_values = cache.cross[i]  # [B, H, S, hd]
+            out = F.scaled_dot_product_attention(q, source_keys, source_values, attn_mask=cross_mask)
+            x = x + cross.out(out.reshape(batch, dim))  # what this target token read from the source
+            h = F.layer_norm(x, (dim,), *layer.ln_2)
+            x = x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate=approximate))
+        cache.length += 1
+        ln_f = self.decoder["ln_f"]
+        return plan.head(F.layer_norm(x, (dim,), ln_f.weight, ln_f.bias, ln_f.eps))  # [B, V]
 
     def forward(
         self,
