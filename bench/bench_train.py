@@ -141,11 +141,11 @@ def run_minitx(data: Path, args: list[str], threads: int, tag: str, dtype: str, 
 
 #: --part variants: TrainConfig/ModelConfig changes measured against today's default (fp32, eager)
 VARIANTS = {
-    "fp32 eager": {"compile": False},
+    "fp32 eager": {"dtype": "float32", "compile": False},
     "bf16 autocast": {"dtype": "bfloat16", "compile": False},
-    "fp32 compile": {"compile": True},
+    "fp32 compile": {"dtype": "float32", "compile": True},
     "bf16 compile": {"dtype": "bfloat16", "compile": True},
-    "muon fp32": {"optimizer": "muon", "compile": False},
+    "muon fp32": {"optimizer": "muon", "dtype": "float32", "compile": False},
 }
 
 
@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--round-steps", type=int, default=40, help="--part variants: steps per variant per round")
     ap.add_argument("--device", default="cpu", help="--part variants: cpu, cuda, mps")
     ap.add_argument("--fast-recipe", default="", help="extra minitx flags for the quality run")
+    ap.add_argument("--same-recipe", default="", help="extra minitx flags for the speed run, e.g. --compile")
     ap.add_argument("--minitx-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="minitx's --dtype in the speed and quality runs (the table says which one ran)")
     args = ap.parse_args(argv)
@@ -250,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[dim]repeat {r + 1}/{args.repeats}: nanoGPT …[/]")
             nano.append(run_nanogpt(root, args.steps, args.eval_iters, args.threads, corpus, "speed"))
             console.print(f"[dim]repeat {r + 1}/{args.repeats}: minitx …[/]")
-            mini.append(run_minitx(args.data, _fill(MINITX_SAME, steps=args.steps, eval_iters=args.eval_iters),
+            mini.append(run_minitx(args.data, _fill(MINITX_SAME, steps=args.steps, eval_iters=args.eval_iters)
+                                   + args.same_recipe.split(),
                                    args.threads, "same", args.minitx_dtype, corpus))
         ran = sorted({m["dtype"] for m in mini})
         table = Table(title=f"training, nanoGPT's CPU config, {args.steps} steps, {args.threads} threads, median "
