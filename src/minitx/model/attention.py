@@ -270,8 +270,8 @@ class MultiHeadAttention(nn.Module):
     @staticmethod
     def _sdpa(q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, dropout_p: float) -> Tensor:
         """The fused kernel: [B, H, Tq, hd]. Under bf16 autocast on a CPU it runs in fp32: that kernel's
-        backward is ~8x slower in bf16 than in fp32 at these sizes (docs/decisions.md), while the
-        projections around it keep bf16's fast matmuls."""
+        backward is several times slower in bf16 than in fp32 at these sizes (docs/decisions.md), while
+        the projections around it keep bf16's fast matmuls."""
         attn_mask = mask.sdpa_mask
         if q.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
             with torch.autocast("cpu", enabled=False):

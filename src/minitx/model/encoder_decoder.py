@@ -30,7 +30,16 @@ from torch import Tensor, nn
 
 from minitx.config import ModelConfig
 from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention
-from minitx.model.gpt import GELU_APPROXIMATION, GPT, Block, DecodeLayer, _as_function, gpt2_init
+from minitx.model.gpt import (
+    GELU_APPROXIMATION,
+    GPT,
+    Block,
+    DecodeLayer,
+    _as_function,
+    decode_mlp,
+    decode_self_attention,
+    gpt2_init,
+)
 from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions
 
 
@@ -333,21 +342,13 @@ class EncoderDecoder(nn.Module):
         x = F.embedding(idx, self.wte.weight)  # [B, 1, C]
         x = positions.add_to_embeddings(x, pos)[:, 0]  # [B, C]
         for i, (layer, cross) in enumerate(zip(plan.layers, plan.cross, strict=True)):
-            h = F.layer_norm(x, (dim,), *layer.ln_1)
-            qkv = layer.qkv(h).view(batch, 3, n_heads, 1, head_dim)  # one token: [B, 3, H, T=1, hd]
-            q, k = positions.rotate_qk(qkv[:, 0], qkv[:, 1], pos)  # [B, H, 1, hd]
-            keys, values = cache.k[i], cache.v[i]  # [B, H, block_size, hd]
-            keys[:, :, pos : pos + 1] = k
-            values[:, :, pos : pos + 1] = qkv[:, 2]
-            out = F.scaled_dot_product_attention(q, keys[:, :, : pos + 1], values[:, :, : pos + 1], attn_mask=bias)
-            x = x + layer.attn_out(out.reshape(batch, dim))  # heads concatenated: [B, H·hd]
+            x = decode_self_attention(layer, x, cache, i, positions, bias, n_heads)
             h = F.layer_norm(x, (dim,), *cross.ln)
             q = cross.q(h).view(batch, n_heads, 1, head_dim)  # [B, H, 1, hd]; no positions across languages
             source_keys, source_values = cache.cross[i]  # [B, H, S, hd]
             out = F.scaled_dot_product_attention(q, source_keys, source_values, attn_mask=cross_mask)
             x = x + cross.out(out.reshape(batch, dim))  # what this target token read from the source
-            h = F.layer_norm(x, (dim,), *layer.ln_2)
-            x = x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate=approximate))
+            x = decode_mlp(layer, x, approximate)
         cache.length += 1
         ln_f = self.decoder["ln_f"]
         return plan.head(F.layer_norm(x, (dim,), ln_f.weight, ln_f.bias, ln_f.eps))  # [B, V]

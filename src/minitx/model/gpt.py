@@ -64,6 +64,32 @@ def _as_function(layer: nn.Module) -> Callable[[Tensor], Tensor]:
     return layer.forward
 
 
+def decode_self_attention(layer: DecodeLayer, x: Tensor, cache: KVCache, index: int,
+                          positions: PositionalEncoding, bias: Tensor | None, n_heads: int) -> Tensor:
+    """x + attn(ln_1(x)) for one new token per sequence, x [B, C], at position `cache.length`.
+
+    Its key and value go straight into slot `cache.length` of layer `index`; its query (rotated by
+    RoPE, if that is the kind) reads every filled slot, so no causal mask is needed, only ALiBi's `bias`.
+    The hot path of `GPT.decode_next` and of the encoder-decoder's decoder.
+    """
+    batch, dim = x.shape
+    pos = cache.length
+    h = F.layer_norm(x, (dim,), *layer.ln_1)
+    qkv = layer.qkv(h).view(batch, 3, n_heads, 1, dim // n_heads)  # one token: [B, 3, H, T=1, hd]
+    q, k = positions.rotate_qk(qkv[:, 0], qkv[:, 1], pos)  # [B, H, 1, hd]
+    keys, values = cache.k[index], cache.v[index]  # [B, H, block_size, hd]
+    keys[:, :, pos : pos + 1] = k
+    values[:, :, pos : pos + 1] = qkv[:, 2]
+    out = F.scaled_dot_product_attention(q, keys[:, :, : pos + 1], values[:, :, : pos + 1], attn_mask=bias)
+    return x + layer.attn_out(out.reshape(batch, dim))  # heads concatenated: [B, H·hd]
+
+
+def decode_mlp(layer: DecodeLayer, x: Tensor, approximate: str) -> Tensor:
+    """x + mlp(ln_2(x)) on 2-D activations [B, C], as `decode_self_attention` leaves them."""
+    h = F.layer_norm(x, (x.shape[-1],), *layer.ln_2)
+    return x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate=approximate))
+
+
 #: `ModelConfig.activation` -> the `approximate` argument of F.gelu.
 GELU_APPROXIMATION = {"gelu": "none", "gelu_tanh": "tanh"}
 
@@ -275,12 +301,12 @@ class GPT(nn.Module):
         of the step (docs/decisions.md). `plan` is `decode_plan()`, built once by the caller (here,
         if not given). Inference only: no dropout, no attention weights.
         """
-        batch, t = idx.shape
+        t = idx.shape[1]
         if t != 1:
             raise ValueError(f"decode_next feeds exactly one token per sequence, got {t}")
         pos = cache.length
         check_positions(pos, 1, self.config.block_size)
-        n_heads, head_dim, dim = self.config.n_heads, self.config.head_dim, self.config.dim
+        n_heads, dim = self.config.n_heads, self.config.dim
         positions = self.positions
         bias = positions.score_bias(1, pos + 1, pos)  # [H, 1, pos+1] for ALiBi, else None
         approximate = GELU_APPROXIMATION[self.config.activation]
@@ -289,16 +315,8 @@ class GPT(nn.Module):
         x = positions.add_to_embeddings(x, pos)[:, 0]  # [B, C]
         plan = plan if plan is not None else self.decode_plan()
         for i, layer in enumerate(plan.layers):
-            h = F.layer_norm(x, (dim,), *layer.ln_1)
-            qkv = layer.qkv(h).view(batch, 3, n_heads, 1, head_dim)  # one token: [B, 3, H, T=1, hd]
-            q, k = positions.rotate_qk(qkv[:, 0], qkv[:, 1], pos)  # [B, H, 1, hd]
-            keys, values = cache.k[i], cache.v[i]  # [B, H, block_size, hd]
-            keys[:, :, pos : pos + 1] = k
-            values[:, :, pos : pos + 1] = qkv[:, 2]
-            out = F.scaled_dot_product_attention(q, keys[:, :, : pos + 1], values[:, :, : pos + 1], attn_mask=bias)
-            x = x + layer.attn_out(out.reshape(batch, dim))  # heads concatenated: [B, H·hd]
-            h = F.layer_norm(x, (dim,), *layer.ln_2)
-            x = x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate=approximate))
+            x = decode_self_attention(layer, x, cache, i, positions, bias, n_heads)
+            x = decode_mlp(layer, x, approximate)
         cache.length += 1
         ln_f = self.transformer.ln_f
         return plan.head(F.layer_norm(x, (dim,), ln_f.weight, ln_f.bias, ln_f.eps))  # [B, V]

@@ -2,9 +2,9 @@
 
 bfloat16 autocast runs the matmuls in bf16 (8 exponent bits, like fp32, so no loss scaling) while the
 weights, the optimizer state, LayerNorm and the loss stay fp32. It pays where the hardware multiplies
-bf16 much faster than fp32: GPUs, and CPUs with AMX tiles (this machine: ~7x on a 1024² matmul). Where it
-does not (an AVX-512-BF16 CPU without AMX measured ~1.06x per step: the casts ate the gain), fp32 is both
-simpler and as fast. So `auto` on a CPU compares the two cached matmul peaks of `minitx.training.mfu`.
+bf16 much faster than fp32: GPUs, and CPUs with AMX tiles. Where it does not (an AVX-512-BF16 CPU
+without AMX: the casts ate the gain), fp32 is both simpler and as fast (figures: docs/decisions.md).
+So `auto` on a CPU compares the two cached matmul peaks of `minitx.training.mfu`.
 """
 
 from __future__ import annotations
