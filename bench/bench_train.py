@@ -80,7 +80,12 @@ def _eval_interval(steps: int) -> int:
     return next(d for d in range(min(250, steps), 0, -1) if steps % d == 0)
 
 
-def run_nanogpt(root: Path, steps: int, eval_iters: int, threads: int, corpus: str, tag: str) -> dict:
+#: glibc's settings minitx's trainer makes itself (src/minitx/training/allocator.py), as environment variables
+KEPT_MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 1024 * 1024), "MALLOC_TRIM_THRESHOLD_": str(1024 ** 3)}
+
+
+def run_nanogpt(root: Path, steps: int, eval_iters: int, threads: int, corpus: str, tag: str,
+                kept_memory: bool = False) -> dict:
     """One nanoGPT run, its ckpt.pt scored on the full validation split.
 
     nanoGPT's loop evaluates (and with --always_save_checkpoint=True saves) at the top of iteration
@@ -88,6 +93,7 @@ def run_nanogpt(root: Path, steps: int, eval_iters: int, threads: int, corpus: s
     after exactly `steps` updates (the loop then makes one more update, which no checkpoint holds).
     Iteration i's printed time covers its evaluation, if any, and update i + 1, so the optimisation
     time to the final checkpoint is iterations 0 .. steps - 1, evaluation iterations counted at the median.
+    `kept_memory`: with the allocator settings minitx makes for itself (KEPT_MEMORY_ENV), for comparison.
     """
     import full_val
 
@@ -95,7 +101,8 @@ def run_nanogpt(root: Path, steps: int, eval_iters: int, threads: int, corpus: s
     shutil.rmtree(out_dir, ignore_errors=True)  # never score a checkpoint of an earlier run
     flags = _fill(NANOGPT_FLAGS, steps=steps, eval_iters=eval_iters, eval_interval=_eval_interval(steps),
                   out_dir=out_dir)
-    out = run_measured([sys.executable, "train.py", *flags], cwd=root, env=single_thread_env(threads))
+    env = {**single_thread_env(threads), **(KEPT_MEMORY_ENV if kept_memory else {})}
+    out = run_measured([sys.executable, "train.py", *flags], cwd=root, env=env)
     if out.returncode != 0:
         raise SystemExit(f"nanoGPT failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
     iters = {int(m[1]): float(m[2]) for m in re.finditer(r"iter (\d+): loss [\d.]+, time ([\d.]+)ms", out.stdout)}
@@ -208,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--same-recipe", default="", help="extra minitx flags for the speed run, e.g. --compile")
     ap.add_argument("--minitx-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="minitx's --dtype in the speed and quality runs (the table says which one ran)")
+    ap.add_argument("--nanogpt-kept-memory", action="store_true",
+                    help="--part speed: also run nanoGPT with minitx's glibc allocator settings (KEPT_MEMORY_ENV)")
     args = ap.parse_args(argv)
     console = Console()
     WORK.mkdir(parents=True, exist_ok=True)
@@ -246,10 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
 
     if args.part in ("speed", "both"):
-        nano, mini = [], []
+        nano, mini, nano_kept = [], [], []
         for r in range(args.repeats):
             console.print(f"[dim]repeat {r + 1}/{args.repeats}: nanoGPT …[/]")
             nano.append(run_nanogpt(root, args.steps, args.eval_iters, args.threads, corpus, "speed"))
+            if args.nanogpt_kept_memory:
+                console.print(f"[dim]repeat {r + 1}/{args.repeats}: nanoGPT, minitx's allocator settings …[/]")
+                nano_kept.append(run_nanogpt(root, args.steps, args.eval_iters, args.threads, corpus, "speed",
+                                             kept_memory=True))
             console.print(f"[dim]repeat {r + 1}/{args.repeats}: minitx …[/]")
             mini.append(run_minitx(args.data, _fill(MINITX_SAME, steps=args.steps, eval_iters=args.eval_iters)
                                    + args.same_recipe.split(),
@@ -262,6 +275,10 @@ def main(argv: list[str] | None = None) -> int:
             table.add_column(col, justify="right")
         n_ms, m_ms = med(nano, "ms_per_step"), med(mini, "ms_per_step")
         table.add_row("ms / step", f"{n_ms:.1f}", f"{m_ms:.1f}", f"{n_ms / m_ms:.2f}× faster (goal ≥ 1, aim 1.5)")
+        if nano_kept:
+            k_ms = med(nano_kept, "ms_per_step")
+            table.add_row("  nanoGPT, kept memory", f"{k_ms:.1f}", "", f"{k_ms / m_ms:.2f}× (nanoGPT given "
+                          "minitx's allocator settings)")
         n_v, m_v = med(nano, "val_full"), med(mini, "val_full")
         table.add_row(f"val loss @ {args.steps} (full split)", f"{n_v:.4f}", f"{m_v:.4f}",
                       f"{m_v - n_v:+.4f} (goal ≤ +0.02)")
@@ -274,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"  full split: the {n_val:,} validation characters both tools held out, every one but the "
                       "first predicted once (bench/full_val.py), fp32")
         for i, (n, m) in enumerate(zip(nano, mini, strict=True)):
-            console.print(f"  run {i + 1}: nanoGPT {n['ms_per_step']:.1f} ms, full {n['val_full']:.4f} "
+            kept = f" (kept memory {nano_kept[i]['ms_per_step']:.1f} ms)" if nano_kept else ""
+            console.print(f"  run {i + 1}: nanoGPT {n['ms_per_step']:.1f} ms{kept}, full {n['val_full']:.4f} "
                           f"(own {n['val_random']:.4f}) | minitx {m['ms_per_step']:.1f} ms, full "
                           f"{m['val_full']:.4f} (own {m['val_random']:.4f}), {m['dtype']}")
 

@@ -44,7 +44,7 @@ from minitx.dataset import TokenSplit, bits_per_byte
 from minitx.device import apply_threads, resolve_device
 from minitx.errors import TrainingDiverged, UserError
 from minitx.fileio import crash_point
-from minitx.training import distributed, mfu, optim, precision, scalars
+from minitx.training import allocator, distributed, mfu, optim, precision, scalars
 from minitx.training.distributed import World
 
 
@@ -123,6 +123,7 @@ class Trainer:
         self.split = split
         self.device = distributed.rank_device(resolve_device(train_config.device), self.world)
         self.threads, self.threads_why = apply_threads(train_config.threads)  # first: peaks are per thread count
+        self.keeps_memory = allocator.keep_freed_memory()  # no page faults for each step's fresh tensors
         self.dtype = precision.train_dtype(train_config.dtype, self.device, resumed=resume)
         train_config.dtype = self.dtype  # config.json records what ran, so --resume repeats it
 
