@@ -570,13 +570,19 @@ def inspect_positions(
 @command(app, "inspect-lens")
 def inspect_lens(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
-    prompt: Annotated[str | None, typer.Option(help="Text to read ('-' reads stdin; default: a short story).")]
+    prompt: Annotated[str | None, typer.Option(help="Text to read ('-' reads stdin; default: a short story). "
+                                                    "Encoder-decoder runs: the translation so far (default: the "
+                                                    "whole translation).")]
     = None,
     target: Annotated[str | None, typer.Option(help="Follow this word's probability at every position (default: "
                                                     "the token that actually comes next).", metavar="WORD")] = None,
     attribute: Annotated[tuple[str, str] | None, typer.Option(help="Split logit(GOOD) − logit(BAD) at the last "
-                                                                   "position into the embedding, every head and "
-                                                                   "every MLP.", metavar="GOOD BAD")] = None,
+                                                                   "position into the embedding, every head "
+                                                                   "(and cross-attention head) and every MLP.",
+                                                              metavar="GOOD BAD")] = None,
+    source: Annotated[str | None, typer.Option(help="Encoder-decoder runs: the sentence being translated ('-': "
+                                                    "stdin; default: \"The big dog sees the red ball.\").",
+                                               metavar="SENTENCE", rich_help_panel="Encoder-decoder")] = None,
     png: Annotated[Path | None, typer.Option(help="Also save the lens as a PNG.", rich_help_panel="Files")] = None,
     html: Annotated[Path | None, typer.Option(help="Also save the offline HTML page, with a logit-lens tab.",
                                               rich_help_panel="Files")] = None,
@@ -587,26 +593,38 @@ def inspect_lens(
                                         rich_help_panel="Files")] = False,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
 ) -> None:
-    """Read the residual stream after every block as a prediction (the logit lens); --attribute splits a logit gap."""
+    """Read the residual stream after every block as a prediction (the logit lens); --attribute splits a logit gap.
+
+    On an encoder-decoder run: the decoder's stream, given --source and the translation so far (--prompt).
+    """
     from minitx.commands.circuits import run_inspect_lens
 
-    run_inspect_lens(run_dir, prompt=prompt, target=target, attribute=attribute, png=png, html=html, json_path=json_,
-                     device=device.value, force=force)
+    run_inspect_lens(run_dir, prompt=prompt, target=target, attribute=attribute, source=source, png=png, html=html,
+                     json_path=json_, device=device.value, force=force)
 
 
 @command(app, "inspect-patch")
 def inspect_patch(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     pairs: Annotated[str | None, typer.Option(help="Patch on built-in minimal pairs of this phenomenon "
-                                                   "(agreement_local, agreement_far).", metavar="PHENOMENON")]
+                                                   "(agreement_local, agreement_far). Encoder-decoder runs: source "
+                                                   "pairs with one noun swapped, for one of the same target gender "
+                                                   "(noun) or of the other (gender).", metavar="PHENOMENON")]
     = None,
     n: Annotated[int, typer.Option("--n", help="--pairs: how many pairs to average over.", metavar="N")] = 64,
-    clean: Annotated[str | None, typer.Option(help="A clean prompt (instead of --pairs).", metavar="TEXT")] = None,
-    corrupt: Annotated[str | None, typer.Option(help="The corrupt prompt, as many tokens as --clean.",
+    clean: Annotated[str | None, typer.Option(help="A clean prompt (instead of --pairs). Encoder-decoder runs: a "
+                                                   "clean source sentence.", metavar="TEXT")] = None,
+    corrupt: Annotated[str | None, typer.Option(help="The corrupt prompt, as many tokens as --clean. "
+                                                     "Encoder-decoder runs: the corrupt source (any length).",
                                                 metavar="TEXT")] = None,
     answer: Annotated[tuple[str, str] | None, typer.Option(help="--clean/--corrupt: the two answers to compare "
-                                                                "(default: each prompt's top next token).",
-                                                           metavar="GOOD BAD")] = None,
+                                                                "(default: each prompt's top next token; "
+                                                                "encoder-decoder runs: the two translations' next "
+                                                                "tokens).", metavar="GOOD BAD")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Encoder-decoder runs, --clean/--corrupt: the translation so far, "
+                                                    "the same for both sources (default: where the two "
+                                                    "translations part).", metavar="TEXT",
+                                               rich_help_panel="Encoder-decoder")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the pairs and of the bootstrap intervals.")] = 0,
     png: Annotated[Path | None, typer.Option(help="Also save the grids as a PNG.", rich_help_panel="Files")] = None,
     html: Annotated[Path | None, typer.Option(help="Also save the offline HTML page, with the patching heatmaps.",
@@ -618,11 +636,15 @@ def inspect_patch(
                                         rich_help_panel="Files")] = False,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
 ) -> None:
-    """Activation patching: which stream positions, heads and MLPs carry the clean answer into the corrupt run."""
+    """Activation patching: which stream positions, heads and MLPs carry the clean answer into the corrupt run.
+
+    On an encoder-decoder run: between two source sentences, the translation so far fixed; the decoder's
+    stream, self- and cross-attention heads and MLPs.
+    """
     from minitx.commands.circuits import run_inspect_patch
 
-    run_inspect_patch(run_dir, pairs=pairs, n=n, clean=clean, corrupt=corrupt, answer=answer, seed=seed, png=png,
-                      html=html, json_path=json_, device=device.value, force=force)
+    run_inspect_patch(run_dir, pairs=pairs, n=n, clean=clean, corrupt=corrupt, answer=answer, prompt=prompt,
+                      seed=seed, png=png, html=html, json_path=json_, device=device.value, force=force)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -14,6 +14,11 @@ exactly: the parts sum to the model's own Δ (a test holds it within 1e-4). A pa
 much it pushes GOOD over BAD *directly*, through the output layer; a head that only feeds later
 layers gets little here even when it matters (activation patching, `minitx.inspect.patching`, sees that).
 
+On an encoder-decoder the residual is the decoder's, and every decoder block adds a third kind of part:
+its cross-attention heads (named "L1xH0"), which read the encoder's memory of the source. Those heads
+are the only parts that can know the source, so a decoder that translates a word shows it as a large
+share on one or two of them (and on the MLPs that turn what they brought into the word).
+
 Example (2 layers × 2 heads: embed, 4 heads, 2 attention biases, 2 MLPs, the constant; they sum to Δ):
     >>> from minitx.config import ModelConfig
     >>> from minitx.model import GPT
@@ -35,6 +40,7 @@ from minitx.inspect.residual import decoder_stack, hooks, run_model, stream_hook
 
 if TYPE_CHECKING:
     from minitx.model import GPT
+    from minitx.model.encoder_decoder import EncoderDecoder
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,10 @@ class AttributionReport:
 
 
 @torch.no_grad()
-def attribute(model: GPT, ids: list[int], *, good: int, bad: int) -> AttributionReport:
-    """Direct logit attribution of logit[good] - logit[bad] at the last position of `ids` (see the module)."""
+def attribute(model: GPT | EncoderDecoder, ids: list[int], *, good: int, bad: int, source: list[int] | None = None
+              ) -> AttributionReport:
+    """Direct logit attribution of logit[good] - logit[bad] at the last position of `ids` (see the module); an
+    encoder-decoder reads `source` (its ids ending in the end token) and `ids` is its decoder's input."""
     stack = decoder_stack(model)
     last: dict[str, Tensor] = {}  # every captured tensor at the last position, float64
 
@@ -101,7 +109,7 @@ def attribute(model: GPT, ids: list[int], *, good: int, bad: int) -> Attribution
 
         registrations.append(lambda b=block, f=keep_mlp: b.mlp.register_forward_hook(f))
     with hooks(registrations):
-        logits = run_model(model, torch.tensor([ids], dtype=torch.long))
+        logits = run_model(model, torch.tensor([ids], dtype=torch.long), None if source is None else [source])
     total = float(logits[0, -1, good].double() - logits[0, -1, bad].double())
 
     norm, unembed = stack.final_norm, stack.unembed

@@ -15,6 +15,18 @@ negative on the corrupt one when the model knows agreement. Each position gets a
 pairs of different lengths can share one residual × position grid. A pair whose flipped noun or
 verb does not keep the token count, or whose subject is a name, is skipped and counted.
 
+An encoder-decoder's contrasts differ in the *source* and share the translation written so far
+(`source_contrast`, `translation_contrasts`). Built-in ones swap one noun of a story sentence:
+
+    "noun"    for one of the same target gender      The big dog sees ... / The big cat sees ...
+              prefix "El", answers " perro" / " gato": the decoder must bring the new word across
+    "gender"  for one of the other target gender     The dog runs. / The girl runs.
+              prefix "", answers "El" / "La": the article is written before the noun that decides it
+
+The prefix is where the two reference translations (the built-in corpus's renderings) first part,
+and the answers are their next tokens; decoder positions are labelled "start" (the start token),
+"prefix" (the translation so far) and "last".
+
 Example:
     >>> flip_subject("the dog that the cats chase".split(), 1)
     ['the', 'dogs', 'that', 'the', 'cats', 'chase']
@@ -40,11 +52,24 @@ if TYPE_CHECKING:
 PATCHABLE = ("agreement_local", "agreement_far")
 #: The residual grid's columns for phenomenon pairs, in order.
 ROLE_LABELS = ("start", "subject", "clause", "last")
+#: The built-in source pairs of an encoder-decoder (`translation_contrasts`), and what each swaps.
+TRANSLATION_PATCHABLE = {
+    "noun": "a noun swapped for one of the same target gender (the decoder must bring the new word across)",
+    "gender": "a noun swapped for one of the other target gender (the article before it changes)",
+}
+#: Every label the grids order: the agreement roles, with the encoder-decoder's "prefix" before "last".
+LABEL_ORDER = (*ROLE_LABELS[:-1], "prefix", ROLE_LABELS[-1])
 
 
 @dataclass(frozen=True)
 class Contrast:
-    """One clean/corrupt pair of equally long token ids, its two answers, and a column label per position."""
+    """One clean/corrupt pair of equally long token ids, its two answers, and a column label per position.
+
+    On an encoder-decoder `clean` / `corrupt` are the decoder's inputs (the start token and the
+    translation so far; usually the same) and `clean_source` / `corrupt_source` the encoder's (ids
+    ending in the end token; any lengths); `clean_text` / `corrupt_text` are then the two sources and
+    `prompt_text` the translation so far. A GPT's contrasts have no sources.
+    """
 
     clean: list[int]
     corrupt: list[int]
@@ -53,6 +78,9 @@ class Contrast:
     labels: list[str]
     clean_text: str = ""
     corrupt_text: str = ""
+    clean_source: list[int] | None = None
+    corrupt_source: list[int] | None = None
+    prompt_text: str | None = None
 
 
 def answer_token(tokenizer: Tokenizer, word: str) -> int:
@@ -207,4 +235,194 @@ def phenomenon_contrasts(
             skipped[made] += 1
         elif len(contrasts) < n:
             contrasts.append(made)
+    return contrasts, skipped
+
+
+# -- encoder-decoder: contrasts of two sources, the translation so far fixed ---------------------------
+
+
+def boundary_id(tokenizer: Tokenizer) -> int:
+    """The <|doc|> id that starts and ends a translation (and ends a source); a UserError when there is none."""
+    found = tokenizer.token_id(DOC_TOKEN)
+    if found is None:
+        raise UserError(f"the run's tokenizer has no {DOC_TOKEN} token to start and end translations")
+    return found
+
+
+def encoder_ids(tokenizer: Tokenizer, sentence: str, block_size: int, flag: str = "--source") -> list[int]:
+    """A source sentence as the encoder reads it: its ids and the end token; UserErrors when empty or too long."""
+    ids = tokenizer.encode(sentence.strip())
+    if not ids:
+        raise UserError(f"{flag} is empty; give a sentence")
+    if len(ids) + 1 > block_size:
+        raise UserError(f"{flag} is {len(ids)} tokens but this model reads at most {block_size - 1} per sentence "
+                        "(its block size less the end token); shorten it")
+    return [*ids, boundary_id(tokenizer)]
+
+
+def decoder_ids(tokenizer: Tokenizer, prefix: str, block_size: int) -> list[int]:
+    """The decoder's input for a translation written so far: the start token, then `prefix`'s ids."""
+    ids = [boundary_id(tokenizer), *tokenizer.encode(prefix.strip())] if prefix.strip() else [boundary_id(tokenizer)]
+    if len(ids) > block_size:
+        raise UserError(f"the translation so far is {len(ids)} tokens with the start token, but this model reads at "
+                        f"most {block_size}; shorten it")
+    return ids
+
+
+def parting(tokenizer: Tokenizer, clean: str, corrupt: str) -> tuple[list[int], int, int] | None:
+    """Where two translations part: (the common start's ids, the clean one's next id, the corrupt one's next id),
+    each ending in the end token; None when they are the same."""
+    end = boundary_id(tokenizer)
+    a, b = [*tokenizer.encode(clean.strip()), end], [*tokenizer.encode(corrupt.strip()), end]
+    k = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
+    if k is None:
+        return None
+    return a[:k], a[k], b[k]
+
+
+def decoder_labels(n_tokens: int) -> list[str]:
+    """The residual grid's columns of a source pair: "start" (the start token), "prefix" (the translation so far),
+    "last" (the position whose next token is scored).
+
+        >>> decoder_labels(1), decoder_labels(4)
+        (['last'], ['start', 'prefix', 'prefix', 'last'])
+    """
+    return ["start" if t == 0 else "prefix" for t in range(n_tokens - 1)] + ["last"]
+
+
+def source_contrast(tokenizer: Tokenizer, clean: str, corrupt: str, *, prompt: str | None,
+                    translations: tuple[str, str] | None, good: str | None, bad: str | None,
+                    block_size: int) -> Contrast:
+    """A contrast of two source sentences given by the user, with the translation so far fixed.
+
+    The translation so far is `prompt`, else where the two `translations` part (`parting`); the answers are
+    --answer's, else (without `prompt`) the two translations' next tokens, else -1 (each run's own top next
+    token, filled in by the command). Labels are the decoder's tokens ("1 El").
+    """
+    clean_source = encoder_ids(tokenizer, clean, block_size, "--clean")
+    corrupt_source = encoder_ids(tokenizer, corrupt, block_size, "--corrupt")
+    good_id = answer_token(tokenizer, good) if good is not None else -1
+    bad_id = answer_token(tokenizer, bad) if bad is not None else -1
+    if prompt is None:
+        if translations is None:
+            raise UserError("give the translation so far with --prompt")
+        parted = parting(tokenizer, *translations)
+        if parted is None:
+            raise UserError(f"both sources translate as {translations[0]!r}; give --prompt and --answer GOOD BAD")
+        prefix, next_clean, next_corrupt = parted
+        prompt = tokenizer.decode(prefix)
+        ids = [boundary_id(tokenizer), *prefix]
+        good_id = good_id if good_id >= 0 else next_clean
+        bad_id = bad_id if bad_id >= 0 else next_corrupt
+    else:
+        ids = decoder_ids(tokenizer, prompt, block_size)
+    labels = [f"{t} {tokenizer.id_to_token_text(i).strip() or repr(tokenizer.id_to_token_text(i))}"
+              for t, i in enumerate(ids)]
+    return Contrast(ids, ids, good_id, bad_id, labels, clean.strip(), corrupt.strip(), clean_source,
+                    corrupt_source, prompt.strip())
+
+
+def _noun_groups() -> dict[str, list]:
+    """The English nouns a swap may exchange, in groups that do the same things in the stories."""
+    from minitx.corpus import lexicon as en
+
+    group = {en.MALE: "people", en.FEMALE: "people", en.PERSON: "people", en.ANIMAL: "animals",
+             en.THING: "things", en.FOOD: "things", en.PLACE: "places"}
+    groups: dict[str, list] = {}
+    for noun in en.NOUNS:
+        if noun.plural != noun.singular:  # "sheep" says no number
+            groups.setdefault(group[noun.kind], []).append(noun)
+    return groups
+
+
+def swap_noun(sentence: str, phenomenon: str, rng) -> tuple[str, str, int] | str:  # noqa: ANN001 - random.Random
+    """`sentence` with its first noun swapped (see the module): (new sentence, the old noun's target word, its index
+    among the words), or why it could not be."""
+    from minitx.corpus import target_lexicon as tl
+    from minitx.corpus.lexicon import article_for
+
+    groups = _noun_groups()
+    words = sentence.split(" ")
+    for i, word in enumerate(words):
+        core = word.rstrip(".,?!;:").lower()
+        for name, nouns in groups.items():
+            for noun in nouns:
+                if core not in (noun.singular, noun.plural):
+                    continue
+                number = "sg" if core == noun.singular else "pl"
+                gender = tl.NOUNS[noun.singular].gender
+                same = phenomenon == "noun"
+                options = [n for n in nouns if n is not noun and (tl.NOUNS[n.singular].gender == gender) == same]
+                if not options:
+                    return f"no {name} noun of the {'same' if same else 'other'} gender"
+                other = rng.choice(options)
+                new = other.singular if number == "sg" else other.plural
+                swapped = list(words)
+                swapped[i] = (new[:1].upper() + new[1:] if word[:1].isupper() else new) + word[len(core):]
+                if i > 0 and words[i - 1].lower() in ("a", "an"):
+                    article = article_for(new)
+                    swapped[i - 1] = article.capitalize() if words[i - 1][:1].isupper() else article
+                target_noun = tl.NOUNS[noun.singular]
+                return " ".join(swapped), target_noun.singular if number == "sg" else target_noun.plural, i
+    return "no noun to swap"
+
+
+def translation_contrast(tokenizer: Tokenizer, sentence: str, phenomenon: str, block_size: int, rng  # noqa: ANN001
+                         ) -> Contrast | str:
+    """The contrast of one story sentence and its noun-swapped twin (see the module), or why it was skipped."""
+    from minitx.corpus.grammar import SentenceRejected
+    from minitx.corpus.translation import translate
+
+    swapped = swap_noun(sentence, phenomenon, rng)
+    if isinstance(swapped, str):
+        return swapped
+    other, noun_word, _ = swapped
+    try:
+        clean_target, corrupt_target = translate(sentence)["target"], translate(other)["target"]
+    except (SentenceRejected, ValueError, UserError):
+        return "the swapped sentence is not in the grammar"
+    parted = parting(tokenizer, clean_target, corrupt_target)
+    if parted is None:
+        return "both translate alike"
+    prefix, good, bad = parted
+    if phenomenon == "gender" and tokenizer.id_to_token_text(good).strip().lower() == noun_word.lower():
+        return "no article shows the gender"
+    try:
+        clean_source, corrupt_source = (encoder_ids(tokenizer, s, block_size) for s in (sentence, other))
+    except UserError:
+        return "longer than the block"
+    ids = [boundary_id(tokenizer), *prefix]
+    if len(ids) > block_size:
+        return "longer than the block"
+    return Contrast(ids, ids, good, bad, decoder_labels(len(ids)), sentence, other, clean_source, corrupt_source,
+                    tokenizer.decode(prefix).strip())
+
+
+def check_translation_phenomenon(phenomenon: str) -> None:
+    """A UserError naming the built-in source pairs when `phenomenon` is not one of them."""
+    if phenomenon not in TRANSLATION_PATCHABLE:
+        raise UserError(f"--pairs {phenomenon!r} is not a source pair of an encoder-decoder run; choose one of: "
+                        f"{', '.join(TRANSLATION_PATCHABLE)}")
+
+
+def translation_contrasts(tokenizer: Tokenizer, phenomenon: str, n: int, block_size: int, seed: int = 0
+                          ) -> tuple[list[Contrast], Counter[str]]:
+    """Up to `n` source contrasts of `phenomenon` ("noun" / "gender") from seeded story sentences, and why others
+    were skipped (draws up to 8·n sentences)."""
+    import random
+
+    from minitx.corpus.translation import translation_pairs
+
+    check_translation_phenomenon(phenomenon)
+    rng = random.Random(seed)
+    contrasts: list[Contrast] = []
+    skipped: Counter[str] = Counter()
+    for pair in translation_pairs(8 * n, seed=seed):
+        made = translation_contrast(tokenizer, pair["source"], phenomenon, block_size, rng)
+        if isinstance(made, str):
+            skipped[made] += 1
+        else:
+            contrasts.append(made)
+            if len(contrasts) == n:
+                break
     return contrasts, skipped

@@ -11,6 +11,11 @@ the model to make x_p readable this way -- but in a small model the answer often
 step, at the block that computes it. Per point and position the report keeps the top tokens and the
 probability and rank (1 = top) of a target: the token that actually comes next, or one word asked for.
 
+On an encoder-decoder the stream read is the decoder's, given a source sentence: `ids` is the decoder's
+input (the start token, then the translation so far) and `source` the encoder's, so each row asks
+"what does the decoder, at this depth, expect as the next target word?" -- and the answer can only
+have come from the source through cross-attention (`minitx.inspect.residual`).
+
 Example (3 tokens through a 2-layer model: 3 points × 3 positions; the last position has no next token):
     >>> from minitx.config import ModelConfig
     >>> from minitx.model import GPT
@@ -32,6 +37,7 @@ from minitx.inspect.residual import decoder_stack, read_out, residual_stream
 
 if TYPE_CHECKING:
     from minitx.model import GPT
+    from minitx.model.encoder_decoder import EncoderDecoder
 
 #: Top tokens kept per point and position.
 TOP_K = 3
@@ -65,23 +71,28 @@ def point_names(n_layers: int) -> list[str]:
 
 
 @torch.no_grad()
-def lens_logits(model: GPT, idx: Tensor) -> tuple[Tensor, Tensor]:
-    """Every point read out: ([P, B, T, V] lens logits, the model's own logits [B, T, V]), float32 on the CPU."""
-    stream, logits = residual_stream(model, idx)  # [P, B, T, C]
+def lens_logits(model: GPT | EncoderDecoder, idx: Tensor, source: Tensor | list[list[int]] | None = None
+                ) -> tuple[Tensor, Tensor]:
+    """Every point read out: ([P, B, T, V] lens logits, the model's own logits [B, T, V]), float32 on the CPU.
+    An encoder-decoder also takes `source` (see `minitx.inspect.residual.reading`)."""
+    stream, logits = residual_stream(model, idx, source)  # [P, B, T, C]
     return read_out(decoder_stack(model), stream).float().cpu(), logits.float().cpu()
 
 
 def logit_lens(
-    model: GPT, ids: list[int], tokens: list[str], *, target: int | None = None, k: int = TOP_K
+    model: GPT | EncoderDecoder, ids: list[int], tokens: list[str], *, target: int | None = None, k: int = TOP_K,
+    source: list[int] | None = None, following: int | None = None,
 ) -> LensReport:
     """The lens over one text `ids` (displayed as `tokens`): top-k and the target's probability and rank.
 
-    The target at position t is `target` when given, else ids[t+1] (the last position then has none).
+    The target at position t is `target` when given, else ids[t+1]; at the last position `following` (the
+    token known to come after the text: a whole translation's end token), else none. An encoder-decoder
+    reads `source` (its ids ending in the end token) and `ids` is its decoder's input.
     """
-    lens, _ = lens_logits(model, torch.tensor([ids], dtype=torch.long))
+    lens, _ = lens_logits(model, torch.tensor([ids], dtype=torch.long), None if source is None else [source])
     probs = lens[:, 0].softmax(dim=-1)  # [P, T, V]
     top_probs, top_ids = probs.topk(min(k, probs.shape[-1]), dim=-1)
-    targets: list[int | None] = [target] * len(ids) if target is not None else [*ids[1:], None]
+    targets: list[int | None] = [target] * len(ids) if target is not None else [*ids[1:], following]
     n_points, n_tokens = probs.shape[:2]
     target_prob = torch.full((n_points, n_tokens), float("nan"))
     target_rank = torch.zeros(n_points, n_tokens, dtype=torch.long)

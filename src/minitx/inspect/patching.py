@@ -16,6 +16,14 @@ Batched: every (pair, place) is one row of one batch, and hooks rewrite each row
 a whole grid costs a few forward passes. Prompts of different lengths share a batch padded on the
 right: the model is causal, so the padding never reaches the last real position, where Δ is read.
 The pass stops at the final norm (Δ needs only two rows of the output layer).
+
+On an encoder-decoder the places are the decoder's -- its stream at every point and target position,
+its self-attention heads, its cross-attention heads, its MLPs -- and a contrast usually differs in the
+*source* only ("The big dog sees ..." against "The big cat sees ...", the translation so far fixed):
+the decoder's inputs are then identical, the stream after the embedding carries nothing (0 exactly),
+and whatever the decoder knows of the changed word arrives through cross-attention heads first.
+Sources need not have the same token length (the decoder's places do not depend on it); within a
+batch they are padded and the padding is masked, as in training.
 """
 
 from __future__ import annotations
@@ -28,11 +36,12 @@ import torch
 from torch import Tensor
 
 from minitx.inspect.lens import point_names
-from minitx.inspect.residual import Stack, decoder_stack, hooks, stream_hooks
+from minitx.inspect.residual import Reading, Stack, decoder_stack, forward, hooks, source_batch, stream_hooks
 
 if TYPE_CHECKING:
     from minitx.inspect.contrasts import Contrast
     from minitx.model import GPT
+    from minitx.model.encoder_decoder import EncoderDecoder
 
 #: Rows × positions × width of activations one batch holds at most (a batch's activations stay within a few hundred MB).
 BATCH_ELEMENTS = 2**21
@@ -97,10 +106,20 @@ def _label_masks(contrasts: list[Contrast], width: int) -> dict[str, Tensor]:
     return masks
 
 
+def _reading(contrasts: list[Contrast], side: str) -> Reading:
+    """The "clean" or "corrupt" side of every contrast as one batch: ids right-padded, sources (if any) padded."""
+    ids = _padded([getattr(c, side) for c in contrasts])
+    sources = [getattr(c, f"{side}_source") for c in contrasts]
+    if sources[0] is None:
+        return Reading(ids)
+    return Reading(ids, *source_batch(sources))
+
+
 @torch.no_grad()
-def clean_activations(model: GPT, stack: Stack, ids: Tensor) -> dict[tuple, Tensor]:
-    """Every patchable activation of a run on `ids` [N, T]: ("resid", p) [N,T,C], ("heads", name, l) [N,T,H·hd],
-    ("mlp", l) [N,T,C]."""
+def clean_activations(model: GPT | EncoderDecoder, stack: Stack, inputs: Reading | Tensor) -> dict[tuple, Tensor]:
+    """Every patchable activation of a run on `inputs` (ids [N, T], and a source for an encoder-decoder):
+    ("resid", p) [N,T,C], ("heads", name, l) [N,T,H·hd], ("mlp", l) [N,T,C]."""
+    inputs = inputs if isinstance(inputs, Reading) else Reading(inputs)
     acts: dict[tuple, Tensor] = {}
 
     def keep(point: int, x: Tensor) -> None:
@@ -119,12 +138,12 @@ def clean_activations(model: GPT, stack: Stack, ids: Tensor) -> dict[tuple, Tens
 
         registrations.append(lambda b=block, f=keep_mlp: b.mlp.register_forward_hook(f))
     with hooks(registrations):
-        model(ids)
+        forward(model, inputs)
     return acts
 
 
 @torch.no_grad()
-def patched_differences(model: GPT, contrasts: list[Contrast], places: list[Place], *,
+def patched_differences(model: GPT | EncoderDecoder, contrasts: list[Contrast], places: list[Place], *,
                         chunk_rows: int | None = None) -> np.ndarray:
     """Δ for every pair × place: each corrupt prompt run with its clean run's activation put in at each place;
     [N, n_places] float64, nan where a pair lacks the place's label. `chunk_rows`: rows per batch (default:
@@ -134,9 +153,9 @@ def patched_differences(model: GPT, contrasts: list[Contrast], places: list[Plac
     was_training = model.training
     model.eval()
     n = len(contrasts)
-    corrupt_ids = _padded([c.corrupt for c in contrasts]).to(device)
-    width = corrupt_ids.shape[1]
-    clean_ids = _padded([c.clean for c in contrasts]).to(device)
+    corrupt = _reading(contrasts, "corrupt").to(device)
+    width = corrupt.ids.shape[1]
+    clean = _reading(contrasts, "clean").to(device)
     label_masks = {k: v.to(device) for k, v in _label_masks(contrasts, width).items()}
     lasts = torch.tensor([len(c.corrupt) - 1 for c in contrasts], device=device)
     weight = stack.unembed.weight
@@ -147,13 +166,14 @@ def patched_differences(model: GPT, contrasts: list[Contrast], places: list[Plac
     rows = [(i, j) for j, place in enumerate(places) for i in range(n)
             if place.label is None or bool(label_masks.get(place.label, torch.zeros(n, 1, dtype=torch.bool))[i].any())]
     out = np.full((n, len(places)), np.nan)
-    chunk = chunk_rows or max(1, BATCH_ELEMENTS // (width * stack.n_heads * stack.head_dim))
+    longest = max(width, corrupt.source.shape[1] if corrupt.source is not None else 0)  # the encoder's too
+    chunk = chunk_rows or max(1, BATCH_ELEMENTS // (longest * stack.n_heads * stack.head_dim))
     try:
-        acts = clean_activations(model, stack, clean_ids)
+        acts = clean_activations(model, stack, clean)
         for start in range(0, len(rows), chunk):
             part = rows[start : start + chunk]
             pair = torch.tensor([i for i, _ in part], device=device)
-            values = _run_rows(model, stack, corrupt_ids[pair], acts, pair, [places[j] for _, j in part],
+            values = _run_rows(model, stack, corrupt.rows(pair), acts, pair, [places[j] for _, j in part],
                                label_masks, lasts[pair])
             delta = (values.double() * direction[pair].double()).sum(-1)
             if offset is not None:
@@ -165,12 +185,12 @@ def patched_differences(model: GPT, contrasts: list[Contrast], places: list[Plac
     return out
 
 
-def _run_rows(model: GPT, stack: Stack, ids: Tensor, acts: dict[tuple, Tensor], pair: Tensor, places: list[Place],
-              label_masks: dict[str, Tensor], lasts: Tensor) -> Tensor:
-    """One batch: row r is the corrupt prompt of pair[r] patched at places[r]; returns ln_f's output at each
+def _run_rows(model: GPT | EncoderDecoder, stack: Stack, inputs: Reading, acts: dict[tuple, Tensor], pair: Tensor,
+              places: list[Place], label_masks: dict[str, Tensor], lasts: Tensor) -> Tensor:
+    """One batch: row r is the corrupt input of pair[r] patched at places[r]; returns ln_f's output at each
     row's last position [R, C]."""
-    rows, width = ids.shape
-    device = ids.device
+    rows, width = inputs.ids.shape
+    device = inputs.ids.device
     all_positions = torch.ones(rows, width, dtype=torch.bool, device=device)
     stream_masks: dict[int, Tensor] = {}
     head_masks: dict[tuple[str, int], Tensor] = {}
@@ -227,7 +247,7 @@ def _run_rows(model: GPT, stack: Stack, ids: Tensor, acts: dict[tuple, Tensor], 
     registrations.append(lambda: stack.final_norm.register_forward_hook(stop))
     with hooks(registrations):
         try:
-            model(ids)
+            forward(model, inputs)
         except _Enough:
             pass
     return final["x"]
@@ -254,8 +274,9 @@ def fractions(patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray, seed:
     return mean, low, high, have.sum(0)
 
 
-def patch(model: GPT, contrasts: list[Contrast], *, seed: int = 0) -> PatchReport:
-    """Patch every place of the three grids (residual × position column, heads, MLPs) for `contrasts`."""
+def patch(model: GPT | EncoderDecoder, contrasts: list[Contrast], *, seed: int = 0) -> PatchReport:
+    """Patch every place of the grids (residual × position column, heads -- and cross-attention heads on an
+    encoder-decoder -- and MLPs) for `contrasts`."""
     stack = decoder_stack(model)
     columns = _ordered_labels(contrasts)
     points = point_names(stack.n_layers)
@@ -292,14 +313,14 @@ def patch(model: GPT, contrasts: list[Contrast], *, seed: int = 0) -> PatchRepor
 
 def _ordered_labels(contrasts: list[Contrast]) -> list[str]:
     """Every label in the order it first appears (role labels keep their fixed order)."""
-    from minitx.inspect.contrasts import ROLE_LABELS
+    from minitx.inspect.contrasts import LABEL_ORDER
 
     seen = list(dict.fromkeys(label for c in contrasts for label in c.labels))
-    return sorted(seen, key=lambda label: ROLE_LABELS.index(label) if label in ROLE_LABELS else len(ROLE_LABELS))
+    return sorted(seen, key=lambda label: LABEL_ORDER.index(label) if label in LABEL_ORDER else len(LABEL_ORDER))
 
 
 def _swapped(contrasts: list[Contrast]) -> list[Contrast]:
-    """The same contrasts with the clean prompt in the corrupt slot (to run it unpatched)."""
+    """The same contrasts with the clean input in the corrupt slot (to run it unpatched)."""
     from dataclasses import replace
 
-    return [replace(c, corrupt=c.clean) for c in contrasts]
+    return [replace(c, corrupt=c.clean, corrupt_source=c.clean_source) for c in contrasts]

@@ -12,7 +12,16 @@ these tensors while one forward pass runs, and are removed afterwards (even afte
 
 `Stack` names the pieces once -- the blocks, each block's attention modules (self-attention "attn";
 "cross_attn" too where a block has one), the final norm and the output layer -- so a model with the
-same block structure (a decoder of an encoder-decoder) is read the same way.
+same block structure is read the same way. An encoder-decoder's stream is its *decoder's*: a decoder
+block adds a third branch between the two,
+
+    x_{l+1} = x_l + attn_l(ln_1(x_l)) + cross_attn_l(ln_cross(·), memory) + mlp_l(ln_2(·))
+
+so the same sum holds with every cross-attention head as one more addend, and the only way the
+source reaches the decoder's stream is through those heads (the encoder's memory is their keys and
+values). `Reading` is what one pass reads -- the stream's tokens, plus the encoder's source for an
+encoder-decoder -- and `forward` runs either model on it, so the lens, the attribution and the
+patching have one implementation for both.
 
 Example (the stream of a 2-layer model has 3 points; the last one, read out, is the logits):
     >>> from minitx.config import ModelConfig
@@ -28,13 +37,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
     from minitx.model import GPT
+    from minitx.model.encoder_decoder import EncoderDecoder
 
 #: The attention modules a block may hold, in the order the grids show them.
 ATTENTION_NAMES = ("attn", "cross_attn")
@@ -60,12 +70,77 @@ class Stack:
         return [(name, getattr(block, name)) for name in ATTENTION_NAMES if hasattr(block, name)]
 
 
-def decoder_stack(model: GPT) -> Stack:
-    """The `Stack` of a decoder-only GPT (`model.transformer.h`, `.ln_f`, `model.lm_head`), or of a model's
-    `decoder` when it has one with the same names (an encoder-decoder's decoder reads out the same way)."""
-    body = model.transformer if hasattr(model, "transformer") else model.decoder
+def decoder_stack(model: GPT | EncoderDecoder) -> Stack:
+    """The `Stack` whose stream becomes the logits: a GPT's (`model.transformer.h`, `.ln_f`, `model.lm_head`),
+    or an encoder-decoder's decoder (`model.decoder["blocks"]`, `["ln_f"]`, `model.lm_head`; its blocks
+    hold `cross_attn` too)."""
     config = model.config
-    return Stack(list(body.h), body.ln_f, model.lm_head, config.n_heads, config.dim // config.n_heads)
+    if is_encoder_decoder(model):
+        blocks, final_norm = model.decoder["blocks"], model.decoder["ln_f"]
+    else:
+        blocks, final_norm = model.transformer.h, model.transformer.ln_f
+    return Stack(list(blocks), final_norm, model.lm_head, config.n_heads, config.dim // config.n_heads)
+
+
+def is_encoder_decoder(model: nn.Module) -> bool:
+    """True for a model that reads a source with an encoder (its config's arch says so)."""
+    return getattr(model.config, "arch", "gpt") == "encoder-decoder"
+
+
+class Reading(NamedTuple):
+    """What one forward pass reads, a row per sequence.
+
+    ids [B, T]: the tokens whose stream is inspected -- a GPT's text, or an encoder-decoder's decoder
+    input (the start token, then the translation so far). source [B, S]: the encoder's input (each
+    sentence's ids and its end token, right-padded), and source_padding [B, S] True on padding (None:
+    nothing padded); both None for a GPT.
+    """
+
+    ids: Tensor
+    source: Tensor | None = None
+    source_padding: Tensor | None = None
+
+    def rows(self, which: Tensor) -> Reading:
+        """The same reading for rows `which` only (repeats allowed)."""
+        return Reading(*(None if t is None else t[which] for t in self))
+
+    def to(self, device: torch.device | str) -> Reading:
+        return Reading(*(None if t is None else t.to(device) for t in self))
+
+
+def source_batch(sources: list[list[int]]) -> tuple[Tensor, Tensor | None]:
+    """Encoder inputs (each already ending in its end token) right-padded with 0: (ids [B, S], padding or None).
+
+        >>> source_batch([[5, 6, 0], [7, 0]])
+        (tensor([[5, 6, 0],
+                [7, 0, 0]]), tensor([[False, False, False],
+                [False, False,  True]]))
+    """
+    width = max(len(s) for s in sources)
+    ids = torch.tensor([s + [0] * (width - len(s)) for s in sources], dtype=torch.long)
+    padding = torch.tensor([[t >= len(s) for t in range(width)] for s in sources])
+    return ids, (padding if bool(padding.any()) else None)
+
+
+def reading(model: nn.Module, idx: Tensor, source: Tensor | list[list[int]] | None = None,
+            source_padding: Tensor | None = None) -> Reading:
+    """A `Reading` of `idx` [B, T] (and of `source` for an encoder-decoder: a tensor [B, S], or lists of ids
+    each ending in the end token), on the model's device; a ValueError when the source is missing or extra."""
+    if is_encoder_decoder(model) != (source is not None):
+        raise ValueError("an encoder-decoder reads a source with its target; a GPT reads its text alone")
+    if isinstance(source, list):
+        source, source_padding = source_batch(source)
+    return Reading(idx, source, source_padding).to(next(model.parameters()).device)
+
+
+def forward(model: nn.Module, inputs: Reading) -> Tensor:
+    """One forward pass on `inputs`: model(ids) for a GPT, model(source, ids, source_padding) for an
+    encoder-decoder; its logits."""
+    if inputs.source is None:
+        logits, _ = model(inputs.ids)
+    else:
+        logits, _ = model(inputs.source, inputs.ids, inputs.source_padding)
+    return logits
 
 
 def read_out(stack: Stack, x: Tensor) -> Tensor:
@@ -117,20 +192,24 @@ def stream_hooks(stack: Stack, record: Callable[[int, Tensor], Tensor | None]) -
     return registrations
 
 
-def run_model(model: nn.Module, idx: Tensor) -> Tensor:
-    """The model's logits for `idx` [B, T] in eval mode without gradients (the previous mode is restored)."""
+def run_model(model: nn.Module, idx: Tensor | Reading, source: Tensor | list[list[int]] | None = None) -> Tensor:
+    """The model's logits for `idx` [B, T] (with `source` for an encoder-decoder; or a whole `Reading`) in
+    eval mode without gradients (the previous mode is restored)."""
+    inputs = idx if isinstance(idx, Reading) else reading(model, idx, source)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            logits, _ = model(idx.to(next(model.parameters()).device))
+            logits = forward(model, inputs)
     finally:
         model.train(was_training)
     return logits
 
 
-def residual_stream(model: GPT, idx: Tensor) -> tuple[Tensor, Tensor]:
-    """The stream at every point for `idx` [B, T]: ([L+1, B, T, C], the model's logits [B, T, V])."""
+def residual_stream(model: GPT | EncoderDecoder, idx: Tensor, source: Tensor | list[list[int]] | None = None
+                    ) -> tuple[Tensor, Tensor]:
+    """The stream at every point for `idx` [B, T]: ([L+1, B, T, C], the model's logits [B, T, V]). For an
+    encoder-decoder `idx` is the decoder's input and `source` the encoder's (see `reading`)."""
     stack = decoder_stack(model)
     points: dict[int, Tensor] = {}
 
@@ -138,5 +217,5 @@ def residual_stream(model: GPT, idx: Tensor) -> tuple[Tensor, Tensor]:
         points[point] = x.detach()
 
     with hooks(stream_hooks(stack, keep)):
-        logits = run_model(model, idx)
+        logits = run_model(model, idx, source)
     return torch.stack([points[p] for p in range(stack.n_layers + 1)]), logits

@@ -39,14 +39,16 @@ def _numbers(rows: Any) -> list:
 
 
 def lens_document(report: LensReport, tokenizer: Tokenizer, *, run: str, prompt: str | None,
-                  attribution: AttributionReport | None = None) -> dict[str, Any]:
-    """The lens (top tokens, target probability and rank per point and position) and the attribution, if any."""
+                  attribution: AttributionReport | None = None, source: str | None = None) -> dict[str, Any]:
+    """The lens (top tokens, target probability and rank per point and position) and the attribution, if any.
+    On an encoder-decoder run `source` is the sentence read and `prompt` the translation so far."""
     n_points, n_tokens = report.target_prob.shape
     return {
         "schema": "minitx.inspect-lens",
         "version": VERSION,
         "run": run,
         "prompt": prompt,
+        "source": source,
         "tokens": report.tokens,
         "ids": report.token_ids,
         "points": report.points,
@@ -84,7 +86,8 @@ def patch_document(report: PatchReport, contrasts: list[Contrast], tokenizer: To
         "skipped": dict(skipped),
         "pairs": [
             {"clean": c.clean_text, "corrupt": c.corrupt_text, "good": tokenizer.id_to_token_text(c.good),
-             "bad": tokenizer.id_to_token_text(c.bad), "labels": c.labels, "clean_delta": float(clean),
+             "bad": tokenizer.id_to_token_text(c.bad), "prompt": c.prompt_text, "labels": c.labels,
+             "clean_delta": float(clean),
              "corrupt_delta": float(corrupt)}
             for c, clean, corrupt in zip(contrasts, report.clean, report.corrupt, strict=True)
         ],

@@ -112,7 +112,8 @@ def attribution_view(report: AttributionReport, tokenizer: Tokenizer, k: int = 8
     for attention in attentions:
         grid = report.heads(attention)
         label = "heads" if attention == "attn" else "cross-attention heads"
-        table = Table(title=f"{label}: direct share of the logit difference", title_justify="left")
+        title = f"{label}: direct share of the logit difference"
+        table = Table(title=title, title_justify="left", min_width=len(title))  # wide enough not to wrap the title
         table.add_column("layer", justify="right")
         for h in range(grid.shape[1]):
             table.add_column(f"head {h}", justify="right")
