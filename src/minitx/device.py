@@ -72,28 +72,41 @@ def resolve_dtype(name: str, device: str) -> str:
     return "float32"
 
 
-def idle_cores(sample_seconds: float = 0.2) -> int | None:
-    """How many CPU cores are idle right now, from two reads of /proc/stat (None where unavailable)."""
-
-    def read() -> tuple[int, int] | None:
-        try:
-            with open("/proc/stat", encoding="ascii") as f:
-                fields = [int(v) for v in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return idle, sum(fields)
-
-    first = read()
-    if first is None:
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all cores from /proc/stat, or None where there is none."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
         return None
-    time.sleep(sample_seconds)
-    second = read()
-    if second is None or second[1] == first[1]:
-        return None
-    idle_share = (second[0] - first[0]) / (second[1] - first[1])
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return idle, sum(fields)
+
+
+def idle_cores(sample_seconds: float = 0.2, samples: int = 3) -> int | None:
+    """How many CPU cores are idle now: the most seen over up to `samples` windows of `sample_seconds`.
+
+    One window can catch a process that is just finishing (a test, a compiler); the run it sets the
+    threads for lasts minutes, so a busy core must look busy in every window (it stops early once
+    all cores are idle). None where /proc/stat is unavailable.
+    """
     cores = os.cpu_count() or 1
-    return max(1, min(cores, round(idle_share * cores)))
+    best = None
+    before = _cpu_times()
+    for _ in range(samples):
+        if before is None:
+            return None
+        time.sleep(sample_seconds)
+        after = _cpu_times()
+        if after is None or after[1] == before[1]:
+            return best
+        idle_share = (after[0] - before[0]) / (after[1] - before[1])
+        free = max(1, min(cores, round(idle_share * cores)))
+        best = free if best is None else max(best, free)
+        if best == cores:
+            break
+        before = after
+    return best
 
 
 def choose_threads(requested: int = 0) -> tuple[int, str]:
