@@ -17,6 +17,7 @@ references, and int8's exact match against fp32's outputs.
     python bench/bench_translate.py               # 5 repeats of each
     python bench/bench_translate.py --quick       # 1 repeat: does it run?
     python bench/bench_translate.py --quantize int8 --run runs/translate --sentences 500
+    python bench/bench_translate.py --quantize int8 --layers 6 --dim 384     # a larger shape than the preset's
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ from minitx.model.quantize import QUANTIZE_CHOICES, quantize_int8
 
 VOCAB, DIM, HEADS, LAYERS, MLP, BLOCK = 1024, 128, 4, 2, 512, 64
 END = 2  # the end token both sides are told about, made unreachable
+
+
+def set_shape(layers: int, dim: int) -> None:
+    """Another shape for both models (`--layers`, `--dim`): MLP 4 × dim, heads of 32 (4 at the preset's 128)."""
+    global LAYERS, DIM, HEADS, MLP
+    LAYERS, DIM, HEADS, MLP = layers, dim, dim // 32, 4 * dim
 
 
 def minitx_model() -> torch.nn.Module:
@@ -138,9 +145,12 @@ def main() -> None:
                         help="int8: also time the minitx model with int8 weights")
     parser.add_argument("--run", help="a trained encoder-decoder run: also translate its held-out pairs, fp32 and int8")
     parser.add_argument("--sentences", type=int, default=500, help="held-out pairs of --run to translate")
+    parser.add_argument("--layers", type=int, default=LAYERS, help="encoder and decoder layers, each")
+    parser.add_argument("--dim", type=int, default=DIM, help="width (a multiple of 32)")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    set_shape(args.layers, args.dim)
     repeats = 1 if args.quick else args.repeats
     ours, theirs, batch = minitx_model(), bart_model(), sources(args.batch)
     rows = {"minitx": lambda: time_minitx(ours, batch, args.new)}
@@ -155,8 +165,8 @@ def main() -> None:
     for _ in range(repeats):  # alternated: A B (C) A B (C) ...
         for name, timed in rows.items():
             rates[name].append(timed())
-    print(f"batch {args.batch}, {args.new} new tokens each, greedy, fp32{' and int8' if len(rows) > 2 else ''}, "
-          f"{args.threads} threads, median of {repeats}")
+    print(f"{LAYERS} + {LAYERS} layers × {DIM} wide, vocabulary {VOCAB}: batch {args.batch}, {args.new} new tokens "
+          f"each, greedy, fp32{' and int8' if len(rows) > 2 else ''}, {args.threads} threads, median of {repeats}")
     median = {name: statistics.median(values) for name, values in rates.items()}
     for name, value in median.items():
         print(f"  {name:18s} {value:8.1f} sentences/s")
