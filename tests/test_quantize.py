@@ -8,8 +8,9 @@ from torch import nn
 
 from minitx.config import POSITIONAL_ENCODINGS, ModelConfig
 from minitx.errors import UserError
-from minitx.model import GPT, KVCache
-from minitx.model.quantize import Int8Linear, apply_quantization, quantize_int8
+from minitx.model import GPT, KVCache, build_model
+from minitx.model.quantize import Int8Linear, apply_quantization, linear_maps, quantize_int8
+from minitx.model.registry import ARCHITECTURES
 
 
 def random_model(pos: str = "learned", seed: int = 0) -> GPT:
@@ -67,6 +68,19 @@ def test_quantizing_replaces_every_linear_map_and_keeps_the_embedding_table() ->
     torch.testing.assert_close(bf16_table, table, atol=0, rtol=2**-8)  # each entry rounded to 8 significant bits
     floating = [t for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()]
     assert floating and all(t.dtype == torch.bfloat16 for t in floating)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_every_registered_architecture_has_all_its_linear_maps_quantized(arch: str) -> None:
+    """One walk (`linear_maps`) for every architecture: nothing is left in float, nothing else is touched."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(vocab_size=48, block_size=16, n_layers=2, n_heads=4, dim=64, arch=arch))
+    linears = linear_maps(model)
+    embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
+    report = quantize_int8(model)
+    assert report["layers"] == len(linears) > 0 and linear_maps(model) == []
+    assert sum(isinstance(m, Int8Linear) for m in model.modules()) == len(linears)
+    assert [m for m in model.modules() if isinstance(m, nn.Embedding)] == embeddings  # tables stay tables
 
 
 def test_a_quantized_model_predicts_almost_what_the_original_does() -> None:

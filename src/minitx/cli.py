@@ -401,13 +401,14 @@ def translate(
     max_new_tokens: Annotated[int | None, typer.Option(help="At most this many tokens per translation "
                                                             "(default: the block).")] = None,
     device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+    quantize: Annotated[Quantize, typer.Option(help=QUANTIZE_HELP)] = Quantize.none,
     quiet: Annotated[bool, typer.Option(help="No sentences/s on stderr.")] = False,
 ) -> None:
     """Translate sentences with an encoder-decoder run (greedy or beam search, with a KV cache)."""
     from minitx.commands.translate import run_translate
 
     run_translate(run_dir, sentences or [], file=file, beam=beam, batch_size=batch_size,
-                  max_new_tokens=max_new_tokens, device=device.value, quiet=quiet)
+                  max_new_tokens=max_new_tokens, device=device.value, quiet=quiet, quantize=quantize.value)
 
 
 @command(app, "eval")

@@ -15,15 +15,19 @@ from typing import TYPE_CHECKING
 from minitx.errors import UserError
 
 if TYPE_CHECKING:
-    from minitx.model import GPT
+    from torch import nn
+
     from minitx.rundir import Run
 
 
 def load_for_inference(
     run_dir: str | Path, device: str = "auto", threads: int = 0, quantize: str | None = None, *,
     arch: str = "gpt", command: str = "this command",
-) -> tuple[GPT, Run]:
+) -> tuple[nn.Module, Run]:
     """The run's model in eval mode on the chosen device (quantized if asked), and the run itself.
+
+    The model is the registry's class for the run's `arch` (a GPT, or an EncoderDecoder for translate);
+    `quantize` works on either (`quantize_int8` walks any model's linear maps).
 
     A run of another architecture than `arch` is refused in one line (`require_arch`) before its weights are read.
     """

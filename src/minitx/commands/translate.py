@@ -26,15 +26,22 @@ def read_sentences(sentences: list[str], file: Path | None) -> list[str]:
 
 def run_translate(
     run_dir: str | Path, sentences: list[str], *, file: Path | None, beam: int, batch_size: int,
-    max_new_tokens: int | None, device: str, quiet: bool, threads: int = 0,
+    max_new_tokens: int | None, device: str, quiet: bool, threads: int = 0, quantize: str | None = None,
 ) -> None:
-    """Print the translation of every sentence on stdout, in order; sentences/s on stderr (unless quiet)."""
-    from minitx.generation.translate import translate
+    """Print the translation of every sentence on stdout, in order; sentences/s on stderr (unless quiet).
 
+    `quantize` "int8" translates with int8 weights (`model/quantize.py`), as generate's --quantize;
+    an unknown kind is refused before any sentence or file is read.
+    """
+    from minitx.generation.translate import translate
+    from minitx.model.quantize import check_quantize
+
+    check_quantize(quantize)
     sentences = read_sentences(sentences, file)
     if batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {batch_size}")
-    model, run = load_for_inference(run_dir, device, threads, arch="encoder-decoder", command="minitx translate")
+    model, run = load_for_inference(run_dir, device, threads, quantize, arch="encoder-decoder",
+                                    command="minitx translate")
     started = time.perf_counter()
     out = translate(model, run.tokenizer, sentences, beam=beam, batch_size=batch_size, max_new_tokens=max_new_tokens)
     seconds = time.perf_counter() - started
@@ -44,4 +51,5 @@ def run_translate(
     if not quiet:
         how = "greedy" if beam == 1 else f"beam {beam}"
         sys.stderr.write(f"{len(sentences)} sentence{'s' if len(sentences) != 1 else ''} in {seconds:.2f} s "
-                         f"({len(sentences) / max(seconds, 1e-9):.1f} sentences/s, {how}, batch {batch_size})\n")
+                         f"({len(sentences) / max(seconds, 1e-9):.1f} sentences/s, {how}, batch {batch_size}"
+                         f"{', int8 weights' if quantize == 'int8' else ''})\n")

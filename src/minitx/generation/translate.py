@@ -12,6 +12,10 @@ self-attention keys and values are appended step by step, the cross-attention ke
 memory are computed once per layer before the first step (`KVCache.cross`), and each step is one flat
 `EncoderDecoder.decode_next`. Sentences are translated in batches of similar length (right-padded
 sources, `source_padding` hides the padding).
+
+A model with int8 weights (`quantize_int8`, `minitx translate --quantize int8`) decodes the same way:
+its memory, and so the cache made in its dtype, are bfloat16, and `decode_plan` hands `decode_next`
+each linear map's int8 kernel; greedy and beam search need nothing of their own.
 """
 
 from __future__ import annotations

@@ -11,12 +11,21 @@ Everything else runs in bfloat16, the type the CPU's fused int8 kernel multiplie
 sampling probabilities stay fp32. Why each choice, with the error bound: docs/model.md; the
 measurements: docs/decisions.md.
 
+The same function serves every architecture of the registry: it replaces every `nn.Linear` of the
+model wherever it sits (`linear_maps`), so a GPT's blocks and output layer, and an encoder-decoder's
+encoder blocks, decoder blocks (self-attention, cross-attention c_q/c_kv/c_proj, MLP) and output
+layer all become `Int8Linear`; both `decode_next`s take each one's `as_function`.
+
 Example:
     >>> from minitx.config import ModelConfig
-    >>> from minitx.model import GPT
+    >>> from minitx.model import GPT, build_model
     >>> model = GPT(ModelConfig(vocab_size=64, block_size=16, n_layers=2, n_heads=2, dim=64))
     >>> quantize_int8(model)           # every linear map, in place (4 per block + lm_head); the rest to bfloat16
     {'layers': 9, 'bytes_before': 409600, 'bytes_after': 107264}
+    >>> translator = build_model(ModelConfig(vocab_size=64, block_size=16, n_layers=2, encoder_layers=2, n_heads=2,
+    ...                                      dim=64, arch="encoder-decoder"))
+    >>> quantize_int8(translator)["layers"]   # 4 per encoder block + 7 per decoder block + lm_head
+    23
 """
 
 from __future__ import annotations
@@ -75,7 +84,8 @@ class Int8Linear(nn.Module):
         return y.view(*shape[:-1], self.out_features)
 
     def as_function(self) -> Callable[[Tensor], Tensor]:
-        """This layer as a plain function of x for `GPT.decode_next`: the fewest kernel calls that serve.
+        """This layer as a plain function of x for `decode_next` (the GPT's and the encoder-decoder's):
+        the fewest kernel calls that serve.
 
         In a quantized model on the CPU, x is a bfloat16 matrix [B, in] already, so the kernel
         needs no reshaping or conversion and the bias is added in place: 2 kernels instead of 5.
@@ -103,32 +113,36 @@ def _round_up_to_bfloat16(x: Tensor) -> Tensor:
     return ((bits + 0xFFFF) & ~0xFFFF).view(torch.float32)
 
 
+def linear_maps(model: nn.Module) -> list[tuple[nn.Module, str, nn.Linear]]:
+    """Every `nn.Linear` of the model as (parent module, attribute name, layer), in module order.
+
+    The one walk over "a model's linear maps" that quantization needs, whatever the architecture:
+    it looks at the module tree, not at a GPT's or an encoder-decoder's layout. A tied output layer
+    is listed like any other (its weight is the embedding table's; the table itself is an
+    `nn.Embedding` and is not).
+    """
+    return [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+            if isinstance(child, nn.Linear)]
+
+
 def quantize_int8(model: nn.Module) -> dict[str, int]:
     """Int8 weights for every linear map of the model; bfloat16 for everything else. In place.
 
-    Quantized: every `nn.Linear` inside the transformer blocks, and the output layer `lm_head`.
-    The output layer shares its matrix with the token embedding `wte` (weight tying); the int8
-    copy serves the output direction only, and `wte` stays a bfloat16 table for reading tokens in
-    (an output layer left in bfloat16 was the slowest product of a step: docs/decisions.md). The model is
-    switched to eval mode. Returns how many layers were replaced and their weight bytes before
-    (fp32) and after (int8 values + fp32 row scales).
+    Quantized: every `nn.Linear` (`linear_maps`) -- for a GPT the blocks' four and the output layer
+    `lm_head`; for an encoder-decoder also the encoder's blocks and each decoder block's
+    cross-attention (c_q, c_kv, c_proj). The output layer shares its matrix with the token embedding
+    `wte` (weight tying); the int8 copy serves the output direction only, and `wte` stays a bfloat16
+    table for reading tokens in (an output layer left in bfloat16 was the slowest product of a step:
+    docs/decisions.md). The model is switched to eval mode. Returns how many layers were replaced
+    and their weight bytes before (fp32) and after (int8 values + fp32 row scales).
     """
     replaced, before, after = 0, 0, 0
-
-    def replace(parent: nn.Module, name: str, linear: nn.Linear) -> None:
-        nonlocal replaced, before, after
+    for parent, name, linear in linear_maps(model):  # listed first, replaced after: no walk over a changing tree
         q = Int8Linear(linear)
-        setattr(parent, name, q)
+        setattr(parent, name, q)  # a tied lm_head is untied: wte keeps the table, lm_head an int8 copy
         replaced += 1
         before += linear.weight.numel() * linear.weight.element_size()
         after += q.qweight.numel() + q.scale.numel() * q.scale.element_size()
-
-    for block in model.transformer.h:
-        for parent in block.modules():
-            for name, child in list(parent.named_children()):
-                if isinstance(child, nn.Linear):
-                    replace(parent, name, child)
-    replace(model, "lm_head", model.lm_head)  # a tied one is untied: wte keeps the table, lm_head an int8 copy
     model.to(torch.bfloat16)  # floating parameters and buffers; int8 weights are left alone
     model.eval()
     return {"layers": replaced, "bytes_before": before, "bytes_after": after}
@@ -143,6 +157,6 @@ def check_quantize(kind: str | None) -> None:
 
 
 def apply_quantization(model: nn.Module, kind: str | None) -> dict[str, int] | None:
-    """`--quantize KIND` for generate/eval: "none" (or None) does nothing, "int8" calls quantize_int8."""
+    """`--quantize KIND` for generate/eval/translate: "none" (or None) does nothing, "int8" calls quantize_int8."""
     check_quantize(kind)
     return quantize_int8(model) if kind == "int8" else None
