@@ -166,6 +166,19 @@ def test_eval_json_on_an_encoder_decoder_run_has_every_measure(pair_run):
     assert sum(b["n"] for b in data["by_phenomenon"]["adjective_phrases"].values()) == 12
 
 
+def test_eval_with_int8_weights_scores_the_same_translations(pair_run):
+    runs = {}
+    for weights in ("none", "int8"):
+        result = runner.invoke(app, ["eval", str(pair_run), "--sentences", "12", "--json", "--device", "cpu",
+                                     "--quantize", weights])
+        assert result.exit_code == 0, result.output
+        runs[weights] = json.loads(result.output)
+    assert runs["int8"]["weights"] == "int8" and runs["none"]["weights"] == "none"
+    assert runs["int8"]["target"]["pairs"] == 12
+    # int8 rows (one scale each) and bf16 activations move the target loss a little, not a lot
+    assert runs["int8"]["target"]["bits_per_byte"] == pytest.approx(runs["none"]["target"]["bits_per_byte"], rel=0.05)
+
+
 @pytest.mark.parametrize("flag", [["--minimal-pairs", "5"], ["--grammar", "2"], ["--order-test"]])
 def test_eval_refuses_decoder_only_measures_on_an_encoder_decoder_run_in_one_line(pair_run, flag):
     result = runner.invoke(app, ["eval", str(pair_run), *flag])

@@ -54,13 +54,13 @@ def run_eval(
 
     if load_run(run_dir).model_config.arch == "encoder-decoder":
         refused = {"--grammar": grammar > 0, "--minimal-pairs": minimal_pairs > 0, "--order-test": order_test,
-                   "--context": context is not None, "--quantize": quantize not in (None, "none")}
+                   "--context": context is not None}
         for flag, given in refused.items():
             if given:
                 raise UserError(f"{flag} measures a decoder-only language model; {run_dir} is an encoder-decoder "
                                 f"run: drop {flag} (minitx eval scores its translations)")
         run_eval_translation(run_dir, files, device=device, seed=seed, as_json=as_json, threads=threads,
-                             sentences=sentences, beam=beam)
+                             sentences=sentences, beam=beam, quantize=quantize)
         return
     if sentences is not None or beam != 1:
         raise UserError(f"--sentences and --beam score translations, and {run_dir} is a decoder-only run; drop them")
@@ -190,8 +190,9 @@ def print_extrapolation(stretch: Extrapolation, pos: str, console: Console) -> N
 
 
 def run_eval_translation(run_dir: Path, files: list[Path], *, device: str, seed: int, as_json: bool, threads: int = 0,
-                         sentences: int | None = None, beam: int = 1) -> None:
-    """`minitx eval` on an encoder-decoder run: score its translations of the held-out pairs (or FILE.jsonl)."""
+                         sentences: int | None = None, beam: int = 1, quantize: str | None = None) -> None:
+    """`minitx eval` on an encoder-decoder run: score its translations of the held-out pairs (or FILE.jsonl),
+    with int8 weights when `quantize` says so."""
     from rich.console import Console
 
     from minitx.errors import UserError
@@ -201,7 +202,7 @@ def run_eval_translation(run_dir: Path, files: list[Path], *, device: str, seed:
         raise UserError(f"--sentences must be at least 1, got {sentences}")
     if len(files) > 1:
         raise UserError("an encoder-decoder run is scored on one JSON Lines file of pairs; give one FILE.jsonl")
-    model, run = load_for_inference(run_dir, device, threads, arch="encoder-decoder", command="minitx eval")
+    model, run = load_for_inference(run_dir, device, threads, quantize, arch="encoder-decoder", command="minitx eval")
     if files:
         from minitx.text.pairs import read_pairs
 
@@ -212,9 +213,11 @@ def run_eval_translation(run_dir: Path, files: list[Path], *, device: str, seed:
     pairs = pairs[:sentences] if sentences else pairs
     result = evaluate_translation(model, run.tokenizer, pairs, beam=beam, seed=seed)
     if as_json:
-        print(json.dumps({"source": source, "beam": beam, **result.to_dict()}, indent=2, ensure_ascii=False))
+        print(json.dumps({"source": source, "beam": beam, "weights": quantize or "none", **result.to_dict()},
+                         indent=2, ensure_ascii=False))
         return
-    print_translation_eval(result, f"eval {safe(run_dir)} on {safe(source)}", beam, Console())
+    weights = f", {quantize} weights" if quantize not in (None, "none") else ""
+    print_translation_eval(result, f"eval {safe(run_dir)} on {safe(source)}{weights}", beam, Console())
 
 
 def _share(value: dict | None) -> tuple[str, str]:
