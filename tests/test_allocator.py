@@ -18,7 +18,7 @@ import pytest
 glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                            reason="the settings are glibc's; other allocators keep their own policies")
 
-# glibc's documented behaviour, observed from outside: where a 20 MiB block comes from ([heap], or a
+# glibc's documented behaviour, observed from outside: where a 30 MiB block comes from ([heap], or a
 # mapping of its own that free() unmaps), and whether the heap shrinks again when it is freed.
 BLOCK = textwrap.dedent("""
     import ctypes, sys
@@ -34,7 +34,7 @@ BLOCK = textwrap.dedent("""
             low, high = (int(x, 16) for x in fields[0].split("-"))
             if low <= address < high:
                 return fields[5] if len(fields) > 5 else "anonymous"
-    block = libc.malloc(20 * 1024 * 1024)
+    block = libc.malloc(30 * 1024 * 1024)
     where, end = mapping(block), libc.sbrk(0)
     libc.free(block)
     print(applied, where, libc.sbrk(0) == end)
@@ -52,7 +52,7 @@ def test_freed_blocks_stay_in_the_heap_for_the_next_step() -> None:
     applied, where, kept = _block("keep")
     assert (applied, where, kept) == ("True", "[heap]", "True")  # from the heap, and not trimmed away on free
     _, where, _ = _block("default")
-    assert where == "anonymous", "the premise: by default glibc maps a 20 MiB block of its own and unmaps it on free"
+    assert where == "anonymous", "the premise: by default glibc maps a 30 MiB block of its own and unmaps it on free"
 
 
 @glibc
