@@ -177,7 +177,8 @@ def test_patching_everything_clean_gives_the_clean_run_and_nothing_the_corrupt_o
     assert np.allclose(stream.mean[-1, -1], 1.0, atol=1e-5) and np.allclose(stream.mean[0], 0.0, atol=1e-5)
     assert np.allclose(report.clean, clean, atol=1e-5) and np.allclose(report.corrupt, corrupt, atol=1e-5)
     titles = [g.title for g in report.grids]
-    assert titles == ["residual stream", "heads", "cross-attention heads", "MLPs"]
+    assert titles[:4] == ["residual stream", "heads", "cross-attention heads", "MLPs"]  # then the encoder's
+    assert titles[4:] == ["encoder output (memory)", "encoder stream"]  # (tests/test_inspect_encoder_patch.py)
     assert report.grid("cross-attention heads").mean.shape == (2, 2)
 
 
@@ -337,7 +338,8 @@ def test_inspect_patch_on_built_in_source_pairs(pair_run, tmp_path) -> None:
     assert "4 gender pairs" in result.output
     document = json.loads(path.read_text())
     assert document["phenomenon"] == "gender" and len(document["pairs"]) == 4
-    assert [g["title"] for g in document["grids"]] == ["residual stream", "heads", "cross-attention heads", "MLPs"]
+    assert [g["title"] for g in document["grids"]][:4] == ["residual stream", "heads", "cross-attention heads",
+                                                           "MLPs"]
 
 
 def test_bad_input_is_one_line_and_exit_2(pair_run, tmp_path) -> None:

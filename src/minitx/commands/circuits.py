@@ -262,6 +262,8 @@ def run_inspect_patch(
                            "the decoder reads the same tokens in both runs, so only cross-attention can tell them "
                            "apart"))
     console.print(views.patch_view(report, good_text, bad_text))
+    for note in report.notes:
+        console.print(Text(f"note: {note}"))
     gap = float(report.clean.mean() - report.corrupt.mean())
     if abs(gap) < SMALL_GAP:
         console.print(Text(f"note: the clean and corrupt Δ differ by only {gap:+.3f} logits, so the fractions "

@@ -25,7 +25,9 @@ An encoder-decoder's contrasts differ in the *source* and share the translation 
 
 The prefix is where the two reference translations (the built-in corpus's renderings) first part,
 and the answers are their next tokens; decoder positions are labelled "start" (the start token),
-"prefix" (the translation so far) and "last".
+"prefix" (the translation so far) and "last". Source positions (the encoder-side grids) are labelled
+by their word's role around the swapped noun -- "before", "article", "adjective", "noun", "after",
+"end" (the end token): "The big dog sees ..." is article, adjective, noun, after, ... (`source_roles`).
 
 Example:
     >>> flip_subject("the dog that the cats chase".split(), 1)
@@ -59,6 +61,8 @@ TRANSLATION_PATCHABLE = {
 }
 #: Every label the grids order: the agreement roles, with the encoder-decoder's "prefix" before "last".
 LABEL_ORDER = (*ROLE_LABELS[:-1], "prefix", ROLE_LABELS[-1])
+#: The encoder-side grids' columns for built-in source pairs: each source word's role around the swapped noun.
+SOURCE_LABELS = ("before", "article", "adjective", "noun", "after", "end")
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,8 @@ class Contrast:
     On an encoder-decoder `clean` / `corrupt` are the decoder's inputs (the start token and the
     translation so far; usually the same) and `clean_source` / `corrupt_source` the encoder's (ids
     ending in the end token; any lengths); `clean_text` / `corrupt_text` are then the two sources and
-    `prompt_text` the translation so far. A GPT's contrasts have no sources.
+    `prompt_text` the translation so far; `source_labels` is the encoder-side grids' column of each source
+    position (None: the position's number). A GPT's contrasts have no sources.
     """
 
     clean: list[int]
@@ -81,6 +86,7 @@ class Contrast:
     clean_source: list[int] | None = None
     corrupt_source: list[int] | None = None
     prompt_text: str | None = None
+    source_labels: list[str] | None = None
 
 
 def answer_token(tokenizer: Tokenizer, word: str) -> int:
@@ -318,8 +324,10 @@ def source_contrast(tokenizer: Tokenizer, clean: str, corrupt: str, *, prompt: s
         ids = decoder_ids(tokenizer, prompt, block_size)
     labels = [f"{t} {tokenizer.id_to_token_text(i).strip() or repr(tokenizer.id_to_token_text(i))}"
               for t, i in enumerate(ids)]
+    source_labels = [f"{t} {tokenizer.id_to_token_text(i).strip() or repr(tokenizer.id_to_token_text(i))}"
+                     for t, i in enumerate(clean_source)]
     return Contrast(ids, ids, good_id, bad_id, labels, clean.strip(), corrupt.strip(), clean_source,
-                    corrupt_source, prompt.strip())
+                    corrupt_source, prompt.strip(), source_labels)
 
 
 def _noun_groups() -> dict[str, list]:
@@ -376,7 +384,7 @@ def translation_contrast(tokenizer: Tokenizer, sentence: str, phenomenon: str, b
     swapped = swap_noun(sentence, phenomenon, rng)
     if isinstance(swapped, str):
         return swapped
-    other, noun_word, _ = swapped
+    other, noun_word, noun_at = swapped
     try:
         clean_target, corrupt_target = translate(sentence)["target"], translate(other)["target"]
     except (SentenceRejected, ValueError, UserError):
@@ -395,7 +403,33 @@ def translation_contrast(tokenizer: Tokenizer, sentence: str, phenomenon: str, b
     if len(ids) > block_size:
         return "longer than the block"
     return Contrast(ids, ids, good, bad, decoder_labels(len(ids)), sentence, other, clean_source, corrupt_source,
-                    tokenizer.decode(prefix).strip())
+                    tokenizer.decode(prefix).strip(), source_roles(tokenizer, sentence, noun_at))
+
+
+def source_roles(tokenizer: Tokenizer, sentence: str, noun_at: int) -> list[str]:
+    """Per encoder position of `sentence` (its tokens, then the end token): its word's role around the noun at
+    word `noun_at` -- "adjective"s and an "article" right before it, "before" further back, "after", "end".
+
+    Word boundaries are found by encoding growing prefixes (the tokenizers here cut before spaces).
+
+        >>> from minitx.text.tokenizer import Tokenizer
+        >>> tokenizer = Tokenizer.train_char("Suddenly, the big dog runs.")   # one token a character
+        >>> roles = source_roles(tokenizer, "Suddenly, the big dog runs.", 3)
+        >>> [roles[t] for t in (0, 10, 14, 18, 22, len(roles) - 1)]   # "S", "t", " b", " d", " r", the end token
+        ['before', 'article', 'adjective', 'noun', 'after', 'end']
+    """
+    from minitx.corpus.lexicon import WORDS
+
+    words = sentence.strip().split(" ")
+    roles = ["before"] * noun_at + ["noun"] + ["after"] * (len(words) - noun_at - 1)
+    k = noun_at - 1
+    while k >= 0 and getattr(WORDS.get(words[k].rstrip(".,?!;:").lower()), "terminal", None) == "ADJ":
+        roles[k], k = "adjective", k - 1
+    if k >= 0 and getattr(WORDS.get(words[k].rstrip(".,?!;:").lower()), "terminal", None) == "DET":
+        roles[k] = "article"
+    ends = [len(tokenizer.encode(" ".join(words[: i + 1]))) for i in range(len(words))]
+    labels = [roles[next((i for i, end in enumerate(ends) if t < end), len(words) - 1)] for t in range(ends[-1])]
+    return [*labels, "end"]
 
 
 def check_translation_phenomenon(phenomenon: str) -> None:

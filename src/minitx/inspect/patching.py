@@ -24,6 +24,16 @@ the decoder's inputs are then identical, the stream after the embedding carries 
 and whatever the decoder knows of the changed word arrives through cross-attention heads first.
 Sources need not have the same token length (the decoder's places do not depend on it); within a
 batch they are padded and the padding is masked, as in training.
+
+Encoder-side places ask which *source positions* carry the difference: the encoder's stream at every
+point (its embedding, after each encoder block) at the source positions of one label, taken from the
+clean run, the rest of the run corrupt. The last point at a position is the memory there (the
+encoder's final norm acts on each position alone), so its row says which positions of the memory the
+cross-attention reads the answer from; patching every position at any point gives the clean run
+exactly (1), patching none the corrupt one (0). Position p of one source has to be position p of the
+other, so these places exist only for a pair whose sources have the same token length (a noun swapped
+for one of the same length); the others are left out of those cells, and a report with no such pair
+has no encoder grids and says why (`PatchReport.notes`).
 """
 
 from __future__ import annotations
@@ -36,7 +46,16 @@ import torch
 from torch import Tensor
 
 from minitx.inspect.lens import point_names
-from minitx.inspect.residual import Reading, Stack, decoder_stack, forward, hooks, source_batch, stream_hooks
+from minitx.inspect.residual import (
+    Reading,
+    Stack,
+    decoder_stack,
+    encoder_stack,
+    forward,
+    hooks,
+    source_batch,
+    stream_hooks,
+)
 
 if TYPE_CHECKING:
     from minitx.inspect.contrasts import Contrast
@@ -52,7 +71,9 @@ BOOTSTRAP_RESAMPLES = 1000
 class Place:
     """Where one patch goes. kind "resid": stream point `layer` (0 = embedding), positions labelled `label`
     (None: all); kind "head": head `head` of `attention` in block `layer`, all positions; kind "mlp": block
-    `layer`'s MLP output, all positions; kind "none": nothing (the unpatched run)."""
+    `layer`'s MLP output, all positions; kind "source": the *encoder's* stream point `layer` (0 = the source
+    embedding, the last = the memory), source positions labelled `label` (a contrast's `source_labels`;
+    None: all); kind "none": nothing (the unpatched run)."""
 
     kind: str
     layer: int = 0
@@ -76,12 +97,14 @@ class PatchGrid:
 
 @dataclass
 class PatchReport:
-    """Every grid of one patching run, and the clean and corrupt Δ per pair."""
+    """Every grid of one patching run, the clean and corrupt Δ per pair, and notes on grids left out or
+    made from fewer pairs (encoder-side grids need sources of the same length)."""
 
     n_pairs: int
     clean: np.ndarray  # Δ_clean per pair
     corrupt: np.ndarray  # Δ_corrupt per pair
     grids: list[PatchGrid] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def grid(self, title_start: str) -> PatchGrid:
         return next(g for g in self.grids if g.title.startswith(title_start))
@@ -97,35 +120,58 @@ def _padded(rows: list[list[int]]) -> Tensor:
     return torch.tensor([r + [r[-1]] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def _label_masks(contrasts: list[Contrast], width: int) -> dict[str, Tensor]:
-    """label -> [N, T_max] bool: which positions of each pair carry the label."""
+def source_labels(contrast: Contrast) -> list[str]:
+    """The encoder-side grids' column of each source position: the contrast's `source_labels`, else the
+    position's number."""
+    assert contrast.clean_source is not None
+    return contrast.source_labels or [str(t) for t in range(len(contrast.clean_source))]
+
+
+def same_length(contrast: Contrast) -> bool:
+    """Whether the encoder-side places exist for this pair: both sources have the same token length."""
+    return contrast.clean_source is not None and len(contrast.clean_source) == len(contrast.corrupt_source or [])
+
+
+def _label_masks(contrasts: list[Contrast], width: int, source: bool = False) -> dict[str, Tensor]:
+    """label -> [N, T_max] bool: which positions of each pair carry the label (`source`: which source positions
+    carry the source label, for the pairs with sources of the same length)."""
     masks: dict[str, Tensor] = {}
     for n, contrast in enumerate(contrasts):
-        for t, label in enumerate(contrast.labels):
+        if source and not same_length(contrast):
+            continue
+        for t, label in enumerate(source_labels(contrast) if source else contrast.labels):
             masks.setdefault(label, torch.zeros(len(contrasts), width, dtype=torch.bool))[n, t] = True
     return masks
 
 
 def _reading(contrasts: list[Contrast], side: str) -> Reading:
-    """The "clean" or "corrupt" side of every contrast as one batch: ids right-padded, sources (if any) padded."""
+    """The "clean" or "corrupt" side of every contrast as one batch: ids right-padded, sources (if any) padded to
+    the longest of either side (so that source position p is the same column in both batches)."""
     ids = _padded([getattr(c, side) for c in contrasts])
     sources = [getattr(c, f"{side}_source") for c in contrasts]
     if sources[0] is None:
         return Reading(ids)
-    return Reading(ids, *source_batch(sources))
+    width = max(len(s) for c in contrasts for s in (c.clean_source or [], c.corrupt_source or []))
+    return Reading(ids, *source_batch(sources, width))
 
 
 @torch.no_grad()
 def clean_activations(model: GPT | EncoderDecoder, stack: Stack, inputs: Reading | Tensor) -> dict[tuple, Tensor]:
     """Every patchable activation of a run on `inputs` (ids [N, T], and a source for an encoder-decoder):
-    ("resid", p) [N,T,C], ("heads", name, l) [N,T,H·hd], ("mlp", l) [N,T,C]."""
+    ("resid", p) [N,T,C], ("heads", name, l) [N,T,H·hd], ("mlp", l) [N,T,C]; and the encoder's stream
+    ("source", p) [N,S,C] for an encoder-decoder."""
     inputs = inputs if isinstance(inputs, Reading) else Reading(inputs)
     acts: dict[tuple, Tensor] = {}
 
-    def keep(point: int, x: Tensor) -> None:
-        acts["resid", point] = x
+    def keeper(kind: str) -> Any:
+        def keep(point: int, x: Tensor) -> None:
+            acts[kind, point] = x
 
-    registrations = stream_hooks(stack, keep)
+        return keep
+
+    registrations = stream_hooks(stack, keeper("resid"))
+    if inputs.source is not None:
+        registrations += stream_hooks(encoder_stack(model), keeper("source"))
     for layer, block in enumerate(stack.blocks):
         for name, attention in stack.attentions(layer):
             def keep_heads(_m, inputs, key=("heads", name, layer)):
@@ -157,14 +203,21 @@ def patched_differences(model: GPT | EncoderDecoder, contrasts: list[Contrast], 
     width = corrupt.ids.shape[1]
     clean = _reading(contrasts, "clean").to(device)
     label_masks = {k: v.to(device) for k, v in _label_masks(contrasts, width).items()}
+    source_masks = ({} if corrupt.source is None else
+                    {k: v.to(device) for k, v in _label_masks(contrasts, corrupt.source.shape[1], True).items()})
     lasts = torch.tensor([len(c.corrupt) - 1 for c in contrasts], device=device)
     weight = stack.unembed.weight
     direction = weight[[c.good for c in contrasts]] - weight[[c.bad for c in contrasts]]  # [N, C]
     bias = getattr(stack.unembed, "bias", None)
     offset = (bias[[c.good for c in contrasts]] - bias[[c.bad for c in contrasts]]) if bias is not None else None
 
-    rows = [(i, j) for j, place in enumerate(places) for i in range(n)
-            if place.label is None or bool(label_masks.get(place.label, torch.zeros(n, 1, dtype=torch.bool))[i].any())]
+    def has(i: int, place: Place) -> bool:
+        if place.kind == "source" and not same_length(contrasts[i]):
+            return False
+        masks = source_masks if place.kind == "source" else label_masks
+        return place.label is None or bool(masks.get(place.label, torch.zeros(n, 1, dtype=torch.bool))[i].any())
+
+    rows = [(i, j) for j, place in enumerate(places) for i in range(n) if has(i, place)]
     out = np.full((n, len(places)), np.nan)
     longest = max(width, corrupt.source.shape[1] if corrupt.source is not None else 0)  # the encoder's too
     chunk = chunk_rows or max(1, BATCH_ELEMENTS // (longest * stack.n_heads * stack.head_dim))
@@ -174,7 +227,7 @@ def patched_differences(model: GPT | EncoderDecoder, contrasts: list[Contrast], 
             part = rows[start : start + chunk]
             pair = torch.tensor([i for i, _ in part], device=device)
             values = _run_rows(model, stack, corrupt.rows(pair), acts, pair, [places[j] for _, j in part],
-                               label_masks, lasts[pair])
+                               label_masks, lasts[pair], source_masks)
             delta = (values.double() * direction[pair].double()).sum(-1)
             if offset is not None:
                 delta = delta + offset[pair].double()
@@ -186,20 +239,22 @@ def patched_differences(model: GPT | EncoderDecoder, contrasts: list[Contrast], 
 
 
 def _run_rows(model: GPT | EncoderDecoder, stack: Stack, inputs: Reading, acts: dict[tuple, Tensor], pair: Tensor,
-              places: list[Place], label_masks: dict[str, Tensor], lasts: Tensor) -> Tensor:
+              places: list[Place], label_masks: dict[str, Tensor], lasts: Tensor,
+              source_masks: dict[str, Tensor] | None = None) -> Tensor:
     """One batch: row r is the corrupt input of pair[r] patched at places[r]; returns ln_f's output at each
     row's last position [R, C]."""
     rows, width = inputs.ids.shape
     device = inputs.ids.device
-    all_positions = torch.ones(rows, width, dtype=torch.bool, device=device)
     stream_masks: dict[int, Tensor] = {}
+    encoder_masks: dict[int, Tensor] = {}
     head_masks: dict[tuple[str, int], Tensor] = {}
     mlp_masks: dict[int, Tensor] = {}
     for r, place in enumerate(places):
-        if place.kind == "resid":
-            positions = all_positions[r] if place.label is None else label_masks[place.label][pair[r]]
-            stream_masks.setdefault(place.layer, torch.zeros(rows, width, dtype=torch.bool, device=device))[r] = \
-                positions
+        if place.kind in ("resid", "source"):
+            into, labelled, columns = ((stream_masks, label_masks, width) if place.kind == "resid" else
+                                       (encoder_masks, source_masks or {}, inputs.source.shape[1]))
+            mask = into.setdefault(place.layer, torch.zeros(rows, columns, dtype=torch.bool, device=device))
+            mask[r] = True if place.label is None else labelled[place.label][pair[r]]
         elif place.kind == "head":
             key = (place.attention, place.layer)
             head_masks.setdefault(key, torch.zeros(rows, stack.n_heads, dtype=torch.bool, device=device))[
@@ -208,17 +263,24 @@ def _run_rows(model: GPT | EncoderDecoder, stack: Stack, inputs: Reading, acts: 
             mlp_masks.setdefault(place.layer, torch.zeros(rows, dtype=torch.bool, device=device))[r] = True
 
     # Each hook rewrites only the rows patched there (rows are grouped by place, so a batch has few places).
-    stream_rows = {point: (mask.any(-1).nonzero()[:, 0], mask) for point, mask in stream_masks.items()}
+    def stream_patcher(kind: str, masks: dict[int, Tensor]) -> Any:
+        """record(point, x) for `stream_hooks`: the clean run's stream (decoder "resid" or encoder "source")
+        at the masked positions of the rows patched at that point."""
+        at = {point: (mask.any(-1).nonzero()[:, 0], mask) for point, mask in masks.items()}
 
-    def patch_stream(point: int, x: Tensor) -> Tensor | None:
-        if point not in stream_rows:
-            return None
-        which, mask = stream_rows[point]
-        x = x.clone()
-        x[which] = torch.where(mask[which][..., None], acts["resid", point][pair[which]], x[which])
-        return x
+        def patch_stream(point: int, x: Tensor) -> Tensor | None:
+            if point not in at:
+                return None
+            which, mask = at[point]
+            x = x.clone()
+            x[which] = torch.where(mask[which][..., None], acts[kind, point][pair[which]], x[which])
+            return x
 
-    registrations = stream_hooks(stack, patch_stream)
+        return patch_stream
+
+    registrations = stream_hooks(stack, stream_patcher("resid", stream_masks))
+    if encoder_masks:
+        registrations += stream_hooks(encoder_stack(model), stream_patcher("source", encoder_masks))
     for (name, layer), mask in head_masks.items():
         attention = dict(stack.attentions(layer))[name]
         which = mask.any(-1).nonzero()[:, 0]
@@ -276,15 +338,22 @@ def fractions(patched: np.ndarray, clean: np.ndarray, corrupt: np.ndarray, seed:
 
 def patch(model: GPT | EncoderDecoder, contrasts: list[Contrast], *, seed: int = 0) -> PatchReport:
     """Patch every place of the grids (residual × position column, heads -- and cross-attention heads on an
-    encoder-decoder -- and MLPs) for `contrasts`."""
+    encoder-decoder -- and MLPs) for `contrasts`; on an encoder-decoder also the encoder's output (memory) and
+    its stream × source position column, over the pairs whose sources have the same length."""
     stack = decoder_stack(model)
     columns = _ordered_labels(contrasts)
     points = point_names(stack.n_layers)
     head_places = [(name, layer, head) for layer in range(stack.n_layers) for name, _ in stack.attentions(layer)
                    for head in range(stack.n_heads)]
+    encoder = contrasts[0].clean_source is not None
+    even = [c for c in contrasts if same_length(c)] if encoder else []
+    source_columns = _ordered_labels(even, source=True)
+    source_points = point_names(len(encoder_stack(model).blocks)) if even else []
     places = [Place("none"), *residual_places(len(points), columns),
               *(Place("head", layer, head, name) for name, layer, head in head_places),
-              *(Place("mlp", layer) for layer in range(stack.n_layers))]
+              *(Place("mlp", layer) for layer in range(stack.n_layers)),
+              *(Place("source", point, label=label) for point in range(len(source_points))
+                for label in source_columns)]
     patched = patched_differences(model, contrasts, places)
     corrupt = patched[:, 0]
     clean = patched_differences(model, _swapped(contrasts), [Place("none")])[:, 0]  # the clean prompt unpatched
@@ -308,15 +377,33 @@ def patch(model: GPT | EncoderDecoder, contrasts: list[Contrast], *, seed: int =
         first += size
     report.grids.append(grid("MLPs", [f"layer {layer}" for layer in range(stack.n_layers)], ["mlp"],
                              slice(first, first + stack.n_layers)))
+    first += stack.n_layers
+    if even:
+        n_source = len(source_points) * len(source_columns)
+        # The memory is the last point's stream through the encoder's final norm, position by position: the
+        # memory row is the stream grid's last row, measured once.
+        last = slice(first + n_source - len(source_columns), first + n_source)
+        report.grids.append(grid("encoder output (memory)", ["memory"], source_columns, last))
+        report.grids.append(grid("encoder stream", source_points, source_columns, slice(first, first + n_source)))
+        if len(even) < len(contrasts):
+            report.notes.append(f"encoder grids: {len(even)} of {len(contrasts)} pairs (the other pairs' two sources "
+                                "differ in token length, so a source position of one is not one of the other)")
+    elif encoder:
+        lengths = f" ({len(contrasts[0].clean_source or [])} and {len(contrasts[0].corrupt_source or [])} tokens)"
+        report.notes.append("no encoder grids: patching a source position needs the two sources to have the same "
+                            f"token length{lengths if len(contrasts) == 1 else ' in at least one pair'}; the "
+                            "decoder's grids above do not depend on it")
     return report
 
 
-def _ordered_labels(contrasts: list[Contrast]) -> list[str]:
-    """Every label in the order it first appears (role labels keep their fixed order)."""
-    from minitx.inspect.contrasts import LABEL_ORDER
+def _ordered_labels(contrasts: list[Contrast], source: bool = False) -> list[str]:
+    """Every label (`source`: every source label) in the order it first appears (role labels keep their fixed
+    order)."""
+    from minitx.inspect.contrasts import LABEL_ORDER, SOURCE_LABELS
 
-    seen = list(dict.fromkeys(label for c in contrasts for label in c.labels))
-    return sorted(seen, key=lambda label: LABEL_ORDER.index(label) if label in LABEL_ORDER else len(LABEL_ORDER))
+    order = SOURCE_LABELS if source else LABEL_ORDER
+    seen = list(dict.fromkeys(label for c in contrasts for label in (source_labels(c) if source else c.labels)))
+    return sorted(seen, key=lambda label: order.index(label) if label in order else len(order))
 
 
 def _swapped(contrasts: list[Contrast]) -> list[Contrast]:

@@ -21,7 +21,8 @@ so the same sum holds with every cross-attention head as one more addend, and th
 source reaches the decoder's stream is through those heads (the encoder's memory is their keys and
 values). `Reading` is what one pass reads -- the stream's tokens, plus the encoder's source for an
 encoder-decoder -- and `forward` runs either model on it, so the lens, the attribution and the
-patching have one implementation for both.
+patching have one implementation for both. The encoder is a stack of the same blocks
+(`encoder_stack`), so encoder-side patching rewrites its stream with the same `stream_hooks`.
 
 Example (the stream of a 2-layer model has 3 points; the last one, read out, is the logits):
     >>> from minitx.config import ModelConfig
@@ -82,6 +83,16 @@ def decoder_stack(model: GPT | EncoderDecoder) -> Stack:
     return Stack(list(blocks), final_norm, model.lm_head, config.n_heads, config.dim // config.n_heads)
 
 
+def encoder_stack(model: EncoderDecoder) -> Stack:
+    """The encoder's `Stack` (`model.encoder["blocks"]`, `["ln_f"]`): its stream at points 0..L_enc is what
+    encoder-side patching rewrites. Its last point through `ln_f` is the memory cross-attention reads; ln_f acts
+    on each source position alone, so patching that point at a position patches the memory there. (The
+    encoder's stream is never read out; `unembed` is the shared embedding table all the same.)"""
+    config = model.config
+    return Stack(list(model.encoder["blocks"]), model.encoder["ln_f"], model.lm_head, config.n_heads,
+                 config.dim // config.n_heads)
+
+
 def is_encoder_decoder(model: nn.Module) -> bool:
     """True for a model that reads a source with an encoder (its config's arch says so)."""
     return getattr(model.config, "arch", "gpt") == "encoder-decoder"
@@ -108,15 +119,16 @@ class Reading(NamedTuple):
         return Reading(*(None if t is None else t.to(device) for t in self))
 
 
-def source_batch(sources: list[list[int]]) -> tuple[Tensor, Tensor | None]:
-    """Encoder inputs (each already ending in its end token) right-padded with 0: (ids [B, S], padding or None).
+def source_batch(sources: list[list[int]], width: int | None = None) -> tuple[Tensor, Tensor | None]:
+    """Encoder inputs (each already ending in its end token) right-padded with 0 to the longest (or to `width`):
+    (ids [B, S], padding or None).
 
         >>> source_batch([[5, 6, 0], [7, 0]])
         (tensor([[5, 6, 0],
                 [7, 0, 0]]), tensor([[False, False, False],
                 [False, False,  True]]))
     """
-    width = max(len(s) for s in sources)
+    width = max(max(len(s) for s in sources), width or 0)
     ids = torch.tensor([s + [0] * (width - len(s)) for s in sources], dtype=torch.long)
     padding = torch.tensor([[t >= len(s) for t in range(width)] for s in sources])
     return ids, (padding if bool(padding.any()) else None)

@@ -77,7 +77,10 @@ def lens_document(report: LensReport, tokenizer: Tokenizer, *, run: str, prompt:
 
 def patch_document(report: PatchReport, contrasts: list[Contrast], tokenizer: Tokenizer, *, run: str,
                    phenomenon: str | None, skipped: dict[str, int]) -> dict[str, Any]:
-    """Every grid (fractions, 95% intervals, pair counts), the pairs with their clean and corrupt Δ."""
+    """Every grid (fractions, 95% intervals, pair counts), the pairs with their clean and corrupt Δ (and, on an
+    encoder-decoder, each source position's column of the encoder grids), and the report's notes."""
+    from minitx.inspect.patching import source_labels
+
     return {
         "schema": "minitx.inspect-patch",
         "version": VERSION,
@@ -87,6 +90,7 @@ def patch_document(report: PatchReport, contrasts: list[Contrast], tokenizer: To
         "pairs": [
             {"clean": c.clean_text, "corrupt": c.corrupt_text, "good": tokenizer.id_to_token_text(c.good),
              "bad": tokenizer.id_to_token_text(c.bad), "prompt": c.prompt_text, "labels": c.labels,
+             **({} if c.clean_source is None else {"source_labels": source_labels(c)}),
              "clean_delta": float(clean),
              "corrupt_delta": float(corrupt)}
             for c, clean, corrupt in zip(contrasts, report.clean, report.corrupt, strict=True)
@@ -96,4 +100,5 @@ def patch_document(report: PatchReport, contrasts: list[Contrast], tokenizer: To
              "low": _numbers(g.low), "high": _numbers(g.high), "pairs": g.counts.astype(int).tolist()}
             for g in report.grids
         ],
+        "notes": list(report.notes),
     }
