@@ -36,6 +36,7 @@ from minitx.model.gpt import (
     Block,
     DecodeLayer,
     _as_function,
+    decode_layer,
     decode_mlp,
     decode_self_attention,
     gpt2_init,
@@ -257,17 +258,7 @@ class EncoderDecoder(nn.Module):
         (`AttentionMask(..., causal=False, key_padding=...).sdpa_mask`), made once rather than per step.
         """
         blocks = self.decoder["blocks"]
-        layers = [
-            DecodeLayer(
-                ln_1=(block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
-                qkv=_as_function(block.attn.c_attn),
-                attn_out=_as_function(block.attn.c_proj),
-                ln_2=(block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
-                mlp_in=_as_function(block.mlp.c_fc),
-                mlp_out=_as_function(block.mlp.c_proj),
-            )
-            for block in blocks
-        ]
+        layers = [decode_layer(block) for block in blocks]
         cross = [
             CrossLayer(
                 ln=(block.ln_cross.weight, block.ln_cross.bias, block.ln_cross.eps),

@@ -51,6 +51,19 @@ class DecodePlan(NamedTuple):
     head: Callable[[Tensor], Tensor]  # ln_f's output [B, C] -> logits [B, V]
 
 
+def decode_layer(block: nn.Module) -> DecodeLayer:
+    """A pre-LN block's self-attention and MLP pieces (`ln_1`, `attn`, `ln_2`, `mlp`) for a one-token step:
+    the GPT's blocks and an encoder-decoder's decoder blocks name them alike."""
+    return DecodeLayer(
+        ln_1=(block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
+        qkv=_as_function(block.attn.c_attn),
+        attn_out=_as_function(block.attn.c_proj),
+        ln_2=(block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
+        mlp_in=_as_function(block.mlp.c_fc),
+        mlp_out=_as_function(block.mlp.c_proj),
+    )
+
+
 def _as_function(layer: nn.Module) -> Callable[[Tensor], Tensor]:
     """A linear layer as a plain function of x, skipping nn.Module's call machinery.
 
@@ -276,18 +289,7 @@ class GPT(nn.Module):
 
     def decode_plan(self) -> DecodePlan:
         """Each block's pieces and the output layer for `decode_next`, looked up once per generation, not per token."""
-        layers = [
-            DecodeLayer(
-                ln_1=(block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
-                qkv=_as_function(block.attn.c_attn),
-                attn_out=_as_function(block.attn.c_proj),
-                ln_2=(block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
-                mlp_in=_as_function(block.mlp.c_fc),
-                mlp_out=_as_function(block.mlp.c_proj),
-            )
-            for block in self.transformer.h
-        ]
-        return DecodePlan(layers, _as_function(self.lm_head))
+        return DecodePlan([decode_layer(block) for block in self.transformer.h], _as_function(self.lm_head))
 
     @torch.no_grad()
     def decode_next(self, idx: Tensor, cache: KVCache, plan: DecodePlan | None = None) -> Tensor:
