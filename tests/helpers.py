@@ -35,3 +35,18 @@ def train_story_run(out, pos: str = "rope", steps: int = 150, corpus_bytes: int 
              "pos": pos, "n_layers": 2, "dim": 32, "block_size": 32, "vocab_size": 300}
     run_training([corpus], out, flags=flags, show_progress=False)
     return out
+
+
+def train_pair_run(out):  # noqa: ANN001, ANN201
+    """Train a 1 + 1-layer encoder-decoder for 3 steps on the built-in pairs into `out` via the CLI; return `out`."""
+    from typer.testing import CliRunner
+
+    from minitx.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--arch", "encoder-decoder", "--tokenizer", "char", "--layers", "1",
+                                      "--encoder-layers", "1", "--heads", "2", "--dim", "16", "--block-size", "96",
+                                      "--steps", "3", "--batch-size", "4", "--warmup", "1", "--eval-every", "3",
+                                      "--eval-batches", "1", "--threads", "1", "--device", "cpu", "--no-compile",
+                                      "--quiet", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out

@@ -12,6 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import train_pair_run
 from minitx.cli import app
 from minitx.config import ModelConfig
 from minitx.inspect.attribution import attribute
@@ -35,14 +36,6 @@ runner = CliRunner()
 FIXTURE_RUN = Path(__file__).parent / "fixtures" / "run-v1" / "run"  # a decoder-only run
 SOURCE = [3, 4, 5, 6, 0]  # the encoder's input ends in the end token (0 here)
 TARGET = [0, 7, 8, 9, 10]  # the decoder's: the start token, then the translation so far
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_translator(pos: str = "rope", *, bias: bool = True, seed: int = 0) -> EncoderDecoder:
@@ -271,13 +264,7 @@ def test_built_in_source_pairs_swap_one_noun_and_share_the_translation_so_far(ph
 @pytest.fixture(scope="module")
 def pair_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("encdec-circuits") / "run"
-    result = runner.invoke(app, ["train", "--arch", "encoder-decoder", "--tokenizer", "char", "--layers", "1",
-                                 "--encoder-layers", "1", "--heads", "2", "--dim", "16", "--block-size", "96",
-                                 "--steps", "3", "--batch-size", "4", "--warmup", "1", "--eval-every", "3",
-                                 "--eval-batches", "1", "--threads", "1", "--device", "cpu", "--no-compile",
-                                 "--quiet", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+    return train_pair_run(out)
 
 
 def test_inspect_lens_reads_the_decoder_given_a_source_and_writes_valid_json(pair_run, tmp_path) -> None:

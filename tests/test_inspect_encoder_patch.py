@@ -13,6 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import train_pair_run
 from minitx.cli import app
 from minitx.config import ModelConfig
 from minitx.inspect.contrasts import Contrast, decoder_labels
@@ -22,14 +23,6 @@ from minitx.model.encoder_decoder import EncoderDecoder
 
 runner = CliRunner()
 ENCODER_LAYERS = 2
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def random_translator(pos: str = "rope", seed: int = 0) -> EncoderDecoder:
@@ -167,13 +160,7 @@ def test_the_report_adds_the_encoder_grids_and_leaves_the_decoders_alone() -> No
 @pytest.fixture(scope="module")
 def pair_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("encoder-patch") / "run"
-    result = runner.invoke(app, ["train", "--arch", "encoder-decoder", "--tokenizer", "char", "--layers", "1",
-                                 "--encoder-layers", "1", "--heads", "2", "--dim", "16", "--block-size", "96",
-                                 "--steps", "3", "--batch-size", "4", "--warmup", "1", "--eval-every", "3",
-                                 "--eval-batches", "1", "--threads", "1", "--device", "cpu", "--no-compile",
-                                 "--quiet", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+    return train_pair_run(out)
 
 
 def test_inspect_patch_writes_the_encoder_grids_for_sources_of_one_length(pair_run, tmp_path) -> None:

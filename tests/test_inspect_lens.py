@@ -24,14 +24,6 @@ IDS = [0, 5, 9, 3, 3, 7, 1, 12, 5, 9]
 CORPUS = "<|doc|>the cat sat on the mat. a dog ran to the sun.\n" * 40
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("pos", ["learned", "sinusoidal", "rope", "alibi", "none"])
 def test_the_last_lens_row_is_the_models_own_logits(pos) -> None:
     model = random_model(pos)

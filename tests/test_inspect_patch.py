@@ -19,14 +19,6 @@ from minitx.inspect.patching import Place, patch, patched_differences
 from minitx.inspect.views.circuits_document import schema
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def contrasts(n: int = 6, seed: int = 0, vocab: int = 40) -> list[Contrast]:
     """Random clean prompts of 5..8 tokens; the corrupt one changes position 1 (and 3); fixed answers."""
     g = torch.Generator().manual_seed(seed)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import train_pair_run
 from minitx.cli import app
 from minitx.config import ModelConfig
 from minitx.errors import UserError
@@ -145,13 +146,7 @@ def test_parse_alignment_reads_pharaoh_links_and_refuses_anything_else():
 @pytest.fixture(scope="module")
 def pair_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("encdec") / "run"
-    result = runner.invoke(app, ["train", "--arch", "encoder-decoder", "--tokenizer", "char", "--layers", "1",
-                                 "--encoder-layers", "1", "--heads", "2", "--dim", "16", "--block-size", "96",
-                                 "--steps", "3", "--batch-size", "4", "--warmup", "1", "--eval-every", "3",
-                                 "--eval-batches", "1", "--threads", "1", "--device", "cpu", "--no-compile",
-                                 "--quiet", "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+    return train_pair_run(out)
 
 
 def test_eval_json_on_an_encoder_decoder_run_has_every_measure(pair_run):
