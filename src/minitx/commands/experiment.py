@@ -34,7 +34,7 @@ def run_positions(
     rewrites the report; a report file changed since the lab wrote it is refused (before any work)
     unless `force`.
     """
-    from minitx.config import ModelConfig, TrainConfig, given
+    from minitx.config import Arch, ModelConfig, TrainConfig, given
     from minitx.experiments.measure import LabSettings
     from minitx.experiments.positions import (
         DEFAULT_CORPUS_BYTES,
@@ -45,8 +45,6 @@ def run_positions(
         PositionsExperiment,
         run_experiment,
     )
-
-    from minitx.config import Arch
     from minitx.model.registry import architecture
 
     arch = architecture(flags.get("arch") or Arch.gpt.value)
