@@ -49,19 +49,21 @@ class Stack:
     """One stack of blocks, named as the model holds it.
 
     `name`: "decoder" (the stack whose stream becomes the logits) or "encoder"; `blocks` and `final_norm`: module
-    paths inside the model (`model.get_submodule(path)`); `attention`: each block's attention modules, in the
-    order grids show them; `causal`: a position sees only itself and earlier ones.
+    paths inside the model (`model.get_submodule(path)`; the blocks a ModuleList, no final norm: None);
+    `attention`: each block's attention modules, in the order grids show them; `causal`: a position sees only
+    itself and earlier ones.
     """
 
     name: str
     blocks: str
-    final_norm: str
+    final_norm: str | None
     attention: tuple[str, ...]
     causal: bool
 
-    def modules(self, model: nn.Module) -> tuple[list[nn.Module], nn.Module]:
-        """(the blocks in order, the final norm) of this stack in `model`."""
-        return list(model.get_submodule(self.blocks)), model.get_submodule(self.final_norm)
+    def modules(self, model: nn.Module) -> tuple[list[nn.Module], nn.Module | None]:
+        """(the blocks in order, the final norm or None) of this stack in `model`."""
+        final_norm = model.get_submodule(self.final_norm) if self.final_norm is not None else None
+        return list(model.get_submodule(self.blocks)), final_norm
 
 
 class Architecture:
