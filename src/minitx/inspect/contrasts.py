@@ -46,6 +46,8 @@ from minitx.errors import UserError
 from minitx.model.inputs import decoder_ids, document_ids, encode_source, end_token
 
 if TYPE_CHECKING:
+    import random
+
     from minitx.corpus.pairs import MinimalPair
     from minitx.text.tokenizer import Tokenizer
 
@@ -316,7 +318,7 @@ def _noun_groups() -> dict[str, list]:
     return groups
 
 
-def swap_noun(sentence: str, phenomenon: str, rng) -> tuple[str, str, int] | str:  # noqa: ANN001 - random.Random
+def swap_noun(sentence: str, phenomenon: str, rng: random.Random) -> tuple[str, str, int] | str:
     """`sentence` with its first noun swapped (see the module): (new sentence, the old noun's target word, its index
     among the words), or why it could not be."""
     from minitx.corpus import target_lexicon as tl
@@ -348,8 +350,8 @@ def swap_noun(sentence: str, phenomenon: str, rng) -> tuple[str, str, int] | str
     return "no noun to swap"
 
 
-def translation_contrast(tokenizer: Tokenizer, sentence: str, phenomenon: str, block_size: int, rng  # noqa: ANN001
-                         ) -> Contrast | str:
+def translation_contrast(tokenizer: Tokenizer, sentence: str, phenomenon: str, block_size: int,
+                         rng: random.Random) -> Contrast | str:
     """The contrast of one story sentence and its noun-swapped twin (see the module), or why it was skipped."""
     from minitx.corpus.grammar import SentenceRejected
     from minitx.corpus.translation import translate
