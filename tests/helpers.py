@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from minitx.config import ModelConfig
-from minitx.model import GPT
+from minitx.model import GPT, EncoderDecoder
 
 
 def random_model(
@@ -24,7 +26,21 @@ def random_model(
     return model.eval()
 
 
-def train_story_run(out, pos: str = "rope", steps: int = 150, corpus_bytes: int = 120_000):  # noqa: ANN001, ANN201
+def random_translator(pos: str = "rope", *, vocab_size: int = 30, block_size: int = 12, n_layers: int = 2,
+                      encoder_layers: int | None = None, bias: bool = True, seed: int = 0) -> EncoderDecoder:
+    """A small random encoder-decoder, eval mode, with large weights (std 0.3), so that its heads, its answers and
+    every source position differ -- the one builder the translation tests share."""
+    torch.manual_seed(seed)
+    config = ModelConfig(vocab_size=vocab_size, block_size=block_size, n_layers=n_layers,
+                         encoder_layers=encoder_layers, n_heads=2, dim=16, pos=pos, bias=bias, arch="encoder-decoder")
+    model = EncoderDecoder(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def train_story_run(out: Path, pos: str = "rope", steps: int = 150, corpus_bytes: int = 120_000) -> Path:
     """Train a tiny model on the built-in stories into run directory `out` (a few seconds); return `out`."""
     from minitx.corpus.generate import generate_corpus
     from minitx.training.setup import run_training
@@ -37,7 +53,7 @@ def train_story_run(out, pos: str = "rope", steps: int = 150, corpus_bytes: int 
     return out
 
 
-def train_pair_run(out):  # noqa: ANN001, ANN201
+def train_pair_run(out: Path) -> Path:
     """Train a 1 + 1-layer encoder-decoder for 3 steps on the built-in pairs into `out` via the CLI; return `out`."""
     from typer.testing import CliRunner
 

@@ -94,3 +94,52 @@ def test_the_layers_drawn_in_architecture_md_are_the_ones_import_linter_checks()
     drawn_layers = [" | ".join(part.strip() for part in line.split("|")) for line in drawing.splitlines()
                     if line.strip() and line.strip() not in ("│", "▼")]
     assert drawn_layers == checked_layers
+
+
+# -- architectures answer for themselves (model/architecture.py): nothing outside model/ compares their names --
+
+
+def name_comparisons(line: str, names: tuple[str, ...]) -> list[str]:
+    """The architecture names `line` compares with (==, !=, in a literal tuple/list/set) or keys a mapping by."""
+    found = []
+    for name in names:
+        quoted = rf"""["']{re.escape(name)}["']"""
+        patterns = (rf"(==|!=)\s*{quoted}", rf"{quoted}\s*(==|!=)", rf"\bin\s*[(\[{{][^)\]}}]*{quoted}",
+                    rf"{quoted}\s*:(?!=)")
+        if any(re.search(pattern, line) for pattern in patterns):
+            found.append(name)
+    return found
+
+
+def test_the_name_comparison_finder_finds_every_form_and_nothing_else():
+    names = ("gpt", "encoder-decoder")
+    for line in ('if arch == "encoder-decoder":', "if 'gpt' != arch:", 'if arch in ("gpt", "rnn"):',
+                 "x = {'gpt': 1}", 'if arch not in ["encoder-decoder"]:'):
+        assert name_comparisons(line, names), line
+    for line in ('flags = {"arch": "encoder-decoder"}', 'model_type == "gpt2"', 'default = "gpt"',
+                 'f"{arch}: {x}"'):
+        assert not name_comparisons(line, names), line
+
+
+#: Files that still compare an architecture's name, each waiting for a change of its own (issue 26): the test
+#: fails as soon as one is clean, so an entry cannot go stale.
+TEMPORARY_NAME_COMPARISONS = {"src/minitx/commands/train.py", "src/minitx/inspect/residual.py"}
+
+
+def test_no_architecture_name_is_compared_outside_model_and_config():
+    from minitx.config import ARCHITECTURES
+
+    found: dict[str, list[str]] = {}
+    for path in python_files("src/minitx"):
+        where = path.relative_to(REPO).as_posix()
+        if where.startswith("src/minitx/model/") or where == "src/minitx/config.py":
+            continue
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if name_comparisons(line, ARCHITECTURES):
+                found.setdefault(where, []).append(f"{where}:{n}: {line.strip()}")
+    new = [line for where, lines in found.items() if where not in TEMPORARY_NAME_COMPARISONS for line in lines]
+    assert not new, ("ask the architecture (model/registry.architecture(name)) instead of comparing its name:\n"
+                     + "\n".join(new))
+    gone = TEMPORARY_NAME_COMPARISONS - set(found)
+    assert not gone, (
+        f"these files compare no architecture name now; remove them from TEMPORARY_NAME_COMPARISONS: {gone}")

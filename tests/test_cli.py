@@ -18,7 +18,7 @@ from minitx.cli import app
 runner = CliRunner()
 
 
-def run(*args: str, input: str | None = None):  # noqa: A002 - mirrors CliRunner
+def run(*args: str, input: str | None = None):  # `input` as CliRunner names it
     return runner.invoke(app, [str(a) for a in args], input=input)
 
 

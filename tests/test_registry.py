@@ -48,7 +48,88 @@ def _weights(run: Path, step: int) -> dict[str, torch.Tensor]:
 def test_every_architecture_choice_has_a_registered_class_and_no_other():
     assert set(REGISTERED) == set(ARCHITECTURES)
     for arch in ARCHITECTURES:
-        assert model_class(arch) is REGISTERED[arch]
+        assert model_class(arch) is REGISTERED[arch].model_class
+
+
+def tiny_config(arch: str) -> ModelConfig:
+    return ModelConfig(vocab_size=20, block_size=8, n_layers=2, n_heads=2, dim=16, arch=arch)
+
+
+def cli_commands() -> set[str]:
+    """Every command `minitx` has, groups' as "group command" ("experiment positions")."""
+    import typer
+
+    from minitx.cli import app
+
+    names = {c.name for c in app.registered_commands}
+    for group in app.registered_groups:
+        names |= {f"{group.name} {c.name}" for c in group.typer_instance.registered_commands}
+    assert all(isinstance(name, str) for name in names), "every command is registered with its name"
+    assert isinstance(app, typer.Typer)
+    return names
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_every_registered_architecture_answers_every_question_itself(name):
+    from minitx.config import PRESETS
+    from minitx.model.architecture import RUN_COMMANDS, Architecture
+
+    arch = REGISTERED[name]
+    own = {attr for klass in type(arch).__mro__ if klass is not Architecture for attr in vars(klass)}
+    missing = [attr for attr in Architecture.REQUIRED_ANSWERS if attr not in own]
+    assert not missing, f"{type(arch).__name__} must set {missing}"
+    assert arch.name == name
+    assert arch.label.split(" ", 1)[0] in ("a", "an") and arch.noun.split(" ", 1)[0] in ("a", "an")
+    assert arch.commands and arch.commands <= set(RUN_COMMANDS) <= cli_commands()
+    assert ("export" in arch.commands) == bool(arch.hf_families), "export serves exactly what has an HF target"
+    assert arch.hf_families or arch.hf_refusal, "an architecture with no export target says why"
+    assert "{run}" in arch.next_steps and arch.use_instead.startswith("minitx ")
+    assert arch.preset is None or PRESETS[arch.preset]["model"].get("arch") == name, "its preset builds it"
+    model = arch.model_class(tiny_config(name))
+    assert arch.readout.name == "decoder" and len({s.name for s in arch.stacks}) == len(arch.stacks)
+    for stack in arch.stacks:  # every named part is where the answer says
+        assert isinstance(model.get_submodule(stack.blocks), torch.nn.ModuleList)
+        blocks, final_norm = stack.modules(model)
+        assert blocks and (final_norm is None) == (stack.final_norm is None)
+        assert all(isinstance(getattr(block, part), torch.nn.Module) for block in blocks for part in stack.attention)
+    assert model.get_submodule(arch.unembed).out_features == 20
+    assert arch.shape(tiny_config(name)).count("16 wide") == 1
+
+
+def test_every_command_that_reads_a_run_serves_some_architecture():
+    from minitx.model.architecture import RUN_COMMANDS
+
+    served = {command for arch in REGISTERED.values() for command in arch.commands}
+    assert served == set(RUN_COMMANDS)
+
+
+def test_an_architecture_that_forgets_an_answer_is_caught():
+    from minitx.model.architecture import Architecture
+
+    class Forgetful(Architecture):
+        name = "forgetful"
+        reads_source = False
+
+    own = set(vars(Forgetful))
+    assert {"commands", "stacks", "preset"} <= set(Architecture.REQUIRED_ANSWERS) - own
+    with pytest.raises(AttributeError):
+        _ = Forgetful().commands  # no default to fall back on
+
+
+@pytest.mark.parametrize("arch, command, refusal", [
+    ("gpt", "minitx translate", "runs/x is a decoder-only (gpt) run and minitx translate works on an encoder-decoder "
+                                "run only; use minitx generate RUN"),
+    ("encoder-decoder", "minitx generate", "runs/x is an encoder-decoder run and minitx generate works on a "
+                                           "decoder-only (gpt) run only; use minitx translate RUN"),
+])
+def test_a_command_that_does_not_serve_an_architecture_refuses_in_one_line_generated_from_its_answers(
+        arch, command, refusal):
+    from minitx.model.registry import require_command
+
+    with pytest.raises(UserError) as refused:
+        require_command(arch, command, "runs/x")
+    assert str(refused.value).startswith(refusal) and "\n" not in str(refused.value)
+    assert require_command(arch, "minitx eval", "runs/x") is REGISTERED[arch]  # eval serves both
 
 
 def test_an_unknown_architecture_is_one_user_error_naming_the_choices():

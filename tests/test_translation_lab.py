@@ -12,27 +12,37 @@ from minitx.experiments.translation_report import build_report, findings, render
 
 @pytest.mark.slow
 def test_the_lab_trains_each_kind_and_its_encoder_without_positions_and_reports_them(tmp_path):
-    lab = TranslationLab(kinds=["learned"], seeds=1, model={"arch": "encoder-decoder", "n_layers": 1,
-                                                             "encoder_layers": 1, "n_heads": 2, "dim": 16,
-                                                             "block_size": 64},
+    lab = TranslationLab(kinds=["learned", "none"], seeds=1, model={"arch": "encoder-decoder", "n_layers": 1,
+                                                                     "encoder_layers": 1, "n_heads": 2, "dim": 16,
+                                                                     "block_size": 64},
                          train={"steps": 3, "batch_size": 4, "warmup": 1, "eval_every": 3, "eval_batches": 1,
                                 "save_every": 3, "threads": 1, "device": "cpu", "compile": False},
                          vocab_size=300, test_pairs=6, two_phrase_pairs=3, align_pairs=3)
-    assert [v[0] for v in lab.variants()] == ["learned", "learned+enc-none"]
+    variants = ["learned", "none", "learned+enc-none"]  # "none" has no signal to take away: no none+enc-none
+    assert [v[0] for v in lab.variants()] == variants
     finished, runs, seconds = run_lab(tmp_path / "lab", lab)
-    assert finished and [r["variant"] for r in runs] == ["learned", "learned+enc-none"]
-    config = json.loads((tmp_path / "lab" / "runs" / "learned+enc-none-seed0" / "config.json").read_text())
-    assert (config["model"]["pos"], config["model"]["encoder_pos"]) == ("learned", "none")
-    for run in runs:
+    assert finished and [r["variant"] for r in runs] == variants
+    for run, (decoder, encoder) in zip(runs, [("learned", "learned"), ("none", "none"), ("learned", "none")],
+                                       strict=True):
+        config = json.loads((tmp_path / "lab" / "runs" / f"{run['variant']}-seed0" / "config.json").read_text())
+        assert (config["model"]["pos"], config["model"]["encoder_pos"]) == (decoder, encoder)
+        assert (run["pos"], run["encoder_pos"]) == (decoder, encoder)
         assert run["eval"]["outputs"]["n"] == 6 and run["two_phrases"]["n"] == 3
-        assert run["alignment"]["pairs"] == 3 and 0.0 <= run["alignment"]["best_head"]["aer"] <= 1.0
+        alignment = run["alignment"]
+        heads = alignment["heads"]
+        assert alignment["pairs"] == 3 and len(heads) == 1 * 2  # every cross-attention head: 1 layer x 2 heads
+        assert all(0.0 <= h["aer"] <= 1.0 for h in heads)
+        best = min(heads, key=lambda h: h["aer"])  # the best head is the lowest AER, and named as such
+        assert (alignment["best_head"]["layer"], alignment["best_head"]["head"], alignment["best_head"]["aer"]) == (
+            best["layer"], best["head"], best["aer"])
     report = build_report({"seeds": 1, "train": lab.train, "model": lab.model, "test_pairs": 6,
-                           "two_phrase_pairs": 3, "align_pairs": 3}, ["learned", "learned+enc-none"], runs, seconds,
-                          finished)
-    assert set(report["rows"]) == {"learned", "learned+enc-none"}
+                           "two_phrase_pairs": 3, "align_pairs": 3}, variants, runs, seconds, finished)
+    assert set(report["rows"]) == set(variants)
     assert any("Encoder without positions (learned decoder)" in s for s in report["findings"])
+    assert any(s.startswith("No positions on either stack") for s in report["findings"])
     assert report["findings"][0].startswith("Caution")  # three steps teach nothing: the report says so
-    assert "| learned+enc-none |" in render_markdown(report, "minitx experiment positions --arch encoder-decoder")
+    markdown = render_markdown(report, "minitx experiment positions --arch encoder-decoder")
+    assert all(f"| {variant} |" in markdown for variant in variants)
     again = run_lab(tmp_path / "lab", lab)  # a rerun reuses every measured run
     assert again[1] == runs
 

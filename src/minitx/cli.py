@@ -15,9 +15,10 @@ import functools
 import inspect
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, cast
 
 import typer
 from typer.core import TyperGroup
@@ -113,7 +114,7 @@ def _user_errors_exit_2(func: F) -> F:
             typer.echo(f"minitx: error: {e.strerror or e}{where}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 def command(typer_app: typer.Typer, name: str | None = None) -> Callable[[F], F]:
@@ -138,28 +139,28 @@ def config_options(*configs: type, exclude: tuple[str, ...] = ()) -> Callable[[F
     """
     fields = flag_fields(*configs, exclude=exclude)
     hints = {name: hint for cls in configs for name, hint in typing.get_type_hints(cls).items()}
+    options = [_option_parameter(f, hints[f.name]) for f in fields]
+    return lambda func: _options_as_one(func, "flags", options, lambda given: {k: _plain(v) for k, v in given.items()})
 
-    def decorate(func: F) -> F:
-        signature = inspect.signature(func, eval_str=True)
-        if "flags" not in signature.parameters:
-            raise TypeError(f"{func.__name__} has no `flags` parameter for config_options to fill")
-        parameters: list[inspect.Parameter] = []
-        for parameter in signature.parameters.values():
-            if parameter.name == "flags":
-                parameters += [_option_parameter(f, hints[f.name]) for f in fields]
-            else:
-                parameters.append(parameter)
 
-        @functools.wraps(func)
-        def wrapper(**kwargs: Any) -> Any:
-            flags = {f.name: _plain(kwargs.pop(f.name)) for f in fields}
-            return func(**kwargs, flags=flags)
+def _options_as_one(func: F, name: str, options: list[inspect.Parameter], collect: Callable[[dict], Any]) -> F:
+    """`func` with its parameter `name` replaced, in its place, by the typer `options`; a call gathers their values
+    back into that one argument, `collect({option name: value})`. (What config_options and inspect_outputs share.)"""
+    signature = inspect.signature(func, eval_str=True)
+    if name not in signature.parameters:
+        raise TypeError(f"{func.__name__} has no `{name}` parameter to fill with options")
+    parameters: list[inspect.Parameter] = []
+    for parameter in signature.parameters.values():
+        parameters += options if parameter.name == name else [parameter]
 
-        wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
-        return wrapper  # type: ignore[return-value]
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        gathered = collect({option.name: kwargs.pop(option.name) for option in options})
+        return func(**kwargs, **{name: gathered})
 
-    return decorate
+    wrapper.__signature__ = signature.replace(parameters=parameters)
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    return cast(F, wrapper)
 
 
 def _option_parameter(field: Any, hint: Any) -> inspect.Parameter:
@@ -313,7 +314,7 @@ def train(
     port: Annotated[int | None, typer.Option(help="With --nproc: rendezvous port on 127.0.0.1 (default: a free one).",
                                                 rich_help_panel="Distributed")] = None,
 ) -> None:
-    """Train a decoder-only transformer and save it as a run directory."""
+    """Train a model of any architecture (--arch; a decoder-only GPT by default) and save it as a run directory."""
     from minitx.commands import train as train_command
 
     code = train_command.train(files or [], out=out, flags=flags, resume=resume, force=force, quiet=quiet,
@@ -489,7 +490,55 @@ def experiment_positions(
 # inspect
 
 
+@dataclass(frozen=True)
+class InspectOutputs:
+    """The options every `inspect-*` command shares (`inspect_outputs`): files to write, and where to compute."""
+
+    png: Path | None
+    html: Path | None
+    json_path: Path | None
+    force: bool
+    device: str
+    threads: int
+
+
+def inspect_outputs(*, png: str, html: str | None) -> Callable[[F], F]:
+    """Give an inspect command the options they all share, declared once here: --png (its `png` help), --html (its
+    `html` help; None: no --html), --json, --force, --device, --threads. The command receives them as one
+    `outputs: InspectOutputs` parameter, where it declares it."""
+    def option(name: str, annotation: Any, default: Any, *declarations: str, **kwargs: Any) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+                                 annotation=Annotated[annotation, typer.Option(*declarations, **kwargs)])
+
+    options = [option("png", Path | None, None, help=png, rich_help_panel="Files")]
+    if html is not None:
+        options.append(option("html", Path | None, None, help=html, rich_help_panel="Files"))
+    options += [
+        option("json_", Path | None, None, "--json", metavar="FILE", rich_help_panel="Files",
+               help="Also save everything measured as JSON (docs/inspect-json.md)."),
+        option("force", bool, False, help="Overwrite the --png/--html/--json files if they exist.",
+               rich_help_panel="Files"),
+        option("device", Device, Device.auto, help=DEVICE_HELP),
+        option("threads", int, 0, help=flag_of(next(f for f in flag_fields(TrainConfig) if f.name == "threads")).help),
+    ]
+
+    def collect(given: dict[str, Any]) -> InspectOutputs:
+        return InspectOutputs(given["png"], given.get("html"), given["json_"], given["force"],
+                              _plain(given["device"]), given["threads"])
+
+    return lambda func: _options_as_one(func, "outputs", options, collect)
+
+
+def _outputs(outputs: InspectOutputs | None) -> dict[str, Any]:
+    """The shared options as the keyword arguments of every commands.inspect / commands.circuits runner."""
+    assert outputs is not None, "filled by @inspect_outputs"
+    return {"png": outputs.png, "html": outputs.html, "json_path": outputs.json_path, "force": outputs.force,
+            "device": outputs.device, "threads": outputs.threads}
+
+
 @command(app, "inspect-attention")
+@inspect_outputs(png="Also save every head (or --layer's heads) as a PNG; with --ablate also FILE-ablation.png.",
+                 html="Also save an offline HTML page to explore every head.")
 def inspect_attention(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     prompt: Annotated[str | None, typer.Option(help="Text to read ('-' reads stdin; default: a short story).")]
@@ -512,18 +561,8 @@ def inspect_attention(
                                                           "and mean-ablated: which heads the model needs.",
                                          rich_help_panel="Measurements")] = False,
     seed: Annotated[int, typer.Option(help="Seed of --generate and of --induction's random tokens.")] = 0,
-    png: Annotated[Path | None, typer.Option(help="Also save every head (or --layer's heads) as a PNG; with --ablate "
-                                                  "also FILE-ablation.png.", rich_help_panel="Files")] = None,
-    html: Annotated[Path | None, typer.Option(help="Also save an offline HTML page to explore every head.",
-                                              rich_help_panel="Files")] = None,
-    json_: Annotated[Path | None, typer.Option("--json", help="Also save everything measured as JSON "
-                                                              "(docs/inspect-json.md).", metavar="FILE",
-                                               rich_help_panel="Files")] = None,
     max_tokens: Annotated[int | None, typer.Option(help="Keep only the last N tokens (default: block size).")]
     = None,
-    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
-    force: Annotated[bool, typer.Option(help="Overwrite the --png/--html/--json files if they exist.",
-                                        rich_help_panel="Files")] = False,
     source: Annotated[str | None, typer.Option(help="Encoder-decoder runs: the sentence to read ('-': stdin; "
                                                     "default: \"The big dog sees the red ball.\").",
                                                rich_help_panel="Encoder-decoder")] = None,
@@ -533,6 +572,7 @@ def inspect_attention(
     alignment: Annotated[str | None, typer.Option(help="Encoder-decoder runs: gold word links SOURCE-TARGET, e.g. "
                                                        "\"0-0 1-2 2-1\" (default: the built-in corpus's).",
                                                   rich_help_panel="Encoder-decoder")] = None,
+    outputs: InspectOutputs | None = None,  # --png, --html, --json, --force, --device, --threads
 ) -> None:
     """Show what each attention head looks at, which heads are induction heads, and which the model needs.
 
@@ -541,10 +581,9 @@ def inspect_attention(
     """
     from minitx.commands.inspect import run_inspect_attention
 
-    run_inspect_attention(run_dir, prompt=prompt, layer=layer, head=head, png=png, html=html, json_path=json_,
-                          device=device.value, max_tokens=max_tokens, over=over, induction=induction, length=length,
-                          repeats=repeats, ablate=ablate, generate=generate, seed=seed, force=force, source=source,
-                          target=target, alignment=alignment)
+    run_inspect_attention(run_dir, prompt=prompt, layer=layer, head=head, max_tokens=max_tokens, over=over,
+                          induction=induction, length=length, repeats=repeats, ablate=ablate, generate=generate,
+                          seed=seed, source=source, target=target, alignment=alignment, **_outputs(outputs))
 
 
 @command(app, "inspect-positions")
@@ -569,6 +608,7 @@ def inspect_positions(
 
 
 @command(app, "inspect-lens")
+@inspect_outputs(png="Also save the lens as a PNG.", html="Also save the offline HTML page, with a logit-lens tab.")
 def inspect_lens(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     prompt: Annotated[str | None, typer.Option(help="Text to read ('-' reads stdin; default: a short story). "
@@ -584,15 +624,7 @@ def inspect_lens(
     source: Annotated[str | None, typer.Option(help="Encoder-decoder runs: the sentence being translated ('-': "
                                                     "stdin; default: \"The big dog sees the red ball.\").",
                                                metavar="SENTENCE", rich_help_panel="Encoder-decoder")] = None,
-    png: Annotated[Path | None, typer.Option(help="Also save the lens as a PNG.", rich_help_panel="Files")] = None,
-    html: Annotated[Path | None, typer.Option(help="Also save the offline HTML page, with a logit-lens tab.",
-                                              rich_help_panel="Files")] = None,
-    json_: Annotated[Path | None, typer.Option("--json", help="Also save everything measured as JSON "
-                                                              "(docs/inspect-json.md).", metavar="FILE",
-                                               rich_help_panel="Files")] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite --png, --html or --json files that exist.",
-                                        rich_help_panel="Files")] = False,
-    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+    outputs: InspectOutputs | None = None,  # --png, --html, --json, --force, --device, --threads
 ) -> None:
     """Read the residual stream after every block as a prediction (the logit lens); --attribute splits a logit gap.
 
@@ -600,11 +632,12 @@ def inspect_lens(
     """
     from minitx.commands.circuits import run_inspect_lens
 
-    run_inspect_lens(run_dir, prompt=prompt, target=target, attribute=attribute, source=source, png=png, html=html,
-                     json_path=json_, device=device.value, force=force)
+    run_inspect_lens(run_dir, prompt=prompt, target=target, attribute=attribute, source=source, **_outputs(outputs))
 
 
 @command(app, "inspect-patch")
+@inspect_outputs(png="Also save the grids as a PNG.",
+                 html="Also save the offline HTML page, with the patching heatmaps.")
 def inspect_patch(
     run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
     pairs: Annotated[str | None, typer.Option(help="Patch on built-in minimal pairs of this phenomenon "
@@ -627,15 +660,7 @@ def inspect_patch(
                                                     "translations part).", metavar="TEXT",
                                                rich_help_panel="Encoder-decoder")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the pairs and of the bootstrap intervals.")] = 0,
-    png: Annotated[Path | None, typer.Option(help="Also save the grids as a PNG.", rich_help_panel="Files")] = None,
-    html: Annotated[Path | None, typer.Option(help="Also save the offline HTML page, with the patching heatmaps.",
-                                              rich_help_panel="Files")] = None,
-    json_: Annotated[Path | None, typer.Option("--json", help="Also save everything measured as JSON "
-                                                              "(docs/inspect-json.md).", metavar="FILE",
-                                               rich_help_panel="Files")] = None,
-    force: Annotated[bool, typer.Option(help="Overwrite --png, --html or --json files that exist.",
-                                        rich_help_panel="Files")] = False,
-    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+    outputs: InspectOutputs | None = None,  # --png, --html, --json, --force, --device, --threads
 ) -> None:
     """Activation patching: which stream positions, heads and MLPs carry the clean answer into the corrupt run.
 
@@ -645,7 +670,7 @@ def inspect_patch(
     from minitx.commands.circuits import run_inspect_patch
 
     run_inspect_patch(run_dir, pairs=pairs, n=n, clean=clean, corrupt=corrupt, answer=answer, prompt=prompt,
-                      seed=seed, png=png, html=html, json_path=json_, device=device.value, force=force)
+                      seed=seed, **_outputs(outputs))
 
 
 # ------------------------------------------------------------------------------------------------

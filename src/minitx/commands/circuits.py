@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from minitx.commands.inspect import refuse_existing_outputs
-from minitx.commands.loading import load_for_inference
+from minitx.commands.loading import load_for_inference, run_architecture
 from minitx.errors import UserError
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from torch import nn
 
     from minitx.inspect.contrasts import Contrast
     from minitx.model import GPT
+    from minitx.model.architecture import Architecture
     from minitx.text.tokenizer import Tokenizer
 
 #: Pairs `inspect-patch --pairs` averages over unless --n says otherwise.
@@ -39,27 +41,20 @@ def check_fits(ids: list[int], block_size: int) -> None:
         raise UserError(f"the prompt is {len(ids)} tokens but this model reads at most {block_size}; shorten it")
 
 
-def run_arch(run_dir: str | Path) -> str:
-    """The run's architecture ("gpt" or "encoder-decoder"), read from its config before any weights."""
-    from minitx.rundir import load_run
-
-    return load_run(run_dir).model_config.arch
-
-
-def check_arch_flags(run_dir: str | Path, arch: str, *, source: str | None = None, prompt: str | None = None,
-                     html: str | Path | None = None, command: str) -> None:
-    """UserErrors for flags of the other architecture: --source on a GPT run, --prompt without --source (lens)
-    or --html on an encoder-decoder run."""
-    if arch != "encoder-decoder":
+def check_arch_flags(run_dir: str | Path, arch: Architecture, *, source: str | None = None,
+                     prompt: str | None = None, html: str | Path | None = None, command: str) -> None:
+    """UserErrors for flags of the other kind of architecture: --source on a run that reads no source sentence
+    (a GPT's), --prompt without --source (lens) or --html on one that does (an encoder-decoder's)."""
+    if not arch.reads_source:
         if source is not None:
-            raise UserError(f"--source reads an encoder-decoder; {run_dir} is a decoder-only run: give --prompt "
+            raise UserError(f"--source reads an encoder-decoder; {run_dir} is {arch.noun} run: give --prompt "
                             "instead")
         return
     if html is not None:
         raise UserError(f"{command} --html draws a decoder-only run's attention page; for {run_dir}'s use "
                         f"minitx inspect-attention {run_dir} --source SENTENCE --html FILE")
     if command == "minitx inspect-lens" and prompt is not None and source is None:
-        raise UserError(f"{run_dir} is an encoder-decoder run: --prompt is the translation so far; give the "
+        raise UserError(f"{run_dir} is {arch.noun} run: --prompt is the translation so far; give the "
                         "sentence it translates with --source")
 
 
@@ -93,16 +88,16 @@ def run_inspect_lens(
     from minitx.inspect.views import lens as views
     from minitx.text.files import read_stdin
 
-    arch = run_arch(run_dir)
+    arch = run_architecture(run_dir)
     check_arch_flags(run_dir, arch, source=source, prompt=prompt, html=html, command="minitx inspect-lens")
     refuse_existing_outputs({"--png": png, "--html": html, "--json": json_path}, force)
     console = console if console is not None else Console()
-    model, run = load_for_inference(run_dir, device, threads, arch=arch, command="minitx inspect-lens")
+    model, run = load_for_inference(run_dir, device, threads, command="minitx inspect-lens")
     tokenizer = run.tokenizer
     source_ids = following = None
-    if arch == "encoder-decoder":
+    if arch.reads_source:
         source, source_ids, text, following = _translation_so_far(model, tokenizer, source, prompt, console)
-        from minitx.inspect.contrasts import decoder_ids
+        from minitx.model.inputs import decoder_ids
 
         ids = decoder_ids(tokenizer, text, model.config.block_size)
     else:
@@ -143,19 +138,20 @@ def run_inspect_lens(
         console.print(Text(f"wrote {save_document(document, json_path)}"))
 
 
-def _translation_so_far(model, tokenizer: Tokenizer, source: str | None, prompt: str | None,  # noqa: ANN001
+def _translation_so_far(model: nn.Module, tokenizer: Tokenizer, source: str | None, prompt: str | None,
                         console: Console) -> tuple[str, list[int], str, int | None]:
     """(source text, the encoder's ids, the translation so far, the token known to follow it or None) of
     inspect-lens on an encoder-decoder run; prints what is read and where the translation came from."""
     from minitx.commands.inspect import DEFAULT_SOURCE, choose_target
-    from minitx.inspect.contrasts import boundary_id, encoder_ids
+    from minitx.inspect.contrasts import encoder_ids
+    from minitx.model.inputs import end_token
     from minitx.text.files import read_stdin
 
     text = DEFAULT_SOURCE if source is None else read_stdin().strip() if source == "-" else source.strip()
     source_ids = encoder_ids(tokenizer, text, model.config.block_size)
     if prompt is None:
         translation, where, _ = choose_target(model, tokenizer, text, None)
-        following: int | None = boundary_id(tokenizer)  # a whole translation is followed by its end token
+        following: int | None = end_token(tokenizer)  # a whole translation is followed by its end token
     else:
         translation = read_stdin().strip() if prompt == "-" else prompt.strip()
         where, following = "--prompt", None
@@ -210,30 +206,30 @@ def run_inspect_patch(
     from minitx.inspect.views import patching as views
 
     check_patch_flags(pairs, clean, corrupt, n, answer, prompt)
-    arch = run_arch(run_dir)
+    arch = run_architecture(run_dir)
     check_arch_flags(run_dir, arch, html=html, command="minitx inspect-patch")
-    if arch != "encoder-decoder" and prompt is not None:
-        raise UserError(f"--prompt is the translation so far of an encoder-decoder run; {run_dir} is a decoder-only "
+    if not arch.reads_source and prompt is not None:
+        raise UserError(f"--prompt is the translation so far of an encoder-decoder run; {run_dir} is {arch.noun} "
                         "run: the prompts are --clean and --corrupt")
     refuse_existing_outputs({"--png": png, "--html": html, "--json": json_path}, force)
     if pairs is not None:  # before loading: naming the phenomena needs no model
         from minitx.inspect.contrasts import check_phenomenon, check_translation_phenomenon
 
-        (check_translation_phenomenon if arch == "encoder-decoder" else check_phenomenon)(pairs)
+        (check_translation_phenomenon if arch.reads_source else check_phenomenon)(pairs)
     console = console if console is not None else Console()
-    model, run = load_for_inference(run_dir, device, threads, arch=arch, command="minitx inspect-patch")
+    model, run = load_for_inference(run_dir, device, threads, command="minitx inspect-patch")
     tokenizer = run.tokenizer
     skipped: dict[str, int] = {}
     good, bad = answer if answer is not None else (None, None)
     if pairs is not None:
         from minitx.inspect.contrasts import translation_contrasts
 
-        make = translation_contrasts if arch == "encoder-decoder" else phenomenon_contrasts
+        make = translation_contrasts if arch.reads_source else phenomenon_contrasts
         contrasts, skipped = make(tokenizer, pairs, n, model.config.block_size, seed=seed)
         if not contrasts:
             reasons = ", ".join(f"{k}: {v}" for k, v in skipped.items())
             raise UserError(f"no {pairs} pair could be patched with this tokenizer ({reasons})")
-    elif arch == "encoder-decoder":
+    elif arch.reads_source:
         from minitx.inspect.contrasts import source_contrast
 
         translations = None if prompt is not None else _two_translations(model, tokenizer, clean or "", corrupt or "")
@@ -249,8 +245,8 @@ def run_inspect_patch(
     so_far = ("" if first.prompt_text is None else f" (translation so far {first.prompt_text!r})" if first.prompt_text
               else " (translation so far: nothing yet, the first word is scored)")
     if pairs is not None:
-        good_text, bad_text = (("the clean verb", "the other form") if arch != "encoder-decoder" else
-                               ("the clean source's next token", "the corrupt source's"))
+        good_text, bad_text = (("the clean source's next token", "the corrupt source's") if arch.reads_source else
+                               ("the clean verb", "the other form"))
         left_out = "; ".join(f"{v} {k}" for k, v in skipped.items())
         fewer = f" (only {len(contrasts)} of the {n} asked could be made)" if len(contrasts) < n else ""
         console.print(Text(f"{len(contrasts)} {pairs} pairs{fewer}, e.g. clean {first.clean_text!r} → "
@@ -288,7 +284,7 @@ def run_inspect_patch(
         console.print(Text(f"wrote {save_document(document, json_path)}"))
 
 
-def _two_translations(model, tokenizer: Tokenizer, clean: str, corrupt: str) -> tuple[str, str]:  # noqa: ANN001
+def _two_translations(model: nn.Module, tokenizer: Tokenizer, clean: str, corrupt: str) -> tuple[str, str]:
     """The two sources' translations: the built-in corpus's renderings when both are story sentences, else the
     model's own (greedy)."""
     from minitx.commands.inspect import choose_target
@@ -300,7 +296,8 @@ def _two_translations(model, tokenizer: Tokenizer, clean: str, corrupt: str) -> 
     if first[1] != second[1]:  # one rendered, one not: compare like with like, the model's own
         from minitx.generation.translate import translate
 
-        return tuple(translate(model, tokenizer, [clean.strip(), corrupt.strip()]))  # type: ignore[return-value]
+        first_translation, second_translation = translate(model, tokenizer, [clean.strip(), corrupt.strip()])
+        return first_translation, second_translation
     return first[0], second[0]
 
 

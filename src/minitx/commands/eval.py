@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from minitx.commands.interop import IMPORTED_FROM
-from minitx.commands.loading import load_for_inference
+from minitx.commands.loading import load_for_inference, run_architecture
 from minitx.config import DEFAULT_TEMPERATURE
 from minitx.console import safe
 
@@ -50,20 +50,20 @@ def run_eval(
 
     from minitx.errors import UserError
     from minitx.evaluation.scoring import grammar_score, sample_stories, score_ids, validation_ids
-    from minitx.rundir import load_run
 
-    if load_run(run_dir).model_config.arch == "encoder-decoder":
+    arch = run_architecture(run_dir)
+    if arch.reads_source:
         refused = {"--grammar": grammar > 0, "--minimal-pairs": minimal_pairs > 0, "--order-test": order_test,
                    "--context": context is not None}
         for flag, given in refused.items():
             if given:
-                raise UserError(f"{flag} measures a decoder-only language model; {run_dir} is an encoder-decoder "
+                raise UserError(f"{flag} measures a decoder-only language model; {run_dir} is {arch.noun} "
                                 f"run: drop {flag} (minitx eval scores its translations)")
         run_eval_translation(run_dir, files, device=device, seed=seed, as_json=as_json, threads=threads,
                              sentences=sentences, beam=beam, quantize=quantize)
         return
     if sentences is not None or beam != 1:
-        raise UserError(f"--sentences and --beam score translations, and {run_dir} is a decoder-only run; drop them")
+        raise UserError(f"--sentences and --beam score translations, and {run_dir} is {arch.noun} run; drop them")
     if minimal_pairs < 0:
         raise UserError(f"--minimal-pairs must be 0 or more, not {minimal_pairs}")
     if context is not None and quantize not in (None, "none"):
@@ -202,7 +202,7 @@ def run_eval_translation(run_dir: Path, files: list[Path], *, device: str, seed:
         raise UserError(f"--sentences must be at least 1, got {sentences}")
     if len(files) > 1:
         raise UserError("an encoder-decoder run is scored on one JSON Lines file of pairs; give one FILE.jsonl")
-    model, run = load_for_inference(run_dir, device, threads, quantize, arch="encoder-decoder", command="minitx eval")
+    model, run = load_for_inference(run_dir, device, threads, quantize, command="minitx eval")
     if files:
         from minitx.text.pairs import read_pairs
 

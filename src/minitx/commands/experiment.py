@@ -34,7 +34,7 @@ def run_positions(
     rewrites the report; a report file changed since the lab wrote it is refused (before any work)
     unless `force`.
     """
-    from minitx.config import ModelConfig, TrainConfig, given
+    from minitx.config import Arch, ModelConfig, TrainConfig, given
     from minitx.experiments.measure import LabSettings
     from minitx.experiments.positions import (
         DEFAULT_CORPUS_BYTES,
@@ -45,13 +45,18 @@ def run_positions(
         PositionsExperiment,
         run_experiment,
     )
+    from minitx.model.registry import architecture
 
-    if flags.get("arch") == "encoder-decoder":
+    arch = architecture(flags.get("arch") or Arch.gpt.value)
+    if not arch.serves("experiment positions"):
+        raise UserError(f"minitx experiment positions has no lab for {arch.label} model; choose another --arch")
+    if arch.reads_source:
         if files or corpus_bytes is not None or stories is not None:
             raise UserError("the encoder-decoder lab trains on the built-in translation pairs; drop FILES, "
                             "--corpus-bytes and --stories")
         return run_translation_lab(out=out, kinds=kinds, seeds=seeds, flags=flags, pairs=pairs, quiet=quiet)
-    if flags.get("encoder_pos") is not None or flags.get("encoder_layers") is not None:
+    if not arch.has_stack("encoder") and (flags.get("encoder_pos") is not None
+                                          or flags.get("encoder_layers") is not None):
         raise UserError("--encoder-pos and --encoder-layers shape an encoder; add --arch encoder-decoder")
     for f in files:
         require_file(f, "corpus file")
@@ -95,10 +100,11 @@ def run_translation_lab(*, out: Path, kinds: str | None, seeds: int | None, flag
     from minitx.experiments.translation_lab import DEFAULT_MODEL, DEFAULT_TRAIN, TranslationLab, run_lab
     from minitx.experiments.translation_report import build_report, render_markdown
     from minitx.fileio import atomic_write_json, atomic_write_text
+    from minitx.model.positions import encoding_class
 
     model_flags, train_flags = given(flags, ModelConfig), given(flags, TrainConfig)
     encoder_pos = model_flags.pop("encoder_pos", None)
-    if encoder_pos not in (None, "none"):
+    if encoder_pos is not None and encoding_class(encoder_pos).has_signal:
         raise UserError(f"--encoder-pos {encoder_pos}: the lab varies positions itself; --encoder-pos none keeps "
                         "only the encoder-without-positions variants beside each kind")
     lab = TranslationLab(

@@ -11,19 +11,22 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from minitx.commands.loading import load_for_inference
+from minitx.commands.loading import load_for_inference, run_architecture
 from minitx.errors import UserError
 
 if TYPE_CHECKING:
     import torch
     from rich.console import Console
+    from torch import nn
 
     from minitx.inspect.ablation import AblationReport
+    from minitx.inspect.alignment import AlignmentReport
     from minitx.inspect.induction import InductionReport
     from minitx.inspect.over_data import RoleSpread
     from minitx.inspect.views.html import Grid
     from minitx.model import GPT
     from minitx.rundir import Run
+    from minitx.text.tokenizer import Tokenizer
 
 #: Validation windows `--ablate` scores each ablated model on, unless --over N says how many.
 ABLATION_WINDOWS = 32
@@ -83,14 +86,13 @@ def run_inspect_attention(
     from minitx.text.files import read_stdin
 
     check_attention_flags(over=over, induction=induction, length=length, repeats=repeats, generate=generate)
-    from minitx.rundir import load_run
-
-    if load_run(run_dir).model_config.arch == "encoder-decoder":
+    arch = run_architecture(run_dir)
+    if arch.reads_source:
         refused = {"--prompt": prompt is not None, "--induction": induction, "--ablate": ablate,
                    "--generate": generate > 0, "--max-tokens": max_tokens is not None}
         for flag, given in refused.items():
             if given:
-                raise UserError(f"{flag} reads a decoder-only model; {run_dir} is an encoder-decoder run: drop it "
+                raise UserError(f"{flag} reads a decoder-only model; {run_dir} is {arch.noun} run: drop it "
                                 f"(give the sentence with --source)")
         run_inspect_pair(run_dir, source=source, target=target, alignment=alignment, layer=layer, head=head, png=png,
                          html=html, json_path=json_path, device=device, over=over, seed=seed, console=console,
@@ -98,7 +100,7 @@ def run_inspect_attention(
         return
     for flag, given in {"--source": source, "--target": target, "--alignment": alignment}.items():
         if given is not None:
-            raise UserError(f"{flag} reads an encoder-decoder; {run_dir} is a decoder-only run: give --prompt instead")
+            raise UserError(f"{flag} reads an encoder-decoder; {run_dir} is {arch.noun} run: give --prompt instead")
     outputs = {"--png": png, "--html": html, "--json": json_path}
     if png is not None and ablate:
         outputs["--png (with --ablate)"] = Path(png).with_name(f"{Path(png).stem}-ablation.png")
@@ -209,13 +211,13 @@ def roles_over_data(model: GPT, ids: torch.Tensor, n_windows: int) -> list[RoleS
 def induction_test(model: GPT, run: Run, length: int | None, repeats: int | None, seed: int) -> InductionReport:
     """`measure_induction` on random ordinary tokens of the run's tokenizer, after <|doc|> when it has one."""
     from minitx.inspect.induction import DEFAULT_REPEATS, measure_induction
-    from minitx.text.special import DOC_TOKEN
+    from minitx.model.inputs import document_start
 
     tokenizer = run.tokenizer
     special = {tokenizer.token_id(token) for token in tokenizer.special_tokens}
     ordinary = [i for i in range(tokenizer.vocab_size) if i not in special]
     return measure_induction(model, ordinary, length=length, repeats=repeats or DEFAULT_REPEATS, seed=seed,
-                             first_id=tokenizer.token_id(DOC_TOKEN))
+                             first_id=document_start(tokenizer))
 
 
 def head_importance(model: GPT, ids: torch.Tensor, n_windows: int) -> AblationReport:
@@ -331,8 +333,7 @@ def run_inspect_pair(
     refuse_existing_outputs(outputs, force)
     gold = parse_alignment(alignment) if alignment is not None else None
     console = console if console is not None else Console()
-    model, run = load_for_inference(run_dir, device, threads, arch="encoder-decoder",
-                                    command="minitx inspect-attention")
+    model, run = load_for_inference(run_dir, device, threads, command="minitx inspect-attention")
     check_head_range(model, layer, head)
     text = DEFAULT_SOURCE if source is None else read_stdin().strip() if source == "-" else source
     if not text.strip():
@@ -385,7 +386,8 @@ def run_inspect_pair(
         console.print(Text(f"wrote {json_path}"))
 
 
-def choose_target(model, tokenizer, source: str, target: str | None) -> tuple[str, str, list | None]:  # noqa: ANN001
+def choose_target(model: nn.Module, tokenizer: Tokenizer, source: str, target: str | None
+                  ) -> tuple[str, str, list | None]:
     """(target text, where it came from, gold links or None): --target, the corpus's rendering, or the model's."""
     if target is not None:
         if not target.strip():
@@ -403,7 +405,7 @@ def choose_target(model, tokenizer, source: str, target: str | None) -> tuple[st
         return translate(model, tokenizer, [source])[0], "the model's own translation", None
 
 
-def alignment_over_pairs(model, run: Run, n_pairs: int, seed: int):  # noqa: ANN001, ANN201
+def alignment_over_pairs(model: nn.Module, run: Run, n_pairs: int, seed: int) -> AlignmentReport:
     """Every cross-attention head's AER over the first `n_pairs` held-out pairs that have gold alignments."""
     from minitx.evaluation.translation_eval import held_out_pairs
     from minitx.inspect.alignment import alignment_report, capture_pair

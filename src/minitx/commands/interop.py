@@ -21,7 +21,7 @@ def run_export(run_dir: str | Path, *, format: str, out: Path, force: bool, cons
     """Write a run as a transformers checkpoint folder (config.json, model.safetensors, tokenizer files)."""
     from safetensors.torch import save
 
-    from minitx.commands.loading import require_arch
+    from minitx.commands.loading import require_command
     from minitx.fileio import atomic_directory, atomic_write_bytes, atomic_write_text
     from minitx.interop.hf_export import export_hf, hf_architecture
     from minitx.rundir import load_model, load_run
@@ -29,7 +29,7 @@ def run_export(run_dir: str | Path, *, format: str, out: Path, force: bool, cons
     console = console if console is not None else Console()
     if format not in EXPORT_FORMATS:
         raise UserError(f"--format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
-    require_arch(load_run(run_dir), "gpt", "minitx export")
+    require_command(load_run(run_dir), "minitx export")
     hf_architecture(load_run(run_dir).model_config)  # an unexportable kind fails before the weights are read
     model, run = load_model(run_dir, device="cpu")
     exported = export_hf(model, run.tokenizer)

@@ -26,9 +26,8 @@ import numpy as np
 import torch
 
 from minitx.errors import UserError
-from minitx.model.encoder_decoder import pad_sources
+from minitx.model.inputs import end_token, pad_rows
 from minitx.text.pairs import read_pairs
-from minitx.text.special import DOC_TOKEN
 
 if TYPE_CHECKING:
     from minitx.text.tokenizer import Tokenizer
@@ -128,7 +127,7 @@ def collate(sources: list[np.ndarray], targets: list[np.ndarray],
         source [[5, 6, 0], [7, 0, 0]], padding [[F, F, F], [F, F, T]],
         target_in [[0, 8, 0], [0, 9, 9]], targets [[8, 0, -1], [9, 9, 0]]
     """
-    source, padding = pad_sources([x.tolist() for x in sources], boundary_id)
+    source, padding = pad_rows([[*x.tolist(), boundary_id] for x in sources])
     t = max(len(y) for y in targets) + 1
     target_in = np.zeros((len(targets), t), dtype=np.int64)  # padding there is never seen: the mask is causal
     wanted = np.full((len(targets), t), -1, dtype=np.int64)
@@ -176,10 +175,7 @@ class PairData:
     def split(self, block_size: int, val_fraction: float, doc_aligned: bool = False) -> PairSplit:
         """Encode both sides; pairs longer than the block (either side with its end token) are left out."""
         train, val = split_pairs(self.pairs, val_fraction)
-        boundary = self.tokenizer.token_id(DOC_TOKEN)
-        if boundary is None:
-            raise UserError(f"the tokenizer has no {DOC_TOKEN} token to start and end translations; "
-                            "train without --tokenizer")
+        boundary = end_token(self.tokenizer, "; train without --tokenizer")
         encoded_train, encoded_val = (self._encode(part, block_size) for part in (train, val))
         target_bytes = sum(len(p["target"].encode("utf-8")) for p in val)
         target_tokens = sum(len(t) + 1 for t in encoded_val.targets)

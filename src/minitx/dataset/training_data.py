@@ -87,10 +87,13 @@ def load_training_data(
     `tokenizer`: --tokenizer (a path or 'char'), a run's own Tokenizer (--resume), or None (train a BPE of
     `vocab_size`). `prepared_hint`: the prepared data a resumed run used, tried first. `notify` receives
     one-line messages for the user ("reusing the prepared tokens in ..."); `prepare_progress` makes the
-    progress display a prepare runs in. `arch` "encoder-decoder" reads sentence pairs instead (pairs.py):
-    the built-in ones, or one JSON Lines file with the `pair_fields` (source, target).
+    progress display a prepare runs in. An `arch` that reads a source sentence (its `reads_source`, e.g.
+    the encoder-decoder) reads sentence pairs instead (pairs.py): the built-in ones, or one JSON Lines file
+    with the `pair_fields` (source, target).
     """
-    if arch == "encoder-decoder":
+    from minitx.model.registry import architecture
+
+    if architecture(arch).reads_source:
         from minitx.dataset.pairs import load_pair_data
 
         def make_tokenizer(text: str) -> Tokenizer:

@@ -95,9 +95,9 @@ def target_loss(model: EncoderDecoder, tokenizer: Tokenizer, pairs: Sequence[dic
     import torch.nn.functional as F
 
     from minitx.dataset.pairs import collate
-    from minitx.text.special import DOC_TOKEN
+    from minitx.model.inputs import end_token
 
-    boundary = tokenizer.token_id(DOC_TOKEN)
+    boundary = end_token(tokenizer)
     block = model.config.block_size
     sources = tokenizer.encode_pieces([p["source"] for p in pairs])
     targets = tokenizer.encode_pieces([p["target"] for p in pairs])

@@ -27,7 +27,11 @@ from minitx.config import POSITIONAL_ENCODINGS, PRESETS
 from minitx.errors import UserError
 from minitx.experiments.positions import Observer, RunStatus, run_state
 from minitx.fileio import atomic_write_json
+from minitx.model.positions import NoPositions, encoding_class
 
+#: The kind without positions, and the suffix of a variant whose encoder has none: "rope+enc-none".
+NO_POSITIONS = NoPositions.kind
+ENCODER_WITHOUT = f"+enc-{NO_POSITIONS}"
 LAB_FILE = "lab.json"
 SETTINGS_FILE = "experiment.json"
 #: The default shape and recipe of each run: the "translate" preset's (the default of `train --arch
@@ -65,9 +69,11 @@ class TranslationLab:
                 raise UserError(f"{flag} must be at least 1, not {value}")
 
     def variants(self) -> list[tuple[str, str, str]]:
-        """(name, decoder kind, encoder kind): every kind on both stacks, then `<kind>+enc-none`."""
+        """(name, decoder kind, encoder kind): every kind on both stacks, then `<kind>+enc-none` for each kind that
+        gives a positional signal."""
         both = [(kind, kind, kind) for kind in self.kinds]
-        bare = [(f"{kind}+enc-none", kind, "none") for kind in self.kinds if kind != "none"]
+        bare = [(f"{kind}{ENCODER_WITHOUT}", kind, NO_POSITIONS) for kind in self.kinds
+                if encoding_class(kind).has_signal]
         return both + (bare if self.encoder_none else [])
 
     def run_names(self) -> list[tuple[str, str, str, int, str]]:

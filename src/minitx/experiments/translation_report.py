@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from minitx.evaluation.intervals import differs, mean_and_spread
+from minitx.experiments.translation_lab import ENCODER_WITHOUT
+from minitx.model.positions import encoding_class
 
 #: (key, column heading, format): what the table shows per variant.
 METRICS = (
@@ -73,8 +75,8 @@ def _gap(rows: dict, a: str, b: str, key: str) -> tuple[float, bool] | None:
 def findings(rows: dict[str, dict[str, dict[str, Any]]], seeds: int) -> list[str]:
     """Sentences read from the numbers: encoder NoPE on 2+ phrases, NoPE against the best kind, alignment."""
     said = []
-    for variant in [v for v in rows if v.endswith("+enc-none")]:
-        kind = variant.removesuffix("+enc-none")
+    for variant in [v for v in rows if v.endswith(ENCODER_WITHOUT)]:
+        kind = variant.removesuffix(ENCODER_WITHOUT)
         hard, easy = _gap(rows, kind, variant, "em_two_set"), _gap(rows, kind, variant, "em_0")
         if hard is None:
             continue
@@ -84,13 +86,16 @@ def findings(rows: dict[str, dict[str, dict[str, Any]]], seeds: int) -> list[str
                     f"{kind} on both stacks (gap {hard[0]:+.1%}, {'beyond' if hard[1] else 'within'} the seed spread): "
                     f"it {verdict}" + (f"; on sentences with no such phrase the gap is {easy[0]:+.1%}" if easy else "")
                     + ".")
-    both = [v for v in rows if "+" not in v and v != "none"]
-    if "none" in rows and both:
+    same_kind = [v for v in rows if "+" not in v]  # one kind on both stacks; those without a positional signal:
+    unordered = [v for v in same_kind if not encoding_class(v).has_signal]
+    both = [v for v in same_kind if encoding_class(v).has_signal]
+    if unordered and both:
         best = max(both, key=lambda v: rows[v]["exact_match"]["mean"])
-        gap = _gap(rows, best, "none", "exact_match")
+        gap = _gap(rows, best, unordered[0], "exact_match")
         if gap is not None:
             near = not gap[1]
-            said.append(f"No positions on either stack: exact match {rows['none']['exact_match']['mean']:.1%} against "
+            bare = rows[unordered[0]]["exact_match"]["mean"]
+            said.append(f"No positions on either stack: exact match {bare:.1%} against "
                         f"{rows[best]['exact_match']['mean']:.1%} for the best kind ({best}); "
                         + ("within the seed spread, so the decoder-only result (NoPE nearly as good) holds here too."
                            if near else f"{gap[0]:+.1%} behind, beyond the seed spread: the decoder-only result "

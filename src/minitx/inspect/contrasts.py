@@ -43,9 +43,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from minitx.errors import UserError
-from minitx.text.special import DOC_TOKEN
+from minitx.model.inputs import decoder_ids, document_ids, encode_source, end_token
 
 if TYPE_CHECKING:
+    import random
+
     from minitx.corpus.pairs import MinimalPair
     from minitx.text.tokenizer import Tokenizer
 
@@ -97,11 +99,6 @@ def answer_token(tokenizer: Tokenizer, word: str) -> int:
             return ids[0]
     pieces = " + ".join(repr(tokenizer.id_to_token_text(i)) for i in tokenizer.encode(f" {word.lstrip()}"))
     raise UserError(f"{word!r} is not one token: this tokenizer splits it as {pieces}; choose a word that is one token")
-
-
-def document_ids(tokenizer: Tokenizer, text: str) -> list[int]:
-    """`text` as a document starts: <|doc|> in front when the tokenizer knows it."""
-    return tokenizer.encode((DOC_TOKEN if tokenizer.token_id(DOC_TOKEN) is not None else "") + text)
 
 
 def text_contrast(tokenizer: Tokenizer, clean: str, corrupt: str, good: str | None, bad: str | None,
@@ -247,38 +244,16 @@ def phenomenon_contrasts(
 # -- encoder-decoder: contrasts of two sources, the translation so far fixed ---------------------------
 
 
-def boundary_id(tokenizer: Tokenizer) -> int:
-    """The <|doc|> id that starts and ends a translation (and ends a source); a UserError when there is none."""
-    found = tokenizer.token_id(DOC_TOKEN)
-    if found is None:
-        raise UserError(f"the run's tokenizer has no {DOC_TOKEN} token to start and end translations")
-    return found
-
-
 def encoder_ids(tokenizer: Tokenizer, sentence: str, block_size: int, flag: str = "--source") -> list[int]:
-    """A source sentence as the encoder reads it: its ids and the end token; UserErrors when empty or too long."""
-    ids = tokenizer.encode(sentence.strip())
-    if not ids:
-        raise UserError(f"{flag} is empty; give a sentence")
-    if len(ids) + 1 > block_size:
-        raise UserError(f"{flag} is {len(ids)} tokens but this model reads at most {block_size - 1} per sentence "
-                        "(its block size less the end token); shorten it")
-    return [*ids, boundary_id(tokenizer)]
-
-
-def decoder_ids(tokenizer: Tokenizer, prefix: str, block_size: int) -> list[int]:
-    """The decoder's input for a translation written so far: the start token, then `prefix`'s ids."""
-    ids = [boundary_id(tokenizer), *tokenizer.encode(prefix.strip())] if prefix.strip() else [boundary_id(tokenizer)]
-    if len(ids) > block_size:
-        raise UserError(f"the translation so far is {len(ids)} tokens with the start token, but this model reads at "
-                        f"most {block_size}; shorten it")
-    return ids
+    """A source sentence as the encoder reads it: its ids and the end token; UserErrors naming `flag` when it is
+    empty or too long (`model.inputs.encode_source`)."""
+    return encode_source(tokenizer, sentence, block_size, flag)
 
 
 def parting(tokenizer: Tokenizer, clean: str, corrupt: str) -> tuple[list[int], int, int] | None:
     """Where two translations part: (the common start's ids, the clean one's next id, the corrupt one's next id),
     each ending in the end token; None when they are the same."""
-    end = boundary_id(tokenizer)
+    end = end_token(tokenizer)
     a, b = [*tokenizer.encode(clean.strip()), end], [*tokenizer.encode(corrupt.strip()), end]
     k = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None)
     if k is None:
@@ -317,7 +292,7 @@ def source_contrast(tokenizer: Tokenizer, clean: str, corrupt: str, *, prompt: s
             raise UserError(f"both sources translate as {translations[0]!r}; give --prompt and --answer GOOD BAD")
         prefix, next_clean, next_corrupt = parted
         prompt = tokenizer.decode(prefix)
-        ids = [boundary_id(tokenizer), *prefix]
+        ids = [end_token(tokenizer), *prefix]
         good_id = good_id if good_id >= 0 else next_clean
         bad_id = bad_id if bad_id >= 0 else next_corrupt
     else:
@@ -343,7 +318,7 @@ def _noun_groups() -> dict[str, list]:
     return groups
 
 
-def swap_noun(sentence: str, phenomenon: str, rng) -> tuple[str, str, int] | str:  # noqa: ANN001 - random.Random
+def swap_noun(sentence: str, phenomenon: str, rng: random.Random) -> tuple[str, str, int] | str:
     """`sentence` with its first noun swapped (see the module): (new sentence, the old noun's target word, its index
     among the words), or why it could not be."""
     from minitx.corpus import target_lexicon as tl
@@ -375,8 +350,8 @@ def swap_noun(sentence: str, phenomenon: str, rng) -> tuple[str, str, int] | str
     return "no noun to swap"
 
 
-def translation_contrast(tokenizer: Tokenizer, sentence: str, phenomenon: str, block_size: int, rng  # noqa: ANN001
-                         ) -> Contrast | str:
+def translation_contrast(tokenizer: Tokenizer, sentence: str, phenomenon: str, block_size: int,
+                         rng: random.Random) -> Contrast | str:
     """The contrast of one story sentence and its noun-swapped twin (see the module), or why it was skipped."""
     from minitx.corpus.grammar import SentenceRejected
     from minitx.corpus.translation import translate
@@ -399,7 +374,7 @@ def translation_contrast(tokenizer: Tokenizer, sentence: str, phenomenon: str, b
         clean_source, corrupt_source = (encoder_ids(tokenizer, s, block_size) for s in (sentence, other))
     except UserError:
         return "longer than the block"
-    ids = [boundary_id(tokenizer), *prefix]
+    ids = [end_token(tokenizer), *prefix]
     if len(ids) > block_size:
         return "longer than the block"
     return Contrast(ids, ids, good, bad, decoder_labels(len(ids)), sentence, other, clean_source, corrupt_source,

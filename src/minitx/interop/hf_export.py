@@ -67,14 +67,20 @@ class HFExport:
 def hf_architecture(config: ModelConfig) -> str:
     """The transformers architecture that computes this model exactly, or a UserError saying why none does.
 
-    The positional kind names its target (`hf_architecture` on its class); a kind with none is refused
-    with its `hf_refusal`, never sent to another architecture's branch.
+    The model's architecture says which transformers architectures it can become (`hf_families`; none: its
+    `hf_refusal`), and among them the positional kind names its target (`hf_architecture` on its class); a kind
+    with none is refused with its `hf_refusal`, never sent to another architecture's branch.
     """
+    from minitx.model.registry import architecture as model_architecture
+
+    arch = model_architecture(config.arch)
+    if not arch.hf_families:
+        raise UserError(f"{arch.label} model has no transformers architecture to export to: {arch.hf_refusal}")
     encoding = encoding_class(config.pos)
     architecture = encoding.hf_architecture
     if architecture is None:
         raise UserError(f"{config.pos} positions have no exact transformers architecture: {encoding.hf_refusal}")
-    if architecture not in BUILDERS:
+    if architecture not in BUILDERS or architecture not in arch.hf_families:
         raise UserError(f"{config.pos} positions export to {architecture}, which minitx cannot write yet")
     if architecture == "mpt":
         check_mpt(config)
