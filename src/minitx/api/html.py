@@ -13,11 +13,12 @@ in the terminal, in the PNG and on the attention page.
 
 Each element carries a class (`minitx-heat`, `minitx-head`, `minitx-bar`) so a test can count them.
 
-Example (one layer, one head over two tokens: the second token reads the first with weight 0.25):
+Example (one layer, one head over two tokens: the second token reads the first with weight 0.25;
+    weights below 0.01 are left white, not drawn):
     >>> import torch
     >>> svg = head_grid(torch.tensor([[[[1.0, 0.0], [0.25, 0.75]]]]), ["a", "b"], {(0, 0): "self 0.75"})
     >>> svg.count('class="minitx-head"'), svg.count("<rect")
-    (1, 4)
+    (1, 3)
 """
 
 from __future__ import annotations
