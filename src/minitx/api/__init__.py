@@ -1,9 +1,9 @@
 """minitx from Python: load a run (or train one) and ask it what the commands ask, in a notebook or a script.
 
-    >>> import minitx
-    >>> run = minitx.load("runs/tiny")                 # doctest: +SKIP
-    >>> run.generate("The dog", seed=0)                # doctest: +SKIP
-    >>> run.lens("The dogs run.")                      # doctest: +SKIP
+    import minitx
+    run = minitx.load("runs/tiny")
+    run.generate("The dog", seed=0)
+    run.lens("The dogs run.")
 
 loaded.py   `load`, `train`, `random_run` and `LoadedRun`, whose verbs are the commands': generate, translate,
             evaluate, run_with_cache, attention, lens, attribute, patch

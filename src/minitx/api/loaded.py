@@ -386,8 +386,8 @@ def load(path: str | Path, device: str = "auto", threads: int = 0) -> LoadedRun:
     `device` "auto" takes cuda, then mps, then cpu; on a CPU `threads` sets torch's threads (0: the idle cores,
     or OMP_NUM_THREADS). A missing or damaged run is a one-line UserError.
 
-        >>> run = load("runs/tiny")              # doctest: +SKIP
-        >>> run.lens("The dogs run.")            # doctest: +SKIP
+        run = load("runs/tiny")
+        run.lens("The dogs run.")
     """
     from minitx.device import apply_threads, resolve_device
     from minitx.rundir import load_model
@@ -415,7 +415,7 @@ def train(out: str | Path, preset: str | None = "tiny", steps: int | None = None
     stories, or the built-in sentence pairs for an encoder-decoder). The result's `.training` holds the final
     losses and timings.
 
-        >>> run = train("runs/tiny", preset="tiny", steps=200, threads=1)   # doctest: +SKIP
+        run = train("runs/tiny", preset="tiny", steps=200, threads=1)
     """
     from minitx.training.setup import run_training
 
