@@ -405,7 +405,7 @@ def _flag_names() -> set[str]:
     return {f.name for f in flag_fields(ModelConfig, TrainConfig)}
 
 
-def train(out: str | Path, preset: str | None = "tiny", steps: int | None = None, *,
+def train(out: str | Path, preset: str | None = None, steps: int | None = None, *,
           files: Sequence[str | Path] = (), force: bool = False, resume: bool = False, device: str = "auto",
           **flags: Any) -> LoadedRun:
     """Train a run as `minitx train --out OUT` does (quietly) and return it loaded.
