@@ -136,8 +136,10 @@ def shaded(value: float, text: str) -> str:
     return f'<span style="background:{_rgb(ramp_rgb(share))};color:{colour};padding:0 2px">{escape(text)}</span>'
 
 
-def key_values(rows: Sequence[tuple[str, str]]) -> str:
-    """A two-column table of names and values (evaluation figures and the like)."""
-    body = "".join(f'<tr><th style="text-align:left;padding-right:12px">{escape(k)}</th>'
-                   f'<td style="text-align:right">{escape(v)}</td></tr>' for k, v in rows)
-    return f'<table class="minitx-values" style="{FONT}">{body}</table>'
+def key_values(rows: Sequence[tuple[str, str]], header: tuple[str, str] | None = None) -> str:
+    """A two-column table of names and values (evaluation figures, sentences and their translations)."""
+    top = "" if header is None else "<tr>" + "".join(f'<th style="text-align:left">{escape(h)}</th>'
+                                                     for h in header) + "</tr>"
+    body = "".join(f'<tr><th style="text-align:left;padding-right:12px;font-weight:normal">{escape(k)}</th>'
+                   f'<td style="text-align:{"left" if header else "right"}">{escape(v)}</td></tr>' for k, v in rows)
+    return f'<table class="minitx-values" style="{FONT}">{top}{body}</table>'

@@ -99,8 +99,9 @@ class Translations(Result):
         return f"Translations({'greedy' if self.beam == 1 else f'beam {self.beam}'}):\n  " + "\n  ".join(lines)
 
     def _repr_html_(self) -> str:
-        rows = [("source", "translation")] + list(zip(self.sources, self.outputs, strict=True))
-        return html.key_values(rows)
+        return html.title(f"{len(self)} translation{'s' if len(self) != 1 else ''} "
+                          f"({'greedy' if self.beam == 1 else f'beam {self.beam}'})") + html.key_values(
+            list(zip(self.sources, self.outputs, strict=True)), header=("source", "translation"))
 
 
 @dataclass(repr=False)
@@ -231,7 +232,8 @@ class PairAttentionResult(Result):
                  "decoder": ("dec L", self.capture.target_tokens, self.capture.target_tokens),
                  "cross": ("cross L", self.capture.target_tokens, self.capture.source_tokens)}
         for kind, (prefix, queries, keys) in names.items():
-            parts.append(html.title(f"{kind} attention (queries: {' '.join(queries)} | keys: {' '.join(keys)})"))
+            parts.append(html.title(f"{kind} attention") + html.note(f"queries (down): {' '.join(queries)}")
+                         + html.note(f"keys (across): {' '.join(keys)}"))
             parts.append(html.head_grid(self.capture.weights[kind], keys, {}, name=prefix))
         return "".join(parts)
 
