@@ -77,6 +77,7 @@ class LoadedRun:
         config: `.model` (ModelConfig) and `.train` (TrainConfig).
         architecture: "gpt" or "encoder-decoder".
         path: the run directory (None for a `random_run`).
+        files: the run directory as read (`minitx.rundir.Run`: configs, tokenizer, raw config.json).
         training: what `minitx.train` measured (None for a run loaded from disk).
 
     Example (an untrained model in memory: its predictions are noise, its shapes are real):
