@@ -28,9 +28,11 @@ __all__ = ["CHECKPOINT_FORMAT", "READABLE_FORMATS", "__version__", *_API_NAMES]
 def __getattr__(name: str) -> Any:
     """`minitx.load` and the other API names: import `minitx.api` the first time one is used (PEP 562)."""
     if name in _API_NAMES:
-        from minitx import api
+        import importlib
 
-        return getattr(api, name)
+        # By name, at first use: the API sits near the top of the layers, and the modules below it that read
+        # `minitx.__version__` must not reach it through this package (no import cycle, no layer crossed).
+        return getattr(importlib.import_module("minitx.api"), name)
     raise AttributeError(f"module 'minitx' has no attribute {name!r}")
 
 
