@@ -46,18 +46,15 @@ if TYPE_CHECKING:
     from minitx.text.tokenizer import Tokenizer
     from minitx.training.loop import TrainResult
 
-#: What the user does instead when a verb does not fit the run's architecture.
-USE_INSTEAD = {"gpt": "run.generate(...) (a decoder-only run continues text; it does not translate)",
-               "encoder-decoder": 'run.translate("The red ball is big.")'}
 #: The text random_run's character tokenizer is made from: the letters and marks of the built-in stories.
 ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ .,!?'\"\n"
 
 
 def reads_sources(config: ModelConfig) -> bool:
-    """Whether the run's model reads a source sentence through an encoder (an encoder-decoder).
+    """Whether the run's model reads a source sentence through an encoder: its architecture answers."""
+    from minitx.model.registry import architecture
 
-    The one question the API asks of the architecture; model/'s architecture objects will answer it."""
-    return config.arch == "encoder-decoder"
+    return architecture(config.arch).reads_source
 
 
 @dataclass(frozen=True)
@@ -120,11 +117,14 @@ class LoadedRun:
 
     def _require(self, translator: bool, verb: str) -> None:
         """A one-line UserError when `verb` needs the other architecture."""
-        if reads_sources(self.files.model_config) != translator:
-            kind = {"gpt": "a decoder-only (gpt)", "encoder-decoder": "an encoder-decoder"}
-            found, wanted = self.architecture, "encoder-decoder" if translator else "gpt"
-            raise UserError(f"{self.name} is {kind.get(found, found)} run and run.{verb} works on "
-                            f"{kind.get(wanted, wanted)} run only; use {USE_INSTEAD.get(found, 'minitx info RUN')}")
+        from minitx.model.registry import ARCHITECTURES, architecture
+
+        found = architecture(self.architecture)
+        if found.reads_source != translator:
+            serving = " or ".join(a.label for a in ARCHITECTURES.values() if a.reads_source == translator)
+            instead = "run.translate(...)" if found.reads_source else "run.generate(...)"
+            raise UserError(f"{self.name} is {found.label} run and run.{verb} works on {serving} run only; "
+                            f"use {instead}")
 
     def _refuse_source(self, source: str | None, verb: str) -> None:
         if source is not None and not reads_sources(self.files.model_config):
@@ -216,13 +216,13 @@ class LoadedRun:
     def _decoder_input(self, text: str | None, source: str | None) -> tuple[str, list[int], str, list[int], int | None]:
         """An encoder-decoder's reading: (source text, source ids, translation so far, decoder ids, the token known
         to follow it or None). No `text`: the whole translation (the corpus's rendering or the model's own)."""
-        from minitx.inspect.contrasts import boundary_id, decoder_ids, encoder_ids
+        from minitx.model.inputs import decoder_ids, encode_source, end_token
 
         source = inputs.DEFAULT_SOURCE if source is None else source.strip()
-        source_ids = encoder_ids(self.tokenizer, source, self.model.config.block_size)
+        source_ids = encode_source(self.tokenizer, source, self.model.config.block_size)
         if text is None:
             text, following = inputs.choose_target(self.model, self.tokenizer, source, None).text, \
-                boundary_id(self.tokenizer)
+                end_token(self.tokenizer)
         else:
             text, following = text.strip(), None
         return source, source_ids, text, decoder_ids(self.tokenizer, text, self.model.config.block_size), following
