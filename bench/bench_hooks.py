@@ -2,7 +2,7 @@
 
 Two worker processes hold one model each, built from the same seed and shape: A imports minitx from this
 tree (the model with `HookPoint`s), B from `--baseline`, the `src/` of another checkout -- main before the
-hooks, e.g. made with `git archive <commit> src | tar -x -C /tmp/minitx-base`. The driver asks them in
+hooks, e.g. made with `git archive <commit> src | tar -x -C ../minitx-base`. The driver asks them in
 turn, A B A B ..., so both see the same machine state; only one runs at a time. Measured per round:
 
     train     fp32 eager training steps (forward, loss, backward, AdamW step) on random ids, ms per step
@@ -10,8 +10,8 @@ turn, A B A B ..., so both see the same machine state; only one runs at a time. 
 
 Reported: each variant's median over the rounds and the ratio hooked / baseline (goal: within 2%).
 
-    python bench/bench_hooks.py --baseline /tmp/minitx-base/src              # the default story shape
-    python bench/bench_hooks.py --baseline /tmp/minitx-base/src --preset tiny --quick
+    python bench/bench_hooks.py --baseline ../minitx-base/src              # the default story shape
+    python bench/bench_hooks.py --baseline ../minitx-base/src --preset tiny --quick
 """
 
 from __future__ import annotations
