@@ -102,16 +102,19 @@ def test_textbook_and_fused_paths_agree_and_weights_are_captured_by_hook_name():
     model = tiny("alibi", encoder_layers=1)
     source, padding, target = batch()
     fused, _ = model(source, target, padding)
-    textbook, _ = model(source, target, padding, return_weights=True, return_residual=True)
+    copy_patterns = [(lambda name: name.endswith("hook_pattern"), lambda weights, _name: weights.clone())]
+    textbook = model.run_with_hooks(source, target, padding, fwd_hooks=copy_patterns)  # values mixed with α itself
     torch.testing.assert_close(fused, textbook, atol=1e-5, rtol=1e-5)
-    cross = model.captured["decoder.blocks.1.cross_attn.hook_pattern"]
+    read, cache = model.run_with_cache(source, target, padding)
+    assert torch.equal(read, fused)  # reading every activation leaves the output as it is
+    cross = cache["decoder.blocks.1.cross_attn.hook_pattern"]
     assert cross.shape == (3, 2, 7, 9)  # [B, H, T, S]: a non-square matrix
     torch.testing.assert_close(cross.sum(-1), torch.ones(3, 2, 7))
     assert (cross[1, :, :, 6:] == 0).all()  # padding gets no weight
-    assert model.captured["encoder.blocks.0.attn.hook_pattern"].shape == (3, 2, 9, 9)
-    assert model.captured["decoder.blocks.0.attn.hook_pattern"].shape == (3, 2, 7, 7)
-    assert model.captured["encoder.blocks.0.hook_resid_post"].shape == (3, 9, 16)
-    assert len(model.attn_weights["cross"]) == 2 and len(model.attn_weights["encoder"]) == 1
+    assert cache["encoder.blocks.0.attn.hook_pattern"].shape == (3, 2, 9, 9)
+    assert cache["decoder.blocks.0.attn.hook_pattern"].shape == (3, 2, 7, 7)
+    assert cache["encoder.blocks.0.hook_resid_post"].shape == (3, 9, 16)
+    torch.testing.assert_close(cache["encoder.hook_memory"], model.encode(source, padding), atol=0, rtol=0)
 
 
 def test_loss_counts_target_tokens_only():

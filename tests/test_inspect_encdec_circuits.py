@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -284,7 +285,10 @@ def test_inspect_lens_reads_the_decoder_given_a_source_and_writes_valid_json(pai
     attribution = document["attribution"]
     assert sum(p["value"] for p in attribution["parts"]) == pytest.approx(attribution["total"], abs=1e-4)
     assert {p["attention"] for p in attribution["parts"] if p["kind"] == "head"} == {"attn", "cross_attn"}
-    assert (tmp_path / "lens.png").stat().st_size > 0
+    png = (tmp_path / "lens.png").read_bytes()
+    width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk, right after the signature
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and png[12:16] == b"IHDR"
+    assert width > 4 * height  # one column per decoder token (29), one row per stream point (2)
 
 
 def test_inspect_lens_reads_the_whole_translation_by_default(pair_run, tmp_path) -> None:

@@ -4,8 +4,9 @@ A layer's attention output is c_proj applied to the heads' outputs side by side,
 
     out_t = W_O [c_t^(0); c_t^(1); …; c_t^(H-1)] + b_O      c_t^(h) = Σ_{t'} α^(h)[t, t'] v^(h)_{t'}
 
-so one head can be switched off exactly by replacing its slice c^(h) before W_O, leaving every
-other head and every other layer as they were. Two ways to switch it off:
+so one head can be switched off exactly by replacing its output c^(h) before W_O (the hook point
+`blocks.{l}.attn.hook_z`, [B, T, H, hd]), leaving every other head and every other layer as they
+were. Two ways to switch it off:
 
     zero ablation   c^(h) := 0                         the head says nothing at all
     mean ablation   c^(h) := mean of c^(h) over the data   the head says what it says on average
@@ -21,8 +22,8 @@ Example (a hook that zeroes head 1 of layer 0 while the `with` block runs):
     >>> model = build_model(ModelConfig(vocab_size=10, block_size=8, n_layers=1, n_heads=2, dim=8)).eval()
     >>> with head_replaced(model, 0, 1):
     ...     logits, _ = model(torch.zeros(1, 4, dtype=torch.long))
-    >>> logits.shape, len(model.transformer.h[0].attn.c_proj._forward_pre_hooks)
-    (torch.Size([1, 4, 10]), 0)
+    >>> logits.shape, model.hook_points()["blocks.0.attn.hook_z"].active
+    (torch.Size([1, 4, 10]), False)
 """
 
 from __future__ import annotations
@@ -72,49 +73,44 @@ class AblationReport:
         return sorted(self.heads, key=lambda h: h.mean_rise, reverse=True)[:k]
 
 
+def head_output(layer: int) -> str:
+    """The hook point of layer `layer`'s heads' outputs c [B, T, H, hd], before W_O."""
+    return f"blocks.{layer}.attn.hook_z"
+
+
 @contextmanager
 def head_replaced(model: GPT, layer: int, head: int, replacement: torch.Tensor | None = None) -> Iterator[None]:
     """While the block runs, head `head` of layer `layer` outputs `replacement` [head_dim] (None: zeros).
 
-    A forward pre-hook on the layer's c_proj rewrites that head's slice of its input, on every path
-    (textbook or fused attention); the hook is removed on leaving the block, even after an error.
+    A hook on `blocks.{layer}.attn.hook_z` rewrites that head's output at every position, on every path
+    (textbook or fused attention); it is removed on leaving the block, even after an error.
     """
-    head_dim = model.config.head_dim
-    part = slice(head * head_dim, (head + 1) * head_dim)
 
-    def rewrite(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        heads = inputs[0].clone()  # [B, T, H·hd], the heads side by side
-        heads[..., part] = 0.0 if replacement is None else replacement.to(heads.dtype)
-        return (heads, *inputs[1:])
+    def rewrite(z: torch.Tensor, _name: str) -> torch.Tensor:
+        z = z.clone()  # [B, T, H, hd]
+        z[..., head, :] = 0.0 if replacement is None else replacement.to(z.dtype)
+        return z
 
-    handle = model.transformer.h[layer].attn.c_proj.register_forward_pre_hook(rewrite)
-    try:
+    with model.hooks([(head_output(layer), rewrite)]):
         yield
-    finally:
-        handle.remove()
 
 
 @torch.no_grad()
 def head_means(model: GPT, ids: torch.Tensor) -> torch.Tensor:
     """Every head's output averaged over all positions of the windows `score_ids` cuts from `ids`: [L, H, head_dim]."""
     config = model.config
-    sums = torch.zeros(config.n_layers, config.dim, dtype=torch.float64)
+    sums = torch.zeros(config.n_layers, config.n_heads, config.head_dim, dtype=torch.float64)
     counts = [0] * config.n_layers
-    handles = []
-    for layer, block in enumerate(model.transformer.h):
-        def record(_module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], layer: int = layer) -> None:
-            heads = inputs[0].reshape(-1, config.dim)  # every position of every window: [B·T, H·hd]
-            sums[layer] += heads.double().sum(dim=0).cpu()
-            counts[layer] += heads.shape[0]
 
-        handles.append(block.attn.c_proj.register_forward_pre_hook(record))
-    try:
+    def record(z: torch.Tensor, name: str) -> None:
+        layer = int(name.split(".")[1])
+        heads = z.reshape(-1, config.n_heads, config.head_dim)  # every position of every window: [B·T, H, hd]
+        sums[layer] += heads.double().sum(dim=0).cpu()
+        counts[layer] += heads.shape[0]
+
+    with model.hooks([(head_output(layer), record) for layer in range(config.n_layers)]):
         score_ids(model, ids, len(ids))
-    finally:
-        for handle in handles:
-            handle.remove()
-    means = sums / torch.tensor(counts, dtype=torch.float64)[:, None]
-    return means.view(config.n_layers, config.n_heads, config.head_dim).float()
+    return (sums / torch.tensor(counts, dtype=torch.float64)[:, None, None]).float()
 
 
 def ablate_heads(model: GPT, ids: torch.Tensor) -> AblationReport:

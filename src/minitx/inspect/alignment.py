@@ -104,8 +104,11 @@ def capture_pair(model: EncoderDecoder, tokenizer: Tokenizer, source: str, targe
     src, padding = (t.to(device) for t in pad_sources([source_ids], boundary))
     target_in = torch.tensor([[boundary] + target_ids], device=device)  # [1, T]
     model.eval()
-    model(src, target_in, padding, return_weights=True)
-    weights = {kind: [w[0].float().cpu().numpy() for w in model.attn_weights[kind]] for kind in KINDS}
+    _, cache = model.run_with_cache(src, target_in, padding, names=lambda name: name.endswith("attn.hook_pattern"))
+    weights: dict[str, list[np.ndarray]] = {kind: [] for kind in KINDS}
+    for name, pattern in cache.items():  # in forward order, so layer by layer within each kind
+        kind = "cross" if ".cross_attn." in name else name.split(".")[0]  # "encoder" / "decoder"
+        weights[kind].append(pattern[0].float().cpu().numpy())
     pieces = [tokenizer.id_to_token_text(i) for i in source_ids]
     return PairCapture(
         source, target, pieces + [DOC_TOKEN], [DOC_TOKEN] + [tokenizer.id_to_token_text(i) for i in target_ids],

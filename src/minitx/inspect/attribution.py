@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from minitx.inspect.residual import decoder_stack, hooks, run_model, stream_hooks
+from minitx.inspect.residual import decoder_stack, evaluating, reading
 
 if TYPE_CHECKING:
     from minitx.model import GPT
@@ -90,26 +90,14 @@ def attribute(model: GPT | EncoderDecoder, ids: list[int], *, good: int, bad: in
     """Direct logit attribution of logit[good] - logit[bad] at the last position of `ids` (see the module); an
     encoder-decoder reads `source` (its ids ending in the end token) and `ids` is its decoder's input."""
     stack = decoder_stack(model)
-    last: dict[str, Tensor] = {}  # every captured tensor at the last position, float64
-
-    def keep_stream(point: int, x: Tensor) -> None:
-        if point in (0, stack.n_layers):
-            last[f"stream {point}"] = x[0, -1].double()
-
-    registrations = stream_hooks(stack, keep_stream)
-    for layer, block in enumerate(stack.blocks):
-        for name, attention in stack.attentions(layer):
-            def keep_heads(_module, inputs, key=f"{name} {layer}"):  # c_proj's input: [B, T, H·hd]
-                last[key] = inputs[0][0, -1].double()
-
-            registrations.append(lambda a=attention, f=keep_heads: a.c_proj.register_forward_pre_hook(f))
-
-        def keep_mlp(_module, _inputs, output, key=f"mlp {layer}"):
-            last[key] = output[0, -1].double()
-
-        registrations.append(lambda b=block, f=keep_mlp: b.mlp.register_forward_hook(f))
-    with hooks(registrations):
-        logits = run_model(model, torch.tensor([ids], dtype=torch.long), None if source is None else [source])
+    names = {"stream 0": stack.stream(0), f"stream {stack.n_layers}": stack.stream(stack.n_layers)}
+    for layer in range(stack.n_layers):
+        names.update({f"{name} {layer}": stack.name(layer, f"{name}.hook_z") for name, _ in stack.attentions(layer)})
+        names[f"mlp {layer}"] = stack.name(layer, "hook_mlp_out")
+    inputs = reading(model, torch.tensor([ids], dtype=torch.long), None if source is None else [source])
+    with evaluating(model):
+        logits, cache = model.run_with_cache(*inputs.args(), names=list(names.values()))
+    last = {key: cache[name][0, -1].double() for key, name in names.items()}  # at the last position, float64
     total = float(logits[0, -1, good].double() - logits[0, -1, bad].double())
 
     norm, unembed = stack.final_norm, stack.unembed
@@ -122,16 +110,12 @@ def attribute(model: GPT | EncoderDecoder, ids: list[int], *, good: int, bad: in
         return float(((vector - vector.mean()) / scale * gamma) @ direction)
 
     parts = [Part("embed", "embed", share(last["stream 0"]))]
-    hd = stack.head_dim
     for layer in range(stack.n_layers):
         for name, attention in stack.attentions(layer):
-            heads = last[f"{name} {layer}"]  # [H·hd]
-            weight = attention.c_proj.weight.double()  # [C, H·hd]
+            written = attention.head_results(last[f"{name} {layer}"])  # hook_z [H, hd] -> each head's write [H, C]
             prefix = "" if name == "attn" else "x"  # cross-attention heads read "L1xH0"
             for head in range(stack.n_heads):
-                part = slice(head * hd, (head + 1) * hd)
-                parts.append(Part(f"L{layer}{prefix}H{head}", "head", share(weight[:, part] @ heads[part]), layer,
-                                  head, name))
+                parts.append(Part(f"L{layer}{prefix}H{head}", "head", share(written[head]), layer, head, name))
             if attention.c_proj.bias is not None:
                 parts.append(Part(f"L{layer} {name} bias", "attn bias", share(attention.c_proj.bias.double()),
                                   layer, attention=name))

@@ -8,8 +8,8 @@ Each row t of α sums to 1: it is how token t shares out its attention. The uppe
 is the future; the causal mask puts -inf there before the softmax, so those weights are exactly 0.
 
 This module is the leaf of `minitx.inspect`: it runs the model and keeps α, and everything else
-(roles, induction, views) reads what it returns. The model's own hook names follow TransformerLens
-(`blocks.{layer}.attn.hook_pattern`); here the layers are stacked into one tensor [L, H, T, T].
+(roles, induction, views) reads what it returns. It reads the model's hook points, named as in
+TransformerLens (`blocks.{layer}.attn.hook_pattern`); here the layers are stacked into one tensor [L, H, T, T].
 
 Example (weights made by hand: one layer, one head that reads the previous token):
     >>> import torch
@@ -74,15 +74,18 @@ class AttentionCapture:
 def attention_weights(model: GPT, idx: torch.Tensor) -> torch.Tensor:
     """Every head's α for a batch of token windows: idx [B, T] -> float32 [B, L, H, T, T] on the CPU.
 
-    The model runs in eval mode (no dropout) without gradients and is put back in its previous mode.
+    Read at the hook points `blocks.{l}.attn.hook_pattern`; the pass stops after the last one (the last
+    MLP and the output layer are not needed). The model runs in eval mode (no dropout) without gradients
+    and is put back in its previous mode.
     """
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.config.n_layers)]
     was_training = model.training
     model.eval()
     try:
-        model(idx.to(next(model.parameters()).device), return_weights=True)
+        _, cache = model.run_with_cache(idx.to(next(model.parameters()).device), names=names, stop_at=names[-1])
     finally:
         model.train(was_training)
-    return torch.stack(model.attn_weights, dim=1).float().cpu()  # L x [B, H, T, T] -> [B, L, H, T, T]
+    return torch.stack([cache[name] for name in names], dim=1).float().cpu()  # L x [B, H, T, T] -> [B, L, H, T, T]
 
 
 def prompt_ids(tokenizer: Tokenizer, text: str) -> list[int]:

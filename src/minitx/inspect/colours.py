@@ -32,7 +32,7 @@ def share_of(value: float, low: float = 0.0, high: float = 1.0) -> float:
 def ramp_rgb(share: float) -> tuple[int, int, int]:
     """The ramp's colour at `share` in [0, 1] (clipped), as integer (red, green, blue)."""
     share = min(1.0, max(0.0, share))
-    return tuple(round(a + share * (b - a)) for a, b in zip(LOW_RGB, HIGH_RGB, strict=True))  # type: ignore[return-value]
+    return tuple(round(a + share * (b - a)) for a, b in zip(LOW_RGB, HIGH_RGB, strict=True))
 
 
 def rich_colour(value: float, low: float = 0.0, high: float = 1.0) -> str:
@@ -41,7 +41,7 @@ def rich_colour(value: float, low: float = 0.0, high: float = 1.0) -> str:
     return f"rgb({red},{green},{blue})"
 
 
-def matplotlib_colormap():  # noqa: ANN201 - a matplotlib Colormap, imported only when a picture is drawn
+def matplotlib_colormap():  # a matplotlib Colormap, imported only when a picture is drawn
     """The ramp as a matplotlib colormap (linear between the two ends; NaN cells are left blank)."""
     from matplotlib.colors import LinearSegmentedColormap
 

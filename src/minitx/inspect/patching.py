@@ -7,7 +7,7 @@ With Δ = logit[good] - logit[bad] at the last position (`minitx.inspect.contras
                                                                        1: it carries all the difference
 
 Places: the residual stream at every point (after the embedding, after each block) and position
-column; every head's output (its slice of c_proj's input, at all positions); every MLP's output. The
+column; every head's output (its `hook_z`, at all positions); every MLP's output. The
 ends are exact: patching the whole stream at one point gives 1, patching nothing 0 (tests, ≤ 1e-5).
 Over N pairs the fraction is Σ(Δ_patched - Δ_corrupt) / Σ(Δ_clean - Δ_corrupt) -- a ratio of sums,
 which a pair with a tiny denominator cannot blow up -- with a 95% bootstrap interval over pairs.
@@ -46,16 +46,7 @@ import torch
 from torch import Tensor
 
 from minitx.inspect.lens import point_names
-from minitx.inspect.residual import (
-    Reading,
-    Stack,
-    decoder_stack,
-    encoder_stack,
-    forward,
-    hooks,
-    source_batch,
-    stream_hooks,
-)
+from minitx.inspect.residual import Reading, Stack, decoder_stack, encoder_stack, source_batch
 
 if TYPE_CHECKING:
     from minitx.inspect.contrasts import Contrast
@@ -110,10 +101,6 @@ class PatchReport:
         return next(g for g in self.grids if g.title.startswith(title_start))
 
 
-class _Enough(Exception):
-    """Raised from the final norm's hook: the pass has all it needs, so the output layer is not run."""
-
-
 def _padded(rows: list[list[int]]) -> Tensor:
     """Right-padded ids [R, T_max] (the pad repeats each row's last id; causality keeps it unseen)."""
     width = max(len(r) for r in rows)
@@ -155,37 +142,30 @@ def _reading(contrasts: list[Contrast], side: str) -> Reading:
     return Reading(ids, *source_batch(sources, width))
 
 
+def _activation_names(model: GPT | EncoderDecoder, stack: Stack, inputs: Reading) -> dict[tuple, str]:
+    """Every patchable activation's key and hook name: ("resid", p) the stream point p, ("heads", name, l) the
+    heads' outputs `hook_z` of attention `name` in block l, ("mlp", l) block l's MLP output; and ("source", p)
+    the encoder's stream point p when `inputs` has a source."""
+    names: dict[tuple, str] = {("resid", point): stack.stream(point) for point in range(stack.n_layers + 1)}
+    for layer in range(stack.n_layers):
+        for name, _ in stack.attentions(layer):
+            names["heads", name, layer] = stack.name(layer, f"{name}.hook_z")
+        names["mlp", layer] = stack.name(layer, "hook_mlp_out")
+    if inputs.source is not None:
+        encoder = encoder_stack(model)
+        names.update({("source", point): encoder.stream(point) for point in range(encoder.n_layers + 1)})
+    return names
+
+
 @torch.no_grad()
 def clean_activations(model: GPT | EncoderDecoder, stack: Stack, inputs: Reading | Tensor) -> dict[tuple, Tensor]:
     """Every patchable activation of a run on `inputs` (ids [N, T], and a source for an encoder-decoder):
-    ("resid", p) [N,T,C], ("heads", name, l) [N,T,H·hd], ("mlp", l) [N,T,C]; and the encoder's stream
+    ("resid", p) [N,T,C], ("heads", name, l) [N,T,H,hd], ("mlp", l) [N,T,C]; and the encoder's stream
     ("source", p) [N,S,C] for an encoder-decoder."""
     inputs = inputs if isinstance(inputs, Reading) else Reading(inputs)
-    acts: dict[tuple, Tensor] = {}
-
-    def keeper(kind: str) -> Any:
-        def keep(point: int, x: Tensor) -> None:
-            acts[kind, point] = x
-
-        return keep
-
-    registrations = stream_hooks(stack, keeper("resid"))
-    if inputs.source is not None:
-        registrations += stream_hooks(encoder_stack(model), keeper("source"))
-    for layer, block in enumerate(stack.blocks):
-        for name, attention in stack.attentions(layer):
-            def keep_heads(_m, inputs, key=("heads", name, layer)):
-                acts[key] = inputs[0]
-
-            registrations.append(lambda a=attention, f=keep_heads: a.c_proj.register_forward_pre_hook(f))
-
-        def keep_mlp(_m, _i, output, key=("mlp", layer)):
-            acts[key] = output
-
-        registrations.append(lambda b=block, f=keep_mlp: b.mlp.register_forward_hook(f))
-    with hooks(registrations):
-        forward(model, inputs)
-    return acts
+    names = _activation_names(model, stack, inputs)
+    _, cache = model.run_with_cache(*inputs.args(), names=list(names.values()))
+    return {key: cache[name] for key, name in names.items()}
 
 
 @torch.no_grad()
@@ -263,55 +243,53 @@ def _run_rows(model: GPT | EncoderDecoder, stack: Stack, inputs: Reading, acts: 
             mlp_masks.setdefault(place.layer, torch.zeros(rows, dtype=torch.bool, device=device))[r] = True
 
     # Each hook rewrites only the rows patched there (rows are grouped by place, so a batch has few places).
-    def stream_patcher(kind: str, masks: dict[int, Tensor]) -> Any:
-        """record(point, x) for `stream_hooks`: the clean run's stream (decoder "resid" or encoder "source")
-        at the masked positions of the rows patched at that point."""
-        at = {point: (mask.any(-1).nonzero()[:, 0], mask) for point, mask in masks.items()}
+    def stream_patcher(key: tuple, mask: Tensor) -> Any:
+        """The clean run's stream (decoder "resid" or encoder "source") at the masked positions of the rows
+        patched at that point."""
+        which = mask.any(-1).nonzero()[:, 0]
 
-        def patch_stream(point: int, x: Tensor) -> Tensor | None:
-            if point not in at:
-                return None
-            which, mask = at[point]
+        def patch_stream(x: Tensor, _name: str) -> Tensor:
             x = x.clone()
-            x[which] = torch.where(mask[which][..., None], acts[kind, point][pair[which]], x[which])
+            x[which] = torch.where(mask[which][..., None], acts[key][pair[which]], x[which])
             return x
 
         return patch_stream
 
-    registrations = stream_hooks(stack, stream_patcher("resid", stream_masks))
-    if encoder_masks:
-        registrations += stream_hooks(encoder_stack(model), stream_patcher("source", encoder_masks))
-    for (name, layer), mask in head_masks.items():
-        attention = dict(stack.attentions(layer))[name]
+    def heads_patcher(key: tuple, mask: Tensor) -> Any:
+        """The clean run's output of the masked heads ([B, T, H, hd] at `hook_z`), in the rows patched there."""
         which = mask.any(-1).nonzero()[:, 0]
 
-        def patch_heads(_m, inputs, mask=mask[which], which=which, key=("heads", name, layer)) -> tuple:
-            x = inputs[0].clone()
-            shape = (len(which), width, stack.n_heads, stack.head_dim)
-            mine, source = x[which].reshape(shape), acts[key][pair[which]].reshape(shape)
-            x[which] = torch.where(mask[:, None, :, None], source, mine).reshape(len(which), width, -1)
-            return (x, *inputs[1:])
+        def patch_heads(z: Tensor, _name: str) -> Tensor:
+            z = z.clone()
+            z[which] = torch.where(mask[which][:, None, :, None], acts[key][pair[which]], z[which])
+            return z
 
-        registrations.append(lambda a=attention, f=patch_heads: a.c_proj.register_forward_pre_hook(f))
-    for layer, mask in mlp_masks.items():
-        def patch_mlp(_m, _i, output, which=mask.nonzero()[:, 0], layer=layer) -> Tensor:
+        return patch_heads
+
+    def mlp_patcher(key: tuple, which: Tensor) -> Any:
+        def patch_mlp(output: Tensor, _name: str) -> Tensor:
             output = output.clone()
-            output[which] = acts["mlp", layer][pair[which]]
+            output[which] = acts[key][pair[which]]
             return output
 
-        registrations.append(lambda b=stack.blocks[layer], f=patch_mlp: b.mlp.register_forward_hook(f))
+        return patch_mlp
+
+    names = _activation_names(model, stack, inputs)
+    fwd_hooks = [(names["resid", point], stream_patcher(("resid", point), mask))
+                 for point, mask in stream_masks.items()]
+    fwd_hooks += [(names["source", point], stream_patcher(("source", point), mask))
+                  for point, mask in encoder_masks.items()]
+    fwd_hooks += [(names["heads", name, layer], heads_patcher(("heads", name, layer), mask))
+                  for (name, layer), mask in head_masks.items()]
+    fwd_hooks += [(names["mlp", layer], mlp_patcher(("mlp", layer), mask.nonzero()[:, 0]))
+                  for layer, mask in mlp_masks.items()]
     final: dict[str, Tensor] = {}
 
-    def stop(_m, _i, output: Any) -> None:
-        final["x"] = output[torch.arange(rows, device=device), lasts]  # [R, C]
-        raise _Enough
+    def keep_final(x: Tensor, _name: str) -> None:
+        final["x"] = x[torch.arange(rows, device=device), lasts]  # [R, C]
 
-    registrations.append(lambda: stack.final_norm.register_forward_hook(stop))
-    with hooks(registrations):
-        try:
-            forward(model, inputs)
-        except _Enough:
-            pass
+    # The pass ends at the final norm's output: Δ needs only two rows of the output layer, taken by the caller.
+    model.run_with_hooks(*inputs.args(), fwd_hooks=[*fwd_hooks, (stack.final, keep_final)], stop_at=stack.final)
     return final["x"]
 
 

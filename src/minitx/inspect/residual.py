@@ -1,4 +1,4 @@
-"""The residual stream, reached from outside the model with hooks: what the lens, attribution and patching read.
+"""The residual stream, read and rewritten through hook points: what the lens, attribution and patching read.
 
 A pre-LN model is a running sum (see `minitx.model.gpt`):
 
@@ -7,22 +7,23 @@ A pre-LN model is a running sum (see `minitx.model.gpt`):
     logits = lm_head(ln_f(x_L))
 
 so x_L = x_0 + Σ_l (attn_l + mlp_l), and attn_l = Σ_h c^(h) W_O^(h)ᵀ + b_O: every head adds its own
-vector. Nothing here edits the model: forward (pre-)hooks on stable module names read or rewrite
-these tensors while one forward pass runs, and are removed afterwards (even after an error).
+vector. Nothing here edits the model: the model's named hook points (`minitx.model.hooks`) read or
+rewrite these tensors while one forward pass runs, and are cleared afterwards (even after an error).
 
-`Stack` names the pieces once -- the blocks, each block's attention modules (self-attention "attn";
-"cross_attn" too where a block has one), the final norm and the output layer -- so a model with the
-same block structure is read the same way. An encoder-decoder's stream is its *decoder's*: a decoder
-block adds a third branch between the two,
+`Stack` is one stack of blocks as its hook names spell it: stream point p is `blocks.{p}.hook_resid_pre`
+(p < L) or `blocks.{L-1}.hook_resid_post` (p = L), each head's output `blocks.{l}.attn.hook_z`, each MLP's
+`blocks.{l}.hook_mlp_out`, with the stack's prefix in front ("" for a GPT, "decoder." or "encoder." for
+an encoder-decoder). An encoder-decoder's stream is its *decoder's*: a decoder block adds a third branch
+between the two,
 
     x_{l+1} = x_l + attn_l(ln_1(x_l)) + cross_attn_l(ln_cross(·), memory) + mlp_l(ln_2(·))
 
 so the same sum holds with every cross-attention head as one more addend, and the only way the
 source reaches the decoder's stream is through those heads (the encoder's memory is their keys and
-values). `Reading` is what one pass reads -- the stream's tokens, plus the encoder's source for an
-encoder-decoder -- and `forward` runs either model on it, so the lens, the attribution and the
-patching have one implementation for both. The encoder is a stack of the same blocks
-(`encoder_stack`), so encoder-side patching rewrites its stream with the same `stream_hooks`.
+values). `Reading` is what one pass reads -- the stream's tokens, plus the encoder's source for a model
+that `reads_source` -- so the lens, the attribution and the patching have one implementation for both.
+The encoder is a stack of the same blocks (`encoder_stack`), so encoder-side patching rewrites its
+stream through the same names.
 
 Example (the stream of a 2-layer model has 3 points; the last one, read out, is the logits):
     >>> from minitx.config import ModelConfig
@@ -31,14 +32,16 @@ Example (the stream of a 2-layer model has 3 points; the last one, read out, is 
     >>> stream, logits = residual_stream(model, torch.tensor([[1, 2, 3]]))
     >>> tuple(stream.shape), bool((read_out(decoder_stack(model), stream[-1]) - logits).abs().max() < 1e-6)
     ((3, 1, 3, 8), True)
+    >>> decoder_stack(model).stream(2), decoder_stack(model).name(0, "attn.hook_z")
+    ('blocks.1.hook_resid_post', 'blocks.0.attn.hook_z')
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +49,7 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from minitx.model import GPT
     from minitx.model.encoder_decoder import EncoderDecoder
+    from minitx.model.hooks import BlockStack
 
 #: The attention modules a block may hold, in the order the grids show them.
 ATTENTION_NAMES = ("attn", "cross_attn")
@@ -53,10 +57,12 @@ ATTENTION_NAMES = ("attn", "cross_attn")
 
 @dataclass(frozen=True)
 class Stack:
-    """The pieces of a model the inspection hooks: blocks, final norm, output layer, and head sizes."""
+    """One stack of blocks of a model, by hook name: its prefix, blocks, final norm, the output layer, head sizes."""
 
+    prefix: str
     blocks: list[nn.Module]
     final_norm: nn.Module
+    final_name: str  # the hook point on the final norm's output: "hook_final", or "hook_memory" for an encoder
     unembed: nn.Module
     n_heads: int
     head_dim: int
@@ -65,38 +71,45 @@ class Stack:
     def n_layers(self) -> int:
         return len(self.blocks)
 
+    def name(self, layer: int, local: str) -> str:
+        """The full hook name of `local` ("hook_mlp_out", "attn.hook_z", ...) in block `layer`."""
+        return f"{self.prefix}blocks.{layer}.{local}"
+
+    def stream(self, point: int) -> str:
+        """The hook name of stream point 0..L: block `point`'s input, or (L) the last block's output."""
+        if point < self.n_layers:
+            return self.name(point, "hook_resid_pre")
+        return self.name(self.n_layers - 1, "hook_resid_post")
+
+    @property
+    def final(self) -> str:
+        """The hook name of the final norm's output (what lm_head reads, or the encoder's memory)."""
+        return f"{self.prefix}{self.final_name}"
+
     def attentions(self, layer: int) -> list[tuple[str, nn.Module]]:
         """The attention modules of block `layer` as (name, module): [("attn", ...)] (+ "cross_attn")."""
         block = self.blocks[layer]
         return [(name, getattr(block, name)) for name in ATTENTION_NAMES if hasattr(block, name)]
 
 
-def decoder_stack(model: GPT | EncoderDecoder) -> Stack:
-    """The `Stack` whose stream becomes the logits: a GPT's (`model.transformer.h`, `.ln_f`, `model.lm_head`),
-    or an encoder-decoder's decoder (`model.decoder["blocks"]`, `["ln_f"]`, `model.lm_head`; its blocks
-    hold `cross_attn` too)."""
+def _stack(model: GPT | EncoderDecoder, stack: BlockStack) -> Stack:
     config = model.config
-    if is_encoder_decoder(model):
-        blocks, final_norm = model.decoder["blocks"], model.decoder["ln_f"]
-    else:
-        blocks, final_norm = model.transformer.h, model.transformer.ln_f
-    return Stack(list(blocks), final_norm, model.lm_head, config.n_heads, config.dim // config.n_heads)
+    return Stack(stack.prefix, list(stack.blocks), stack.final_norm, stack.final_name, model.lm_head,
+                 config.n_heads, config.dim // config.n_heads)
+
+
+def decoder_stack(model: GPT | EncoderDecoder) -> Stack:
+    """The `Stack` whose stream becomes the logits: the model's last stack of blocks (a GPT's only one, an
+    encoder-decoder's decoder, whose blocks hold `cross_attn` too)."""
+    return _stack(model, model.block_stacks()[-1])
 
 
 def encoder_stack(model: EncoderDecoder) -> Stack:
-    """The encoder's `Stack` (`model.encoder["blocks"]`, `["ln_f"]`): its stream at points 0..L_enc is what
-    encoder-side patching rewrites. Its last point through `ln_f` is the memory cross-attention reads; ln_f acts
-    on each source position alone, so patching that point at a position patches the memory there. (The
-    encoder's stream is never read out; `unembed` is the shared embedding table all the same.)"""
-    config = model.config
-    return Stack(list(model.encoder["blocks"]), model.encoder["ln_f"], model.lm_head, config.n_heads,
-                 config.dim // config.n_heads)
-
-
-def is_encoder_decoder(model: nn.Module) -> bool:
-    """True for a model that reads a source with an encoder (its config's arch says so)."""
-    return getattr(model.config, "arch", "gpt") == "encoder-decoder"
-
+    """The encoder's `Stack` (the stack before the decoder's): its stream at points 0..L_enc is what encoder-side
+    patching rewrites. Its last point through the final norm is the memory cross-attention reads (`final`); that
+    norm acts on each source position alone, so patching that point at a position patches the memory there.
+    (The encoder's stream is never read out; `unembed` is the shared embedding table all the same.)"""
+    return _stack(model, model.block_stacks()[0])
 
 class Reading(NamedTuple):
     """What one forward pass reads, a row per sequence.
@@ -118,6 +131,10 @@ class Reading(NamedTuple):
     def to(self, device: torch.device | str) -> Reading:
         return Reading(*(None if t is None else t.to(device) for t in self))
 
+    def args(self) -> tuple[Tensor | None, ...]:
+        """The model's forward inputs: (ids,) for a GPT; (source, ids, source_padding) for an encoder-decoder."""
+        return (self.ids,) if self.source is None else (self.source, self.ids, self.source_padding)
+
 
 def source_batch(sources: list[list[int]], width: int | None = None) -> tuple[Tensor, Tensor | None]:
     """Encoder inputs (each already ending in its end token) right-padded with 0 to the longest (or to `width`):
@@ -138,7 +155,7 @@ def reading(model: nn.Module, idx: Tensor, source: Tensor | list[list[int]] | No
             source_padding: Tensor | None = None) -> Reading:
     """A `Reading` of `idx` [B, T] (and of `source` for an encoder-decoder: a tensor [B, S], or lists of ids
     each ending in the end token), on the model's device; a ValueError when the source is missing or extra."""
-    if is_encoder_decoder(model) != (source is not None):
+    if model.reads_source != (source is not None):
         raise ValueError("an encoder-decoder reads a source with its target; a GPT reads its text alone")
     if isinstance(source, list):
         source, source_padding = source_batch(source)
@@ -148,10 +165,7 @@ def reading(model: nn.Module, idx: Tensor, source: Tensor | list[list[int]] | No
 def forward(model: nn.Module, inputs: Reading) -> Tensor:
     """One forward pass on `inputs`: model(ids) for a GPT, model(source, ids, source_padding) for an
     encoder-decoder; its logits."""
-    if inputs.source is None:
-        logits, _ = model(inputs.ids)
-    else:
-        logits, _ = model(inputs.source, inputs.ids, inputs.source_padding)
+    logits, _ = model(*inputs.args())
     return logits
 
 
@@ -160,62 +174,23 @@ def read_out(stack: Stack, x: Tensor) -> Tensor:
     return stack.unembed(stack.final_norm(x))
 
 
-def block_output(output: Any) -> Tensor:
-    """A block's output tensor: blocks return (x, weights) here; a plain tensor is accepted too."""
-    return output[0] if isinstance(output, tuple) else output
-
-
-def with_block_output(output: Any, x: Tensor) -> Any:
-    """`output` with its residual tensor replaced by `x` (same tuple shape as the block returned)."""
-    return (x, *output[1:]) if isinstance(output, tuple) else x
-
-
-@contextmanager
-def hooks(registrations: list[Callable[[], torch.utils.hooks.RemovableHandle]]) -> Iterator[None]:
-    """Register every hook (each a zero-argument function returning its handle); remove them all on exit."""
-    handles = []
-    try:
-        for register in registrations:
-            handles.append(register())
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-def stream_hooks(stack: Stack, record: Callable[[int, Tensor], Tensor | None]) -> list[Callable[[], Any]]:
-    """Hooks that call record(point, x) on the stream at points 0..L (0: block 0's input; p: block p-1's
-    output). A tensor record returns replaces x there (patching); None leaves it."""
-
-    def before_first(_module: nn.Module, inputs: tuple) -> tuple | None:
-        new = record(0, inputs[0])
-        return None if new is None else (new, *inputs[1:])
-
-    def after(point: int) -> Callable[..., Any]:
-        def hook(_module: nn.Module, _inputs: tuple, output: Any) -> Any:
-            new = record(point, block_output(output))
-            return None if new is None else with_block_output(output, new)
-
-        return hook
-
-    registrations: list[Callable[[], Any]] = [lambda: stack.blocks[0].register_forward_pre_hook(before_first)]
-    for layer, block in enumerate(stack.blocks):
-        registrations.append(lambda block=block, layer=layer: block.register_forward_hook(after(layer + 1)))
-    return registrations
-
-
 def run_model(model: nn.Module, idx: Tensor | Reading, source: Tensor | list[list[int]] | None = None) -> Tensor:
     """The model's logits for `idx` [B, T] (with `source` for an encoder-decoder; or a whole `Reading`) in
     eval mode without gradients (the previous mode is restored)."""
     inputs = idx if isinstance(idx, Reading) else reading(model, idx, source)
+    with evaluating(model), torch.no_grad():
+        return forward(model, inputs)
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode (no dropout) for the block; its previous mode is restored after, even on an error."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            logits = forward(model, inputs)
+        yield
     finally:
         model.train(was_training)
-    return logits
 
 
 def residual_stream(model: GPT | EncoderDecoder, idx: Tensor, source: Tensor | list[list[int]] | None = None
@@ -223,11 +198,7 @@ def residual_stream(model: GPT | EncoderDecoder, idx: Tensor, source: Tensor | l
     """The stream at every point for `idx` [B, T]: ([L+1, B, T, C], the model's logits [B, T, V]). For an
     encoder-decoder `idx` is the decoder's input and `source` the encoder's (see `reading`)."""
     stack = decoder_stack(model)
-    points: dict[int, Tensor] = {}
-
-    def keep(point: int, x: Tensor) -> None:
-        points[point] = x.detach()
-
-    with hooks(stream_hooks(stack, keep)):
-        logits = run_model(model, idx, source)
-    return torch.stack([points[p] for p in range(stack.n_layers + 1)]), logits
+    names = [stack.stream(point) for point in range(stack.n_layers + 1)]
+    with evaluating(model):
+        logits, cache = model.run_with_cache(*reading(model, idx, source).args(), names=names)
+    return torch.stack([cache[name] for name in names]), logits

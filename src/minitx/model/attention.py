@@ -11,7 +11,11 @@ elsewhere; bias is ALiBi's distance penalty or 0. One module serves three uses: 
 every token sees every other, padding masked) and cross-attention (queries from the decoder, keys
 and values from the encoder's output). Multi-head: H heads of d_head = dim / H each, concatenated
 and mixed by `c_proj`. Two paths compute the same thing: `textbook` (the formula step by step,
-returns α) and SDPA (one fused kernel). Why each step is there: docs/architecture.md#attention.
+returns α) and SDPA (one fused kernel); a layer computes α only when asked to or when a hook is set
+on its pattern, and mixes the values with α only when asked to or when a hook rewrote α. Hook points
+(`minitx.model.hooks`, docs/hooks.md): `hook_q`, `hook_k`, `hook_v` [B, T, H, hd] (this call's, before
+RoPE), `hook_pattern` α [B, H, Tq, Tk], `hook_z` [B, T, H, hd] (each head's output c_t before
+`c_proj`). Why each step is there: docs/model.md#attention-modelattentionpy.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from minitx.config import ModelConfig
+from minitx.model.hooks import HookPoint
 from minitx.model.positions import PositionalEncoding
 
 
@@ -165,6 +170,22 @@ class AttentionMask:
         return self._sdpa_mask
 
 
+def attention_pattern(q: Tensor, k: Tensor, mask: AttentionMask) -> Tensor:
+    """The weights α [B, H, Tq, Tk] of queries q [B, H, Tq, hd] over keys k [B, H, Tk, hd]: each row sums to 1."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # q·k/√hd, [B, H, Tq, Tk]
+    if mask.score_bias is not None:
+        scores = scores + mask.score_bias  # ALiBi: [H, Tq, Tk] broadcast over the batch
+    if mask.hidden is not None:
+        scores = scores.masked_fill(mask.hidden, float("-inf"))  # never look ahead, never at padding
+    return torch.softmax(scores, dim=-1)  # each row sums to 1; -inf -> exactly 0
+
+
+def mix_values(weights: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
+    """c = α v: [B, H, Tq, Tk] @ [B, H, Tk, hd] -> [B, H, Tq, hd], with dropout on α while training."""
+    mixed = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
+    return mixed @ v
+
+
 def textbook_attention(
     q: Tensor, k: Tensor, v: Tensor, mask: AttentionMask, dropout_p: float = 0.0
 ) -> tuple[Tensor, Tensor]:
@@ -172,14 +193,8 @@ def textbook_attention(
 
     The weights are returned before dropout, so each row sums to 1.
     """
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # q·k/√hd, [B, H, Tq, Tk]
-    if mask.score_bias is not None:
-        scores = scores + mask.score_bias  # ALiBi: [H, Tq, Tk] broadcast over the batch
-    if mask.hidden is not None:
-        scores = scores.masked_fill(mask.hidden, float("-inf"))  # never look ahead, never at padding
-    weights = torch.softmax(scores, dim=-1)  # each row sums to 1; -inf -> exactly 0
-    mixed = F.dropout(weights, dropout_p) if dropout_p > 0 else weights
-    return mixed @ v, weights  # [B, H, Tq, Tk] @ [B, H, Tk, hd] -> [B, H, Tq, hd]
+    weights = attention_pattern(q, k, mask)
+    return mix_values(weights, v, dropout_p), weights
 
 
 class MultiHeadAttention(nn.Module):
@@ -190,7 +205,11 @@ class MultiHeadAttention(nn.Module):
     the keys and values of the `context` (the encoder's output). Positional encodings act on
     self-attention only (see `PositionalEncoding`): a query's and a key's positions count along two
     different sequences, so their difference means nothing. `layer_index` picks the layer's KVCache slot.
+    Hook points: see the module docstring; `head_results(z)` turns `hook_z` into each head's write to
+    the stream (TransformerLens' `hook_result`).
     """
+
+    HOOK_ORDER = ("hook_q", "hook_k", "hook_v", "hook_pattern", "hook_z")
 
     def __init__(self, config: ModelConfig, layer_index: int = 0, *, cross: bool = False) -> None:
         super().__init__()
@@ -205,12 +224,23 @@ class MultiHeadAttention(nn.Module):
         else:
             self.c_attn = nn.Linear(config.dim, 3 * config.dim, bias=config.bias)  # q, k, v for all heads
         self.c_proj = nn.Linear(config.dim, config.dim, bias=config.bias)  # mixes the heads' outputs
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()  # [B, T, H, hd]
+        self.hook_pattern = HookPoint()  # α [B, H, Tq, Tk]
+        self.hook_z = HookPoint()  # [B, T, H, hd]
 
-    def _heads(self, y: Tensor, n: int) -> tuple[Tensor, ...]:
-        """[B, T, n·C] -> n tensors [B, H, T, hd], with views only (so backward stacks gradients in place)."""
+    def _heads(self, y: Tensor, points: tuple[HookPoint, ...]) -> tuple[Tensor, ...]:
+        """[B, T, n·C] -> n tensors [B, H, T, hd], with views only (so backward stacks gradients in place);
+        part i passes hook point points[i] as [B, T, H, hd] on the way."""
         batch, t, _ = y.shape
-        parts = y.view(batch, t, n, self.n_heads, self.head_dim).unbind(2)  # n x [B, T, H, hd]
-        return tuple(part.transpose(1, 2) for part in parts)  # n x [B, H, T, hd]
+        parts = y.view(batch, t, len(points), self.n_heads, self.head_dim).unbind(2)  # n x [B, T, H, hd]
+        return tuple(point(part).transpose(1, 2) for part, point in zip(parts, points, strict=True))
+
+    def head_results(self, z: Tensor) -> Tensor:
+        """What each head writes to the stream: z [..., H, hd] (`hook_z`) -> [..., H, C], the slice of c_proj
+        that reads head h applied to its output alone (the bias, shared by the heads, left out). Summed over
+        the heads, plus c_proj's bias, it is the layer's output. Needs a float c_proj (not an int8 one)."""
+        weight = self.c_proj.weight.view(-1, self.n_heads, self.head_dim)  # [C, H, hd]
+        return torch.einsum("...hd,chd->...hc", z, weight.to(z.dtype))
 
     def forward(
         self,
@@ -228,7 +258,9 @@ class MultiHeadAttention(nn.Module):
         rotates q and k (RoPE); `cache` stores this call's keys and values at slots
         mask.start_pos.. (the caller advances `cache.length`). Cross-attention: keys and values
         come from `context` [B, S, C], or from `cache.cross` once computed; `mask` defaults to every
-        key visible. Weights come back only when `textbook` is true.
+        key visible. The weights come back when `textbook` is true (the output is then α v, the textbook
+        path) or a hook is set on `hook_pattern` (the output is α v only if a hook rewrote α; SDPA's if
+        the hooks only read it). Otherwise the output is SDPA's and the weights None.
         """
         batch, t, dim = x.shape
         if self.cross:
@@ -245,7 +277,7 @@ class MultiHeadAttention(nn.Module):
             start = mask.start_pos
             # Unbinding dim 2 of c_attn's output (not a permuted copy): backward stacks the three
             # gradients straight into its [B, T, 3C] layout.
-            q, k, v = self._heads(self.c_attn(x), 3)  # 3 x [B, H, T, hd]
+            q, k, v = self._heads(self.c_attn(x), (self.hook_q, self.hook_k, self.hook_v))  # 3 x [B, H, T, hd]
             if positions is not None:
                 q, k = positions.rotate_qk(q, k, start)
             if cache is not None:  # store this call's keys/values, then attend over everything stored
@@ -257,12 +289,18 @@ class MultiHeadAttention(nn.Module):
 
         dropout_p = self.dropout_p if self.training else 0.0
         weights = None
-        if textbook:
-            out, weights = textbook_attention(q, k, v, mask, dropout_p)
+        if textbook or self.hook_pattern.fns is not None:
+            pattern = attention_pattern(q, k, mask)
+            version = pattern._version  # bumped by an in-place edit
+            weights = self.hook_pattern(pattern)
+            rewritten = weights is not pattern or pattern._version != version
+            # Mix with α itself when asked to or when a hook rewrote it; a hook that only read it leaves the
+            # output to the fused kernel, so reading the patterns does not move the logits by a bit.
+            out = mix_values(weights, v, dropout_p) if textbook or rewritten else self._sdpa(q, k, v, mask, dropout_p)
         else:
             out = self._sdpa(q, k, v, mask, dropout_p)
-        out = out.transpose(1, 2).reshape(batch, t, dim)  # concatenate the heads: [B, T, H·hd]
-        out = self.c_proj(out)
+        z = self.hook_z(out.transpose(1, 2))  # each head's output: [B, T, H, hd]
+        out = self.c_proj(z.reshape(batch, t, dim))  # the heads concatenated [B, T, H·hd], mixed
         if self.dropout_p > 0:
             out = F.dropout(out, self.dropout_p, self.training)
         return out, weights
@@ -285,14 +323,14 @@ class MultiHeadAttention(nn.Module):
 
     def _cross_qkv(self, x: Tensor, context: Tensor | None, cache: KVCache | None) -> tuple[Tensor, Tensor, Tensor]:
         """Queries of x; keys and values of the context, computed once per generation when a cache is given."""
-        (q,) = self._heads(self.c_q(x), 1)  # [B, H, T, hd]
+        (q,) = self._heads(self.c_q(x), (self.hook_q,))  # [B, H, T, hd]
         stored = cache.cross[self.layer_index] if cache is not None else None
         if stored is not None:
             k, v = stored
         else:
             if context is None:
                 raise ValueError("cross-attention needs the encoder's output (context) at its first call")
-            k, v = self._heads(self.c_kv(context), 2)  # 2 x [B, H, S, hd]
+            k, v = self._heads(self.c_kv(context), (self.hook_k, self.hook_v))  # 2 x [B, H, S, hd]
             if cache is not None:
                 cache.cross[self.layer_index] = (k, v)
         return q, k, v

@@ -14,15 +14,17 @@ padding. A decoder block has a third sub-layer between the two:
 `memory` is the encoder's last layer after its final LayerNorm. Each stack has its own positional
 encoding (`pos` for the decoder, `encoder_pos` for the encoder; ALiBi's distance is |i - j| in the
 encoder); cross-attention has none. One tokenizer serves both languages, so one embedding table
-`wte` reads the source, reads the target and, tied, scores the next target token. Longer story:
-docs/encoder-decoder.md.
+`wte` reads the source, reads the target and, tied, scores the next target token. Hook points
+(`minitx.model.hooks`) carry the GPT's names under `encoder.` and `decoder.` (`encoder.hook_memory` is
+the memory; a decoder block adds `cross_attn.*`, `hook_cross_attn_out` and `hook_resid_cross`; the
+names and shapes: docs/hooks.md). Longer story: docs/encoder-decoder.md.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +34,6 @@ from minitx.config import ModelConfig
 from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention
 from minitx.model.gpt import (
     GELU_APPROXIMATION,
-    GPT,
     Block,
     DecodeLayer,
     _as_function,
@@ -41,6 +42,7 @@ from minitx.model.gpt import (
     decode_self_attention,
     gpt2_init,
 )
+from minitx.model.hooks import BlockStack, HookedModel, HookPoint
 from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions
 
 
@@ -87,34 +89,40 @@ class EncoderDecoderPlan(NamedTuple):
 
 
 class DecoderBlock(Block):
-    """A GPT block with cross-attention between its two sub-layers (`ln_cross`, `cross_attn`)."""
+    """A GPT block with cross-attention between its two sub-layers (`ln_cross`, `cross_attn`).
+
+    Hook points: the GPT block's, with `cross_attn.*`, `hook_cross_attn_out` (cross-attention's output)
+    and `hook_resid_cross` (the stream after it) between `hook_resid_mid` and `mlp.*`.
+    """
+
+    HOOK_ORDER = ("hook_resid_pre", "attn", "hook_attn_out", "hook_resid_mid", "cross_attn", "hook_cross_attn_out",
+                  "hook_resid_cross", "mlp", "hook_mlp_out", "hook_resid_post")
 
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__(config, layer_index)
         self.ln_cross = nn.LayerNorm(config.dim, bias=config.bias)
         self.cross_attn = MultiHeadAttention(config, layer_index, cross=True)
+        self.hook_cross_attn_out, self.hook_resid_cross = HookPoint(), HookPoint()
 
-    def forward(  # type: ignore[override]
+    def forward(
         self,
         x: Tensor,
         mask: AttentionMask,
         positions: PositionalEncoding,
         cache: KVCache | None,
-        textbook: bool,
         memory: Tensor | None = None,
         cross_mask: AttentionMask | None = None,
-    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """x [B, T, C] -> (x, self-attention weights, cross-attention weights); weights only if `textbook`."""
-        attn_out, self_weights = self.attn(self.ln_1(x), mask, positions=positions, cache=cache, textbook=textbook)
-        x = x + attn_out
-        cross_out, cross_weights = self.cross_attn(self.ln_cross(x), cross_mask, context=memory, cache=cache,
-                                                   textbook=textbook)
-        x = x + cross_out  # what this target token read from the source
-        x = x + self.mlp(self.ln_2(x))
-        return x, self_weights, cross_weights
+    ) -> Tensor:
+        """x [B, T, C] -> x after self-attention, cross-attention to `memory` and the MLP."""
+        x = self.hook_resid_pre(x)
+        attn_out, _ = self.attn(self.ln_1(x), mask, positions=positions, cache=cache)
+        x = self.hook_resid_mid(x + self.hook_attn_out(attn_out))
+        cross_out, _ = self.cross_attn(self.ln_cross(x), cross_mask, context=memory, cache=cache)
+        x = self.hook_resid_cross(x + self.hook_cross_attn_out(cross_out))  # what this target token read
+        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(HookedModel, nn.Module):
     """An encoder-decoder transformer with a shared vocabulary and tied target embeddings.
 
     Example:
@@ -126,13 +134,13 @@ class EncoderDecoder(nn.Module):
         torch.Size([2, 5, 50])
 
     A training batch is (source, target_in, source_padding, targets), fed as `model(*batch)`
-    (`pad_sources` makes source and source_padding; dataset/pairs.py the rest).
-    After a call with `return_weights=True`, `attn_weights` holds {"encoder", "decoder", "cross"}:
-    one list of [B, H, Tq, Tk] per layer each, and `captured` the same under hook names,
-    `encoder.blocks.{i}.attn.hook_pattern`, `decoder.blocks.{i}.attn.hook_pattern` and
-    `decoder.blocks.{i}.cross_attn.hook_pattern` ([B, H, T, S]); `return_residual=True` adds the
-    stream after each block, `encoder.blocks.{i}.hook_resid_post` and `decoder.blocks.{i}.hook_resid_post`.
+    (`pad_sources` makes source and source_padding; dataset/pairs.py the rest). Activations are read
+    through hook points named after the module paths, e.g.
+    `model.run_with_cache(source, target, padding, names=["decoder.blocks.0.cross_attn.hook_pattern"])`
+    gives cross-attention's weights [B, H, T, S] (`minitx.model.hooks`, docs/hooks.md).
     """
+
+    reads_source: ClassVar[bool] = True
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -146,6 +154,8 @@ class EncoderDecoder(nn.Module):
                 "pos": build_positional_encoding(encoder_config),
                 "blocks": nn.ModuleList(Block(config, i) for i in range(encoder_layers)),
                 "ln_f": nn.LayerNorm(config.dim, bias=config.bias),
+                "hook_embed": HookPoint(),  # the source's embedding (+ positions, for the kinds that add them)
+                "hook_memory": HookPoint(),  # ln_f's output: what cross-attention reads
             }
         )
         self.decoder = nn.ModuleDict(
@@ -153,21 +163,25 @@ class EncoderDecoder(nn.Module):
                 "pos": build_positional_encoding(config),
                 "blocks": nn.ModuleList(DecoderBlock(config, i) for i in range(config.n_layers)),
                 "ln_f": nn.LayerNorm(config.dim, bias=config.bias),
+                "hook_embed": HookPoint(),  # the target's embedding
+                "hook_final": HookPoint(),  # ln_f's output, what lm_head reads
             }
         )
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.wte.weight  # weight tying: one Parameter, two roles
         self.dropout_p = config.dropout
-        self.attention_path = "sdpa"
-        self.attn_weights: dict[str, list[Tensor]] = {}
-        self.captured: dict[str, Tensor] = {}
         # an encoder block adds 2 branches to its stream, a decoder block 3 (self, cross, MLP)
         gpt2_init(self, n_residual_branches=2 * encoder_layers + 3 * config.n_layers)
 
-    # The same as the GPT's: they only walk the parameters / set the attention path.
-    set_attention_path = GPT.set_attention_path
-    configure_optimizer = GPT.configure_optimizer
+    def block_stacks(self) -> list[BlockStack]:
+        """The encoder's stack (hook names `encoder.…`, ending in `encoder.hook_memory`), then the decoder's."""
+        encoder, decoder = self.encoder, self.decoder
+        return [
+            BlockStack("encoder.", encoder["hook_embed"], encoder["blocks"], encoder["ln_f"], encoder["hook_memory"],
+                       "hook_memory"),
+            BlockStack("decoder.", decoder["hook_embed"], decoder["blocks"], decoder["ln_f"], decoder["hook_final"]),
+        ]
 
     @property
     def positions(self) -> PositionalEncoding:
@@ -179,14 +193,11 @@ class EncoderDecoder(nn.Module):
         """The encoder's positional encoding (`encoder_pos`, else the same kind as the decoder's)."""
         return self.encoder["pos"]
 
-    def _embed(self, ids: Tensor, positions: PositionalEncoding, start_pos: int) -> Tensor:
-        x = positions.add_to_embeddings(self.wte(ids), start_pos)  # [B, T, C]
+    def _embed(self, ids: Tensor, positions: PositionalEncoding, start_pos: int, hook: HookPoint) -> Tensor:
+        x = hook(positions.add_to_embeddings(self.wte(ids), start_pos))  # [B, T, C]
         return F.dropout(x, self.dropout_p, self.training) if self.dropout_p > 0 else x
 
-    def encode(
-        self, source: Tensor, source_padding: Tensor | None = None, *, return_weights: bool = False,
-        return_residual: bool = False,
-    ) -> Tensor:
+    def encode(self, source: Tensor, source_padding: Tensor | None = None) -> Tensor:
         """The memory [B, S, C] the decoder reads: source ids [B, S] through every encoder block and ln_f.
 
         `source_padding` [B, S] is True on padding (right-padded: real tokens keep positions 0..n-1);
@@ -195,18 +206,12 @@ class EncoderDecoder(nn.Module):
         batch, s = source.shape
         check_positions(0, s, self.config.block_size)
         positions = self.encoder_positions
-        textbook = return_weights or self.attention_path == "textbook"
-        x = self._embed(source, positions, 0)
+        x = self._embed(source, positions, 0, self.encoder["hook_embed"])
         bias = positions.score_bias(s, s, 0, bidirectional=True)
         mask = AttentionMask(s, 0, bias, causal=False, key_padding=source_padding, device=x.device, dtype=x.dtype)
-        for i, block in enumerate(self.encoder["blocks"]):
-            x, weights = block(x, mask, positions, None, textbook)
-            if return_weights:
-                self.attn_weights.setdefault("encoder", []).append(weights)
-                self.captured[f"encoder.blocks.{i}.attn.hook_pattern"] = weights
-            if return_residual:
-                self.captured[f"encoder.blocks.{i}.hook_resid_post"] = x
-        return self.encoder["ln_f"](x)
+        for block in self.encoder["blocks"]:
+            x = block(x, mask, positions, None)
+        return self.encoder["hook_memory"](self.encoder["ln_f"](x))
 
     def decode(
         self,
@@ -215,8 +220,6 @@ class EncoderDecoder(nn.Module):
         source_padding: Tensor | None = None,
         *,
         cache: KVCache | None = None,
-        return_weights: bool = False,
-        return_residual: bool = False,
         last_only: bool = False,
     ) -> Tensor:
         """Next-token logits [B, T, V] (or [B, 1, V] with `last_only`) for target ids [B, T] given the memory.
@@ -229,27 +232,19 @@ class EncoderDecoder(nn.Module):
         start_pos = 0 if cache is None else cache.length
         check_positions(start_pos, t, self.config.block_size)
         positions = self.positions
-        textbook = return_weights or self.attention_path == "textbook"
-        x = self._embed(target, positions, start_pos)
+        x = self._embed(target, positions, start_pos, self.decoder["hook_embed"])
         score_bias = positions.score_bias(t, start_pos + t, start_pos)
         mask = AttentionMask(t, start_pos, score_bias, device=x.device, dtype=x.dtype)  # causal
-        s = memory.shape[1] if memory is not None else cache.cross[0][0].shape[2]  # type: ignore[union-attr, index]
+        s = memory.shape[1] if memory is not None else cache.cross[0][0].shape[2]
         cross_mask = AttentionMask(t, t_k=s, causal=False, key_padding=source_padding, device=x.device,
                                    dtype=x.dtype)
-        for i, block in enumerate(self.decoder["blocks"]):
-            x, self_weights, cross_weights = block(x, mask, positions, cache, textbook, memory, cross_mask)
-            if return_weights:
-                self.attn_weights.setdefault("decoder", []).append(self_weights)
-                self.attn_weights.setdefault("cross", []).append(cross_weights)
-                self.captured[f"decoder.blocks.{i}.attn.hook_pattern"] = self_weights
-                self.captured[f"decoder.blocks.{i}.cross_attn.hook_pattern"] = cross_weights
-            if return_residual:
-                self.captured[f"decoder.blocks.{i}.hook_resid_post"] = x
+        for block in self.decoder["blocks"]:
+            x = block(x, mask, positions, cache, memory, cross_mask)
         if cache is not None:
             cache.length += t
         if last_only:
             x = x[:, -1:, :]  # [B, 1, C]
-        return self.lm_head(self.decoder["ln_f"](x))
+        return self.lm_head(self.decoder["hook_final"](self.decoder["ln_f"](x)))
 
     def decode_plan(self, source_padding: Tensor | None = None) -> EncoderDecoderPlan:
         """Each decoder block's pieces, the output layer and the source mask for `decode_next`, once per generation.
@@ -350,21 +345,15 @@ class EncoderDecoder(nn.Module):
         target: Tensor,
         source_padding: Tensor | None = None,
         targets: Tensor | None = None,
-        *,
-        return_weights: bool = False,
-        return_residual: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """Logits [B, T, V] for every target position, and the loss if `targets` [B, T] are given.
 
         `target` is the decoder's input (the start token, then the translation); `targets` the token
         each position should predict, -1 where none (padding): the loss is the mean cross-entropy
-        over the target's real tokens only. `return_weights` / `return_residual`: see the class docstring.
+        over the target's real tokens only.
         """
-        if return_weights or return_residual:
-            self.attn_weights, self.captured = {}, {}
-        memory = self.encode(source, source_padding, return_weights=return_weights, return_residual=return_residual)
-        logits = self.decode(target, memory, source_padding, return_weights=return_weights,
-                             return_residual=return_residual)
+        memory = self.encode(source, source_padding)
+        logits = self.decode(target, memory, source_padding)
         loss = None
         if targets is not None:
             flat = logits.view(-1, logits.shape[-1]).float()  # the loss in fp32 even for a bf16 model
@@ -376,7 +365,6 @@ class EncoderDecoder(nn.Module):
         total = sum(p.numel() for p in self.parameters())
         if exclude_embeddings:
             total -= self.wte.weight.numel()
-            for positions in (self.encoder_positions, self.positions):
-                if positions.kind == "learned":
-                    total -= positions.weight.numel()
+            for positions in (self.encoder_positions, self.positions):  # a learned table; the others have none
+                total -= sum(p.numel() for p in positions.parameters())
         return total

@@ -11,8 +11,10 @@ Pre-LN: each LayerNorm sits inside its branch, so the stream itself is never nor
 stacks train stably. Weight tying: `lm_head` scores each token by a dot product with its row of
 `wte`, one matrix for reading tokens in and writing them out. Parameter names follow GPT-2
 (`transformer.wte`, `.wpe`, `.h.{i}.ln_1`, `.attn.c_attn`, ..., `lm_head`); the positional module
-is `transformer.wpe` for learned positions and `transformer.pos` for the others. The longer story
-of each piece: docs/model.md.
+is `transformer.wpe` for learned positions and `transformer.pos` for the others. Hook points
+(`minitx.model.hooks`) carry TransformerLens' names -- `hook_embed`, `blocks.{i}.hook_resid_pre`,
+`blocks.{i}.attn.hook_pattern`, ..., `hook_final` -- and hold no parameters, so the state_dict is
+GPT-2's. The longer story of each piece: docs/model.md; the hook names and shapes: docs/hooks.md.
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ from torch import Tensor, nn
 
 from minitx.config import ModelConfig
 from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention
+from minitx.model.hooks import BlockStack, HookedModel, HookPoint
 from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions, encoding_class
-
-ATTENTION_PATHS = ("sdpa", "textbook")
 
 
 class DecodeLayer(NamedTuple):
@@ -113,7 +114,10 @@ class MLP(nn.Module):
     GELU is x·Φ(x) with Φ the normal CDF. The default, "gelu", computes it exactly; "gelu_tanh" is
     GPT-2's approximation 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), which weights imported from
     GPT-2 were trained with (the two differ by up to ~5e-4; their speeds are in docs/decisions.md).
+    Hook points: `hook_pre` (before GELU) and `hook_post` (after it), [B, T, mlp_ratio·dim].
     """
+
+    HOOK_ORDER = ("hook_pre", "hook_post")
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -122,9 +126,11 @@ class MLP(nn.Module):
         self.c_proj = nn.Linear(hidden, config.dim, bias=config.bias)
         self.dropout_p = config.dropout
         self.approximate = GELU_APPROXIMATION[config.activation]
+        self.hook_pre, self.hook_post = HookPoint(), HookPoint()
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.c_proj(F.gelu(self.c_fc(x), approximate=self.approximate))  # [B, T, C] -> [B, T, 4C] -> [B, T, C]
+        hidden = self.hook_post(F.gelu(self.hook_pre(self.c_fc(x)), approximate=self.approximate))  # [B, T, 4C]
+        x = self.c_proj(hidden)  # [B, T, C]
         if self.dropout_p > 0:  # skipped entirely when dropout is off: no kernel call at all
             x = F.dropout(x, self.dropout_p, self.training)
         return x
@@ -149,7 +155,15 @@ def gpt2_init(model: nn.Module, n_residual_branches: int) -> None:
 
 
 class Block(nn.Module):
-    """One pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."""
+    """One pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
+
+    Hook points on the stream [B, T, C], in forward order: `hook_resid_pre` (the block's input),
+    `attn.*`, `hook_attn_out` (attention's output), `hook_resid_mid` (x + that), `mlp.*`,
+    `hook_mlp_out`, `hook_resid_post` (the block's output).
+    """
+
+    HOOK_ORDER = ("hook_resid_pre", "attn", "hook_attn_out", "hook_resid_mid", "mlp", "hook_mlp_out",
+                  "hook_resid_post")
 
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__()
@@ -157,23 +171,19 @@ class Block(nn.Module):
         self.attn = MultiHeadAttention(config, layer_index)
         self.ln_2 = nn.LayerNorm(config.dim, bias=config.bias)
         self.mlp = MLP(config)
+        self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
+        self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
 
-    def forward(
-        self,
-        x: Tensor,
-        mask: AttentionMask,
-        positions: PositionalEncoding,
-        cache: KVCache | None,
-        textbook: bool,
-    ) -> tuple[Tensor, Tensor | None]:
-        attn_out, weights = self.attn(self.ln_1(x), mask, positions=positions, cache=cache, textbook=textbook)
-        x = x + attn_out
-        x = x + self.mlp(self.ln_2(x))
-        return x, weights
+    def forward(self, x: Tensor, mask: AttentionMask, positions: PositionalEncoding, cache: KVCache | None
+                ) -> Tensor:
+        x = self.hook_resid_pre(x)
+        attn_out, _ = self.attn(self.ln_1(x), mask, positions=positions, cache=cache)
+        x = self.hook_resid_mid(x + self.hook_attn_out(attn_out))
+        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
 
 
-class GPT(nn.Module):
-    """A decoder-only transformer language model.
+class GPT(HookedModel, nn.Module):
+    """A decoder-only transformer language model, with named hook points (`minitx.model.hooks`).
 
     Example:
         >>> model = GPT(ModelConfig(vocab_size=65, block_size=16, n_layers=2, n_heads=2, dim=32))
@@ -183,10 +193,12 @@ class GPT(nn.Module):
         torch.Size([3, 8, 65])
         >>> abs(loss.item() - math.log(65)) < 0.2         # at init every token is about as likely
         True
+        >>> _, cache = model.run_with_cache(idx, names=["blocks.1.attn.hook_pattern"])
+        >>> cache["blocks.1.attn.hook_pattern"].shape      # [B, H, T, T]: every head's weights α
+        torch.Size([3, 2, 8, 8])
 
-    After a call with `return_weights=True`, `model.attn_weights` holds one [B, H, T, Tk] tensor
-    per layer and `model.captured` the same tensors under TransformerLens-style hook names,
-    `blocks.{layer}.attn.hook_pattern`. Both keep the last such call.
+    Activations are read or rewritten through hook points: `run_with_cache`, `run_with_hooks`,
+    `hooks` (see `HookedModel`); their names and shapes are in docs/hooks.md.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -206,9 +218,8 @@ class GPT(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.transformer.wte.weight  # weight tying: one Parameter, two roles
         self.dropout_p = config.dropout
-        self.attention_path = "sdpa"
-        self.attn_weights: list[Tensor] = []
-        self.captured: dict[str, Tensor] = {}
+        self.hook_embed = HookPoint()  # the token embedding with the positions added (learned, sinusoidal)
+        self.hook_final = HookPoint()  # ln_f's output, what lm_head reads
         self._init_weights()
 
     @property
@@ -220,11 +231,9 @@ class GPT(nn.Module):
         """GPT-2 initialisation (`gpt2_init`): each block adds two `c_proj` outputs to the stream."""
         gpt2_init(self, n_residual_branches=2 * self.config.n_layers)
 
-    def set_attention_path(self, path: str) -> None:
-        """Choose how every layer computes attention: "sdpa" (fused, fast) or "textbook" (explicit)."""
-        if path not in ATTENTION_PATHS:
-            raise ValueError(f"attention path must be one of {ATTENTION_PATHS}, got {path!r}")
-        self.attention_path = path
+    def block_stacks(self) -> list[BlockStack]:
+        """The one stack of blocks, hook names without a prefix (`hook_embed`, `blocks.{i}.…`, `hook_final`)."""
+        return [BlockStack("", self.hook_embed, self.transformer.h, self.transformer.ln_f, self.hook_final)]
 
     def forward(
         self,
@@ -232,7 +241,6 @@ class GPT(nn.Module):
         targets: Tensor | None = None,
         *,
         cache: KVCache | None = None,
-        return_weights: bool = False,
         last_only: bool = False,
     ) -> tuple[Tensor, Tensor | None]:
         """Next-token logits for every position, and the loss if targets are given.
@@ -243,8 +251,6 @@ class GPT(nn.Module):
                 The loss is the mean cross-entropy over all other positions.
             cache: a KVCache; positions start at cache.length, and this call's keys and values
                 are appended to it.
-            return_weights: use the textbook attention path and keep the attention weights in
-                `self.attn_weights` / `self.captured` (see the class docstring).
             last_only: compute logits for the last position only ([B, 1, V]) -- all a sampler needs.
 
         Returns:
@@ -257,34 +263,27 @@ class GPT(nn.Module):
             raise ValueError(f"the cache holds {cache.batch_size} sequences but idx has {batch}")
         if last_only and targets is not None:
             raise ValueError("last_only=True drops the logits a loss needs; pass targets=None")
-        textbook = return_weights or self.attention_path == "textbook"
         positions = self.positions
 
         x = self.transformer.wte(idx)  # [B, T, C]
-        x = positions.add_to_embeddings(x, start_pos)
+        x = self.hook_embed(positions.add_to_embeddings(x, start_pos))
         if self.dropout_p > 0:
             x = F.dropout(x, self.dropout_p, self.training)
         score_bias = positions.score_bias(t, start_pos + t, start_pos)
         mask = AttentionMask(t, start_pos, score_bias, device=x.device, dtype=x.dtype)  # shared by all layers
 
-        weights = []
         for block in self.transformer.h:
-            x, layer_weights = block(x, mask, positions, cache, textbook)
-            if return_weights:
-                weights.append(layer_weights)
+            x = block(x, mask, positions, cache)
         if cache is not None:
             cache.length += t
 
         if last_only:
             x = x[:, -1:, :]  # [B, 1, C]
-        logits = self.lm_head(self.transformer.ln_f(x))  # [B, T, V]
+        logits = self.lm_head(self.hook_final(self.transformer.ln_f(x)))  # [B, T, V]
         loss = None
         if targets is not None:
             flat = logits.view(-1, logits.shape[-1]).float()  # the loss in fp32 even for a bf16 model
             loss = F.cross_entropy(flat, targets.reshape(-1), ignore_index=-1)
-        if return_weights:
-            self.attn_weights = weights
-            self.captured = {f"blocks.{i}.attn.hook_pattern": w for i, w in enumerate(weights)}
         return logits, loss
 
     def decode_plan(self) -> DecodePlan:
@@ -334,32 +333,3 @@ class GPT(nn.Module):
             total -= self.transformer.wte.weight.numel()
             total -= sum(p.numel() for p in self.positions.parameters())  # a learned table; the others have none
         return total
-
-    def configure_optimizer(
-        self,
-        weight_decay: float,
-        lr: float,
-        betas: tuple[float, float],
-        device_type: str,
-    ) -> torch.optim.AdamW:
-        """AdamW with weight decay on matrices only.
-
-        Decayed: every parameter with 2 or more dimensions -- the linear weights and the embedding
-        tables (wte, tied to lm_head, and wpe), as in GPT-2 training. Not decayed: biases and
-        LayerNorm gains (1-D), which scale or shift rather than mix features; pulling them
-        towards 0 only fights the normalisation.
-
-        Uses the fused AdamW kernel (one kernel for all parameters) where torch supports it on
-        `device_type`, otherwise the multi-tensor `foreach` implementation.
-        """
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        if device_type in ("cpu", "cuda", "mps", "xpu"):
-            try:
-                return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=True)
-            except (RuntimeError, TypeError, ValueError):
-                pass  # this torch build has no fused kernel for the device
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, foreach=True)

@@ -136,7 +136,7 @@ def save_png_heatmaps(
     return save_figure(fig, path)
 
 
-def pyplot():  # noqa: ANN201 - matplotlib.pyplot, imported only when a picture is asked for
+def pyplot():  # matplotlib.pyplot, imported only when a picture is asked for
     """matplotlib.pyplot drawing to files only; a UserError naming the `plot` extra when it is missing."""
     try:
         import matplotlib
@@ -148,7 +148,7 @@ def pyplot():  # noqa: ANN201 - matplotlib.pyplot, imported only when a picture 
     return plt
 
 
-def save_figure(fig, path: str | Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+def save_figure(fig, path: str | Path) -> Path:  # fig: a matplotlib Figure
     """Write `fig` as a PNG atomically (nothing half-written is left at `path`), close it, return the path."""
     import io
 
