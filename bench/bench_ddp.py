@@ -33,10 +33,11 @@ def worker(args: argparse.Namespace) -> None:
     import torch
     import torch.distributed as dist
 
-    from minitx.config import ModelConfig, preset
+    from minitx.config import ModelConfig, TrainConfig, preset
     from minitx.dataset.batches import BatchSampler
     from minitx.model import GPT
     from minitx.training import distributed
+    from minitx.training.optim import build_optimizer
 
     world = distributed.World.from_env()
     device = distributed.rank_device(args.device, world)
@@ -47,8 +48,7 @@ def worker(args: argparse.Namespace) -> None:
     torch.manual_seed(0)
     model = GPT(config).to(device)
     ddp = distributed.wrap(model, world, device)
-    optimizer = model.configure_optimizer(weight_decay=0.1, lr=1e-3, betas=(0.9, 0.99),
-                                          device_type=device.split(":")[0])
+    optimizer = build_optimizer(model, TrainConfig(lr=1e-3, weight_decay=0.1, beta2=0.99), device.split(":")[0])
     data = torch.randint(args.vocab, (200_000,))
     batch = args.global_batch // world.size
     sampler = BatchSampler(data, config.block_size, batch, 0, device, rank=world.rank, world_size=world.size)

@@ -30,7 +30,7 @@ import torch
 from minitx.config import ModelConfig
 from minitx.inspect.contrasts import Contrast
 from minitx.inspect.patching import Place, patched_differences
-from minitx.inspect.residual import decoder_stack, hooks, residual_stream, stream_hooks
+from minitx.inspect.residual import decoder_stack, residual_stream
 from minitx.model import GPT
 
 
@@ -56,15 +56,12 @@ def per_cell(model: GPT, pairs: list[Contrast]) -> np.ndarray:
     out = np.zeros((len(pairs), n_points * length))
     for point in range(n_points):
         for position in range(length):
-            def put(p: int, x: torch.Tensor, point=point, position=position) -> torch.Tensor | None:
-                if p != point:
-                    return None
+            def put(x: torch.Tensor, _name: str, point=point, position=position) -> torch.Tensor:
                 x = x.clone()
                 x[:, position] = clean_stream[point][:, position]
                 return x
 
-            with hooks(stream_hooks(stack, put)):
-                logits, _ = model(corrupt_ids)
+            logits = model.run_with_hooks(corrupt_ids, fwd_hooks=[(stack.stream(point), put)])
             out[:, point * length + position] = (logits[:, -1, 1] - logits[:, -1, 2]).double().numpy()
     return out
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from minitx.errors import UserError
 from minitx.model.attention import KVCache
 from minitx.model.encoder_decoder import pad_sources
-from minitx.text.special import DOC_TOKEN
+from minitx.model.inputs import encode_sources, end_token
 
 if TYPE_CHECKING:
     from minitx.model.encoder_decoder import EncoderDecoder
@@ -37,16 +37,9 @@ if TYPE_CHECKING:
 
 
 def encode_sentences(tokenizer: Tokenizer, sentences: Sequence[str], block_size: int) -> list[list[int]]:
-    """Source ids of each sentence; an empty one or one longer than the block is a UserError naming it."""
-    encoded = tokenizer.encode_pieces([s.strip() for s in sentences])
-    for number, (sentence, ids) in enumerate(zip(sentences, encoded, strict=True), start=1):
-        if not ids:
-            raise UserError(f"sentence {number} is empty; give text to translate")
-        if len(ids) + 1 > block_size:  # + the end token
-            raise UserError(f"sentence {number} is {len(ids)} tokens long but the model reads at most "
-                            f"{block_size - 1} (its block size, less the end token); shorten or split it: "
-                            f"{sentence[:60]!r}")
-    return encoded
+    """Source ids of each sentence, without the end token `pad_sources` adds; an empty one or one longer than the
+    block is a UserError naming it (model/inputs.py)."""
+    return encode_sources(tokenizer, sentences, block_size, end=False)
 
 
 def _max_new_tokens(model: EncoderDecoder, max_new_tokens: int | None) -> int:
@@ -191,9 +184,7 @@ def translate(model: EncoderDecoder, tokenizer: Tokenizer, sentences: Sequence[s
     """
     if beam < 1:
         raise UserError(f"--beam must be at least 1, got {beam}")
-    boundary = tokenizer.token_id(DOC_TOKEN)
-    if boundary is None:
-        raise UserError(f"the run's tokenizer has no {DOC_TOKEN} token, so it cannot say where a translation ends")
+    boundary = end_token(tokenizer)
     encoded = encode_sentences(tokenizer, sentences, model.config.block_size)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
     out: list[str] = [""] * len(encoded)

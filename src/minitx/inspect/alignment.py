@@ -87,11 +87,10 @@ def capture_pair(model: EncoderDecoder, tokenizer: Tokenizer, source: str, targe
     """Read `source` -> `target` with teacher forcing and keep every attention weight (see the module docstring)."""
     from minitx.errors import UserError
     from minitx.model.encoder_decoder import pad_sources
+    from minitx.model.inputs import end_token
     from minitx.text.special import DOC_TOKEN
 
-    boundary = tokenizer.token_id(DOC_TOKEN)
-    if boundary is None:
-        raise UserError(f"the run's tokenizer has no {DOC_TOKEN} token to start and end translations")
+    boundary = end_token(tokenizer)
     source, target = source.strip(), target.strip()
     source_ids, target_ids = tokenizer.encode(source), tokenizer.encode(target)
     if not source_ids or not target_ids:

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING
 import torch
 
 from minitx.errors import UserError
-from minitx.text.special import DOC_TOKEN
 
 if TYPE_CHECKING:
     from minitx.model import GPT
@@ -90,11 +89,9 @@ def attention_weights(model: GPT, idx: torch.Tensor) -> torch.Tensor:
 
 def prompt_ids(tokenizer: Tokenizer, text: str) -> list[int]:
     """The ids of `text` as a document starts: with <|doc|> in front when the tokenizer knows it (once)."""
-    ids = tokenizer.encode(text)
-    doc = tokenizer.token_id(DOC_TOKEN)
-    if doc is not None and (not ids or ids[0] != doc):
-        ids = [doc, *ids]
-    return ids
+    from minitx.model.inputs import document_ids
+
+    return document_ids(tokenizer, text)
 
 
 def capture_ids(

@@ -145,9 +145,9 @@ def source_batch(sources: list[list[int]], width: int | None = None) -> tuple[Te
                 [7, 0, 0]]), tensor([[False, False, False],
                 [False, False,  True]]))
     """
-    width = max(max(len(s) for s in sources), width or 0)
-    ids = torch.tensor([s + [0] * (width - len(s)) for s in sources], dtype=torch.long)
-    padding = torch.tensor([[t >= len(s) for t in range(width)] for s in sources])
+    from minitx.model.inputs import pad_rows
+
+    ids, padding = pad_rows(sources, width=width)
     return ids, (padding if bool(padding.any()) else None)
 
 

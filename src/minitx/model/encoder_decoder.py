@@ -43,6 +43,7 @@ from minitx.model.gpt import (
     gpt2_init,
 )
 from minitx.model.hooks import BlockStack, HookedModel, HookPoint
+from minitx.model.inputs import pad_rows
 from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions
 
 
@@ -53,14 +54,7 @@ def pad_sources(sources: list[list[int]], end_id: int, pad_id: int = 0) -> tuple
     finds it. Example, end 0, pad 0: [[5, 6], [7]] -> ids [[5, 6, 0], [7, 0, 0]],
     padding [[False, False, False], [False, False, True]].
     """
-    longest = max(len(ids) for ids in sources) + 1
-    ids = torch.full((len(sources), longest), pad_id, dtype=torch.long)
-    padding = torch.ones(len(sources), longest, dtype=torch.bool)
-    for row, source in enumerate(sources):
-        ids[row, : len(source)] = torch.as_tensor(source, dtype=torch.long)
-        ids[row, len(source)] = end_id
-        padding[row, : len(source) + 1] = False
-    return ids, padding
+    return pad_rows([[*source, end_id] for source in sources], pad_id)
 
 
 class CrossLayer(NamedTuple):
