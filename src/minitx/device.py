@@ -80,13 +80,14 @@ class AutoDtype(NamedTuple):
 def auto_dtype(device: str) -> AutoDtype:
     """`--dtype auto` on `device`, decided by the kind of hardware, never by a timing.
 
-    bfloat16 autocast pays only where the hardware multiplies bf16 much faster than fp32:
+    bfloat16 autocast pays most where the hardware multiplies bf16 much faster than fp32:
       * a CUDA GPU that supports bf16 -> bfloat16;
-      * a CPU with AMX tiles (`amx_bf16`: Intel Sapphire Rapids and later) -> bfloat16: measured
-        1.33x nanoGPT's fp32 step there, against 1.0x in fp32 (docs/decisions.md);
-      * any other CPU -> float32, including AVX-512-BF16 without AMX (AMD Zen 4/5, Cooper Lake): its
-        bf16 matmul peak is only 1.6-2.2x fp32's, depending on the thread count, and a training step
-        gains nothing once the casts are paid (docs/decisions.md);
+      * a CPU with AMX tiles (`amx_bf16`: Intel Sapphire Rapids and later) -> bfloat16;
+      * any other CPU -> float32, including AVX-512-BF16 without AMX (AMD Zen 4/5, Cooper Lake). There
+        bf16 autocast does speed a step up (nanoGPT's CPU shape on a 2-core EPYC, torch 2.13: 1.31x
+        at 2 threads, 1.52x at 1 thread), but fp32 keeps what only it gives: the same weights from 2
+        ranks x batch 4 as from 1 process x batch 8, and bit-for-bit reruns; `--dtype bfloat16` is
+        one flag away (docs/decisions.md);
       * Apple's MPS -> float32.
     A rule of the device kind gives the same answer at every thread count, under any load, and on
     every rank of a distributed job (which the old rule -- measured peaks, bf16 at 2x -- did not:
@@ -103,8 +104,8 @@ def auto_dtype(device: str) -> AutoDtype:
         if cpu_has_amx():
             return AutoDtype("bfloat16", "a CPU with AMX tiles (amx_bf16): bf16 matmuls run on the tiles, "
                                          "bf16 autocast")
-        return AutoDtype("float32", "a CPU without AMX tiles: bf16 gains nothing per training step here "
-                                    "(AVX-512 BF16 alone is not enough), float32")
+        return AutoDtype("float32", "a CPU without AMX tiles: float32, so that every run repeats bit for bit "
+                                    "and DDP equals one process (--dtype bfloat16 trades that for speed)")
     return AutoDtype("float32", f"{kind}: float32")
 
 
