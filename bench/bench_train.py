@@ -50,6 +50,14 @@ MINITX_FAST = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", 
                "--keep", "1000", "--optimizer", "muon", "--muon-lr", "0.02", "--no-compile"]
 
 
+def cpu_name() -> str:
+    """The processor the figures were measured on, and whether it has AMX tiles: bf16 speeds differ by kind."""
+    from minitx.device import cpu_has_amx
+    from minitx.training.mfu import device_name
+
+    return f"{device_name('cpu')}, {'AMX' if cpu_has_amx() else 'no AMX'}"
+
+
 def _fill(args: list[str], **values: object) -> list[str]:
     return [a.format(**values) for a in args]
 
@@ -213,8 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="--part variants: cpu, cuda, mps")
     ap.add_argument("--fast-recipe", default="", help="extra minitx flags for the quality run")
     ap.add_argument("--same-recipe", default="", help="extra minitx flags for the speed run, e.g. --compile")
-    ap.add_argument("--minitx-dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                    help="minitx's --dtype in the speed and quality runs (the table says which one ran)")
+    ap.add_argument("--minitx-dtype", default="both", choices=["both", "auto", "float32", "bfloat16"],
+                    help="minitx's --dtype: both (speed: float32 and bfloat16 side by side; quality: auto), or one")
     ap.add_argument("--nanogpt-kept-memory", action="store_true",
                     help="--part speed: also run nanoGPT with minitx's glibc allocator settings (KEPT_MEMORY_ENV)")
     args = ap.parse_args(argv)
@@ -227,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "variants":
         names = [n.strip() for n in args.variants.split(",")]
         found = step_variants(args.data, args.threads, names, args.rounds, args.round_steps, args.device)
-        table = Table(title=f"ms/step, nanoGPT's CPU shape, {args.threads} threads, {args.device}: median of "
+        table = Table(title=f"ms/step, nanoGPT's CPU shape, {args.threads} threads, {args.device} ({cpu_name()}): "
+                            f"median of "
                             f"{args.rounds} alternated rounds of {args.round_steps} steps")
         for col in ("variant", "ms / step", "rounds", "vs first", "tokens / s", "MFU", "cold start s"):
             table.add_column(col, justify="right")
@@ -255,7 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     med = lambda runs, k: statistics.median(r[k] for r in runs)  # noqa: E731
 
     if args.part in ("speed", "both"):
-        nano, mini, nano_kept = [], [], []
+        # "both": minitx in float32 and in bfloat16, alternated with nanoGPT in the same run, side by side
+        dtypes = ["float32", "bfloat16"] if args.minitx_dtype == "both" else [args.minitx_dtype]
+        nano, nano_kept = [], []
+        mini: dict[str, list[dict]] = {d: [] for d in dtypes}
         for r in range(args.repeats):
             console.print(f"[dim]repeat {r + 1}/{args.repeats}: nanoGPT …[/]")
             nano.append(run_nanogpt(root, args.steps, args.eval_iters, args.threads, corpus, "speed"))
@@ -263,54 +275,61 @@ def main(argv: list[str] | None = None) -> int:
                 console.print(f"[dim]repeat {r + 1}/{args.repeats}: nanoGPT, minitx's allocator settings …[/]")
                 nano_kept.append(run_nanogpt(root, args.steps, args.eval_iters, args.threads, corpus, "speed",
                                              kept_memory=True))
-            console.print(f"[dim]repeat {r + 1}/{args.repeats}: minitx …[/]")
-            mini.append(run_minitx(args.data, _fill(MINITX_SAME, steps=args.steps, eval_iters=args.eval_iters)
-                                   + args.same_recipe.split(),
-                                   args.threads, "same", args.minitx_dtype, corpus))
-        ran = sorted({m["dtype"] for m in mini})
+            for dtype in dtypes:
+                console.print(f"[dim]repeat {r + 1}/{args.repeats}: minitx --dtype {dtype} …[/]")
+                mini[dtype].append(run_minitx(args.data, _fill(MINITX_SAME, steps=args.steps,
+                                                               eval_iters=args.eval_iters)
+                                              + args.same_recipe.split(), args.threads, "same", dtype, corpus))
+        ran = {d: "/".join(sorted({m["dtype"] for m in runs})) for d, runs in mini.items()}
         table = Table(title=f"training, nanoGPT's CPU config, {args.steps} steps, {args.threads} threads, median "
-                            f"of {args.repeats} alternated runs; minitx --dtype {args.minitx_dtype}: "
-                            f"{'/'.join(ran)}")
-        for col in ("", "nanoGPT", "minitx", "minitx vs nanoGPT"):
-            table.add_column(col, justify="right")
-        n_ms, m_ms = med(nano, "ms_per_step"), med(mini, "ms_per_step")
-        table.add_row("ms / step", f"{n_ms:.1f}", f"{m_ms:.1f}", f"{n_ms / m_ms:.2f}× faster (goal ≥ 1, aim 1.5)")
+                            f"of {args.repeats} alternated runs, on {cpu_name()}")
+        table.add_column("")
+        table.add_column("nanoGPT", justify="right")
+        for d in dtypes:
+            table.add_column(f"minitx --dtype {d} (ran {ran[d]})", justify="right")
+        n_ms = med(nano, "ms_per_step")
+        table.add_row("ms / step", f"{n_ms:.1f}", *(f"{med(mini[d], 'ms_per_step'):.1f} = "
+                                                    f"{n_ms / med(mini[d], 'ms_per_step'):.2f}× nanoGPT"
+                                                    for d in dtypes))
         if nano_kept:
             k_ms = med(nano_kept, "ms_per_step")
-            table.add_row("  nanoGPT, kept memory", f"{k_ms:.1f}", "", f"{k_ms / m_ms:.2f}× (nanoGPT given "
-                          "minitx's allocator settings)")
-        n_v, m_v = med(nano, "val_full"), med(mini, "val_full")
-        table.add_row(f"val loss @ {args.steps} (full split)", f"{n_v:.4f}", f"{m_v:.4f}",
-                      f"{m_v - n_v:+.4f} (goal ≤ +0.02)")
-        n_r, m_r = med(nano, "val_random"), med(mini, "val_random")
-        table.add_row(f"  own eval ({args.eval_iters} batches)", f"{n_r:.4f}", f"{m_r:.4f}", f"{m_r - n_r:+.4f}")
-        n_mb, m_mb = med(nano, "peak_mb"), med(mini, "peak_mb")
-        table.add_row("peak memory MB", f"{n_mb:.0f}", f"{m_mb:.0f}", f"{m_mb / n_mb:.2f}×")
-        table.add_row("wall s (start, evals)", f"{med(nano, 'wall'):.1f}", f"{med(mini, 'wall'):.1f}", "")
+            table.add_row("  nanoGPT, kept memory", f"{k_ms:.1f}", *(f"{k_ms / med(mini[d], 'ms_per_step'):.2f}×"
+                                                                      for d in dtypes))
+        n_v = med(nano, "val_full")
+        table.add_row(f"val loss @ {args.steps} (full split)", f"{n_v:.4f}",
+                      *(f"{med(mini[d], 'val_full'):.4f} ({med(mini[d], 'val_full') - n_v:+.4f})" for d in dtypes))
+        table.add_row(f"  own eval ({args.eval_iters} batches)", f"{med(nano, 'val_random'):.4f}",
+                      *(f"{med(mini[d], 'val_random'):.4f}" for d in dtypes))
+        n_mb = med(nano, "peak_mb")
+        table.add_row("peak memory MB", f"{n_mb:.0f}", *(f"{med(mini[d], 'peak_mb'):.0f}" for d in dtypes))
+        table.add_row("wall s (start, evals)", f"{med(nano, 'wall'):.1f}", *(f"{med(mini[d], 'wall'):.1f}"
+                                                                              for d in dtypes))
         console.print(table)
         console.print(f"  full split: the {n_val:,} validation characters both tools held out, every one but the "
-                      "first predicted once (bench/full_val.py), fp32")
-        for i, (n, m) in enumerate(zip(nano, mini, strict=True)):
+                      "first predicted once (bench/full_val.py), fp32; goals: ≥ 1× nanoGPT per step, val ≤ +0.02")
+        for i, n in enumerate(nano):
             kept = f" (kept memory {nano_kept[i]['ms_per_step']:.1f} ms)" if nano_kept else ""
+            mine = " | ".join(f"minitx {m[i]['dtype']} {m[i]['ms_per_step']:.1f} ms, full {m[i]['val_full']:.4f} "
+                              f"(own {m[i]['val_random']:.4f})" for m in mini.values())
             console.print(f"  run {i + 1}: nanoGPT {n['ms_per_step']:.1f} ms{kept}, full {n['val_full']:.4f} "
-                          f"(own {n['val_random']:.4f}) | minitx {m['ms_per_step']:.1f} ms, full "
-                          f"{m['val_full']:.4f} (own {m['val_random']:.4f}), {m['dtype']}")
+                          f"(own {n['val_random']:.4f}) | {mine}")
 
     if args.part in ("quality", "both"):
         fast = _fill(MINITX_FAST, eval_iters=args.eval_iters) + args.fast_recipe.split()
+        quality_dtype = "auto" if args.minitx_dtype == "both" else args.minitx_dtype
         pairs = []
         for r in range(args.repeats):
             console.print(f"[dim]quality {r + 1}/{args.repeats}: nanoGPT …[/]")
             n = run_nanogpt(root, args.steps, args.eval_iters, args.threads, corpus, "quality")
             console.print(f"[dim]quality {r + 1}/{args.repeats}: minitx fast recipe, every checkpoint scored …[/]")
-            pairs.append((n, run_minitx(args.data, fast, args.threads, "fast", args.minitx_dtype, corpus,
+            pairs.append((n, run_minitx(args.data, fast, args.threads, "fast", quality_dtype, corpus,
                                         every_checkpoint=True)))
         # the target: nanoGPT's own final checkpoint, full split, median over this run's repeats
         target = statistics.median(n["val_full"] for n, _ in pairs)
         ran = sorted({m["dtype"] for _, m in pairs})
         table = Table(title=f"time to nanoGPT's full-split val loss after {args.steps} steps, {target:.4f} (median "
                             f"of {args.repeats}); optimisation time, evaluations excluded; minitx --dtype "
-                            f"{args.minitx_dtype} ran {'/'.join(ran)}")
+                            f"{quality_dtype} ran {'/'.join(ran)}, on {cpu_name()}")
         for col in ("pair", "nanoGPT loss", "nanoGPT s", "minitx step", "minitx loss", "minitx s", "ratio"):
             table.add_column(col, justify="right")
         ratios = []
@@ -336,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"0..{args.steps - 1} (evaluation iterations at the median); "
                       "minitx s: metrics.jsonl train_seconds at the first checkpoint (every 50 steps) at or below "
                       f"the target; losses on the {n_val:,} validation characters (bench/full_val.py)")
-        console.print(f"  minitx fast recipe flags: {' '.join(fast)} --dtype {args.minitx_dtype}")
+        console.print(f"  minitx fast recipe flags: {' '.join(fast)} --dtype {quality_dtype}")
     return 0
 
 

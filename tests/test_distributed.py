@@ -202,6 +202,29 @@ def test_resume_with_another_world_size_is_refused_in_one_line(two_ranks: Path, 
     assert len(lines) == 1 and "2 processes" in lines[0] and "this is 1" in lines[0]
 
 
+@pytest.mark.slow
+def test_with_default_flags_two_one_thread_ranks_choose_the_dtype_of_one_process_and_equal_it(corpus: Path) -> None:
+    """No --dtype, no --threads: torchrun's ranks at OMP_NUM_THREADS=1 × batch 4 against one process × batch 8
+    at its own default thread count. `--dtype auto` is a property of the machine, so both train in the same
+    dtype; in float32 (every CPU without AMX) the weights agree to 1e-5."""
+    args = [a for a in MODEL if a not in ("--dtype", "float32")]
+    two, one = corpus.parent / "two-default", corpus.parent / "one-default"
+    done = _torchrun([str(corpus), "--out", str(two), "--batch-size", "4", *args])
+    assert done.returncode == 0, done.stderr[-2000:]
+    plain = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    done = _minitx([str(corpus), "--out", str(one), "--batch-size", "8", *args], env=plain)
+    assert done.returncode == 0, done.stderr[-2000:]
+    from minitx.device import auto_dtype
+    from minitx.rundir.files import read_config
+
+    dtype = read_config(one)["train"]["dtype"]
+    assert read_config(two)["train"]["dtype"] == dtype == auto_dtype("cpu").dtype
+    w2, w1 = _weights(two), _weights(one)
+    tolerance = 1e-5 if dtype == "float32" else 2e-2  # bf16 autocast rounds each batch shape its own way
+    for name in w1:
+        torch.testing.assert_close(w2[name], w1[name], atol=tolerance, rtol=0)
+
+
 
 # --------------------------------------------------------------------------------------------
 # a rank that dies

@@ -1,7 +1,8 @@
 """Where the arithmetic runs: device, number type and CPU threads.
 
 `--device auto` picks CUDA, then Apple's MPS, then the CPU -- nothing in minitx assumes CUDA.
-`--dtype auto` picks bfloat16 on GPUs that support it and float32 elsewhere.
+`--dtype auto` picks by the kind of device (`auto_dtype`), the same answer on every rank and at every
+thread count: bfloat16 on a CUDA GPU with bf16 and on a CPU with AMX tiles, float32 elsewhere.
 
 On a CPU, the thread count matters more than people expect: two threads that must share a core with
 another busy process spend their time waiting for each other (a 2-thread run beside another busy
@@ -14,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from enum import Enum
+from typing import NamedTuple
 
 from minitx.errors import UserError
 
@@ -60,16 +62,62 @@ def resolve_device(name: str = "auto") -> str:
 
 
 def resolve_dtype(name: str, device: str) -> str:
-    """Return 'float32' or 'bfloat16' for the requested --dtype on `device`."""
-    import torch
-
+    """Return 'float32' or 'bfloat16' for the requested --dtype on `device` (`auto`: `auto_dtype`)."""
     if name not in DTYPES:
         raise UserError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
     if name != "auto":
         return name
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return "bfloat16"
-    return "float32"
+    return auto_dtype(device).dtype
+
+
+class AutoDtype(NamedTuple):
+    """What `--dtype auto` picks on a device, and why (one line, for `minitx info --device`)."""
+
+    dtype: str
+    reason: str
+
+
+def auto_dtype(device: str) -> AutoDtype:
+    """`--dtype auto` on `device`, decided by the kind of hardware, never by a timing.
+
+    bfloat16 autocast pays most where the hardware multiplies bf16 much faster than fp32:
+      * a CUDA GPU that supports bf16 -> bfloat16;
+      * a CPU with AMX tiles (`amx_bf16`: Intel Sapphire Rapids and later) -> bfloat16;
+      * any other CPU -> float32, including AVX-512-BF16 without AMX (AMD Zen 4/5, Cooper Lake). There
+        bf16 autocast does speed a step up (nanoGPT's CPU shape on a 2-core EPYC, torch 2.13: 1.31x
+        at 2 threads, 1.52x at 1 thread), but fp32 keeps what only it gives: the same weights from 2
+        ranks x batch 4 as from 1 process x batch 8, and bit-for-bit reruns; `--dtype bfloat16` is
+        one flag away (docs/decisions.md);
+      * Apple's MPS -> float32.
+    A rule of the device kind gives the same answer at every thread count, under any load, and on
+    every rank of a distributed job (which the old rule -- measured peaks, bf16 at 2x -- did not:
+    one process at 2 threads chose fp32 where 2 ranks at 1 thread chose bf16).
+    """
+    import torch
+
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return AutoDtype("bfloat16", "a CUDA GPU with bfloat16: bf16 autocast (fp32 weights and optimizer state)")
+        return AutoDtype("float32", "a CUDA GPU without bfloat16 support: float32")
+    if kind == "cpu":
+        if cpu_has_amx():
+            return AutoDtype("bfloat16", "a CPU with AMX tiles (amx_bf16): bf16 matmuls run on the tiles, "
+                                         "bf16 autocast")
+        return AutoDtype("float32", "a CPU without AMX tiles: float32, so that every run repeats bit for bit "
+                                    "and DDP equals one process (--dtype bfloat16 trades that for speed)")
+    return AutoDtype("float32", f"{kind}: float32")
+
+
+def cpu_has_amx() -> bool:
+    """Does this CPU have AMX tiles for bf16 (`amx_bf16`, as torch's own CPU feature check reports it)?"""
+    import torch
+
+    get_capabilities = getattr(torch.cpu, "get_capabilities", None)
+    if get_capabilities is None:  # an older torch: its private check, if any
+        check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+        return bool(check()) if check is not None else False
+    return bool(get_capabilities().get("amx_bf16", False))
 
 
 def _cpu_times() -> tuple[int, int] | None:

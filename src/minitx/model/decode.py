@@ -1,0 +1,115 @@
+"""The one-token decoding step: what every generated token costs, written flat for batch 1 on a CPU.
+
+After the prompt, each new token runs the model on a single vector per sequence: every weight
+matrix is used for one matrix-vector product, so a step is bound by streaming the weights in, and
+everything else -- LayerNorm, attention over the cached keys, GELU, the cache writes, the Python
+that calls ~100 small kernels -- is overhead on top of that bound (the measurements:
+docs/decisions.md, `bench/bench_generate.py` prints the bound and the fraction reached).
+
+    x = wte[token] (+ positions)                                            [B, C]
+    per block:  x = x + c_proj(attend(rot(q), rot(k_0..pos), v_0..pos))     q, k, v = c_attn(ln_1(x))
+                x = x + c_proj(gelu(c_fc(ln_2(x))))
+    logits = lm_head(ln_f(x))                                               [B, V]
+
+`decode_plan` (on the GPT and the encoder-decoder) looks every piece up once per generation:
+LayerNorm (weight, bias, eps) triples and each linear map as a plain function (`linear_function`),
+so a step makes no nn.Module calls. The GPT's `decode_next` and the encoder-decoder's call
+`decode_self_attention` and `decode_mlp` once per block; tests hold the result equal to the model's
+forward pass with a KV cache (within 1e-5, every positional encoding).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from minitx.model.attention import KVCache
+from minitx.model.positions import PositionalEncoding
+
+#: `ModelConfig.activation` -> the `approximate` argument of F.gelu.
+GELU_APPROXIMATION = {"gelu": "none", "gelu_tanh": "tanh"}
+
+
+class DecodeLayer(NamedTuple):
+    """One block as a one-token step uses it: LayerNorm (weight, bias, eps) triples and linear maps as functions."""
+
+    ln_1: tuple[Tensor, Tensor | None, float]
+    qkv: Callable[[Tensor], Tensor]
+    attn_out: Callable[[Tensor], Tensor]
+    ln_2: tuple[Tensor, Tensor | None, float]
+    mlp_in: Callable[[Tensor], Tensor]
+    mlp_out: Callable[[Tensor], Tensor]
+
+
+class DecodePlan(NamedTuple):
+    """What `GPT.decode_next` needs, looked up once per generation: every block, and the output layer."""
+
+    layers: list[DecodeLayer]
+    head: Callable[[Tensor], Tensor]  # ln_f's output [B, C] -> logits [B, V]
+
+
+def linear_function(layer: nn.Module) -> Callable[[Tensor], Tensor]:
+    """A linear layer as a plain function of a matrix x [B, in] -> [B, out], skipping nn.Module's call machinery.
+
+    An `nn.Linear` on a CPU becomes `addmm(bias, x, Wᵀ)` with Wᵀ [in, out] copied once, contiguous:
+    at batch 1 the product is a matrix-vector product bound by streaming W in, and BLAS streams the
+    [in, out] layout (y = Σ_i x_i·Wᵀ[i, :], rows read in order) faster than F.linear's [out, in] one
+    (dot products of rows): measured in docs/decisions.md. The copy is a snapshot of the weights
+    taken when the plan is made (a plan lives for one generation) and costs their memory once more.
+    Elsewhere (a GPU) F.linear with the weight itself. A layer with an `as_function` method (the int8
+    one of `minitx.model.quantize`) says itself; any other layer keeps its forward.
+    """
+    if type(layer) is nn.Linear:
+        weight, bias = layer.weight, layer.bias
+        if weight.device.type != "cpu":
+            return partial(F.linear, weight=weight, bias=bias)
+        transposed = weight.detach().t().contiguous()  # [in, out]
+        if bias is None:
+            return partial(torch.mm, mat2=transposed)
+        return partial(torch.addmm, bias.detach(), mat2=transposed)
+    if hasattr(layer, "as_function"):
+        return layer.as_function()
+    return layer.forward
+
+
+def decode_layer(block: nn.Module) -> DecodeLayer:
+    """A pre-LN block's self-attention and MLP pieces (`ln_1`, `attn`, `ln_2`, `mlp`) for a one-token step:
+    the GPT's blocks and an encoder-decoder's decoder blocks name them alike."""
+    return DecodeLayer(
+        ln_1=(block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
+        qkv=linear_function(block.attn.c_attn),
+        attn_out=linear_function(block.attn.c_proj),
+        ln_2=(block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
+        mlp_in=linear_function(block.mlp.c_fc),
+        mlp_out=linear_function(block.mlp.c_proj),
+    )
+
+
+def decode_self_attention(layer: DecodeLayer, x: Tensor, cache: KVCache, index: int,
+                          positions: PositionalEncoding, bias: Tensor | None, n_heads: int) -> Tensor:
+    """x + attn(ln_1(x)) for one new token per sequence, x [B, C], at position `cache.length`.
+
+    Its key and value go straight into slot `cache.length` of layer `index`; its query (rotated by
+    RoPE, if that is the kind) reads every filled slot, so no causal mask is needed, only ALiBi's `bias`.
+    """
+    batch, dim = x.shape
+    pos = cache.length
+    h = F.layer_norm(x, (dim,), *layer.ln_1)
+    qkv = layer.qkv(h).view(batch, 3, n_heads, 1, dim // n_heads)  # one token: [B, 3, H, T=1, hd]
+    q, k = positions.rotate_qk(qkv[:, 0], qkv[:, 1], pos)  # [B, H, 1, hd]
+    keys, values = cache.k[index], cache.v[index]  # [B, H, block_size, hd]
+    keys[:, :, pos : pos + 1] = k
+    values[:, :, pos : pos + 1] = qkv[:, 2]
+    out = F.scaled_dot_product_attention(q, keys[:, :, : pos + 1], values[:, :, : pos + 1], attn_mask=bias)
+    return x + layer.attn_out(out.reshape(batch, dim))  # heads concatenated: [B, H·hd]
+
+
+def decode_mlp(layer: DecodeLayer, x: Tensor, approximate: str) -> Tensor:
+    """x + mlp(ln_2(x)) on 2-D activations [B, C], as `decode_self_attention` leaves them."""
+    h = F.layer_norm(x, (x.shape[-1],), *layer.ln_2)
+    return x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate=approximate))
