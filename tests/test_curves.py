@@ -72,6 +72,7 @@ def test_info_device_shows_the_cached_peak(tmp_path, monkeypatch):
     result = runner.invoke(app, ["info", "--device"])
     assert result.exit_code == 0, result.output
     assert "123.4" in result.output and "measured now" in result.output
+    assert "--dtype auto trains in" in result.output
     again = runner.invoke(app, ["info", "--device", "--json"])
     assert [p["flops"] for p in json.loads(again.output).values()] == [123.4e9]
 

@@ -1,9 +1,5 @@
 """minitx.model.decode, the one-token step: the GPT's and the encoder-decoder's `decode_next` built from it equal
 the forward pass with a KV cache (1e-5), for every positional encoding, batch 1 and 2, with and without biases.
-
-The models' own `decode_next` takes its pieces from the module it is defined in; these tests put decode.py's
-pieces in their place first (`wired`), so they hold decode.py to the models' forward pass whether or not the
-models import them yet.
 """
 
 from __future__ import annotations
@@ -15,20 +11,7 @@ from torch import nn
 
 from minitx.config import POSITIONAL_ENCODINGS, ModelConfig
 from minitx.model import GPT, KVCache, build_model, decode
-from minitx.model import encoder_decoder as encoder_decoder_module
-from minitx.model import gpt as gpt_module
 from minitx.model.encoder_decoder import pad_sources
-
-STEP_PIECES = ("decode_layer", "decode_self_attention", "decode_mlp")
-
-
-@pytest.fixture
-def wired(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The models' decode_next and decode_plan with decode.py's pieces (the wiring gpt.py is to make)."""
-    for module in (gpt_module, encoder_decoder_module):
-        for name in STEP_PIECES:
-            monkeypatch.setattr(module, name, getattr(decode, name))
-        monkeypatch.setattr(module, "_as_function", decode.linear_function)
 
 
 def _gpt(pos: str, **overrides) -> GPT:
@@ -43,7 +26,7 @@ def _gpt(pos: str, **overrides) -> GPT:
 
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("pos", POSITIONAL_ENCODINGS)
-def test_the_gpt_step_equals_forward_with_a_cache_at_every_position(wired, pos, batch):
+def test_the_gpt_step_equals_forward_with_a_cache_at_every_position(pos, batch):
     model = _gpt(pos)
     idx = torch.randint(0, 40, (batch, 12), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -57,7 +40,7 @@ def test_the_gpt_step_equals_forward_with_a_cache_at_every_position(wired, pos, 
     assert flat.length == reference.length == 12
 
 
-def test_the_step_without_biases_and_with_gelu_tanh_equals_forward(wired):
+def test_the_step_without_biases_and_with_gelu_tanh_equals_forward():
     model = _gpt("rope", bias=False, activation="gelu_tanh")
     idx = torch.randint(0, 40, (1, 8), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
@@ -69,7 +52,7 @@ def test_the_step_without_biases_and_with_gelu_tanh_equals_forward(wired):
 
 
 @pytest.mark.parametrize("pos", POSITIONAL_ENCODINGS)
-def test_the_encoder_decoder_step_equals_cached_decode(wired, pos):
+def test_the_encoder_decoder_step_equals_cached_decode(pos):
     torch.manual_seed(0)
     model = build_model(ModelConfig(vocab_size=30, block_size=10, n_layers=2, n_heads=2, dim=16, pos=pos,
                                     arch="encoder-decoder")).eval()

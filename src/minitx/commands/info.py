@@ -64,7 +64,7 @@ def _label(path: Path, paths: list[Path]) -> str:
 
 def device_info(as_json: bool = False, console: Console | None = None) -> None:
     """The matmul peaks measured on this machine (the denominators of MFU); measures the default one if new."""
-    from minitx.device import apply_threads, resolve_device
+    from minitx.device import apply_threads, auto_dtype, resolve_device
     from minitx.training import mfu
 
     device = resolve_device("auto")
@@ -87,6 +87,8 @@ def device_info(as_json: bool = False, console: Console | None = None) -> None:
     how = f"measured now in {current.seconds:.1f} s" if measured_now else "cached"
     console.print(f"{device}: {current.flops / 1e9:,.1f} GFLOP/s float32 at {current.threads} threads ({how}; "
                   f"file {safe(mfu.cache_root() / mfu.PEAK_FILE)})", highlight=False, soft_wrap=True)
+    auto = auto_dtype(device)
+    console.print(f"--dtype auto trains in {auto.dtype} here: {safe(auto.reason)}", highlight=False, soft_wrap=True)
 
 
 def info(path: Path, as_json: bool = False, console: Console | None = None) -> None:

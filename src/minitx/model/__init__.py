@@ -4,6 +4,7 @@ positions.py   where a token stands: sinusoidal, learned, rope, alibi, none
 attention.py   multi-head attention (self and cross; textbook and fused paths) and the KV cache
 gpt.py         MLP, pre-LN residual block, and the decoder-only GPT with tied embeddings
 encoder_decoder.py  the encoder-decoder: bidirectional encoder, decoder blocks with cross-attention
+decode.py      the one-token decoding step (decode_next's pieces, transposed CPU weights)
 registry.py    config.json's `arch` -> the model class; build_model(config)
 quantize.py    --quantize int8 weights
 """

@@ -32,16 +32,15 @@ from torch import Tensor, nn
 
 from minitx.config import ModelConfig
 from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention
-from minitx.model.gpt import (
+from minitx.model.decode import (
     GELU_APPROXIMATION,
-    Block,
     DecodeLayer,
-    _as_function,
     decode_layer,
     decode_mlp,
     decode_self_attention,
-    gpt2_init,
+    linear_function,
 )
+from minitx.model.gpt import Block, gpt2_init
 from minitx.model.hooks import BlockStack, HookedModel, HookPoint
 from minitx.model.inputs import pad_rows
 from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions
@@ -251,9 +250,9 @@ class EncoderDecoder(HookedModel, nn.Module):
         cross = [
             CrossLayer(
                 ln=(block.ln_cross.weight, block.ln_cross.bias, block.ln_cross.eps),
-                q=_as_function(block.cross_attn.c_q),
-                kv=_as_function(block.cross_attn.c_kv),
-                out=_as_function(block.cross_attn.c_proj),
+                q=linear_function(block.cross_attn.c_q),
+                kv=linear_function(block.cross_attn.c_kv),
+                out=linear_function(block.cross_attn.c_proj),
             )
             for block in blocks
         ]
@@ -262,7 +261,7 @@ class EncoderDecoder(HookedModel, nn.Module):
             dtype = self.wte.weight.dtype
             zeros = torch.zeros(source_padding.shape, device=source_padding.device, dtype=dtype)
             mask = zeros.masked_fill(source_padding.to(torch.bool), float("-inf"))[:, None, None, :]  # [B, 1, 1, S]
-        return EncoderDecoderPlan(layers, cross, _as_function(self.lm_head), mask, source_padding)
+        return EncoderDecoderPlan(layers, cross, linear_function(self.lm_head), mask, source_padding)
 
     @torch.no_grad()
     def prefill_cross(self, memory: Tensor, cache: KVCache, plan: EncoderDecoderPlan | None = None) -> None:

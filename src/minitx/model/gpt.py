@@ -20,9 +20,6 @@ GPT-2's. The longer story of each piece: docs/model.md; the hook names and shape
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from functools import partial
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -30,82 +27,16 @@ from torch import Tensor, nn
 
 from minitx.config import ModelConfig
 from minitx.model.attention import AttentionMask, KVCache, MultiHeadAttention
+from minitx.model.decode import (
+    GELU_APPROXIMATION,
+    DecodePlan,
+    decode_layer,
+    decode_mlp,
+    decode_self_attention,
+    linear_function,
+)
 from minitx.model.hooks import BlockStack, HookedModel, HookPoint
 from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions, encoding_class
-
-
-class DecodeLayer(NamedTuple):
-    """One block as `GPT.decode_next` uses it: LayerNorm (weight, bias, eps) triples and linear maps as functions."""
-
-    ln_1: tuple[Tensor, Tensor | None, float]
-    qkv: Callable[[Tensor], Tensor]
-    attn_out: Callable[[Tensor], Tensor]
-    ln_2: tuple[Tensor, Tensor | None, float]
-    mlp_in: Callable[[Tensor], Tensor]
-    mlp_out: Callable[[Tensor], Tensor]
-
-
-class DecodePlan(NamedTuple):
-    """What `GPT.decode_next` needs, looked up once per generation: every block, and the output layer."""
-
-    layers: list[DecodeLayer]
-    head: Callable[[Tensor], Tensor]  # ln_f's output [B, C] -> logits [B, V]
-
-
-def decode_layer(block: nn.Module) -> DecodeLayer:
-    """A pre-LN block's self-attention and MLP pieces (`ln_1`, `attn`, `ln_2`, `mlp`) for a one-token step:
-    the GPT's blocks and an encoder-decoder's decoder blocks name them alike."""
-    return DecodeLayer(
-        ln_1=(block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
-        qkv=_as_function(block.attn.c_attn),
-        attn_out=_as_function(block.attn.c_proj),
-        ln_2=(block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
-        mlp_in=_as_function(block.mlp.c_fc),
-        mlp_out=_as_function(block.mlp.c_proj),
-    )
-
-
-def _as_function(layer: nn.Module) -> Callable[[Tensor], Tensor]:
-    """A linear layer as a plain function of x, skipping nn.Module's call machinery.
-
-    An `nn.Linear` becomes F.linear with its weight and bias bound; a layer with an `as_function`
-    method (the int8 one of `minitx.model.quantize`) says itself; any other keeps its forward.
-    """
-    if type(layer) is nn.Linear:
-        return partial(F.linear, weight=layer.weight, bias=layer.bias)
-    if hasattr(layer, "as_function"):
-        return layer.as_function()
-    return layer.forward
-
-
-def decode_self_attention(layer: DecodeLayer, x: Tensor, cache: KVCache, index: int,
-                          positions: PositionalEncoding, bias: Tensor | None, n_heads: int) -> Tensor:
-    """x + attn(ln_1(x)) for one new token per sequence, x [B, C], at position `cache.length`.
-
-    Its key and value go straight into slot `cache.length` of layer `index`; its query (rotated by
-    RoPE, if that is the kind) reads every filled slot, so no causal mask is needed, only ALiBi's `bias`.
-    The hot path of `GPT.decode_next` and of the encoder-decoder's decoder.
-    """
-    batch, dim = x.shape
-    pos = cache.length
-    h = F.layer_norm(x, (dim,), *layer.ln_1)
-    qkv = layer.qkv(h).view(batch, 3, n_heads, 1, dim // n_heads)  # one token: [B, 3, H, T=1, hd]
-    q, k = positions.rotate_qk(qkv[:, 0], qkv[:, 1], pos)  # [B, H, 1, hd]
-    keys, values = cache.k[index], cache.v[index]  # [B, H, block_size, hd]
-    keys[:, :, pos : pos + 1] = k
-    values[:, :, pos : pos + 1] = qkv[:, 2]
-    out = F.scaled_dot_product_attention(q, keys[:, :, : pos + 1], values[:, :, : pos + 1], attn_mask=bias)
-    return x + layer.attn_out(out.reshape(batch, dim))  # heads concatenated: [B, H·hd]
-
-
-def decode_mlp(layer: DecodeLayer, x: Tensor, approximate: str) -> Tensor:
-    """x + mlp(ln_2(x)) on 2-D activations [B, C], as `decode_self_attention` leaves them."""
-    h = F.layer_norm(x, (x.shape[-1],), *layer.ln_2)
-    return x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate=approximate))
-
-
-#: `ModelConfig.activation` -> the `approximate` argument of F.gelu.
-GELU_APPROXIMATION = {"gelu": "none", "gelu_tanh": "tanh"}
 
 
 class MLP(nn.Module):
@@ -288,7 +219,7 @@ class GPT(HookedModel, nn.Module):
 
     def decode_plan(self) -> DecodePlan:
         """Each block's pieces and the output layer for `decode_next`, looked up once per generation, not per token."""
-        return DecodePlan([decode_layer(block) for block in self.transformer.h], _as_function(self.lm_head))
+        return DecodePlan([decode_layer(block) for block in self.transformer.h], linear_function(self.lm_head))
 
     @torch.no_grad()
     def decode_next(self, idx: Tensor, cache: KVCache, plan: DecodePlan | None = None) -> Tensor:
