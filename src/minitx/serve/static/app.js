@@ -10,7 +10,7 @@
 
 const DEBOUNCE_MS = 150;
 const state = { runs: [], timer: null, pending: false, inFlight: false, lastSent: -Infinity, firstChange: null };
-window.minitx = { timings: [], updates: 0, ready: false };
+window.minitx = { timings: [], updates: 0, ready: false, busy: false };
 
 // ---------------------------------------------------------------------------------------------- helpers
 
@@ -107,6 +107,7 @@ function changed() {
   document.getElementById("top-p-out").textContent = Number(document.getElementById("top-p").value).toFixed(2);
   if (state.firstChange === null) state.firstChange = performance.now();
   state.pending = true;
+  window.minitx.busy = true;
   schedule();
 }
 
@@ -133,6 +134,7 @@ async function flush() {
   }
   window.minitx.updates += 1;
   if (state.pending) schedule();
+  else window.minitx.busy = false;
 }
 
 async function updateAll() {
