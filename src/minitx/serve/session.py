@@ -240,7 +240,8 @@ class RunSession:
             spreads = roles_over_windows(self.model, windows)
         heads = [{"layer": s.layer, "head": s.head, "role": s.role, "score": round(s.score, 3),
                   "holds": round(s.holds.get(s.role, 0.0), 3)} for s in spreads]
-        return {"run": self.index, "heads": heads, "windows": n, "note": f"{n} windows of {block} tokens of the {source}"}
+        note = f"{n} windows of {block} tokens of the {source}"
+        return {"run": self.index, "heads": heads, "windows": n, "note": note}
 
     def patching(self, phenomenon: str) -> dict[str, Any]:
         """The patching grids of up to PATCH_PAIRS built-in minimal pairs of `phenomenon`, cached per phenomenon."""
