@@ -109,12 +109,13 @@ def test_the_page_sets_an_httponly_cookie_and_loads_only_its_own_files(stranger)
         assert stranger.get(f"/static/{other}").status_code == 404
 
 
-def test_runs_are_named_by_index_with_their_shapes(client) -> None:
+def test_runs_are_named_by_index_with_their_shapes(client, story_run, pair_run) -> None:
     runs = client.get("/api/runs").json()["runs"]
     assert [r["index"] for r in runs] == [0, 1]
     assert [r["arch"] for r in runs] == ["gpt", "encoder-decoder"]
     assert runs[0]["phenomena"] == ["agreement_local", "agreement_far"] and runs[1]["phenomena"] == ["noun", "gender"]
-    assert not any("/" in str(value) for r in runs for key, value in r.items() if key != "examples")  # no paths
+    assert [r["name"] for r in runs] == [f"{story_run.parent.name}/run", f"{pair_run.parent.name}/run"]
+    assert str(story_run.parent) not in json.dumps(runs)  # no path leaves the server
 
 
 def test_the_view_has_tokens_distribution_attention_and_lens(client, sessions) -> None:

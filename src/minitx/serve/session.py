@@ -91,11 +91,12 @@ def check_text(text: str, what: str = "the text") -> str:
 class RunSession:
     """One run loaded for the explorer: its model, tokenizer, a lock, and the answers worth keeping."""
 
-    def __init__(self, run_dir: str | Path, index: int, device: str = "cpu") -> None:
+    def __init__(self, run_dir: str | Path, index: int, device: str = "cpu", name: str | None = None) -> None:
         from minitx.rundir import load_model
 
         self.path = Path(run_dir)
         self.index = index
+        self.name = name or self.path.resolve().name
         self.model, self.run = load_model(run_dir, device=device)
         self.model.eval()
         self.tokenizer = self.run.tokenizer
@@ -112,7 +113,7 @@ class RunSession:
         from minitx.inspect.contrasts import PATCHABLE, TRANSLATION_PATCHABLE
 
         c = self.config
-        return {"index": self.index, "name": self.path.name or str(self.path), "arch": c.arch,
+        return {"index": self.index, "name": self.name, "arch": c.arch,
                 "n_layers": c.n_layers, "n_heads": c.n_heads, "dim": c.dim, "block_size": c.block_size,
                 "pos": c.pos, "vocab_size": c.vocab_size,
                 "encoder_layers": (c.encoder_layers or c.n_layers) if self.is_pair else None,
@@ -123,7 +124,7 @@ class RunSession:
     def _require(self, pair: bool, what: str) -> None:
         if self.is_pair != pair:
             kind = "an encoder-decoder" if self.is_pair else "a decoder-only"
-            raise UserError(f"run {self.index} ({self.path.name}) is {kind} run: {what} does not apply to it")
+            raise UserError(f"run {self.index} ({self.name}) is {kind} run: {what} does not apply to it")
 
     def _ids(self, text: str) -> tuple[list[int], bool]:
         """The text's ids as a document starts (<|doc|> first), its last block_size of them; and whether cut."""
@@ -361,8 +362,15 @@ class RunSession:
 
 
 def load_sessions(run_dirs: Sequence[str | Path], device: str = "cpu") -> list[RunSession]:
-    """One RunSession per run directory, in the order given (the page names a run by this index)."""
-    return [RunSession(run_dir, index, device) for index, run_dir in enumerate(run_dirs)]
+    """One RunSession per run directory, in the order given (the page names a run by this index).
+
+    A run is shown by its directory's name; where two share one, by its last two path parts ("story/run").
+    """
+    paths = [Path(run_dir).resolve() for run_dir in run_dirs]
+    names = [p.name for p in paths]
+    names = [f"{p.parent.name}/{p.name}" if names.count(p.name) > 1 else p.name for p in paths]
+    return [RunSession(run_dir, index, device, name) for index, (run_dir, name) in enumerate(zip(run_dirs, names,
+                                                                                                  strict=True))]
 
 
 def describe(run: Run) -> str:

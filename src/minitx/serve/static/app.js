@@ -87,7 +87,10 @@ function drawMatrix(canvas, matrix, size, marks) {
 
 function shown(token) { return token.replace(/ /g, "·").replace(/\n/g, "↵") || "∅"; }
 
-function percent(p) { return p === null || p === undefined ? "–" : `${(100 * p).toFixed(1)}%`; }
+function percent(p) {
+  if (p === null || p === undefined) return "–";
+  return `${(100 * p).toFixed(p > 0 && p < 0.001 ? 3 : 1)}%`;
+}
 
 // ---------------------------------------------------------------------------------------------- the controls
 
@@ -247,7 +250,8 @@ class GptRun {
       if (ablated) {
         const delta = entry.p - entry.p_intact;
         row.append(el("td", { class: "num", text: percent(entry.p_intact) }),
-          el("td", { class: `num ${delta >= 0 ? "up" : "down"}`, text: `${delta >= 0 ? "+" : ""}${(100 * delta).toFixed(1)}` }));
+          el("td", { class: `num change ${delta >= 0 ? "up" : "down"}`, "data-change": String(delta),
+            text: `${delta >= 0 ? "+" : ""}${(100 * delta).toFixed(Math.abs(delta) < 0.001 ? 3 : 1)}` }));
       }
       return row;
     });
