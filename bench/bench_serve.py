@@ -111,13 +111,23 @@ def _wait(page, expression: str, timeout: float = 60.0) -> None:  # noqa: ANN001
         time.sleep(0.01)
 
 
-def browser_figures(url: str, *, loads: int = 5, keys: int = 40, pause_ms: int = 400,
-                    chromium: str = "/usr/bin/chromium") -> dict:
+def chromium_executable() -> str:
+    """$MINITX_CHROMIUM, else the first Chromium or Chrome on the PATH."""
+    import os
+    import shutil
+
+    for name in (os.environ.get("MINITX_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        if name and (found := shutil.which(name)):
+            return found
+    raise SystemExit("no Chromium found: install chromium or set MINITX_CHROMIUM")
+
+
+def browser_figures(url: str, *, loads: int = 5, keys: int = 40, pause_ms: int = 400) -> dict:
     """First page load (navigation to the first drawn views) and keystroke to updated views, in Chromium."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=chromium_executable(), args=["--no-sandbox"])
         first_loads = []
         for _ in range(loads):
             page = browser.new_page()

@@ -106,6 +106,7 @@ class RunSession:
         self._roles: dict[str, Any] | None = None
         self._patches: dict[str, dict[str, Any]] = {}
         self._cache_lock = threading.Lock()  # one computation of a cached answer at a time
+        self._token_texts: dict[int, str] = {}
 
     # ------------------------------------------------------------------------------------------ about
     def info(self) -> dict[str, Any]:
@@ -146,24 +147,27 @@ class RunSession:
     def view(self, text: str, controls: Controls, ablate: Sequence[tuple[int, int]] = ()) -> dict[str, Any]:
         """Tokens, next-token distribution (ablated beside intact), every head's attention and roles on this
         text, and the logit lens: everything the page redraws on a keystroke, in one lock."""
-        from minitx.inspect.capture import capture_ids
+        from minitx.inspect.capture import AttentionCapture
         from minitx.inspect.lens import logit_lens
         from minitx.inspect.roles import head_roles
 
         self._require(False, "the decoder-only view")
         controls.check()
         ids, cut = self._ids(text)
-        tokens = [self.tokenizer.id_to_token_text(i) for i in ids]
+        tokens = [self._token_text(i) for i in ids]
         idx = torch.tensor([ids], dtype=torch.long, device=self._device())
         with self.lock, torch.inference_mode():
-            intact = self._last_logits(idx)
+            # One pass gives the next-token logits and every head's weights (as `capture_ids` reads them).
+            logits, _ = self.model(idx, return_weights=True)
+            intact = logits[0, -1].float().cpu()  # [V]
+            weights = torch.stack(self.model.attn_weights, dim=1)[0].float().cpu()  # L x [1, H, T, T] -> [L, H, T, T]
             ablated = None
             if ablate:
                 with ExitStack() as stack:
                     self._ablated(stack, ablate)
                     ablated = self._last_logits(idx)
-            capture = capture_ids(self.model, self.tokenizer, ids)
             lens = logit_lens(self.model, ids, tokens)
+        capture = AttentionCapture(tokens, ids, weights, self.config.pos)
         roles = head_roles(capture)
         top = lens.top_ids[:, :, 0]  # [P, T]: the top token at each point and position
         return {
@@ -172,12 +176,19 @@ class RunSession:
             "attention": pack_weights(capture.weights),
             "roles": [{"layer": r.layer, "head": r.head, "role": r.role, "score": round(r.score, 3)} for r in roles],
             "lens": {"points": lens.points,
-                     "top": [[self.tokenizer.id_to_token_text(i) for i in row] for row in top.tolist()],
+                     "top": [[self._token_text(i) for i in row] for row in top.tolist()],
                      "p": np.round(lens.top_probs[:, :, 0].numpy(), 4).tolist(),
                      "target_p": [[_finite(round(p, 4)) for p in row] for row in lens.target_prob.tolist()],
                      "target_rank": lens.target_rank.tolist()},
             "ablated": [list(h) for h in ablate],
         }
+
+    def _token_text(self, i: int) -> str:
+        """How token `i` is shown (`Tokenizer.id_to_token_text`), looked up once per id."""
+        text = self._token_texts.get(i)
+        if text is None:
+            text = self._token_texts[i] = self.tokenizer.id_to_token_text(i)
+        return text
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -205,7 +216,7 @@ class RunSession:
         for p, i in zip(probs.tolist(), ids.tolist(), strict=True):
             if p == 0 and (ablated is None or base[i] == 0):  # filtered out by top-k / top-p: not worth a row
                 continue
-            entry = {"id": i, "token": self.tokenizer.id_to_token_text(i), "p": round(p, 5),
+            entry = {"id": i, "token": self._token_text(i), "p": round(p, 5),
                      "p_raw": round(float(raw[i]), 5)}
             if ablated is not None:
                 entry["p_intact"] = round(float(base[i]), 5)
