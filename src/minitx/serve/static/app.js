@@ -61,6 +61,7 @@ function headMatrix(weights, layer, head) {
 function blue(w) { return [Math.round(255 - 225 * w), Math.round(255 - 170 * w), Math.round(255 - 60 * w)]; }
 
 // A matrix drawn with one pixel per cell, scaled up crisply by the canvas.
+const scratch = document.createElement("canvas");
 function drawMatrix(canvas, matrix, size, marks) {
   const image = new ImageData(matrix.cols, matrix.rows);
   for (let q = 0; q < matrix.rows; q++) {
@@ -70,7 +71,6 @@ function drawMatrix(canvas, matrix, size, marks) {
       image.data[i] = r; image.data[i + 1] = g; image.data[i + 2] = b; image.data[i + 3] = 255;
     }
   }
-  const scratch = document.createElement("canvas");
   scratch.width = matrix.cols; scratch.height = matrix.rows;
   scratch.getContext("2d").putImageData(image, 0, 0);
   const cell = Math.max(1, Math.floor(size / Math.max(matrix.rows, matrix.cols)));
