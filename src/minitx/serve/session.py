@@ -132,6 +132,8 @@ class RunSession:
         from minitx.inspect.capture import prompt_ids
 
         ids = prompt_ids(self.tokenizer, check_text(text))
+        if not ids:  # a tokenizer without <|doc|>, and no text
+            raise UserError("the text is empty; type some")
         block = self.config.block_size
         return ids[-block:], len(ids) > block
 
