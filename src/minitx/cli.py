@@ -674,6 +674,25 @@ def inspect_patch(
 
 
 # ------------------------------------------------------------------------------------------------
+@command(app, "serve")
+def serve(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories to explore, side by side (at most 4).")],
+    host: Annotated[str, typer.Option(help="Address to listen on; any but loopback lets others reach the page "
+                                           "(a warning says so).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0: a free one).")] = 0,
+    open_: Annotated[bool, typer.Option("--open", help="Open the page in the web browser.")] = False,
+    device: Annotated[Device, typer.Option(help=DEVICE_HELP)] = Device.auto,
+    threads: Annotated[int, typer.Option(min=0, help="CPU threads (0: the idle cores).")] = 0,
+) -> None:
+    """A live explorer in the browser: type, and watch attention, the next token and the translation change.
+
+    Prints the page's URL with a random access token (docs/serve.md); Ctrl-C stops it.
+    """
+    from minitx.commands.serve import run_serve
+
+    run_serve(run_dirs, host=host, port=port, open_browser=open_, device=device.value, threads=threads)
+
+
 # to and from Hugging Face transformers
 
 
