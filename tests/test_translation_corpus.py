@@ -9,8 +9,13 @@ import pytest
 from minitx.corpus import target_lexicon as tl
 from minitx.corpus.target_check import check_target, target_units
 from minitx.corpus.translation import (
+    LENGTH_BUCKETS,
     MAX_SOURCE_WORDS,
     adjective_noun_phrases,
+    join_pairs,
+    length_bucket,
+    length_bucket_pairs,
+    source_sentences,
     translate,
     translation_pairs,
     translation_split,
@@ -156,6 +161,69 @@ def test_a_test_set_of_hard_sentences_leaves_out_the_training_sentences(pairs):
     assert not {p["source"] for p in hard} & {p["source"] for p in pairs}
     assert adjective_noun_phrases("The red ball is under the old bridge.") == 2
     assert adjective_noun_phrases("The ball is red.") == 0
+
+
+# -- long pairs: consecutive sentences joined ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def joined() -> list[dict]:
+    return translation_pairs(150, seed=3, join=10)
+
+
+def test_join_one_gives_the_pairs_it_always_gave(pairs):
+    assert translation_pairs(300, seed=3, join=1) == pairs
+
+
+def test_joined_sources_run_from_one_sentence_to_sixty_words_and_more(joined):
+    lengths = [len(p["source"].split()) for p in joined]
+    assert min(lengths) <= 10 and max(lengths) >= 60
+    assert {len(source_sentences(p)) for p in joined} == set(range(1, 11))
+    sentences = [s for p in joined for s in source_sentences(p)]
+    assert len(set(sentences)) == len(sentences)  # each sentence in one pair only
+    assert all(len(s.split()) <= MAX_SOURCE_WORDS for s in sentences)
+
+
+def test_a_joined_pair_is_its_sentences_translated_one_by_one(joined):
+    for pair in joined[:20]:
+        parts = [translate(s) for s in source_sentences(pair)]
+        assert pair == join_pairs(parts)
+        assert pair["target"] == " ".join(p["target"] for p in parts)
+
+
+def test_every_link_of_a_joined_pair_still_joins_the_same_two_words(joined):
+    for pair in joined:
+        source, target = pair["source"].split(), pair["target"].split()
+        parts = [translate(s) for s in source_sentences(pair)]
+        expected = [(part["source"].split()[s], part["target"].split()[t]) for part in parts
+                    for s, t in part["alignment"]]
+        assert [(source[s], target[t]) for s, t in pair["alignment"]] == expected
+        assert sorted(t for _, t in pair["alignment"]) == list(range(len(target)))  # one source word each
+        assert {s for s, _ in pair["alignment"]} == set(range(len(source)))
+
+
+def test_max_words_caps_the_joined_source():
+    capped = translation_pairs(60, seed=3, join=10, max_words=30)
+    lengths = [len(p["source"].split()) for p in capped]
+    assert max(lengths) <= 30 and max(lengths) > 20  # capped, not cut short
+    assert translation_pairs(60, seed=3, join=10, max_words=30, order="sov")[0]["source"] == capped[0]["source"]
+    with pytest.raises(UserError, match="--join"):
+        translation_pairs(3, seed=0, join=0)
+    with pytest.raises(UserError, match="--max-words"):
+        translation_pairs(3, seed=0, max_words=0)
+
+
+def test_held_out_length_buckets_hold_new_sentences_of_their_length(joined):
+    training_sentences = {s for p in joined for s in source_sentences(p)}
+    sets = length_bucket_pairs(5, seed=11, exclude=training_sentences)
+    assert list(sets) == ["0-10", "10-20", "20-30", "30-40", "40-50", "50-60"]
+    held_out = []
+    for (low, high), (name, bucket) in zip(LENGTH_BUCKETS, sets.items(), strict=True):
+        assert len(bucket) == 5
+        for pair in bucket:
+            assert low < len(pair["source"].split()) <= high and length_bucket(pair) == name
+            held_out += source_sentences(pair)
+    assert len(set(held_out)) == len(held_out) and not set(held_out) & training_sentences
+    assert length_bucket({"source": " ".join(["w"] * 61)}) is None
 
 
 # -- the target-language checker ---------------------------------------------------------------------

@@ -16,7 +16,9 @@ with word indices over whitespace-split words. Punctuation is attached to the wo
 ("runs.", "Then,", "¿Acaso") and is part of that word; nothing aligns it separately. Every target
 word is aligned to exactly one source word and every source word to one or more target words, so
 a target word's most-attended source word can reproduce the gold links exactly (AER 0).
-The full grammar and lexicon: docs/translation.md.
+The full grammar and lexicon: docs/translation.md. Long pairs: `join` K joins up to K consecutive
+sentences into one pair (`join_pairs`), and `length_bucket_pairs` makes held-out sets per source
+length, for the length curve of docs/rnn.md.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from __future__ import annotations
 import functools
 import random
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
 from lark import Token, Tree
 
@@ -40,6 +42,10 @@ MAX_SOURCE_WORDS = 10
 #: Stories in a row that give no new sentence before `translation_pairs` gives up (the filters are too tight).
 _PATIENCE = 2_000
 _SENTENCE = re.compile(r"[^.?!]*[.?!]")
+#: Added to the seed of the generator that draws how many sentences a joined pair takes (`join`).
+_JOIN_SALT = 1_000_003
+#: Source lengths in words, (lo, hi]: the buckets of Bahdanau et al.'s length curve (`length_bucket_pairs`).
+LENGTH_BUCKETS = ((0, 10), (10, 20), (20, 30), (30, 40), (40, 50), (50, 60))
 
 #: A target word and the index (in `grammar.split_words` of the English sentence) of the English word it renders.
 Rendered = list[tuple[str, int]]
@@ -94,21 +100,33 @@ def _refill(tree: Tree, words: list[str]) -> Tree:
 
 
 def translation_pairs(n: int, seed: int, order: str = "svo", max_source_words: int = MAX_SOURCE_WORDS,
-                      min_adjective_phrases: int = 0, exclude: Collection[str] = ()) -> list[dict]:
+                      min_adjective_phrases: int = 0, exclude: Collection[str] = (), join: int = 1,
+                      max_words: int | None = None) -> list[dict]:
     """`n` pairs of distinct English sentences from seeded stories, deterministic given all the arguments.
 
     The English side does not depend on `order`: the svo and sov corpora of one seed have the same sources.
     `min_adjective_phrases` keeps only sentences with at least that many adjective-noun phrases (about 4% of
     sentences have two or more; a test set of those is where an encoder without positions should fail).
     `exclude`: English sentences to leave out (the sources of a training set, when making a test set).
+
+    Long pairs: with `join` K > 1, each pair is 1 to K consecutive sentences of the story stream (how many:
+    uniform, from a generator of its own, so `join=1` gives exactly the pairs it always gave), joined by
+    `join_pairs`; `max_words` leaves out pairs whose joined source has more words ("trained on <= 30 words").
+    Every sentence is used at most once, in one pair; `max_source_words` still caps each sentence.
     """
     if n < 1:
         raise UserError(f"the number of pairs must be at least 1, not {n}")
     if order not in ORDERS:
         raise UserError(f"unknown word order {order!r}; choose one of {', '.join(ORDERS)}")
-    rng = random.Random(seed)
+    if join < 1:
+        raise UserError(f"--join must be at least 1 (sentences per pair), not {join}")
+    if max_words is not None and max_words < 1:
+        raise UserError(f"--max-words must be at least 1, not {max_words}")
+    rng, sizes = random.Random(seed), random.Random(_JOIN_SALT + seed)
     pairs: list[dict] = []
     seen: set[str] = set(exclude)
+    group: list[str] = []
+    wanted = sizes.randint(1, join) if join > 1 else 1
     fruitless = 0  # stories in a row with no new sentence
     while len(pairs) < n:
         fruitless += 1
@@ -123,11 +141,101 @@ def translation_pairs(n: int, seed: int, order: str = "svo", max_source_words: i
             if min_adjective_phrases and adjective_noun_phrases(sentence) < min_adjective_phrases:
                 continue
             seen.add(sentence)
-            pairs.append(translate(sentence, order))
+            group.append(sentence)
             fruitless = 0
+            if len(group) < wanted:
+                continue
+            if max_words is None or sum(len(s.split()) for s in group) <= max_words:
+                pairs.append(join_pairs([translate(s, order) for s in group]))
+            group = []
+            wanted = sizes.randint(1, join) if join > 1 else 1
             if len(pairs) == n:
                 break
     return pairs
+
+
+def join_pairs(pairs: Sequence[dict]) -> dict:
+    """One pair of several: sources and targets joined with a space, each alignment link offset by the words before.
+
+    >>> joined = join_pairs([translate("Mia runs."), translate("Leo sees the red ball.")])
+    >>> joined["source"], joined["target"]
+    ('Mia runs. Leo sees the red ball.', 'Mia corre. Leo ve la pelota roja.')
+    >>> joined["alignment"][2:]                   # "Leo"(2) -> "Leo"(2), ..., "red"(5) -> "roja"(6)
+    [[2, 2], [3, 3], [4, 4], [6, 5], [5, 6]]
+    """
+    source_offset = target_offset = 0
+    alignment = []
+    for pair in pairs:
+        alignment += [[s + source_offset, t + target_offset] for s, t in pair["alignment"]]
+        source_offset += len(pair["source"].split())
+        target_offset += len(pair["target"].split())
+    return {"source": " ".join(p["source"] for p in pairs), "target": " ".join(p["target"] for p in pairs),
+            "alignment": alignment}
+
+
+def source_sentences(pair: dict) -> list[str]:
+    """The English sentences a (joined) pair's source is made of.
+
+    "Mia runs. Leo sits." -> ["Mia runs.", "Leo sits."]
+    """
+    return [match.group().strip() for match in _SENTENCE.finditer(pair["source"])]
+
+
+def bucket_name(bucket: tuple[int, int]) -> str:
+    """(10, 20) -> "10-20": sources of 11 to 20 words."""
+    return f"{bucket[0]}-{bucket[1]}"
+
+
+def length_bucket(pair: dict, buckets: Sequence[tuple[int, int]] = LENGTH_BUCKETS) -> str | None:
+    """The name of the bucket (lo, hi] holding the pair's source length in words, or None if none does."""
+    words = len(pair["source"].split())
+    return next((bucket_name(b) for b in buckets if b[0] < words <= b[1]), None)
+
+
+def length_bucket_pairs(n_per_bucket: int, seed: int, order: str = "svo",
+                        buckets: Sequence[tuple[int, int]] = LENGTH_BUCKETS,
+                        exclude: Collection[str] = ()) -> dict[str, list[dict]]:
+    """Held-out pairs by source length: for each bucket (lo, hi], `n_per_bucket` pairs of lo < words <= hi.
+
+    A pair is consecutive sentences of the story stream, taken until their words exceed lo, kept if they
+    do not exceed hi (with sentences of at most `MAX_SOURCE_WORDS` words and buckets at least that wide,
+    always). No sentence is in two pairs, and none is in `exclude` -- pass the training pairs' sentences
+    (`source_sentences`), so that every held-out sentence is new to the model, whatever its length.
+
+        >>> sets = length_bucket_pairs(2, seed=0, buckets=[(0, 10), (20, 30)])
+        >>> {name: [len(p["source"].split()) for p in pairs] for name, pairs in sets.items()}
+        {'0-10': [5, 5], '20-30': [23, 22]}
+    """
+    if n_per_bucket < 1:
+        raise UserError(f"the number of pairs per length bucket must be at least 1, not {n_per_bucket}")
+    rng = random.Random(seed)
+    seen: set[str] = set(exclude)
+    sets: dict[str, list[dict]] = {}
+    for low, high in buckets:
+        found: list[dict] = []
+        group: list[str] = []
+        fruitless = 0
+        while len(found) < n_per_bucket:
+            fruitless += 1
+            if fruitless > _PATIENCE:
+                raise UserError(f"found only {len(found)} new pairs of {low + 1}-{high} words; ask for fewer")
+            for match in _SENTENCE.finditer(generate_story(rng)):
+                sentence = match.group().strip()
+                if len(sentence.split()) > MAX_SOURCE_WORDS or sentence in seen:
+                    continue
+                seen.add(sentence)
+                group.append(sentence)
+                fruitless = 0
+                words = sum(len(s.split()) for s in group)
+                if words <= low:
+                    continue
+                if words <= high:
+                    found.append(join_pairs([translate(s, order) for s in group]))
+                group = []
+                if len(found) == n_per_bucket:
+                    break
+        sets[bucket_name((low, high))] = found
+    return sets
 
 
 def translation_split(n_train: int, n_held_out: int, seed: int, order: str = "svo") -> tuple[list[dict], list[dict]]:

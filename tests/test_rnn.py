@@ -1,0 +1,279 @@
+"""The RNN encoder-decoders: c⟨t⟩ = Σ α a by hand, masking, gradients, the cached step, learning, LSTM."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minitx.config import ModelConfig
+from minitx.errors import UserError
+from minitx.model.encoder_decoder import pad_sources
+from minitx.model.rnn import RNNEncoderDecoder, RNNSearch
+
+VOCAB, END = 30, 1
+MODELS = {"rnn": RNNEncoderDecoder, "rnn-attention": RNNSearch}
+
+
+def rnn_config(cell: str = "gru", attention: str = "additive", **overrides) -> ModelConfig:
+    """A tiny config; `cell` and `attention` are set as attributes until ModelConfig has the fields."""
+    shape = {"vocab_size": VOCAB, "block_size": 24, "n_layers": 2, "n_heads": 1, "dim": 16} | overrides
+    config = ModelConfig(**shape)
+    config.cell, config.attention = cell, attention
+    return config
+
+
+def make(arch: str, cell: str = "gru", attention: str = "additive", **overrides) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return MODELS[arch](rnn_config(cell, attention, **overrides)).eval()
+
+
+def ragged_sources() -> tuple[torch.Tensor, torch.Tensor]:
+    """Three sources of 6, 3 and 1 tokens with the end token, right-padded: ids [3, 7], padding [3, 7]."""
+    return pad_sources([[5, 6, 7, 8, 9, 10], [11, 12, 13], [14]], END)
+
+
+ALL = [(arch, cell) for arch in MODELS for cell in ("gru", "lstm")]
+
+
+# -- attention: the notes' formula, by hand ------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["additive", "dot", "general"])
+def test_the_context_is_the_attention_weighted_sum_of_the_annotations_computed_by_hand(kind):
+    model = make("rnn-attention", attention=kind)
+    source, padding = ragged_sources()
+    a = model.encode(source, padding)  # a⟨t'⟩ [B, S, C]
+    s = torch.randn(3, 16)  # a decoder state s⟨t-1⟩
+    attention = model.attention
+    with torch.no_grad():
+        context, alpha = attention(s, attention.keys(a), a, padding)
+        e = torch.empty(3, a.shape[1])
+        for b in range(3):
+            for t in range(a.shape[1]):
+                if kind == "additive":  # e = vᵀ tanh(W s + U a + b_U)
+                    hidden = attention.W.weight @ s[b] + attention.U.weight @ a[b, t] + attention.U.bias
+                    e[b, t] = attention.v.weight[0] @ torch.tanh(hidden)
+                elif kind == "dot":  # e = s · a
+                    e[b, t] = s[b] @ a[b, t]
+                else:  # e = sᵀ W_a a
+                    e[b, t] = s[b] @ (attention.W_a.weight @ a[b, t])
+        expected_alpha = torch.zeros_like(e)
+        for b in range(3):
+            real = ~padding[b]
+            expected_alpha[b, real] = torch.exp(e[b, real]) / torch.exp(e[b, real]).sum()
+        expected_context = torch.stack([sum(expected_alpha[b, t] * a[b, t] for t in range(a.shape[1]))
+                                        for b in range(3)])
+    torch.testing.assert_close(alpha, expected_alpha, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(context, expected_context, rtol=1e-5, atol=1e-6)
+
+
+def test_the_first_step_of_the_decoder_reads_the_hand_made_context():
+    """α⟨1,·⟩ is the softmax of e⟨1,t'⟩ = vᵀ tanh(W s⟨0⟩ + U a⟨t'⟩), with s⟨0⟩ = tanh(W_init ←a⟨1⟩)."""
+    model = make("rnn-attention")
+    source, padding = ragged_sources()
+    target = torch.tensor([[END, 3, 4], [END, 5, 6], [END, 7, 8]])
+    with torch.no_grad():
+        a = model.encode(source, padding)
+        backward_first = a[:, 0, 8:]  # ←a⟨1⟩: the backward half at the first token
+        s0 = torch.tanh(model.init_state(backward_first)).view(3, 2, 16)[:, -1]  # the top layer's s⟨0⟩
+        att = model.attention
+        e = (torch.tanh(att.W(s0)[:, None] + att.U(a)) @ att.v.weight[0]).masked_fill(padding, float("-inf"))
+        alpha = model.attention_map(source, target, padding)  # [B, T, S]
+    torch.testing.assert_close(alpha[:, 0], torch.softmax(e, dim=-1), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["additive", "dot", "general"])
+def test_attention_rows_sum_to_one_and_padding_gets_exactly_zero(kind):
+    model = make("rnn-attention", attention=kind)
+    source, padding = ragged_sources()
+    alpha = model.attention_map(source, torch.tensor([[END, 3, 4, 5]] * 3), padding)
+    assert alpha.shape == (3, 4, 7)
+    torch.testing.assert_close(alpha.sum(-1), torch.ones(3, 4))
+    assert bool((alpha[padding.unsqueeze(1).expand_as(alpha)] == 0).all())
+    assert bool((alpha[~padding.unsqueeze(1).expand_as(alpha)] > 0).all())
+
+
+def test_the_attention_weights_pass_through_a_hook_point_and_the_captured_names():
+    model = make("rnn-attention")
+    source, padding = ragged_sources()
+    seen = []
+    model.attention.hook_pattern.register_forward_hook(lambda module, args, out: seen.append(out))
+    model(source, torch.tensor([[END, 3]] * 3), padding, return_weights=True)
+    assert len(seen) == 1 and seen[0].shape == (3, 1, 2, 7)  # [B, heads=1, T, S], as a cross-attention head
+    assert model.captured["decoder.cross_attn.hook_pattern"] is seen[0]
+    assert model.attn_weights["cross"][0] is seen[0]
+
+
+# -- masking and gradients -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("arch", "cell"), ALL)
+def test_padding_a_source_does_not_change_the_logits(arch, cell):
+    model = make(arch, cell)
+    target = torch.tensor([[END, 3, 4, 5]])
+    short, short_padding = pad_sources([[11, 12, 13]], END)  # alone: no padding
+    alone, _ = model(short, target, short_padding)
+    batch, padding = pad_sources([[11, 12, 13], [5, 6, 7, 8, 9, 10, 11, 12]], END)
+    batch[0, 4:] = torch.tensor([20, 21, 22, 23, 24])  # junk in the padded slots: must be ignored too
+    padded, _ = model(batch, target.expand(2, -1), padding)
+    torch.testing.assert_close(padded[0], alone[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("arch", "cell"), ALL)
+def test_gradients_reach_every_parameter_of_the_encoder_and_the_decoder(arch, cell):
+    model = make(arch, cell).train()
+    source, padding = ragged_sources()
+    target = torch.tensor([[END, 3, 4], [END, 5, 6], [END, 7, 8]])
+    _, loss = model(source, target, padding, torch.tensor([[3, 4, END], [5, 6, END], [7, 8, -1]]))
+    loss.backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None and bool(parameter.grad.abs().sum() > 0), name
+    assert any(name.startswith("encoder.") and "reverse" in name for name, _ in model.named_parameters()) == (
+        arch == "rnn-attention")  # the bidirectional encoder's backward direction is among them
+
+
+# -- decoding one token at a time ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("arch", "cell"), ALL)
+def test_the_cached_step_equals_the_teacher_forced_decoder_at_every_greedy_step(arch, cell):
+    model = make(arch, cell)
+    source, padding = ragged_sources()
+    memory = model.encode(source, padding)
+    cache, plan = model.new_cache(3), model.decode_plan(padding)
+    model.prefill_cross(memory, cache, plan)
+    written = torch.full((3, 1), END)
+    for _ in range(8):
+        stepped = model.decode_next(written[:, -1:], cache, padding, plan)  # [B, V]
+        with torch.no_grad():
+            whole = model.decode(written, memory, padding, last_only=True)[:, -1]
+        torch.testing.assert_close(stepped, whole, rtol=0, atol=1e-5)
+        written = torch.cat([written, stepped.argmax(-1, keepdim=True)], dim=1)
+    assert cache.length == 8
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_reordering_the_state_makes_a_row_continue_another_rows_translation(arch):
+    """Beam search's move: after reorder(rows), row i steps on as row rows[i] would have."""
+    model = make(arch)
+    source, padding = pad_sources([[5, 6, 7], [5, 6, 7]], END)  # one sentence, two beams
+    memory = model.encode(source, padding)
+    cache, plan = model.new_cache(2), model.decode_plan(padding)
+    model.prefill_cross(memory, cache, plan)
+    model.decode_next(torch.tensor([[END], [END]]), cache, padding, plan)
+    model.decode_next(torch.tensor([[3], [4]]), cache, padding, plan)  # the beams part
+    cache.reorder(torch.tensor([1, 1]))  # both continue beam 1: "4"
+    stepped = model.decode_next(torch.tensor([[9], [9]]), cache, padding, plan)
+    with torch.no_grad():
+        whole = model.decode(torch.tensor([[END, 4, 9]] * 2), memory, padding, last_only=True)[:, -1]
+    torch.testing.assert_close(stepped, whole, rtol=0, atol=1e-5)
+
+
+def test_decode_next_refuses_an_empty_state_and_more_than_one_token():
+    model = make("rnn-attention")
+    source, padding = ragged_sources()
+    with pytest.raises(ValueError, match="prefill_cross"):
+        model.decode_next(torch.tensor([[END]] * 3), model.new_cache(3), padding)
+    cache = model.new_cache(3)
+    model.prefill_cross(model.encode(source, padding), cache)
+    with pytest.raises(ValueError, match="exactly one token"):
+        model.decode_next(torch.tensor([[END, 3]] * 3), cache, padding)
+
+
+# -- the model as a whole ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("arch", "cell"), ALL)
+def test_the_loss_of_a_fresh_model_is_near_log_vocabulary(arch, cell):
+    model = make(arch, cell)
+    source, padding = ragged_sources()
+    target = torch.randint(2, VOCAB, (3, 6))
+    _, loss = model(source, target, padding, target)
+    assert loss.dtype == torch.float32
+    assert abs(float(loss.detach()) - math.log(VOCAB)) < 0.05
+
+
+@functools.cache
+def reversal_model(arch: str, cell: str) -> tuple[torch.nn.Module, list[list[int]], float]:
+    """A tiny model trained 300 steps on 8 pairs whose target is the source reversed: (model, sources, last loss).
+
+    Reversal needs every source token at the right step, so neither model can get it from the target alone.
+    Cached: the learning test and the translation test share one training (deterministic, so order-free).
+    """
+    from minitx.dataset.pairs import collate
+
+    generator = torch.Generator().manual_seed(1)
+    sources = [torch.randint(2, VOCAB, (int(n),), generator=generator).numpy()
+               for n in torch.randint(3, 8, (8,), generator=generator)]
+    targets = [s[::-1].copy() for s in sources]
+    source, target_in, padding, wanted = collate(sources, targets, END)
+    model = make(arch, cell, n_layers=1, dim=32).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(300):
+        _, loss = model(source, target_in, padding, wanted)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval(), [s.tolist() for s in sources], float(loss.detach())
+
+
+@pytest.mark.parametrize(("arch", "cell"), [("rnn", "gru"), ("rnn-attention", "gru"), ("rnn-attention", "lstm")])
+def test_a_tiny_model_learns_eight_pairs_by_heart(arch, cell):
+    _, _, loss = reversal_model(arch, cell)
+    assert loss < 0.05
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_a_state_dict_round_trip_gives_the_same_logits(arch, tmp_path):
+    from safetensors.torch import load_model, save_model
+
+    model = make(arch, "lstm")
+    source, padding = ragged_sources()
+    target = torch.tensor([[END, 3, 4]] * 3)
+    before, _ = model(source, target, padding)
+    save_model(model, str(tmp_path / "model.safetensors"))  # tied tables: saved once, as a run saves them
+    torch.manual_seed(5)
+    again = MODELS[arch](model.config).eval()
+    load_model(again, str(tmp_path / "model.safetensors"))
+    after, _ = again(source, target, padding)
+    assert torch.equal(before, after)
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_the_output_layer_is_the_token_table_and_positions_are_none(arch):
+    model = make(arch)
+    assert model.lm_head.weight is model.wte.weight
+    assert model.positions.kind == "none" and not list(model.positions.parameters())
+    untied = MODELS[arch](rnn_config(tie_embeddings=False))
+    assert untied.num_parameters() == model.num_parameters() + VOCAB * 16
+
+
+def test_the_fixed_vector_model_hands_the_decoder_one_vector_per_sentence():
+    model = make("rnn")
+    source, padding = ragged_sources()
+    memory = model.encode(source, padding)
+    assert memory.shape == (3, 1, 16)
+    alone = model.encode(*pad_sources([[14]], END))
+    torch.testing.assert_close(memory[2], alone[0], rtol=0, atol=1e-6)  # the state after the real last token
+
+
+def test_bad_settings_are_user_errors():
+    with pytest.raises(UserError, match="even --dim"):
+        RNNSearch(rnn_config(dim=15))
+    with pytest.raises(UserError, match="recurrent cell 'rnn'"):
+        RNNEncoderDecoder(rnn_config(cell="rnn"))
+    with pytest.raises(UserError, match="attention score 'cosine'"):
+        RNNSearch(rnn_config(attention="cosine"))
+    with pytest.raises(UserError, match="at most 24"):
+        make("rnn")(torch.zeros(1, 25, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long))
+
+
+def test_the_loss_ignores_positions_marked_minus_one():
+    model = make("rnn-attention")
+    source, padding = ragged_sources()
+    target = torch.tensor([[END, 3, 4]] * 3)
+    wanted = torch.tensor([[3, 4, END], [3, -1, -1], [-1, -1, -1]])
+    logits, loss = model(source, target, padding, wanted)
+    expected = F.cross_entropy(logits[:2].reshape(-1, VOCAB)[[0, 1, 2, 3]], torch.tensor([3, 4, END, 3]))
+    torch.testing.assert_close(loss, expected)
+
