@@ -20,26 +20,29 @@ from minitx.api.results import Evaluation
 from minitx.errors import UserError
 
 if TYPE_CHECKING:
-    from minitx.api.loaded import LoadedRun
+    from torch import nn
+
+    from minitx.rundir import Run
 
 #: config.json's key that marks a run imported from elsewhere (it has no validation split to rebuild).
 IMPORTED_FROM = "imported_from"
 
 
-def evaluate_language_model(run: LoadedRun, text: str | None, files: Sequence[str | Path], *, grammar: int,
-                            minimal_pairs: int, order_test: bool, context: int | None, seed: int,
-                            temperature: float) -> Evaluation:
-    """Loss, perplexity and bits per byte of `text`, `files` or the validation split, and each measure asked for."""
+def evaluate_language_model(model: nn.Module, run: Run, name: str, quantize: str | None, text: str | None,
+                            files: Sequence[str | Path], *, grammar: int, minimal_pairs: int, order_test: bool,
+                            context: int | None, seed: int, temperature: float) -> Evaluation:
+    """Loss, perplexity and bits per byte of `text`, `files` or the validation split of `run` (`name` in
+    messages; `quantize`: how its weights are stored), and each measure asked for."""
     import torch
 
     from minitx.evaluation.scoring import grammar_score, sample_stories, score_ids, validation_ids
 
-    check_eval_choice(minimal_pairs=minimal_pairs, context=context, quantize=run.quantize)
+    check_eval_choice(minimal_pairs=minimal_pairs, context=context, quantize=quantize)
     if text is not None and files:
         raise UserError("give text= or files=, not both")
-    model, tokenizer = run.model, run.tokenizer
-    if text is None and not files and IMPORTED_FROM in run.files.raw_config:
-        raise UserError(f"{run.name} was imported, not trained here, so it has no validation split; "
+    tokenizer = run.tokenizer
+    if text is None and not files and IMPORTED_FROM in run.raw_config:
+        raise UserError(f"{name} was imported, not trained here, so it has no validation split; "
                         "give the text to score: run.evaluate(TEXT)")
     if context is not None:  # refuse (learned positions, too little text) before any slow work
         from minitx.evaluation.extrapolation import stretched_model
@@ -54,9 +57,9 @@ def evaluate_language_model(run: LoadedRun, text: str | None, files: Sequence[st
     if text is not None:
         ids, n_bytes = torch.tensor(tokenizer.encode(text), dtype=torch.long), len(text.encode("utf-8"))
     else:
-        ids, n_bytes, source = validation_ids(run.files)
+        ids, n_bytes, source = validation_ids(run)
     score = score_ids(model, ids, n_bytes)
-    data: dict[str, Any] = {"source": source, "weights": run.quantize or "none", **dataclasses.asdict(score)}
+    data: dict[str, Any] = {"source": source, "weights": quantize or "none", **dataclasses.asdict(score)}
     reports: dict[str, Any] = {"score": score}
     if grammar > 0:
         report = grammar_score(sample_stories(model, tokenizer, grammar, seed, temperature=temperature))
@@ -86,8 +89,8 @@ def evaluate_language_model(run: LoadedRun, text: str | None, files: Sequence[st
     return Evaluation(data, reports)
 
 
-def evaluate_translator(run: LoadedRun, files: Sequence[str | Path], *, sentences: int | None, beam: int,
-                        seed: int) -> Evaluation:
+def evaluate_translator(model: nn.Module, run: Run, quantize: str | None, files: Sequence[str | Path], *,
+                        sentences: int | None, beam: int, seed: int) -> Evaluation:
     """An encoder-decoder's translations of its held-out pairs (or of one JSON Lines file's), the first
     `sentences` of them: target loss and the output scores, overall and by phenomenon."""
     from minitx.evaluation.translation_eval import evaluate_translation, held_out_pairs
@@ -96,11 +99,11 @@ def evaluate_translator(run: LoadedRun, files: Sequence[str | Path], *, sentence
     if files:
         from minitx.text.pairs import read_pairs
 
-        train = run.files.train_config
+        train = run.train_config
         pairs, source = read_pairs(Path(files[0]), train.source_field, train.target_field), str(files[0])
     else:
-        pairs, source = held_out_pairs(run.files), "the held-out pairs"
+        pairs, source = held_out_pairs(run), "the held-out pairs"
     pairs = pairs[:sentences] if sentences else pairs
-    result = evaluate_translation(run.model, run.tokenizer, pairs, beam=beam, seed=seed)
-    data = {"source": source, "beam": beam, "weights": run.quantize or "none", **result.to_dict()}
+    result = evaluate_translation(model, run.tokenizer, pairs, beam=beam, seed=seed)
+    data = {"source": source, "beam": beam, "weights": quantize or "none", **result.to_dict()}
     return Evaluation(data, {"translation": result})

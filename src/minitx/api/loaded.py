@@ -167,12 +167,14 @@ class LoadedRun(InspectVerbs):
                 raise UserError(f"grammar=, minimal_pairs=, order_test=, context= and text= measure a decoder-only "
                                 f"language model; {self.name} is an encoder-decoder run: drop them (run.evaluate() "
                                 "scores its translations)")
-            return evaluate_translator(self, files, sentences=sentences, beam=beam, seed=seed)
+            return evaluate_translator(self.model, self.files, self.quantize, files, sentences=sentences, beam=beam,
+                                       seed=seed)
         if sentences is not None or beam != 1:
             raise UserError(f"sentences= and beam= score translations, and {self.name} is a decoder-only run; "
                             "drop them")
-        return evaluate_language_model(self, text, files, grammar=grammar, minimal_pairs=minimal_pairs,
-                                       order_test=order_test, context=context, seed=seed, temperature=temperature)
+        return evaluate_language_model(self.model, self.files, self.name, self.quantize, text, files,
+                                       grammar=grammar, minimal_pairs=minimal_pairs, order_test=order_test,
+                                       context=context, seed=seed, temperature=temperature)
 
 
 # -- ways to get a run ------------------------------------------------------------------------------------
