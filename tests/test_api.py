@@ -251,3 +251,77 @@ def test_a_random_run_answers_every_inspect_verb_in_memory() -> None:
     assert len(run.attribute("The do", "g", "t").report.parts) == 2 * 2 + 2 + 2 + 2
     pair = random_run("encoder-decoder", seed=1)
     assert pair.architecture == "encoder-decoder" and len(pair.translate(["The dog runs."], max_new_tokens=4)) == 1
+
+
+# -- the commands are thin callers: what they write is what the verbs return ------------------------------------
+
+
+def test_inspect_attention_with_every_measurement_is_the_verbs_document(story_run: LoadedRun, tmp_path) -> None:
+    import dataclasses
+
+    text = "The dog sees the"
+    cli("inspect-attention", story_run.path, "--prompt", text, "--generate", 4, "--seed", 2, "--over", 2,
+        "--induction", "--length", 5, "--ablate", "--json", tmp_path / "a.json", "--device", "cpu")
+    found = story_run.attention(text, generate=4, seed=2)
+    assert len(found.generated) == 4 and len(found.tokens) == len(story_run.token_ids(text)) + 4
+    found = dataclasses.replace(found, over=story_run.roles_over(2), n_windows=2,
+                                induction=story_run.induction(length=5, seed=2), ablation=story_run.ablate(2))
+    written = json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))
+    assert as_json(found.to_dict()) == written
+    assert written["generated"] == 4 and {"over", "induction", "ablation"} <= set(written)
+
+
+def test_the_encoder_decoder_attention_over_pairs_and_a_chosen_head_is_the_verbs_document(pair_run: LoadedRun,
+                                                                                         tmp_path) -> None:
+    import dataclasses
+
+    source = "The big dog sees the red ball."
+    cli("inspect-attention", pair_run.path, "--source", source, "--over", 2, "--head", 1, "--json",
+        tmp_path / "a.json", "--device", "cpu")
+    found = pair_run.attention(source=source)
+    found = dataclasses.replace(found, shown=(found.shown[0], 1), over=pair_run.alignment_over(2))
+    assert as_json(found.to_dict()) == json.loads((tmp_path / "a.json").read_text("utf-8"))
+    assert found.to_dict()["over"]["pairs"] == 2
+
+
+def test_eval_with_minimal_pairs_and_the_order_test_is_the_verbs_evaluation(story_run: LoadedRun) -> None:
+    printed = json.loads(cli("eval", story_run.path, "--minimal-pairs", 12, "--order-test", "--seed", 1, "--json",
+                             "--device", "cpu"))
+    found = story_run.evaluate(minimal_pairs=12, order_test=True, seed=1)
+    assert as_json(found.to_dict()) == printed
+    assert {"score", "minimal_pairs", "order_test"} <= set(found.reports) and printed["minimal_pairs"]["total"] == 12
+
+
+def test_eval_of_a_translator_is_the_verbs_evaluation(pair_run: LoadedRun) -> None:
+    printed = json.loads(cli("eval", pair_run.path, "--sentences", 4, "--json", "--device", "cpu"))
+    found = pair_run.evaluate(sentences=4)
+    assert as_json(found.to_dict()) == printed and found.reports["translation"].loss.pairs == 4
+
+
+def test_generate_streams_through_on_text_what_the_verb_returns(story_run: LoadedRun) -> None:
+    pieces: list[str] = []
+    made = story_run.generate("The dog", max_new_tokens=25, seed=5, on_text=lambda _, piece: pieces.append(piece))
+    assert "".join(pieces) == made.texts[0] and made.steps >= 1
+    streamed = cli("generate", story_run.path, "--prompt", "The dog", "--max-new-tokens", 25, "--seed", 5, "--quiet",
+                   "--device", "cpu")
+    assert streamed == made.text + ("" if made.text.endswith("\n") else "\n")
+
+
+def test_a_run_loaded_with_int8_weights_generates_as_the_command_does(story_run: LoadedRun) -> None:
+    run = minitx.load(story_run.path, device="cpu", threads=1, quantize="int8")
+    assert run.quantize == "int8" and "int8 weights" in repr(run)
+    made = run.generate("The dog", max_new_tokens=15, seed=0)
+    printed = cli("generate", story_run.path, "--prompt", "The dog", "--max-new-tokens", 15, "--seed", 0, "--quiet",
+                  "--quantize", "int8", "--device", "cpu")
+    assert printed == made.text + ("" if made.text.endswith("\n") else "\n")
+    assert run.evaluate().to_dict()["weights"] == "int8"
+    with pytest.raises(UserError, match="--quantize must be one of"):
+        minitx.load(story_run.path, device="cpu", quantize="int4")
+
+
+def test_the_measurements_of_one_architecture_are_refused_on_the_other(story_run, pair_run) -> None:
+    with pytest.raises(UserError, match="run.alignment_over works on an encoder-decoder run only"):
+        story_run.alignment_over(2)
+    for verb in (lambda: pair_run.roles_over(2), pair_run.induction, pair_run.ablate):
+        with pytest.raises(UserError, match="works on a decoder-only"):
+            verb()

@@ -6,8 +6,10 @@ its decoder; when no translation is given, the one read is the built-in corpus's
 source (which brings gold word links), else the model's own (`choose_target`). A patching contrast
 whose answers are not given takes each prompt's own top next token (`with_answers`).
 
-These are the pieces of input preparation that lived only in `minitx.commands` (inspect.py,
-circuits.py); the API and the commands share them from here.
+The `check_*` functions refuse choices that cannot work together before any model runs: the
+commands call them before reading a file, the verbs again (so a notebook gets the same one line).
+Their messages name the command's flags, as the commands' tests read them. Everything here is
+written once: the commands (minitx.commands.inspect, .circuits, .eval) prepare nothing themselves.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 DEFAULT_SOURCE = "The big dog sees the red ball."
 #: Pairs `patch(pairs=...)` averages over unless `n` says otherwise (as `inspect-patch --pairs`).
 DEFAULT_PAIRS = 64
+#: Validation windows `ablate` scores each ablated model on (`inspect-attention --ablate`, unless --over N).
+ABLATION_WINDOWS = 32
 
 
 @dataclass(frozen=True)
@@ -112,14 +116,43 @@ def check_patch_choice(pairs: str | None, clean: str | None, corrupt: str | None
         raise UserError("--prompt is for --clean/--corrupt; the pairs bring their own translation so far")
 
 
-def pair_document(capture: Any, *, run: str, target_from: str, gold: list | None, report: Any, over: Any,
-                  layer: int, head: int) -> dict[str, Any]:
-    """What `inspect-attention --json` writes for an encoder-decoder run: the pair's three attentions, the gold
-    links and the alignment of every cross-attention head (`report`, None without gold), over held-out pairs
-    (`over`, or None), and the head shown with its links."""
-    links = capture.head_links(layer, head)
-    return {"run": run, "target_from": target_from, "pair": capture.to_dict(),
-            "gold": [list(link) for link in gold] if gold is not None else None,
-            "alignment": report.to_dict() if report is not None else None,
-            "over": over.to_dict() if over is not None else None,
-            "shown": {"layer": layer, "head": head, "links": [list(link) for link in links]}}
+def check_max_tokens(max_tokens: int | None) -> None:
+    """A UserError when --max-tokens asks for no token at all."""
+    if max_tokens is not None and max_tokens < 1:
+        raise UserError(f"--max-tokens must be at least 1, got {max_tokens}")
+
+
+def check_attention_choice(*, over: int | None = None, induction: bool = False, length: int | None = None,
+                           repeats: int | None = None, generate: int = 0) -> None:
+    """UserErrors for `inspect-attention` measurements that cannot work, before any file is read."""
+    if over is not None and over < 1:
+        raise UserError(f"--over must be at least 1, got {over}")
+    if generate < 0:
+        raise UserError(f"--generate must be 0 or more tokens, got {generate}")
+    if not induction and (length is not None or repeats is not None):
+        raise UserError("--length and --repeats shape the --induction test; add --induction")
+
+
+def check_eval_choice(*, minimal_pairs: int = 0, context: int | None = None, quantize: str | None = None,
+                      sentences: int | None = None, n_files: int = 0, reads_source: bool = False) -> None:
+    """UserErrors for `eval` measurements that cannot work, before any weights are read."""
+    if reads_source:
+        if sentences is not None and sentences < 1:
+            raise UserError(f"--sentences must be at least 1, got {sentences}")
+        if n_files > 1:
+            raise UserError("an encoder-decoder run is scored on one JSON Lines file of pairs; give one FILE.jsonl")
+        return
+    if minimal_pairs < 0:
+        raise UserError(f"--minimal-pairs must be 0 or more, not {minimal_pairs}")
+    if context is not None and quantize not in (None, "none"):
+        raise UserError(f"--context rebuilds the model for a longer window and needs its float weights; "
+                        f"drop --quantize {quantize} to measure length extrapolation")
+
+
+def check_phenomenon(pairs: str, reads_source: bool) -> None:
+    """A UserError naming the choices when `pairs` is not a phenomenon this kind of run can patch (needs no model):
+    a decoder-only run's minimal-pair phenomena, an encoder-decoder's source pairs."""
+    from minitx.inspect.contrasts import check_phenomenon as check_text_phenomenon
+    from minitx.inspect.contrasts import check_translation_phenomenon
+
+    (check_translation_phenomenon if reads_source else check_text_phenomenon)(pairs)

@@ -23,10 +23,13 @@ from minitx.api import html
 if TYPE_CHECKING:
     import torch
 
+    from minitx.inspect.ablation import AblationReport
     from minitx.inspect.attribution import AttributionReport
     from minitx.inspect.capture import AttentionCapture
     from minitx.inspect.contrasts import Contrast
+    from minitx.inspect.induction import InductionReport
     from minitx.inspect.lens import LensReport
+    from minitx.inspect.over_data import RoleSpread
     from minitx.inspect.patching import PatchReport
     from minitx.inspect.roles import HeadRole
     from minitx.text.tokenizer import Tokenizer
@@ -52,6 +55,7 @@ class Generation(Result):
     token_ids: list[list[int]]
     seed: int
     seconds: float
+    steps: int = 0  # decoding steps the batch ran (the samples' longest)
 
     @property
     def text(self) -> str:
@@ -109,9 +113,14 @@ class Evaluation(Result):
     """What `minitx eval RUN --json` prints: loss, perplexity, bits per byte (and what else was asked for).
 
     On an encoder-decoder run: the target loss, exact match, chrF, BLEU and grammaticality of the
-    translations (`data` holds the whole document)."""
+    translations (`data` holds the whole document).
+
+    `reports` holds the measurements themselves, for printing them as `minitx eval` does: "score"
+    (evaluation.scoring.Score), and as asked "grammar", "minimal_pairs", "order_test", "extrapolation",
+    or an encoder-decoder's "translation" (evaluation.translation_eval.TranslationEval)."""
 
     data: dict[str, Any]
+    reports: dict[str, Any] = field(default_factory=dict)
 
     @property
     def loss(self) -> float:
@@ -150,12 +159,21 @@ class AttentionResult(Result):
     """Every layer's and head's attention α for one text, the tokens, and each head's role.
 
     `weights[l, h, t, t']` is how much query t of head h in layer l takes from key t' ([L, H, T, T]).
+    `generated`: the ids sampled after the prompt (`generate=N`), read too. The measurements over
+    data (`run.roles_over`, `run.induction`, `run.ablate`) join the document when set here
+    (`dataclasses.replace(result, over=..., n_windows=..., induction=..., ablation=...)`), as
+    `inspect-attention --over N --induction --ablate --json` writes them.
     """
 
     capture: AttentionCapture
     roles: list[HeadRole]
     run: str
     prompt: str | None
+    generated: list[int] = field(default_factory=list)
+    over: list[RoleSpread] | None = None
+    n_windows: int = 0
+    induction: InductionReport | None = None
+    ablation: AblationReport | None = None
 
     @property
     def tokens(self) -> list[str]:
@@ -178,7 +196,9 @@ class AttentionResult(Result):
     def to_dict(self) -> dict[str, Any]:
         from minitx.inspect.views.document import attention_document
 
-        return attention_document(self.capture, run=self.run, prompt=self.prompt)
+        return attention_document(self.capture, run=self.run, prompt=self.prompt, generated=len(self.generated),
+                                  over=self.over, n_windows=self.n_windows, induction=self.induction,
+                                  ablation=self.ablation)
 
     def __repr__(self) -> str:
         from minitx.inspect.roles import most_telling_head, role_label
@@ -200,7 +220,10 @@ class AttentionResult(Result):
 @dataclass(repr=False)
 class PairAttentionResult(Result):
     """An encoder-decoder's three attentions for one pair (encoder, decoder, cross), and how its cross-attention
-    heads align source and target words when gold links are known (`alignment`, else None)."""
+    heads align source and target words when gold links are known (`alignment`, else None).
+
+    `shown` is the (layer, head) whose links the document lists (the best aligning head, else the last
+    layer's first); `over` every head's alignment over held-out pairs (`run.alignment_over(n)`) when set."""
 
     capture: Any  # inspect.alignment.PairCapture
     run: str
@@ -208,6 +231,7 @@ class PairAttentionResult(Result):
     gold: list | None
     alignment: Any  # inspect.alignment.AlignmentReport | None
     shown: tuple[int, int]
+    over: Any = None  # inspect.alignment.AlignmentReport | None
 
     @property
     def weights(self) -> dict[str, list]:
@@ -215,10 +239,12 @@ class PairAttentionResult(Result):
         return self.capture.weights
 
     def to_dict(self) -> dict[str, Any]:
-        from minitx.api.inputs import pair_document
-
-        return pair_document(self.capture, run=self.run, target_from=self.target_from, gold=self.gold,
-                             report=self.alignment, over=None, layer=self.shown[0], head=self.shown[1])
+        links = self.capture.head_links(*self.shown)
+        gold = [list(link) for link in self.gold] if self.gold is not None else None
+        return {"run": self.run, "target_from": self.target_from, "pair": self.capture.to_dict(), "gold": gold,
+                "alignment": self.alignment.to_dict() if self.alignment is not None else None,
+                "over": self.over.to_dict() if self.over is not None else None,
+                "shown": {"layer": self.shown[0], "head": self.shown[1], "links": [list(link) for link in links]}}
 
     def __repr__(self) -> str:
         best = "" if self.alignment is None else f"; best aligning head L{self.alignment.best.layer} " \
@@ -282,7 +308,10 @@ def _attribution_section(report: AttributionReport, tokenizer: Tokenizer, lens_d
 @dataclass(repr=False)
 class LensResult(Result):
     """The logit lens: what the residual stream predicts after the embedding and after every block, at every
-    position (top tokens, and the probability and rank of the target). `attribution` when asked for."""
+    position (top tokens, and the probability and rank of the target). `attribution` when asked for.
+
+    On an encoder-decoder run `source` is the sentence read and `prompt` the translation so far;
+    `read_from` says where that came from when it was not given (the corpus's rendering or the model's)."""
 
     report: LensReport
     tokenizer: Tokenizer = field(repr=False)
@@ -290,6 +319,7 @@ class LensResult(Result):
     prompt: str | None
     source: str | None = None
     attribution: AttributionResult | None = None
+    read_from: str | None = None
 
     @property
     def tokens(self) -> list[str]:

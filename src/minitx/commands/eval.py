@@ -2,19 +2,20 @@
 minimal pairs (--minimal-pairs N), the order test (--order-test) and length extrapolation (--context L).
 
 On an encoder-decoder run: the held-out sentence pairs (or FILE.jsonl), target loss and bits per byte,
-exact match, chrF, BLEU and grammaticality of the translations, overall and by phenomenon."""
+exact match, chrF, BLEU and grammaticality of the translations, overall and by phenomenon.
+
+The command refuses the other architecture's flags, loads the run (`open_run`), calls `LoadedRun.evaluate`
+(`minitx.api.evaluate`, which measures) and prints its `Evaluation`: the --json document is its `to_dict()`."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
-from minitx.commands.interop import IMPORTED_FROM
-from minitx.commands.loading import load_for_inference, run_architecture
+from minitx.api.evaluate import IMPORTED_FROM
+from minitx.api.inputs import check_eval_choice
+from minitx.commands.loading import open_run, run_architecture
 from minitx.config import DEFAULT_TEMPERATURE
 from minitx.console import safe
 
@@ -49,7 +50,6 @@ def run_eval(
     from rich.table import Table
 
     from minitx.errors import UserError
-    from minitx.evaluation.scoring import grammar_score, sample_stories, score_ids, validation_ids
 
     arch = run_architecture(run_dir)
     if arch.reads_source:
@@ -64,56 +64,17 @@ def run_eval(
         return
     if sentences is not None or beam != 1:
         raise UserError(f"--sentences and --beam score translations, and {run_dir} is {arch.noun} run; drop them")
-    if minimal_pairs < 0:
-        raise UserError(f"--minimal-pairs must be 0 or more, not {minimal_pairs}")
-    if context is not None and quantize not in (None, "none"):
-        raise UserError(f"--context rebuilds the model for a longer window and needs its float weights; "
-                        f"drop --quantize {quantize} to measure length extrapolation")
-    model, run = load_for_inference(run_dir, device, threads, quantize, command="minitx eval")
-    if not files and IMPORTED_FROM in run.raw_config:
+    check_eval_choice(minimal_pairs=minimal_pairs, context=context, quantize=quantize)
+    run = open_run(run_dir, device, threads, quantize, command="minitx eval")
+    if not files and IMPORTED_FROM in run.files.raw_config:
         raise UserError(f"{run_dir} was imported, not trained here, so it has no validation split; "
                         f"give text files to score: minitx eval {run_dir} FILE")
-    if context is not None:  # refuse (learned positions, too little text) before any slow work
-        from minitx.evaluation.extrapolation import stretched_model
-
-        stretched_model(model, max(context, model.config.block_size))
-    if files:
-        from minitx.text.files import read_corpus
-
-        text = read_corpus(files)
-        ids = torch.tensor(run.tokenizer.encode(text), dtype=torch.long)
-        n_bytes, source = len(text.encode("utf-8")), ", ".join(map(str, files))
-    else:
-        ids, n_bytes, source = validation_ids(run)
-        text = None
-    score = score_ids(model, ids, n_bytes)
-    result: dict[str, Any] = {"source": source, "weights": quantize or "none", **asdict(score)}
-    report = pairs = order = stretch = None
-    if grammar > 0:
-        stories = sample_stories(model, run.tokenizer, grammar, seed, temperature=temperature)
-        report = grammar_score(stories)
-        result["grammar"] = {**report.to_dict(), "temperature": temperature, "seed": seed}
-    if minimal_pairs > 0:
-        from minitx.corpus.pairs import minimal_pairs as make_pairs
-        from minitx.evaluation.minimal_pairs import score_pairs
-
-        pairs = score_pairs(model, run.tokenizer, make_pairs(minimal_pairs, seed))
-        result["minimal_pairs"] = {**pairs.to_dict(), "seed": seed}
-    if order_test:
-        from minitx.evaluation.order import documents_of
-        from minitx.evaluation.order import order_test as run_order_test
-
-        held_out = text if text is not None else run.tokenizer.decode(ids.tolist())
-        order = run_order_test(model, run.tokenizer, documents_of(held_out), seed=seed)
-        result["order_test"] = order.to_dict()
-    if context is not None:
-        from minitx.evaluation.extrapolation import extrapolation
-
-        stretch = extrapolation(model, ids, context)
-        result["extrapolation"] = stretch.to_dict()
+    found = run.evaluate(files=files, grammar=grammar, minimal_pairs=minimal_pairs, order_test=order_test,
+                         context=context, seed=seed, temperature=temperature)
     if as_json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
+        print(json.dumps(found.to_dict(), indent=2, ensure_ascii=False))
         return
+    score, source, reports = found.reports["score"], found.data["source"], found.reports
     console = Console()
     table = Table(title=f"eval {safe(run_dir)} on {safe(source)}", show_header=False, title_justify="left")
     table.add_column(style="bold")
@@ -125,17 +86,17 @@ def run_eval(
     table.add_row("perplexity", f"{score.perplexity:.3f}")
     table.add_row("bits per byte", f"{score.bits_per_byte:.4f}")
     console.print(table)
-    if report is not None:
+    if "grammar" in reports:
         from minitx.corpus import render_report
 
         console.print(f"grammar: {grammar} sampled stories (temperature {temperature:g}, seed {seed})")
-        console.print(render_report(report, max_examples=5))
-    if pairs is not None:
-        print_pairs(pairs, seed, console)
-    if order is not None:
-        print_order_test(order, console)
-    if stretch is not None:
-        print_extrapolation(stretch, model.config.pos, console)
+        console.print(render_report(reports["grammar"], max_examples=5))
+    if "minimal_pairs" in reports:
+        print_pairs(reports["minimal_pairs"], seed, console)
+    if "order_test" in reports:
+        print_order_test(reports["order_test"], console)
+    if "extrapolation" in reports:
+        print_extrapolation(reports["extrapolation"], run.model.config.pos, console)
 
 
 def _percent(accuracy: dict[str, Any]) -> tuple[str, str, str]:
@@ -195,27 +156,13 @@ def run_eval_translation(run_dir: Path, files: list[Path], *, device: str, seed:
     with int8 weights when `quantize` says so."""
     from rich.console import Console
 
-    from minitx.errors import UserError
-    from minitx.evaluation.translation_eval import evaluate_translation, held_out_pairs
-
-    if sentences is not None and sentences < 1:
-        raise UserError(f"--sentences must be at least 1, got {sentences}")
-    if len(files) > 1:
-        raise UserError("an encoder-decoder run is scored on one JSON Lines file of pairs; give one FILE.jsonl")
-    model, run = load_for_inference(run_dir, device, threads, quantize, command="minitx eval")
-    if files:
-        from minitx.text.pairs import read_pairs
-
-        pairs = read_pairs(files[0], run.train_config.source_field, run.train_config.target_field)
-        source = str(files[0])
-    else:
-        pairs, source = held_out_pairs(run), "the held-out pairs"
-    pairs = pairs[:sentences] if sentences else pairs
-    result = evaluate_translation(model, run.tokenizer, pairs, beam=beam, seed=seed)
+    check_eval_choice(sentences=sentences, n_files=len(files), reads_source=True)
+    run = open_run(run_dir, device, threads, quantize, command="minitx eval")
+    found = run.evaluate(files=files, sentences=sentences, beam=beam, seed=seed)
     if as_json:
-        print(json.dumps({"source": source, "beam": beam, "weights": quantize or "none", **result.to_dict()},
-                         indent=2, ensure_ascii=False))
+        print(json.dumps(found.to_dict(), indent=2, ensure_ascii=False))
         return
+    result, source = found.reports["translation"], found.data["source"]
     weights = f", {quantize} weights" if quantize not in (None, "none") else ""
     print_translation_eval(result, f"eval {safe(run_dir)} on {safe(source)}{weights}", beam, Console())
 

@@ -1,11 +1,11 @@
-"""`minitx generate RUN`: sample text from a trained model and print it as it is written."""
+"""`minitx generate RUN`: sample text from a trained model and print it as it is written (`LoadedRun.generate`)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from minitx.commands.loading import load_for_inference
+from minitx.commands.loading import open_run
 
 
 def run_generate(
@@ -31,12 +31,12 @@ def run_generate(
     are printed when all are done, each under a `── sample i ──` line: streaming them side by side
     would interleave.
     """
-    from minitx.generation.sampling import SamplingConfig, generate_text
+    from minitx.generation.sampling import SamplingConfig
     from minitx.text.files import read_stdin
 
     prompt = read_stdin() if prompt == "-" else prompt
-    cfg = SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed, num_samples, list(stop))
-    model, run = load_for_inference(run_dir, device, threads, quantize, command="minitx generate")
+    SamplingConfig(max_new_tokens, temperature, top_k, top_p, seed, num_samples, list(stop))  # refused before loading
+    run = open_run(run_dir, device, threads, quantize, command="minitx generate")
     out = sys.stdout
 
     def write(piece: str) -> None:
@@ -48,7 +48,8 @@ def run_generate(
     if streaming:
         write(prompt)
     on_text = (lambda _, piece: write(piece)) if streaming else None
-    samples = generate_text(model, run.tokenizer, prompt, cfg, on_text=on_text)
+    samples = run.generate(prompt, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                           num_samples=num_samples, stop=stop, on_text=on_text)
     for i, text in enumerate(samples.texts):
         if not streaming:
             if num_samples > 1:
@@ -61,6 +62,6 @@ def run_generate(
         print(
             f"{samples.steps} tokens × {num_samples} sample{'s' if num_samples > 1 else ''} in "
             f"{samples.seconds:.2f} s: {rate:,.0f} tokens/s (seed {samples.seed}"
-            f"{', int8 weights' if quantize == 'int8' else ''})",
+            f"{f', {run.quantize} weights' if run.quantize else ''})",
             file=sys.stderr,
         )

@@ -1,7 +1,8 @@
 """`minitx inspect-attention RUN` and `minitx inspect-positions RUN...`: look inside trained models.
 
-These functions load runs (`load_for_inference`), call the library in `minitx.inspect` and print
-its views; they compute nothing themselves.
+These functions load runs (`open_run`), call the API's verbs (`LoadedRun.attention`, `.roles_over`,
+`.induction`, `.ablate`, `.alignment_over`; `minitx.api.inside`) and print the results with the views
+of `minitx.inspect.views`; they prepare and compute nothing themselves.
 """
 
 from __future__ import annotations
@@ -11,37 +12,18 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from minitx.commands.loading import load_for_inference, run_architecture
+from minitx.api.inputs import ABLATION_WINDOWS, check_attention_choice, check_max_tokens
+from minitx.commands.loading import open_run, run_architecture
 from minitx.errors import UserError
 
 if TYPE_CHECKING:
-    import torch
     from rich.console import Console
-    from torch import nn
 
     from minitx.inspect.ablation import AblationReport
-    from minitx.inspect.alignment import AlignmentReport
     from minitx.inspect.induction import InductionReport
     from minitx.inspect.over_data import RoleSpread
     from minitx.inspect.views.html import Grid
     from minitx.model import GPT
-    from minitx.rundir import Run
-    from minitx.text.tokenizer import Tokenizer
-
-#: Validation windows `--ablate` scores each ablated model on, unless --over N says how many.
-ABLATION_WINDOWS = 32
-
-
-def check_attention_flags(
-    *, over: int | None, induction: bool, length: int | None, repeats: int | None, generate: int
-) -> None:
-    """UserErrors for flags that cannot work, before any file is read."""
-    if over is not None and over < 1:
-        raise UserError(f"--over must be at least 1, got {over}")
-    if generate < 0:
-        raise UserError(f"--generate must be 0 or more tokens, got {generate}")
-    if not induction and (length is not None or repeats is not None):
-        raise UserError("--length and --repeats shape the --induction test; add --induction")
 
 
 def run_inspect_attention(
@@ -77,15 +59,17 @@ def run_inspect_attention(
     the prompt; --over N, --induction and --ablate add their tables; --png / --html / --json also
     write those files (--png with --ablate also FILE-ablation.png), refusing existing ones without `force`.
     """
+    import dataclasses
+
     from rich.console import Console
 
-    from minitx.inspect.capture import DEFAULT_PROMPT, capture_ids, check_head, prompt_ids
-    from minitx.inspect.roles import ROLE_RULES, head_roles, most_telling_head
+    from minitx.inspect.capture import check_head
+    from minitx.inspect.roles import ROLE_RULES, most_telling_head
     from minitx.inspect.views import terminal
     from minitx.inspect.views.heatmap import cells_that_fit
     from minitx.text.files import read_stdin
 
-    check_attention_flags(over=over, induction=induction, length=length, repeats=repeats, generate=generate)
+    check_attention_choice(over=over, induction=induction, length=length, repeats=repeats, generate=generate)
     arch = run_architecture(run_dir)
     if arch.reads_source:
         refused = {"--prompt": prompt is not None, "--induction": induction, "--ablate": ablate,
@@ -105,19 +89,14 @@ def run_inspect_attention(
     if png is not None and ablate:
         outputs["--png (with --ablate)"] = Path(png).with_name(f"{Path(png).stem}-ablation.png")
     refuse_existing_outputs(outputs, force)
-    if max_tokens is not None and max_tokens < 1:
-        raise UserError(f"--max-tokens must be at least 1, got {max_tokens}")
+    check_max_tokens(max_tokens)
     console = console if console is not None else Console()
-    model, run = load_for_inference(run_dir, device, threads, command="minitx inspect-attention")
-    check_head_range(model, layer, head)
-    text = DEFAULT_PROMPT if prompt is None else read_stdin() if prompt == "-" else prompt
-    ids = prompt_ids(run.tokenizer, text)
-    if len(ids) < 2 and not generate:
-        raise UserError("the prompt is empty after tokenizing; give --prompt some text")
-    new_ids = sample_after(model, ids, generate, seed) if generate else []
-    capture = capture_ids(model, run.tokenizer, ids + new_ids, max_tokens=max_tokens)
+    run = open_run(run_dir, device, threads, command="minitx inspect-attention")
+    check_head_range(run.model, layer, head)
+    text = read_stdin() if prompt == "-" else prompt
+    result = run.attention(text, max_tokens=max_tokens, generate=generate, seed=seed)
+    capture, roles, new_ids = result.capture, result.roles, result.generated
     check_head(capture, layer, head)
-    roles = head_roles(capture)
     candidates = [r for r in roles if (layer is None or r.layer == layer) and (head is None or r.head == head)]
     chosen = most_telling_head(candidates)
 
@@ -134,17 +113,17 @@ def run_inspect_attention(
     for query in range(max(1, capture.n_tokens - 4), capture.n_tokens):
         console.print(Text("  " + terminal.readout_line(capture, chosen.layer, chosen.head, query)))
 
-    n_layers, n_heads = model.config.n_layers, model.config.n_heads
-    validation = validation_tokens(run) if over is not None or ablate else None  # rebuilt once, used by both
-    spreads = roles_over_data(model, validation, over) if over is not None else None
+    n_layers, n_heads = capture.n_layers, capture.n_heads
+    spreads = run.roles_over(over) if over is not None else None
     if spreads is not None:
         console.print(terminal.spread_table(spreads, n_layers, n_heads, over))
-    found = induction_test(model, run, length, repeats, seed) if induction else None
+    found = run.induction(length, repeats, seed) if induction else None
     if found is not None:
         console.print(terminal.induction_table(found))
-    ablation = head_importance(model, validation, over or ABLATION_WINDOWS) if ablate else None
+    ablation = run.ablate(over or ABLATION_WINDOWS) if ablate else None
     if ablation is not None:
         console.print(terminal.ablation_table(ablation, n_layers, n_heads))
+    result = dataclasses.replace(result, over=spreads, n_windows=over or 0, induction=found, ablation=ablation)
 
     if png is not None:
         from minitx.inspect.views.pictures import save_ablation_png, save_attention_png
@@ -162,11 +141,9 @@ def run_inspect_attention(
                                    grids=grids)
         console.print(Text(f"wrote {path} (open it in a browser; it works offline)"))
     if json_path is not None:
-        from minitx.inspect.views.document import attention_document, save_document
+        from minitx.inspect.views.document import save_document
 
-        document = attention_document(capture, run=str(run_dir), prompt=prompt, generated=len(new_ids), over=spreads,
-                                      n_windows=over or 0, induction=found, ablation=ablation)
-        console.print(Text(f"wrote {save_document(document, json_path)}"))
+        console.print(Text(f"wrote {save_document(result.to_dict(), json_path)}"))
 
 
 def refuse_existing_outputs(outputs: dict[str, str | Path | None], force: bool) -> None:
@@ -183,48 +160,6 @@ def check_head_range(model: GPT, layer: int | None, head: int | None) -> None:
     from minitx.inspect.capture import check_layer_head
 
     check_layer_head(model.config.n_layers, model.config.n_heads, layer, head)
-
-
-def sample_after(model: GPT, ids: list[int], n_tokens: int, seed: int) -> list[int]:
-    """`n_tokens` sampled after `ids` (at the default temperature, with `seed`): the new ids only."""
-    from minitx.generation.sampling import SamplingConfig, generate_ids
-
-    context = ids[-model.config.block_size :]
-    row = generate_ids(model, context, SamplingConfig(max_new_tokens=n_tokens, seed=seed))[0]
-    return row[len(context) :]
-
-
-def validation_tokens(run: Run) -> torch.Tensor:
-    """The run's validation split, rebuilt as `minitx eval` does (same corpus, tokenizer and split)."""
-    from minitx.evaluation.scoring import validation_ids
-
-    return validation_ids(run)[0]
-
-
-def roles_over_data(model: GPT, ids: torch.Tensor, n_windows: int) -> list[RoleSpread]:
-    """Roles over `n_windows` windows of block_size tokens spread over the validation tokens `ids`."""
-    from minitx.inspect.over_data import evenly_spaced_windows, roles_over_windows
-
-    return roles_over_windows(model, evenly_spaced_windows(ids, n_windows, model.config.block_size))
-
-
-def induction_test(model: GPT, run: Run, length: int | None, repeats: int | None, seed: int) -> InductionReport:
-    """`measure_induction` on random ordinary tokens of the run's tokenizer, after <|doc|> when it has one."""
-    from minitx.inspect.induction import DEFAULT_REPEATS, measure_induction
-    from minitx.model.inputs import document_start
-
-    tokenizer = run.tokenizer
-    special = {tokenizer.token_id(token) for token in tokenizer.special_tokens}
-    ordinary = [i for i in range(tokenizer.vocab_size) if i not in special]
-    return measure_induction(model, ordinary, length=length, repeats=repeats or DEFAULT_REPEATS, seed=seed,
-                             first_id=document_start(tokenizer))
-
-
-def head_importance(model: GPT, ids: torch.Tensor, n_windows: int) -> AblationReport:
-    """`ablate_heads` on the first `n_windows` block_size windows of the validation tokens `ids`."""
-    from minitx.inspect.ablation import ablate_heads
-
-    return ablate_heads(model, ids[: n_windows * model.config.block_size + 1])
 
 
 def page_grids(
@@ -287,7 +222,7 @@ def run_inspect_positions(
         by_distance = Path(png).with_name(f"{Path(png).stem}-by-distance.png") if len(dirs) == 1 else None
         refuse_existing_outputs({"--png": png, "--png (by distance)": by_distance}, force)
     console = console if console is not None else Console()
-    models = [load_for_inference(run_dir, device, threads, command="minitx inspect-positions")[0] for run_dir in dirs]
+    models = [open_run(run_dir, device, threads, command="minitx inspect-positions").model for run_dir in dirs]
     n_positions = positions if positions is not None else min(
         min(model.config.block_size, DEFAULT_POSITIONS) for model in models)
     reports = [inspect_positions(model, n_positions) for model in models]
@@ -306,10 +241,6 @@ def run_inspect_positions(
         console.print(Text(f"wrote {views.save_comparison_png(reports, names, png)}"))
 
 
-#: The sentence `inspect-attention` reads on an encoder-decoder run when no --source is given.
-DEFAULT_SOURCE = "The big dog sees the red ball."
-
-
 def run_inspect_pair(
     run_dir: str | Path, *, source: str | None, target: str | None, alignment: str | None, layer: int | None,
     head: int | None, png: str | Path | None, html: str | Path | None, json_path: str | Path | None, device: str,
@@ -321,9 +252,11 @@ def run_inspect_pair(
     (which brings gold links), else the model's own translation. Gold links (the corpus's or --alignment)
     give every cross-attention head an AER beside random heads; --over N scores the heads on N held-out pairs.
     """
+    import dataclasses
+
     from rich.console import Console
 
-    from minitx.inspect.alignment import alignment_report, capture_pair, check_links_fit, parse_alignment
+    from minitx.inspect.alignment import parse_alignment
     from minitx.inspect.views import alignment as views
     from minitx.text.files import read_stdin
 
@@ -333,23 +266,18 @@ def run_inspect_pair(
     refuse_existing_outputs(outputs, force)
     gold = parse_alignment(alignment) if alignment is not None else None
     console = console if console is not None else Console()
-    model, run = load_for_inference(run_dir, device, threads, command="minitx inspect-attention")
-    check_head_range(model, layer, head)
-    text = DEFAULT_SOURCE if source is None else read_stdin().strip() if source == "-" else source
-    if not text.strip():
-        raise UserError("the source is empty; give --source a sentence")
-    target, target_from, corpus_gold = choose_target(model, run.tokenizer, text, target)
-    gold = gold if gold is not None else corpus_gold
-    capture = capture_pair(model, run.tokenizer, text, target)
-    if gold is not None:
-        check_links_fit(gold, capture)
-    report = alignment_report([capture], [gold], seed) if gold is not None else None
-    over_report = alignment_over_pairs(model, run, over, seed) if over is not None else None
+    run = open_run(run_dir, device, threads, command="minitx inspect-attention")
+    check_head_range(run.model, layer, head)
+    result = run.attention(source=read_stdin().strip() if source == "-" else source, target=target, alignment=gold,
+                           seed=seed)
+    over_report = run.alignment_over(over, seed) if over is not None else None
+    chosen_layer = layer if layer is not None else result.shown[0]
+    chosen_head = head if head is not None else result.shown[1]
+    result = dataclasses.replace(result, shown=(chosen_layer, chosen_head), over=over_report)
+    capture, report, gold = result.capture, result.alignment, result.gold
 
-    console.print(Text(f"source: {text}\ntarget ({target_from}): {target}\n"
+    console.print(Text(f"source: {capture.source}\ntarget ({result.target_from}): {capture.target}\n"
                        f"positions: encoder {capture.encoder_pos}, decoder {capture.pos}; cross-attention has none"))
-    chosen_layer = layer if layer is not None else (report.best.layer if report else len(capture.weights["cross"]) - 1)
-    chosen_head = head if head is not None else (report.best.head if report else 0)
     for kind in ("encoder", "decoder", "cross"):
         shown_layer = min(chosen_layer, len(capture.weights[kind]) - 1)
         console.print(views.head_heatmap(capture, kind, shown_layer, chosen_head))
@@ -369,50 +297,11 @@ def run_inspect_pair(
         for path in views.save_pair_pngs(capture, png):
             console.print(Text(f"wrote {path}"))
     if html is not None:
-        title = f"attention of {Path(run_dir).name}: {text}"
+        title = f"attention of {Path(run_dir).name}: {capture.source}"
         path = views.save_alignment_html(capture, report, gold, html, title=title)
         console.print(Text(f"wrote {path} (open it in a browser; it works offline)"))
     if json_path is not None:
-        import json
-
         from minitx.fileio import atomic_write_text
 
-        document = {"run": str(run_dir), "target_from": target_from, "pair": capture.to_dict(),
-                    "gold": [list(link) for link in gold] if gold is not None else None,
-                    "alignment": report.to_dict() if report is not None else None,
-                    "over": over_report.to_dict() if over_report is not None else None,
-                    "shown": {"layer": chosen_layer, "head": chosen_head, "links": [list(link) for link in links]}}
-        atomic_write_text(Path(json_path), json.dumps(document, ensure_ascii=False) + "\n")
+        atomic_write_text(Path(json_path), result.to_json(indent=None) + "\n")
         console.print(Text(f"wrote {json_path}"))
-
-
-def choose_target(model: nn.Module, tokenizer: Tokenizer, source: str, target: str | None
-                  ) -> tuple[str, str, list | None]:
-    """(target text, where it came from, gold links or None): --target, the corpus's rendering, or the model's."""
-    if target is not None:
-        if not target.strip():
-            raise UserError("--target is empty; give the translation to read, or leave it out")
-        return target.strip(), "--target", None
-    from minitx.corpus.grammar import SentenceRejected
-    from minitx.corpus.translation import translate as render
-
-    try:
-        pair = render(source.strip())
-        return pair["target"], "the built-in corpus's rendering, with its gold alignment", pair["alignment"]
-    except (SentenceRejected, ValueError):
-        from minitx.generation.translate import translate
-
-        return translate(model, tokenizer, [source])[0], "the model's own translation", None
-
-
-def alignment_over_pairs(model: nn.Module, run: Run, n_pairs: int, seed: int) -> AlignmentReport:
-    """Every cross-attention head's AER over the first `n_pairs` held-out pairs that have gold alignments."""
-    from minitx.evaluation.translation_eval import held_out_pairs
-    from minitx.inspect.alignment import alignment_report, capture_pair
-
-    pairs = [p for p in held_out_pairs(run) if p.get("alignment")][:n_pairs]
-    if not pairs:
-        raise UserError(f"{run.path}'s held-out pairs have no gold alignments; --over needs the built-in corpus "
-                        "or pairs written by minitx data translation")
-    captures = [capture_pair(model, run.tokenizer, p["source"], p["target"]) for p in pairs]
-    return alignment_report(captures, [p["alignment"] for p in pairs], seed)

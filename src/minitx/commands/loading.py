@@ -1,11 +1,12 @@
 """Loading a trained run for use: the one way every command that reads a run does it.
 
-`load_for_inference(run_dir, device, threads, quantize, command=...)` checks `--quantize` before any
-file is read, refuses a run whose architecture the command does not serve (one line, generated from
-the architecture's `commands`: `model.registry.require_command`), picks the device (`--device auto`:
-cuda, then mps, then cpu), sets the CPU threads on a CPU, loads the weights strictly (every name,
-every shape) and applies the quantization. generate, eval, inspect-*, translate all call it, so they
-behave the same.
+`open_run(run_dir, device, threads, quantize, command=...)` checks `--quantize` before any file is
+read, refuses a run whose architecture the command does not serve (one line, generated from the
+architecture's `commands`: `model.registry.require_command`), and then loads it through the API's
+loader, `minitx.api.load` (the device: `--device auto` takes cuda, then mps, then cpu; the CPU
+threads; the weights strictly, every name and shape; the quantization). It returns the API's
+`LoadedRun`, whose verbs the commands call. generate, eval, inspect-*, translate all load this way,
+so they behave the same, and as a notebook's `minitx.load(RUN)` does.
 """
 
 from __future__ import annotations
@@ -16,33 +17,36 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from torch import nn
 
+    from minitx.api import LoadedRun
     from minitx.model.architecture import Architecture
     from minitx.rundir import Run
+
+
+def open_run(run_dir: str | Path, device: str = "auto", threads: int = 0, quantize: str | None = None, *,
+             command: str) -> LoadedRun:
+    """The run loaded for `command` ("minitx generate"): its model in eval mode on the chosen device (quantized if
+    asked), with the API's verbs. A run of an architecture that `command` does not serve is refused in one line
+    before its weights are read."""
+    from minitx.api import load
+    from minitx.model.quantize import check_quantize
+    from minitx.rundir import load_run
+
+    check_quantize(quantize)
+    require_command(load_run(run_dir), command)
+    return load(run_dir, device, threads, quantize=quantize)
 
 
 def load_for_inference(
     run_dir: str | Path, device: str = "auto", threads: int = 0, quantize: str | None = None, *,
     command: str, arch: str | None = None,
 ) -> tuple[nn.Module, Run]:
-    """The run's model in eval mode on the chosen device (quantized if asked), and the run itself.
+    """`open_run`'s model and run files, for the commands that read them directly (`minitx translate`).
 
-    The model is the registry's class for the run's `arch`; `quantize` works on any (`quantize_int8` walks
-    any model's linear maps). A run of an architecture that `command` does not serve is refused in one line
-    before its weights are read. (`arch`, which callers used to name the architecture they expected, is
-    accepted and unused: the command says which ones it serves.)
+    (`arch`, which callers used to name the architecture they expected, is accepted and unused: the command
+    says which ones it serves.)
     """
-    from minitx.device import apply_threads, resolve_device
-    from minitx.model.quantize import apply_quantization, check_quantize
-    from minitx.rundir import load_model, load_run
-
-    check_quantize(quantize)
-    require_command(load_run(run_dir), command)
-    device = resolve_device(device)
-    if device == "cpu":
-        apply_threads(threads)
-    model, run = load_model(run_dir, device=device)
-    apply_quantization(model, quantize)
-    return model, run
+    run = open_run(run_dir, device, threads, quantize, command=command)
+    return run.model, run.files
 
 
 def require_command(run: Run, command: str) -> Architecture:
