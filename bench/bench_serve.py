@@ -13,7 +13,7 @@ process), then measures three things, each bounded in count and time:
     python bench/bench_serve.py RUN                    # the numbers in docs/serve.md
     python bench/bench_serve.py RUN --quick            # fewer of each: does it run?
 
-Run it alone on the machine (`flock -x /tmp/minitx-cpu.lock python bench/bench_serve.py RUN`): the
+Run it alone on the machine (`python bench/bench_serve.py RUN`, nothing else running): the
 server, the load clients and Chromium share its cores.
 """
 

@@ -230,7 +230,6 @@ def test_the_encoder_decoder_patch_is_the_commands_json(pair_run: LoadedRun, tmp
 # -- run_with_cache ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not hasattr(GPT, "run_with_cache"), reason="the hook points (model/hooks.py) are not merged yet")
 def test_run_with_cache_keeps_the_named_activations_of_the_text_as_inspect_reads_it(story_run: LoadedRun) -> None:
     found = story_run.run_with_cache("The dog sees the dog.")
     assert found.tokens == story_run.attention("The dog sees the dog.").tokens
