@@ -13,8 +13,9 @@ wait: it gets one line naming the owner's PID (exit 2) and touches nothing. Read
 `eval`, `inspect-*`, `info`) take no lock: they read the newest complete checkpoint, which a save
 never changes (it writes the next one aside and renames it into place, see checkpoints.py).
 
-The lock file stays after the run (a later owner reuses it); `--force` keeps it, and a directory
-that holds nothing but it counts as empty. Where `fcntl` does not exist (Windows) `msvcrt.locking`
+The owner removes the lock file when it is done, so a finished run directory holds none; one left by
+a killed process is harmless (the next owner takes it over), `--force` keeps it, and a directory that
+holds nothing but it counts as empty. Where `fcntl` does not exist (Windows) `msvcrt.locking`
 locks the file's first byte instead, with the same meaning.
 """
 
@@ -93,4 +94,9 @@ def run_lock(run_dir: Path) -> Iterator[Path]:
         os.write(fd, f"{os.getpid()}\n".encode("ascii"))
         yield path
     finally:
+        try:  # a finished run leaves no lock file; one that another process reopened meanwhile is checked above
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                os.unlink(path)
+        except OSError:  # already gone with its directory (a failed setup removed it)
+            pass
         os.close(fd)  # releases the lock (the kernel does the same if the process dies)
