@@ -56,6 +56,7 @@ from minitx.fileio import check_writable, crash_point
 from minitx.memory import require_training_fits
 from minitx.model import check_model_config
 from minitx.rundir.lock import LOCK, run_lock
+from minitx.tokens.sources import is_stream
 from minitx.training import distributed
 from minitx.training.distributed import World
 from minitx.training.loop import Trainer, TrainProgress, TrainResult
@@ -240,6 +241,10 @@ def _run_training(
         chosen_tokenizer = Tokenizer.from_json_str(distributed.broadcast_from_main(None, world))
     else:
         chosen_tokenizer = train_config.tokenizer
+    streams = [str(f) for f in files if str(f) != "-" and is_stream(str(f))]
+    if streams:  # a pipe gives its bytes once, and training reads a corpus more than once to cache its tokens
+        raise UserError(f"{streams[0]} is a pipe or FIFO, which minitx train cannot cache; prepare it first: "
+                        f"minitx prepare {streams[0]} --out DATA_DIR, then minitx train DATA_DIR")
     data = load_training_data(files, tokenizer=chosen_tokenizer, vocab_size=vocab_size,
                               val_fraction=train_config.val_fraction,
                               val_fraction_given=flags.get("val_fraction") is not None,
