@@ -169,8 +169,9 @@ def line_batches(source: str | Path, batch_size: int, flag: str = "--file") -> I
             data = os.read(fd, READ_BLOCK_BYTES) if streaming else binary.read(1 << 16)
             try:
                 text = decoder.decode(data, final=not data)
-            except UnicodeDecodeError:
-                raise UserError(f"{where}: line {line_number + pending.count(chr(10)) + 1} is not valid UTF-8; "
+            except UnicodeDecodeError as error:
+                bad_line = line_number + data[: max(0, error.start)].count(b"\n") + 1
+                raise UserError(f"{where}: line {bad_line} is not valid UTF-8; "
                                 "convert the file first, e.g. with iconv") from None
             if first and text:
                 text, first = text.removeprefix("\ufeff"), False
