@@ -10,7 +10,13 @@ the checkpoint kept (step 6), and that checkpoint must load (weights and trainer
 --resume-every-th run is also resumed and must end with the weights of an uninterrupted run.
 `sigterm` / `sigint`: the signal is sent to `minitx train --nproc 2` while both ranks wait after step 6
 (MINITX_TEST_HOLD_AT_STEP); each run must exit 130 with nothing on stderr and a step-6 checkpoint.
+`race`: two `minitx train` (seeds 1 and 2, one thread each) started together on one --out (issue 31);
+each time one must train (exit 0) and the other refuse with exit 2 and one line ("... is in use:
+minitx process PID ..."), and the directory must load, hold the winner's seed and the winner's
+weights (equal to a reference run of that seed), and `--resume` it to more steps.
 `--burners K` keeps K busy-looping processes running meanwhile. Prints one line per run and a count.
+
+    python bench/reliability_loops.py race --runs 20 --burners 0
 """
 
 from __future__ import annotations
@@ -99,9 +105,43 @@ def one_signal(corpus: Path, out: Path, sig: int) -> tuple[bool, str]:
     return ok, note + ("" if ok else ": " + stderr[-1500:])
 
 
+RACE = ["--tokenizer", "char", "--preset", "tiny", "--layers", "1", "--heads", "2", "--dim", "16", "--block-size",
+        "16", "--batch-size", "4", "--steps", "6", "--save-every", "1", "--keep", "2", "--eval-every", "6",
+        "--eval-batches", "1", "--threads", "1", "--device", "cpu", "--no-compile", "--quiet"]
+
+
+def trainer(corpus: Path, out: Path, seed: int, *more: str) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "minitx", "train", str(corpus), "--out", str(out), *RACE, "--seed", str(seed), *more]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def one_race(corpus: Path, out: Path, references: dict[int, Path]) -> tuple[bool, str]:
+    started = time.monotonic()
+    jobs = {seed: trainer(corpus, out, seed) for seed in (1, 2)}
+    results = {seed: (job.wait(timeout=300), job.stderr.read()) for seed, job in jobs.items()}
+    codes = sorted(code for code, _ in results.values())
+    winners = [seed for seed, (code, _) in results.items() if code == 0]
+    losers = [err.strip().splitlines() for code, err in results.values() if code == 2]
+    note = f"{time.monotonic() - started:.1f} s, exits {codes}"
+    if codes != [0, 2] or len(losers[0]) != 1 or "is in use: minitx process" not in losers[0][0]:
+        return False, note + ": " + " | ".join(err[-600:] for _, err in results.values())
+    from minitx.rundir import load_model
+
+    model, run = load_model(out)
+    winner = winners[0]
+    same = all((a == b).all() for a, b in zip(weights(out).values(), weights(references[winner]).values(),
+                                              strict=True))
+    if run.train_config.seed != winner or not same:
+        return False, note + f": the directory holds seed {run.train_config.seed}, weights of the winner {same}"
+    resumed = subprocess.run([sys.executable, "-m", "minitx", "train", "--out", str(out), "--resume", "--steps", "8",
+                              "--threads", "1", "--quiet"], capture_output=True, text=True, timeout=300)
+    ok = resumed.returncode == 0 and checkpoint_loads(out) == 8
+    return ok, note + f", seed {winner} won, loaded, resumed to 8 {'ok' if ok else resumed.stderr[-600:]}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["killed", "sigterm", "sigint"])
+    parser.add_argument("what", choices=["killed", "sigterm", "sigint", "race"])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--burners", type=int, default=1)
     parser.add_argument("--resume-every", type=int, default=5)
@@ -118,6 +158,12 @@ def main() -> int:
         done = nproc(corpus, reference, {})
         _, err = done.communicate(timeout=300)
         assert done.returncode == 0, err
+    references = {}
+    if args.what == "race":
+        for seed in (1, 2):
+            references[seed] = work / f"reference-seed{seed}"
+            done = trainer(corpus, references[seed], seed)
+            assert done.wait(timeout=300) == 0, done.stderr.read()
     burners = [multiprocessing.Process(target=burn, daemon=True) for _ in range(args.burners)]
     for b in burners:
         b.start()
@@ -125,7 +171,9 @@ def main() -> int:
     try:
         for i in range(args.runs):
             out = work / f"run{i}"
-            if args.what == "killed":
+            if args.what == "race":
+                ok, note = one_race(corpus, out, references)
+            elif args.what == "killed":
                 resume = reference if args.resume_every and i % args.resume_every == 0 else None
                 ok, note = one_killed(corpus, out, resume)
             else:

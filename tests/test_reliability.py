@@ -428,7 +428,7 @@ def test_a_jsonl_text_field_that_is_not_a_string_says_so_instead_of_missing(tmp_
     (tmp_path / "d.jsonl").write_text('{"text": "fine"}\n{"text": 5}\n')
     with pytest.raises(UserError) as caught:
         list(CorpusStream(expand_sources([tmp_path / "d.jsonl"])).blocks())
-    assert str(caught.value) == (f'{tmp_path / "d.jsonl"} line 2: field "text" holds int 5, not a string; name the '
+    assert str(caught.value) == (f'{tmp_path / "d.jsonl"} line 2: field "text" holds the integer 5, not text; name the '
                                  "field that holds the text with --text-field")
     (tmp_path / "e.jsonl").write_text('{"body": "x"}\n')
     with pytest.raises(UserError, match='line 1 has no text field "text"'):

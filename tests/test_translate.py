@@ -151,3 +151,75 @@ def test_a_source_longer_than_the_block_is_a_user_error_in_the_library(copy_run)
     model, run = rundir.load_model(copy_run)
     with pytest.raises(UserError, match="shorten or split it"):
         translate(model, run.tokenizer, ["a" * 20])
+
+
+# --------------------------------------------------------------------------------------------
+# Issue 31: lengths and beams that cannot be, a missing --file, streaming, control characters.
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--max-new-tokens", "0"], "--max-new-tokens must be at least 1, got 0"),
+    (["--max-new-tokens", "-5"], "--max-new-tokens must be at least 1, got -5"),
+    (["--beam", "100000"], "--beam 100000 is wider than the vocabulary"),
+    (["--file", "nope.txt"], "--file nope.txt: no such file"),
+])
+def test_impossible_lengths_beams_and_a_missing_file_are_one_line(copy_run, args, message):
+    sentences = [] if "--file" in args else ["ab"]
+    result = run_cli("translate", str(copy_run), *sentences, *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "corpus" not in result.stderr and result.stdout == ""
+
+
+def test_translate_streams_each_batch_before_the_input_ends(copy_run):
+    """A pipe that stays open: the first line's translation comes back before stdin is closed."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, "-m", "minitx", "translate", str(copy_run), "--file", "-", "--quiet",
+                              "--device", "cpu", "--batch-size", "4"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        child.stdin.write(b"abc\n")
+        child.stdin.flush()
+        first = child.stdout.readline()  # would block forever if translate waited for the end of the input
+        child.stdin.write(b"ba\n" * 9)
+        child.stdin.close()
+        rest = child.stdout.read().splitlines()
+        assert child.wait(timeout=60) == 0, child.stderr.read()
+    finally:
+        child.kill()
+    model, run = rundir.load_model(copy_run)
+    assert first.decode().rstrip("\n") == translate(model, run.tokenizer, ["abc"])[0]
+    assert len(rest) == 9 and len(set(rest)) == 1
+
+
+def test_line_batches_hand_on_full_batches_and_the_rest_in_order(tmp_path):
+    from minitx.text.files import line_batches
+
+    path = tmp_path / "in.txt"
+    path.write_bytes("\ufeffone\n\n two\nthree\r\nfour\nfive".encode())
+    assert list(line_batches(path, 2)) == [["one", " two"], ["three", "four"], ["five"]]
+    path.write_bytes(b"ok\n\xff\n")
+    with pytest.raises(UserError, match="line 2 is not valid UTF-8"):
+        list(line_batches(path, 2))
+
+
+def test_translations_with_control_characters_are_printed_escaped(copy_run, monkeypatch):
+    """A translation that holds ESC is shown as `\\x1b`, never sent to the terminal."""
+    import minitx.generation.translate as library
+
+    original = library.translate_batches
+
+    def hostile(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        for lines in original(*args, **kwargs):
+            yield ["\x1b[31m" + line + "\u202e\x9b" for line in lines]
+
+    monkeypatch.setattr(library, "translate_batches", hostile)
+    result = run_cli("translate", str(copy_run), "ab", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout and "\x9b" not in result.stdout
+    assert result.stdout.startswith("\\x1b[31m") and result.stdout.rstrip("\n").endswith("\\u202e\\x9b")

@@ -18,6 +18,9 @@ This module imports no torch: `minitx --help` reads it.
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import MISSING, dataclass, field
 from enum import Enum
 from typing import Any
@@ -273,6 +276,7 @@ class ModelConfig:
         What a positional kind needs of the shape (rope: an even head size) its class checks when the
         model is built (`check_config` in model/positions.py; `model.check_model_config` checks it early).
         """
+        check_types(self)
         if self.arch not in ARCHITECTURES:
             raise UserError(f"unknown architecture {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
         for kind in (self.pos, self.encoder_pos):
@@ -372,26 +376,32 @@ class TrainConfig:
     prepared_data: str | None = None  # the token files trained on: DATA_DIR, or the token cache's entry
 
     def validate(self) -> None:
-        checks = {
-            "steps": self.steps >= 1,
-            "batch_size": self.batch_size >= 1,
-            "grad_accum": self.grad_accum >= 1,
-            "lr": self.lr > 0,
-            "min_lr": 0 <= self.min_lr <= self.lr,
-            "warmup": self.warmup >= 0,
-            "weight_decay": self.weight_decay >= 0,
-            "beta2": 0 < self.beta2 < 1,
-            "grad_clip": self.grad_clip >= 0,
-            "val_fraction": 0 < self.val_fraction < 1,
-            "eval_every": self.eval_every >= 1,
-            "eval_batches": self.eval_batches >= 1,
-            "save_every": self.save_every >= 1,
-            "keep": self.keep >= 1,
-            "muon_lr": self.muon_lr > 0,
+        """Raise UserError naming the first value of a wrong type (`check_types`) or out of its range."""
+        check_types(self)
+        checks = {  # field: (holds, the range in words)
+            "steps": (self.steps >= 1, "at least 1"),
+            "batch_size": (self.batch_size >= 1, "at least 1"),
+            "grad_accum": (self.grad_accum >= 1, "at least 1"),
+            "lr": (self.lr > 0, "above 0"),
+            "min_lr": (0 <= self.min_lr <= self.lr, "between 0 and --lr"),
+            "warmup": (self.warmup >= 0, "at least 0"),
+            "weight_decay": (self.weight_decay >= 0, "at least 0"),
+            "beta1": (0 <= self.beta1 < 1, "in [0, 1)"),
+            "beta2": (0 < self.beta2 < 1, "in (0, 1)"),
+            "grad_clip": (self.grad_clip >= 0, "at least 0 (0: off)"),
+            "val_fraction": (0 < self.val_fraction < 1, "in (0, 1)"),
+            "eval_every": (self.eval_every >= 1, "at least 1"),
+            "eval_batches": (self.eval_batches >= 1, "at least 1"),
+            "save_every": (self.save_every >= 1, "at least 1"),
+            "keep": (self.keep >= 1, "at least 1"),
+            "muon_lr": (self.muon_lr > 0, "above 0"),
+            "muon_momentum": (0 <= self.muon_momentum < 1, "in [0, 1)"),
+            "seed": (0 <= self.seed <= MAX_SEED, f"between 0 and {MAX_SEED} (2**63 - 1)"),
+            "threads": (0 <= self.threads <= MAX_THREADS, f"between 0 (the idle cores) and {MAX_THREADS}"),
         }
-        for name, ok in checks.items():
+        for name, (ok, must) in checks.items():
             if not ok:
-                raise UserError(f"{option_of(name)} has an impossible value: {getattr(self, name)}")
+                raise UserError(f"{option_of(name)} has an impossible value: {getattr(self, name)} (it must be {must})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -404,9 +414,89 @@ class TrainConfig:
 
 
 def _from_dict(cls: type, d: dict[str, Any]):  # noqa: ANN202 - generic helper
-    """Build a dataclass from a dict, ignoring keys it does not know (forward compatibility)."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
+    """Build a dataclass from a dict, ignoring keys it does not know (forward compatibility).
+
+    Every value is checked against its field's type hint first (`check_value`), so a hand-edited
+    `"dim": "32"` is one line naming the field, not an error deep inside whatever first uses it.
+    """
+    hints = _hints(cls)
+    known = {k: v for k, v in d.items() if k in hints}
+    for name, value in known.items():
+        check_value(cls.__name__, name, value, hints[name])
+    return cls(**known)
+
+
+# ---------------------------------------------------------------------------------------------
+# The schema of config.json: each field's own type hint, checked strictly.
+
+#: torch.manual_seed takes seeds below 2**64; the run uses seed + 1 (validation) and seed + rank.
+MAX_SEED = 2**63 - 1
+#: More CPU threads than any machine minitx runs on has cores.
+MAX_THREADS = 4096
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _type_words(hint: Any) -> str:
+    """A type hint in words: int -> "an integer", `int | None` -> "an integer or null"."""
+    words = {int: "an integer", float: "a finite number", bool: "true or false", str: "text", type(None): "null"}
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_words(h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        return "a list of " + {str: "texts"}.get(typing.get_args(hint)[0], "values")
+    return words.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def value_words(value: Any) -> str:
+    """What a JSON value is, in words: "32" -> 'the text "32"', 7 -> "the integer 7", None -> "null"."""
+    import json
+
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {json.dumps(value)}"
+    kind = {int: "integer", float: "number", str: "text", list: "list", dict: "object"}.get(type(value), "value")
+    shown = json.dumps(value) if not isinstance(value, float) or math.isfinite(value) else repr(value)
+    return f"the {kind} {shown[:60]}"
+
+
+def fits_type(value: Any, hint: Any) -> bool:
+    """Does `value` (as JSON gives it) have the type `hint` strictly: bool is no int, 7 no bool, "32" no int.
+
+    >>> fits_type(32, int), fits_type("32", int), fits_type(True, int), fits_type(7, bool), fits_type(3, float)
+    (True, False, False, False, True)
+    """
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(fits_type(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(item is Any or fits_type(v, item) for v in value)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:  # an integer is a number too; NaN and the infinities are no setting
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def check_value(owner: str, name: str, value: Any, hint: Any) -> None:
+    """UserError unless `value` fits the type `hint` of field `name` (of `owner`, e.g. "ModelConfig")."""
+    if not fits_type(value, hint):
+        raise UserError(f"{name!r} is {value_words(value)}, but it must be {_type_words(hint)}")
+
+
+def check_types(config: Any) -> None:
+    """UserError naming the first field of a dataclass whose value is not of its declared type."""
+    hints = _hints(type(config))
+    for f in dataclasses.fields(config):
+        check_value(type(config).__name__, f.name, getattr(config, f.name), hints[f.name])
 
 
 # ---------------------------------------------------------------------------------------------

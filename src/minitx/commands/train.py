@@ -33,7 +33,7 @@ def train(
     from minitx.commands.progress import TrainDisplay
     from minitx.device import resolve_device
     from minitx.training import distributed
-    from minitx.training.setup import run_training
+    from minitx.training.setup import RunComplete, run_training
 
     world = distributed.World.from_env()
     chosen = flags.get("device") or "auto"
@@ -45,8 +45,6 @@ def train(
         if launched.message:
             print(f"minitx: error: {launched.message}", file=sys.stderr)
         return launched.code
-    if resume and world.is_main:
-        note_leftovers(out, make_console(stderr=True))
     if world.distributed:  # a rank that crashes in native code says where (Python stacks of every thread)
         import faulthandler
 
@@ -76,6 +74,10 @@ def train(
         _leave(f"minitx: error: rank {world.rank} {e}; {kept_checkpoint(out)}", distributed.EXIT_PEER_LOST)
     except _Terminated:
         _leave("", 128 + signal.SIGTERM)
+    except RunComplete as e:  # --resume of a finished run: nothing to do, and nothing wrong (a requeue loop ends)
+        if world.is_main:
+            make_console().print(safe(e), highlight=False, soft_wrap=True)
+        return 0
     except BaseException:
         if world.distributed:  # leaving with an error line of its own: a SIGTERM now must not add a traceback
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -108,20 +110,6 @@ def _leave(line: str, code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
-
-
-def note_leftovers(out: Path, console: Console) -> None:
-    """--resume: remove what an interrupted save left behind (half-written checkpoints), with a one-line note."""
-    from minitx import rundir
-    from minitx.fileio import check_writable
-
-    if not rundir.is_run_dir(out):
-        return  # run_training says what is wrong
-    check_writable(out)
-    removed = rundir.remove_leftovers(out)
-    if removed:
-        console.print(f"note: removed what an interrupted save left behind in {safe(out)}: "
-                      f"{safe(', '.join(removed))}", highlight=False, soft_wrap=True)
 
 
 def print_train_summary(trainer: Trainer, result: TrainResult, console: Console) -> None:

@@ -20,7 +20,7 @@ each linear map's int8 kernel; greedy and beam search need nothing of their own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import torch
@@ -36,10 +36,13 @@ if TYPE_CHECKING:
     from minitx.text.tokenizer import Tokenizer
 
 
-def encode_sentences(tokenizer: Tokenizer, sentences: Sequence[str], block_size: int) -> list[list[int]]:
+def encode_sentences(tokenizer: Tokenizer, sentences: Sequence[str], block_size: int,
+                     first: int = 1) -> list[list[int]]:
     """Source ids of each sentence, without the end token `pad_sources` adds; an empty one or one longer than the
-    block is a UserError naming it (model/inputs.py)."""
-    return encode_sources(tokenizer, sentences, block_size, end=False)
+    block is a UserError naming it by its number in the whole input (the first of `sentences` is number `first`;
+    the rule itself: model/inputs.py)."""
+    names = [f"sentence {n}" for n in range(first, first + len(sentences))]
+    return encode_sources(tokenizer, sentences, block_size, names=names, end=False)
 
 
 def _max_new_tokens(model: EncoderDecoder, max_new_tokens: int | None) -> int:
@@ -182,9 +185,7 @@ def translate(model: EncoderDecoder, tokenizer: Tokenizer, sentences: Sequence[s
 
     beam 1 is greedy decoding; more is beam search with length normalisation (`length_alpha`).
     """
-    if beam < 1:
-        raise UserError(f"--beam must be at least 1, got {beam}")
-    boundary = end_token(tokenizer)
+    boundary = check_translate_settings(model, tokenizer, beam, max_new_tokens)
     encoded = encode_sentences(tokenizer, sentences, model.config.block_size)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # similar lengths share a batch
     out: list[str] = [""] * len(encoded)
@@ -199,3 +200,37 @@ def translate(model: EncoderDecoder, tokenizer: Tokenizer, sentences: Sequence[s
             out[i] = tokenizer.decode(row).strip()
     return out
 
+
+
+def check_translate_settings(model: EncoderDecoder, tokenizer: Tokenizer, beam: int,
+                             max_new_tokens: int | None) -> int:
+    """UserError for a beam or a length that cannot be; else the id that ends a translation."""
+    if beam < 1:
+        raise UserError(f"--beam must be at least 1, got {beam}")
+    if beam > tokenizer.vocab_size:
+        raise UserError(f"--beam {beam} is wider than the vocabulary ({tokenizer.vocab_size} tokens): a beam keeps "
+                        f"that many different continuations; choose at most {tokenizer.vocab_size}")
+    if max_new_tokens is not None and max_new_tokens < 1:
+        raise UserError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    return end_token(tokenizer)
+
+
+def translate_batches(model: EncoderDecoder, tokenizer: Tokenizer, batches: Iterable[Sequence[str]], *,
+                      beam: int = 1, max_new_tokens: int | None = None,
+                      length_alpha: float = 1.0) -> Iterator[list[str]]:
+    """The translations of each batch of sentences, in order, as soon as it is done (`minitx translate`).
+
+    One batch is in memory at a time, so any number of sentences streams through in flat memory and
+    the first lines come out while later ones are still being read. A batch is translated as given
+    (input order); `translate` sorts a whole list by length instead, for speed.
+    """
+    boundary = check_translate_settings(model, tokenizer, beam, max_new_tokens)
+    first = 1
+    for batch in batches:
+        sources = encode_sentences(tokenizer, batch, model.config.block_size, first=first)
+        first += len(batch)
+        if beam == 1:
+            ids = greedy(model, sources, boundary, max_new_tokens)
+        else:
+            ids = beam_search(model, sources, boundary, beam, max_new_tokens, length_alpha)
+        yield [tokenizer.decode(row).strip() for row in ids]

@@ -28,7 +28,9 @@ from minitx.rundir.checkpoints import (
     prune_checkpoints,
     remove_leftovers,
     require_checkpoint,
+    require_weights_match_config,
     save_checkpoint,
+    saved_step,
 )
 from minitx.rundir.files import (
     CHECKPOINTS,
@@ -60,5 +62,6 @@ __all__ = [
     "append_metrics", "checkpoint_name", "checkpoint_step", "is_run_dir", "latest_checkpoint", "leftovers",
     "list_checkpoints", "load_model", "load_run", "load_trainer_state", "load_weights_into", "model_state",
     "parameter_count", "prune_checkpoints", "read_config", "read_metrics", "read_tensors", "remove_leftovers",
-    "require_checkpoint", "save_checkpoint", "save_config", "save_weights", "tensor_shapes", "write_metrics",
+    "require_checkpoint", "require_weights_match_config", "save_checkpoint", "saved_step", "save_config",
+    "save_weights", "tensor_shapes", "write_metrics",
 ]

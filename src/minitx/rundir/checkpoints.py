@@ -41,6 +41,7 @@ from minitx.rundir.files import (
     load_weights_into,
     model_state,
     read_tensors,
+    tensor_shapes,
 )
 
 if TYPE_CHECKING:
@@ -213,10 +214,14 @@ def remove_leftovers(run_dir: Path) -> list[str]:
 
 def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, Run]:
     """Rebuild the model of a run directory from its newest complete checkpoint (strictly: every name, every shape)."""
+    from minitx.memory import require_inference_fits
     from minitx.model import build_model
 
     run = load_run(run_dir)
     weights = require_checkpoint(run.path) / WEIGHTS
+    # config.json's sizes are checked against memory before anything is built: a hand-edited
+    # block_size of 10**9 is one line, not 128 GB asked of the allocator
+    require_inference_fits(run.model_config, "cpu", where=f" of {run.path}")
     tensors, _ = read_tensors(weights, "weights file")
     model = build_model(run.model_config)
     load_weights_into(model, tensors, weights)
@@ -225,6 +230,46 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, Run]:
     return model, run
 
 
+
+
+def saved_step(run_dir: Path) -> int:
+    """How many steps the newest complete checkpoint of a run holds (0 before the first save)."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        return 0
+    step = checkpoint_step(checkpoint)
+    if step is None:  # format 1: the step is in the trainer state at the top of RUN_DIR
+        state = fileio.read_json(checkpoint / TRAINER_STATE, "the run directory is damaged")
+        step = state.get("step")
+        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+            raise UserError(f"{checkpoint / TRAINER_STATE} holds no step count; the run directory is damaged")
+    return step
+
+
+def require_weights_match_config(run_dir: Path) -> None:
+    """UserError when the newest checkpoint's weights are not those of the model config.json describes.
+
+    Read from the weights file's header alone against a model built on the `meta` device (no memory,
+    no numbers), so a config.json edited by hand (another `arch`, `dim`, `n_layers`) is named as the
+    cause before anything else -- the corpus, the optimizer -- is blamed.
+    """
+    import torch
+
+    from minitx.model import build_model
+
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        return
+    run = load_run(run_dir)
+    shapes = tensor_shapes(checkpoint / WEIGHTS)
+    with torch.device("meta"):
+        expected = {name: tuple(t.shape) for name, t in model_state(build_model(run.model_config)).items()}
+    if shapes != expected:
+        names = sorted(set(shapes) ^ set(expected)) or sorted(n for n in shapes if shapes[n] != expected[n])
+        raise UserError(
+            f"{Path(run_dir) / 'config.json'} does not describe the weights of {checkpoint} (e.g. {names[0]}): "
+            "config.json was changed since the run was saved (arch or a size?); restore it, or start a new run"
+        )
 
 
 def load_trainer_state(

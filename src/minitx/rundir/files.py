@@ -122,17 +122,36 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return raw
 
 
+def configs_of(raw: dict[str, Any], path: Path) -> tuple[ModelConfig, TrainConfig]:
+    """The ModelConfig and TrainConfig of a config.json, every value checked by type and range.
+
+    One schema: each field's own type hint (`config.fits_type`: "32" is no integer, 7 no boolean) and
+    the ranges of `ModelConfig.validate` / `TrainConfig.validate`. A value that fails is one line
+    naming the file, the field and the value: `R/config.json: 'dim' is the text "32", but it must be
+    an integer; ...`.
+    """
+    sections = {"model": raw.get("model"), "train": raw.get("train") or {}}
+    for name, section in sections.items():
+        if not isinstance(section, dict):
+            raise UserError(f"{path}: its '{name}' section is not a JSON object; the run directory is damaged")
+    try:
+        model_config = ModelConfig.from_dict(sections["model"])
+        train_config = TrainConfig.from_dict(sections["train"])
+        train_config.validate()
+    except UserError as e:
+        raise UserError(f"{path}: {e}; the run directory is damaged (fix the value, or restore the file)") from None
+    except (TypeError, ValueError, AttributeError) as e:  # a required field missing, and the like
+        raise UserError(f"{path} has an unusable setting ({e}); the run directory is damaged") from None
+    return model_config, train_config
+
+
 def load_run(run_dir: str | Path) -> Run:
     """Read config and tokenizer of a run directory (not the weights)."""
     from minitx.text.tokenizer import Tokenizer
 
     run_dir = Path(run_dir)
     raw = read_config(run_dir)
-    try:
-        model_config = ModelConfig.from_dict(raw["model"])
-        train_config = TrainConfig.from_dict(raw.get("train") or {})
-    except (TypeError, ValueError, AttributeError) as e:
-        raise UserError(f"{run_dir / CONFIG} has an unusable setting ({e}); the run directory is damaged") from None
+    model_config, train_config = configs_of(raw, run_dir / CONFIG)
     tok_path = run_dir / TOKENIZER
     if not tok_path.is_file():
         raise UserError(f"{run_dir} has no {TOKENIZER}; the run directory is incomplete")

@@ -127,6 +127,74 @@ def read_stdin() -> str:
     return decode_utf8(buffer.read(), "stdin")
 
 
+def line_batches(source: str | Path, batch_size: int, flag: str = "--file") -> Iterator[list[str]]:
+    """The non-blank lines of FILE ('-': stdin) as they arrive, `batch_size` at a time (`translate --file`).
+
+    A batch is handed on when it is full, at the end of the input, or -- when the input is a pipe,
+    a FIFO or a terminal -- as soon as nothing more is ready to read, so a line typed or piped in is
+    answered before the next one comes. Only the current batch and one read block are in memory:
+    any number of lines streams through. The bytes are UTF-8 (a leading byte-order mark dropped);
+    text that is not is a UserError naming the line. A missing FILE is a UserError naming `flag`.
+    """
+    import io
+    import os
+    import select
+    import stat
+
+    if str(source) == "-":
+        binary = getattr(sys.stdin, "buffer", None)
+        if binary is None:  # a text stream already (a test's StringIO)
+            binary = io.BytesIO(sys.stdin.read().encode("utf-8"))
+        where, close = "stdin", False
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise UserError(f"{flag} {path}: no such file (check the path)")
+        if path.is_dir():
+            raise UserError(f"{flag} {path} is a directory; give a text file, one sentence per line")
+        binary, where, close = open(path, "rb"), str(path), True  # noqa: SIM115 - closed below
+    try:
+        fd = binary.fileno()
+        streaming = sys.platform != "win32" and not stat.S_ISREG(os.fstat(fd).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        fd, streaming = None, False
+
+    def ready() -> bool:
+        return select.select([fd], [], [], 0)[0] != []
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pending, batch, line_number, first = "", [], 0, True
+    try:
+        while True:
+            data = os.read(fd, READ_BLOCK_BYTES) if streaming else binary.read(1 << 16)
+            try:
+                text = decoder.decode(data, final=not data)
+            except UnicodeDecodeError as error:
+                bad_line = line_number + data[: max(0, error.start)].count(b"\n") + 1
+                raise UserError(f"{where}: line {bad_line} is not valid UTF-8; "
+                                "convert the file first, e.g. with iconv") from None
+            if first and text:
+                text, first = text.removeprefix("\ufeff"), False
+            pending += text
+            *lines, pending = pending.split("\n")
+            if not data and pending:
+                lines, pending = [*lines, pending], ""
+            for line in lines:
+                line_number += 1
+                batch.extend(part for part in line.splitlines() if part.strip())
+                while len(batch) >= batch_size:
+                    yield batch[:batch_size]
+                    batch = batch[batch_size:]
+            if batch and (not data or (streaming and not ready())):
+                yield batch
+                batch = []
+            if not data:
+                return
+    finally:
+        if close:
+            binary.close()
+
+
 def decode_utf8(data: bytes, where: str, how_to_fix: str = "") -> str:
     """Bytes to text, exactly: UTF-8, no newline translation, a leading byte-order mark dropped.
 

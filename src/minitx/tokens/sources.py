@@ -27,12 +27,14 @@ import gzip
 import hashlib
 import json
 import os
+import stat as stat_module
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from minitx.config import value_words
 from minitx.errors import UserError
 from minitx.text.files import decoded_blocks
 from minitx.text.special import DOC_TOKEN
@@ -53,8 +55,50 @@ class Source:
 
     @property
     def cacheable(self) -> bool:
-        """Stdin cannot be checked for changes later, so its tokens are never cached."""
-        return self.path != STDIN
+        """Stdin, a pipe or a FIFO cannot be checked for changes later, so their tokens are never cached."""
+        return not is_stream(self.path)
+
+
+def is_stream(path: str) -> bool:
+    """Stdin, or a path that is no regular file: a FIFO, `<(cmd)`'s /dev/fd/N, a character device.
+
+    Such a source can be read only once, and its size and sha256 are known only after reading it.
+    """
+    if path == STDIN:
+        return True
+    try:
+        return not stat_module.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+    except OSError:
+        return False
+
+
+_spooled: dict[str, str] = {}
+
+
+def spooled(path: str) -> str:
+    """A stream source's bytes, copied once into a temporary file on first use; that file's path ever after.
+
+    Preparing reads a corpus more than once (a tokenizer is trained on it, then it is encoded); a
+    pipe gives its bytes only once, and a second open of a FIFO waits for a writer that never comes.
+    So a stream is read once, as it arrives, into a temporary file (removed when the process exits),
+    and every pass reads that.
+    """
+    if path not in _spooled:
+        import atexit
+        import shutil
+        import tempfile
+
+        fd, copy = tempfile.mkstemp(prefix="minitx-stream.", suffix=".txt")
+        atexit.register(lambda: os.path.exists(copy) and os.unlink(copy))
+        with os.fdopen(fd, "wb") as out:
+            source = sys.stdin.buffer if path == STDIN else open(path, "rb")  # noqa: SIM115
+            try:
+                shutil.copyfileobj(source, out, BLOCK_BYTES)
+            finally:
+                if path != STDIN:
+                    source.close()
+        _spooled[path] = copy
+    return _spooled[path]
 
 
 def source_of(path: str) -> Source:
@@ -164,7 +208,7 @@ class CorpusStream:
         self.sources = sources
         self.text_field = text_field
         self.block_bytes = block_bytes or BLOCK_BYTES
-        self.total_bytes = sum(os.path.getsize(s.path) for s in sources if s.path != STDIN) or None
+        self.total_bytes = sum(os.path.getsize(s.path) for s in sources if not is_stream(s.path)) or None
         self.bytes_read = 0
         self.text_bytes = 0
         self.sampled_bytes = 0  # the bytes a consumer took, when it stops early (vocab.sample_text)
@@ -180,8 +224,9 @@ class CorpusStream:
         """The corpus text in blocks of about `block_bytes`; "".join(blocks) is the whole text."""
         for source in self.sources:
             done_before = self.bytes_read
-            stat = os.stat(source.path) if source.path != STDIN else None
-            raw = sys.stdin.buffer if source.path == STDIN else open(source.path, "rb")  # noqa: SIM115
+            stream = is_stream(source.path)
+            stat = os.stat(source.path) if not stream else None
+            raw = open(spooled(source.path) if stream else source.path, "rb")  # noqa: SIM115
             reader = _HashingReader(raw)
             try:
                 texts = self._parquet_texts(source) if source.kind == "parquet" else self._stream_texts(source, reader)
@@ -200,8 +245,7 @@ class CorpusStream:
                         self.bytes_read = done_before + reader.bytes_read
                     yield text
             finally:
-                if source.path != STDIN:
-                    reader.close()
+                reader.close()
             if source.kind == "parquet":
                 sha = _file_sha256(source.path)
             else:
@@ -237,9 +281,8 @@ class CorpusStream:
                                 "holds the text with --text-field")
             text = record[self.text_field]
             if not isinstance(text, str):
-                raise UserError(f'{name} line {number}: field "{self.text_field}" holds {type(text).__name__} '
-                                f"{json.dumps(text)[:40]}, not a string; name the field that holds the text with "
-                                "--text-field")
+                raise UserError(f'{name} line {number}: field "{self.text_field}" holds {value_words(text)}, '
+                                "not text; name the field that holds the text with --text-field")
             _require_valid_unicode(text, f"{name} line {number}")
             batch.append(as_document(text))
             size += len(text)

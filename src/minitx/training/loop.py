@@ -310,7 +310,7 @@ class Trainer:
         if cfg.log == "tensorboard" and self.world.is_main:
             self.tensorboard = scalars.TensorBoardLog(self.run_dir)
         display.started(cfg.steps, self.step, expected_band)
-        with (_finished(display, self), _stop_on_interrupt(sigterm_after=leaving) as stop, anomaly,
+        with (_finished(display, self), _stop_on_interrupt(sigterm_after=leaving, trainer=self) as stop, anomaly,
               _anomaly_is_divergence(self), distributed.peers_or_lost(self.world)):  # DDP backward too
             if needs_eval:  # resumed from a checkpoint whose evaluation never got logged
                 val_loss, val_bpb = self._log_eval(recent, t0, start_step, tokens_per_step, display)
@@ -319,8 +319,10 @@ class Trainer:
                 # Ctrl-C reaches every rank, not always before the same step: all stop where the first one asked.
                 stopped = distributed.any_rank(stop.requested, self.world, self.device)
                 if stopped:
+                    stop.honoured = True  # the step is over: the save below is no longer on a clock
                     break
                 step_started = time.perf_counter()
+                _maybe_long_step_for_test(self.step + 1)
                 loss = self.train_step()
                 distributed.maybe_fail_for_test(self.world, self.step)
                 self._step_seconds.append(time.perf_counter() - step_started)
@@ -385,6 +387,22 @@ class Trainer:
         return mfu.mfu(tokens_per_second, self.flops_per_token, self.peak.flops, self.world.size)
 
 
+#: Test-only: "STEP:FILE" makes step STEP touch FILE, then compute without end (one long matmul after
+#: another, as a step of an enormous block does), so that a test can signal a step that never ends.
+LONG_STEP_ENV = "MINITX_TEST_LONG_STEP"
+
+
+def _maybe_long_step_for_test(step: int) -> None:
+    import os
+
+    spec = os.environ.get(LONG_STEP_ENV, "").split(":", 1)
+    if len(spec) == 2 and spec[0] == str(step):
+        Path(spec[1]).touch()
+        a = torch.ones(4096, 4096)
+        while True:
+            torch.mm(a, a)
+
+
 def should_compile(cfg: TrainConfig, model_config: ModelConfig, parameters: int, device: str) -> bool:
     """--compile/--no-compile, or by default: compile only when it will pay for itself.
 
@@ -438,16 +456,120 @@ def _finished(progress: TrainProgress, trainer: Trainer) -> Iterator[None]:
 
 class _StopFlag:
     requested = False
+    honoured = False  # the loop has seen the request and left the step: the watchdog waits no more
+
+
+#: Seconds the first SIGTERM or Ctrl-C waits for the step in progress before the watchdog ends the process
+#: (at least this long, or 3 times the longest step so far, at most STOP_GRACE_MAX; MINITX_STOP_GRACE sets it).
+STOP_GRACE = 5.0
+STOP_GRACE_MAX = 30.0
+#: Seconds a second Ctrl-C (or SIGTERM) waits for the main thread to abort before the watchdog does it.
+ABORT_GRACE = 1.0
+EXIT_INTERRUPTED = 130
+
+
+class _Watchdog:
+    """Makes signals win even inside a step that never returns to Python.
+
+    Python runs a signal handler only between two bytecodes of the main thread, so a Ctrl-C that
+    arrives while the main thread is inside one long kernel (a step of `--block-size 100000` ran for
+    over ten minutes) was not even seen until the kernel ended. The C-level handler that Python
+    installs still runs at once, and writes the signal's number to `signal.set_wakeup_fd`'s socket;
+    this daemon thread reads that socket, so it knows of every signal immediately, and:
+
+    - after the first SIGTERM or Ctrl-C, gives the step `grace()` seconds to end (the loop then saves
+      it and stops, as always); if it has not, it ends the process itself: one line on stderr naming
+      the last complete checkpoint, then `os._exit(130)` -- nothing new is saved, nothing is torn down,
+      and the newest complete checkpoint stays (a save in flight is a `.partial` that --resume removes);
+    - after a second signal, waits ABORT_GRACE seconds for the main thread's own abort, then does the same.
+
+    Torch's kernels release the GIL, so the thread runs while the main thread computes.
+    """
+
+    def __init__(self, flag: _StopFlag, trainer: Trainer | None) -> None:
+        import os
+        import socket
+        import threading
+
+        from minitx.console import printable
+        from minitx.training.launch import kept_checkpoint  # now: nothing is imported once a signal came
+
+        self.flag, self.trainer = flag, trainer
+        self.kept = lambda: printable(kept_checkpoint(trainer.run_dir) if trainer is not None else "nothing was saved")
+        self.reader, self.writer = socket.socketpair()
+        self.reader.setblocking(True)
+        self.writer.setblocking(False)
+        self.previous_fd = signal.set_wakeup_fd(self.writer.fileno(), warn_on_full_buffer=False)
+        self.grace_given = os.environ.get("MINITX_STOP_GRACE")
+        self.thread = threading.Thread(target=self._watch, name="minitx-signal-watchdog", daemon=True)
+        self.thread.start()
+
+    def grace(self) -> float:
+        """How long the first signal lets the step in progress go on: MINITX_STOP_GRACE, or from the steps so far."""
+        if self.grace_given:
+            return float(self.grace_given)
+        longest = max(self.trainer._step_seconds, default=0.0) if self.trainer is not None else 0.0
+        return min(max(STOP_GRACE, 3 * longest), STOP_GRACE_MAX)
+
+    def _watch(self) -> None:
+        import time
+
+        deadline = None
+        signals = 0
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self.reader.settimeout(timeout)
+            try:
+                data = self.reader.recv(64)
+            except TimeoutError:
+                data = None
+            except OSError:
+                return  # closed: the loop is over
+            if data == b"":
+                return
+            if data:
+                signals += sum(1 for byte in data if byte in (signal.SIGINT, signal.SIGTERM))
+                if signals >= 2:
+                    deadline = time.monotonic() + ABORT_GRACE
+                elif signals == 1 and deadline is None:
+                    deadline = time.monotonic() + self.grace()
+                continue
+            if deadline is not None and (signals >= 2 or not self.flag.honoured):
+                self._leave(signals)
+            deadline = None  # the step ended in time: the loop saves it and stops
+
+    def _leave(self, signals: int) -> None:
+        import os
+
+        kept = self.kept()
+        why = ("a second signal" if signals >= 2
+               else f"the step in progress did not end within {self.grace():g} s of the signal")
+        line = f"minitx: stopped at once ({why}); nothing new was saved -- {kept}\n"
+        try:
+            os.write(2, line.encode("utf-8", "replace"))
+        finally:
+            os._exit(EXIT_INTERRUPTED)
+
+    def close(self) -> None:
+        try:
+            signal.set_wakeup_fd(self.previous_fd)
+        except ValueError:
+            pass
+        self.writer.close()  # the thread reads the end of the stream and returns
+        self.thread.join(timeout=1.0)
+        self.reader.close()
 
 
 @contextmanager
-def _stop_on_interrupt(sigterm_after: Any = None) -> Iterator[_StopFlag]:
+def _stop_on_interrupt(sigterm_after: Any = None, trainer: Trainer | None = None) -> Iterator[_StopFlag]:
     """The first Ctrl-C (or SIGTERM) asks the loop to stop after the current step; a second Ctrl-C aborts at once.
 
     SIGTERM is how `kill`, `timeout`, schedulers and torchrun ask a process to stop: like the first
     Ctrl-C, the run finishes the step, saves, and stops (exit 130). Under torchrun, a Ctrl-C makes
     torchrun send SIGTERM to every rank (and SIGKILL 30 s later). After the loop SIGTERM gets
     `sigterm_after` (None: what it had before); a rank ignores it then: it is leaving anyway.
+    A `_Watchdog` makes both hold inside a step that never returns: the process ends within a
+    grace period whatever the main thread is doing.
     """
     flag = _StopFlag()
 
@@ -458,15 +580,19 @@ def _stop_on_interrupt(sigterm_after: Any = None) -> Iterator[_StopFlag]:
 
     signals = [signal.SIGINT, signal.SIGTERM]
     previous = {}
+    watchdog = None
     try:
         for sig in signals:
             previous[sig] = signal.getsignal(sig)
             signal.signal(sig, handler)
+        watchdog = _Watchdog(flag, trainer)
     except ValueError:  # not the main thread: leave signals alone
         pass
     try:
         yield flag
     finally:
+        if watchdog is not None:
+            watchdog.close()
         for sig, old in previous.items():
             try:
                 signal.signal(sig, sigterm_after if sig == signal.SIGTERM and sigterm_after is not None else old)

@@ -14,6 +14,14 @@ the tokenizer, model and recipe back from RUN_DIR and keeps them: the corpus mus
 and a flag given that differs from its saved value is a UserError naming it -- unless its field's
 `Flag.resume` says it changes no result (SAVED: --steps is the new total) or says where the run computes
 (NOW: --device, --threads); `config.changeable_on_resume()` lists them, and so does `--help`.
+
+A run directory has one writer at a time: rank 0 holds RUN_DIR/.lock (rundir/lock.py) from before the
+first check to the end of training, so two `train --out R` started together cannot both pass the
+"is it free?" check. Setup is a unit: config.json is written last, after the tokenizer; a setup that
+fails removes what it wrote (the whole directory if it made it), and a directory that a kill left
+without config.json -- only a tokenizer.json, the lock, a temporary file -- is recognised as a setup
+that never finished and is set up again by a plain rerun. Before the model is built its training
+memory is estimated (`memory.require_training_fits`) and what cannot fit is refused in one line.
 """
 
 from __future__ import annotations
@@ -44,8 +52,11 @@ from minitx.config import (
 from minitx.dataset import load_training_data
 from minitx.device import resolve_device, resolve_dtype
 from minitx.errors import UserError
-from minitx.fileio import check_writable
+from minitx.fileio import check_writable, crash_point
+from minitx.memory import require_training_fits
 from minitx.model import check_model_config
+from minitx.rundir.lock import LOCK, run_lock
+from minitx.tokens.sources import is_stream
 from minitx.training import distributed
 from minitx.training.distributed import World
 from minitx.training.loop import Trainer, TrainProgress, TrainResult
@@ -54,33 +65,72 @@ if TYPE_CHECKING:
     from minitx.text.tokenizer import Tokenizer
 
 
+#: What a setup writes into RUN_DIR before config.json, the file that makes it a run (rundir.is_run_dir).
+SETUP_FILES = (rundir.TOKENIZER, rundir.METRICS, LOCK)
+
+
+def unfinished_setup(run_dir: Path) -> bool:
+    """A directory that a setup stopped in (a kill, a crash, a power cut) before writing config.json.
+
+    It holds nothing but what setup writes before config.json (`SETUP_FILES`) and minitx's temporary
+    files (`.NAME.*.tmp`): no config.json and no checkpoint. Empty directories count too.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or rundir.is_run_dir(run_dir):
+        return False
+    for entry in run_dir.iterdir():
+        temporary = entry.name.startswith(".") and entry.name.endswith(".tmp")
+        if entry.name not in SETUP_FILES and not temporary:
+            return False
+    return True
+
+
 def check_run_dir(run_dir: Path, resume: bool, force: bool) -> None:
-    """Refuse to clobber another run: an existing non-empty RUN_DIR needs --resume or --force."""
+    """Refuse to clobber another run: an existing non-empty RUN_DIR needs --resume or --force.
+
+    An unfinished setup (`unfinished_setup`) is no run: a plain rerun sets it up again; --resume says so.
+    """
     run_dir = Path(run_dir)
     if resume:
+        if unfinished_setup(run_dir) and (run_dir / rundir.TOKENIZER).exists():
+            raise UserError(f"--resume: {run_dir} holds a setup that never finished (no config.json yet); "
+                            "start it again without --resume")
         if not rundir.is_run_dir(run_dir):
             raise UserError(f"--resume: {run_dir} is not a run directory to resume (no config.json)")
         return
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} is a file; choose a directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not force:
+    if run_dir.is_dir() and not unfinished_setup(run_dir) and not force:
+        what = "a run" if rundir.is_run_dir(run_dir) or rundir.list_checkpoints(run_dir) else "files"
         raise UserError(
-            f"{run_dir} already holds a run; pass --resume to continue it, --force to replace it, "
+            f"{run_dir} already holds {what}; pass --resume to continue it, --force to replace it, "
             "or choose another --out"
         )
 
 
 def clear_run_dir(run_dir: Path) -> None:
-    """With --force: remove the files a previous run left (only minitx's own files and its checkpoints)."""
+    """With --force (or after an unfinished setup): remove what a previous run left (only minitx's own
+    files, its checkpoints and temporary files); the lock stays, it is ours now."""
     import shutil
 
     for name in rundir.RUN_FILES:
         p = Path(run_dir) / name
         if p.is_file():
             p.unlink()
+    for p in Path(run_dir).glob(".*.tmp"):
+        if p.is_file():
+            p.unlink()
     rundir.remove_leftovers(run_dir)
     for _, path in rundir.list_checkpoints(run_dir):
         shutil.rmtree(path)
+
+
+class RunComplete(Exception):
+    """--resume of a run that has done all its --steps: nothing to do (`minitx train` says so, exit 0)."""
+
+    def __init__(self, run_dir: Path, step: int) -> None:
+        super().__init__(f"{run_dir} is already complete at step {step}; pass a larger --steps to train it further")
+        self.run_dir, self.step = run_dir, step
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,16 +159,69 @@ def run_training(
     one-line notes for the user (e.g. that prepared tokens are reused); `progress` the training's reports.
     """
     out = Path(out)
+    world = world if world is not None else World.from_env()
+    kwargs = dict(flags=flags, resume=resume, force=force, show_progress=show_progress, world=world,
+                  notify=notify, prepare_progress=prepare_progress, progress=progress)
+    if not world.is_main:
+        return _run_training(files, out, **kwargs)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; choose a directory")
+    check_writable(out)
+    made = not out.exists()
+    with run_lock(out):
+        try:
+            return _run_training(files, out, **kwargs)
+        except BaseException:
+            if not rundir.is_run_dir(out):  # setup did not finish: leave no half-made directory behind
+                _undo_setup(out, made)
+            raise
+
+
+def _undo_setup(out: Path, made: bool) -> None:
+    """Remove what a setup that failed wrote: the whole RUN_DIR if this process made it, else its own files."""
+    import shutil
+
+    if made:
+        shutil.rmtree(out, ignore_errors=True)
+    elif unfinished_setup(out):
+        clear_run_dir(out)
+
+
+def _run_training(
+    files: list[Path],
+    out: Path,
+    *,
+    flags: dict[str, Any],
+    resume: bool = False,
+    force: bool = False,
+    show_progress: bool = True,
+    world: World | None = None,
+    notify: Callable[[str], None] | None = None,
+    prepare_progress: Callable[[], AbstractContextManager[Any]] | None = None,
+    progress: TrainProgress | None = None,
+) -> tuple[Trainer, TrainResult]:
+    """`run_training`, with RUN_DIR locked by this process (rank 0) or written by rank 0 (the other ranks)."""
     if not resume:
         flags = with_architecture_preset(flags)
     train_config = make_train_config(flags.get("preset"), flags)  # impossible values fail first
-    world = world if world is not None else World.from_env()
+    assert world is not None
     if world.is_main:
         check_run_dir(out, resume, force)
-        check_writable(out)
     if resume:
         run = rundir.load_run(out)
         refuse_recipe_changes(run, flags)
+        if world.is_main:
+            removed = rundir.remove_leftovers(out)  # what an interrupted save left behind
+            if removed and notify is not None:
+                notify(f"note: removed what an interrupted save left behind in {out}: {', '.join(removed)}")
+        done = rundir.saved_step(out)
+        wanted = flags.get("steps")
+        if wanted is not None and wanted < done:
+            raise UserError(f"--steps {wanted} is fewer than the {done} steps {out} has already done; "
+                            "--steps is the run's new total: pass more than that, or leave it out")
+        if done >= (wanted if wanted is not None else run.train_config.steps):
+            raise RunComplete(out, done)
+        rundir.require_weights_match_config(out)  # a hand-edited arch or shape, named before the corpus is read
         tokenizer, model_config = run.tokenizer, run.model_config
         train_config = resumed_train_config(run.train_config, flags)
         files = files or [Path(f) for f in train_config.corpus_files]
@@ -126,6 +229,7 @@ def run_training(
     if not resume:  # a bad shape fails before preparing
         proposed = make_model_config(train_config.preset, flags, vocab_size=vocab_size)
         check_model_config(proposed)
+        require_training_fits(proposed, train_config.batch_size, resolve_device(train_config.device))
         arch = proposed.arch
     else:
         arch = model_config.arch
@@ -137,6 +241,10 @@ def run_training(
         chosen_tokenizer = Tokenizer.from_json_str(distributed.broadcast_from_main(None, world))
     else:
         chosen_tokenizer = train_config.tokenizer
+    streams = [str(f) for f in files if str(f) != "-" and is_stream(str(f))]
+    if streams:  # a pipe gives its bytes once, and training reads a corpus more than once to cache its tokens
+        raise UserError(f"{streams[0]} is a pipe or FIFO, which minitx train cannot cache; prepare it first: "
+                        f"minitx prepare {streams[0]} --out DATA_DIR, then minitx train DATA_DIR")
     data = load_training_data(files, tokenizer=chosen_tokenizer, vocab_size=vocab_size,
                               val_fraction=train_config.val_fraction,
                               val_fraction_given=flags.get("val_fraction") is not None,
@@ -166,14 +274,16 @@ def run_training(
         from minitx.training.scalars import require_tensorboard
 
         require_tensorboard()
+    require_training_fits(model_config, train_config.batch_size, resolve_device(train_config.device))
     if not resume and world.is_main:
-        if force:
+        if force or unfinished_setup(out):
             clear_run_dir(out)
         out.mkdir(parents=True, exist_ok=True)
         tokenizer.save(out / rundir.TOKENIZER)
     trainer = Trainer(out, model_config, train_config, split, resume=resume, world=world)
     if world.is_main:
-        rundir.save_config(out, model_config, train_config)  # on --resume: records a longer --steps
+        crash_point("setup")
+        rundir.save_config(out, model_config, train_config)  # last: from here on RUN_DIR is a run
     band = expected_band(train_config) if is_stock(files, flags) and not resume else None
     result = trainer.fit(progress=progress, expected_band=band)
     return trainer, result
