@@ -272,10 +272,6 @@ def test_output_path_that_is_a_directory_is_a_user_error(tmp_path):
     assert_user_error(run("data", "grammar", "--bytes", "200", "--out", tmp_path, "--force"), "directory")
 
 
-def test_resume_refuses_a_run_that_is_already_done(tiny_run):
-    assert_user_error(run("train", "--out", tiny_run, "--resume", *TINY), "--steps")
-
-
 def test_resume_refuses_a_different_corpus(tmp_path, tiny_run):
     other = tmp_path / "other.txt"
     other.write_text("<|doc|>The cat sits. " * 500)

@@ -13,9 +13,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from helpers import train_pair_run
+from helpers import random_translator, train_pair_run
 from minitx.cli import app
-from minitx.config import ModelConfig
 from minitx.inspect.attribution import attribute
 from minitx.inspect.contrasts import (
     Contrast,
@@ -37,18 +36,6 @@ runner = CliRunner()
 FIXTURE_RUN = Path(__file__).parent / "fixtures" / "run-v1" / "run"  # a decoder-only run
 SOURCE = [3, 4, 5, 6, 0]  # the encoder's input ends in the end token (0 here)
 TARGET = [0, 7, 8, 9, 10]  # the decoder's: the start token, then the translation so far
-
-
-def random_translator(pos: str = "rope", *, bias: bool = True, seed: int = 0) -> EncoderDecoder:
-    """A random 2 + 2-layer encoder-decoder with large weights, so that heads and answers differ."""
-    torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=30, block_size=12, n_layers=2, encoder_layers=2, n_heads=2, dim=16, pos=pos,
-                         bias=bias, arch="encoder-decoder")
-    model = EncoderDecoder(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.3)
-    return model.eval()
 
 
 def logits_of(model: EncoderDecoder, source: list[int], target: list[int]) -> torch.Tensor:

@@ -13,9 +13,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from helpers import random_translator as shared_translator
 from helpers import train_pair_run
 from minitx.cli import app
-from minitx.config import ModelConfig
 from minitx.inspect.contrasts import Contrast, decoder_labels
 from minitx.inspect.patching import Place, fractions, patch, patched_differences, residual_places
 from minitx.inspect.views.circuits_document import schema
@@ -26,15 +26,8 @@ ENCODER_LAYERS = 2
 
 
 def random_translator(pos: str = "rope", seed: int = 0) -> EncoderDecoder:
-    """A random 2 + 2-layer encoder-decoder with large weights, so that every source position matters."""
-    torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=30, block_size=12, n_layers=2, encoder_layers=ENCODER_LAYERS, n_heads=2, dim=16,
-                         pos=pos, arch="encoder-decoder")
-    model = EncoderDecoder(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.3)
-    return model.eval()
+    """The shared random 2 + 2-layer encoder-decoder (helpers.py), with this file's encoder depth."""
+    return shared_translator(pos, encoder_layers=ENCODER_LAYERS, seed=seed)
 
 
 def pairs(n: int = 5, seed: int = 0, *, drop_every: int = 0) -> list[Contrast]:

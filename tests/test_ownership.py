@@ -182,7 +182,6 @@ def test_info_and_eval_show_a_run_directory_named_with_escapes_escaped(tmp_path,
     assert "\x1b" not in result.output and "run\\x1b[31m" in result.output.replace("\n", "")
 
 
-@pytest.mark.xfail(strict=True, reason="needs the cli.py patch of issue 31 (UserError lines through console)")
 def test_an_error_line_shows_an_escape_in_a_path_escaped(tmp_path):
     result = run("info", tmp_path / "no\x1b[2Jsuch")
     assert result.exit_code == 2 and "\x1b" not in result.stderr and "\\x1b[2J" in result.stderr

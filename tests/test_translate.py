@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from helpers import random_translator
 from minitx import rundir
-from minitx.config import ModelConfig
 from minitx.errors import UserError
 from minitx.generation.translate import beam_search, greedy, translate
-from minitx.model import build_model
 
 torch.set_num_threads(1)
 
@@ -26,17 +25,6 @@ def run_cli(*args: str, input: str | None = None):  # noqa: A002, ANN201 - mirro
     return CliRunner().invoke(app, [str(a) for a in args], input=input)
 
 FIXTURE_RUN = Path(__file__).parent / "fixtures" / "run-v1" / "run"  # a decoder-only run
-
-
-def random_translator(pos: str = "rope", seed: int = 0):  # noqa: ANN201
-    """A random encoder-decoder with large weights, so that its choices differ from step to step."""
-    torch.manual_seed(seed)
-    config = ModelConfig(vocab_size=30, block_size=12, n_layers=2, n_heads=2, dim=16, pos=pos, arch="encoder-decoder")
-    model = build_model(config)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.3)
-    return model.eval()
 
 
 SOURCES = [[3, 4, 5, 6], [7, 8], [9, 10, 11, 12, 13, 14], [5]]

@@ -34,11 +34,13 @@ from minitx.config import (
     Quantize,
     TokenizerKind,
     TrainConfig,
+    WordOrder,
     changeable_on_resume,
     flag_fields,
     flag_of,
     option_name,
 )
+from minitx.console import error_line
 from minitx.device import Device
 from minitx.errors import EXIT_DIVERGED, EXIT_USER_ERROR, TrainingDiverged, UserError
 
@@ -69,7 +71,7 @@ def _one_line_usage_error(e: Exception) -> None:
         raise e
     ctx = getattr(e, "ctx", None)
     where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
-    typer.echo(f"minitx: error: {e.format_message()}{where}", err=True)
+    typer.echo(error_line(f"{e.format_message()}{where}"), err=True)
     raise typer.Exit(EXIT_USER_ERROR) from None
 
 
@@ -104,14 +106,14 @@ def _user_errors_exit_2(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except UserError as e:
-            typer.echo(f"minitx: error: {e}", err=True)
+            typer.echo(error_line(e), err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
         except TrainingDiverged as e:
-            typer.echo(f"minitx: error: {e}", err=True)
+            typer.echo(error_line(e), err=True)
             raise typer.Exit(EXIT_DIVERGED) from None
         except OSError as e:  # a path that cannot be read or written: the user's to fix
             where = f": {e.filename}" if getattr(e, "filename", None) else ""
-            typer.echo(f"minitx: error: {e.strerror or e}{where}", err=True)
+            typer.echo(error_line(f"{e.strerror or e}{where}"), err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
 
     return cast(F, wrapper)
@@ -245,13 +247,6 @@ def data_grammar(
     from minitx.commands import data
 
     data.grammar(out=out, n_bytes=bytes_, seed=seed, force=force)
-
-
-class WordOrder(str, Enum):
-    """Where the target language puts its verbs."""
-
-    svo = "svo"
-    sov = "sov"
 
 
 @command(data_app, "translation")

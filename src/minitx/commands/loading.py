@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from torch import nn
 
     from minitx.api import LoadedRun
     from minitx.model.architecture import Architecture
@@ -34,19 +33,6 @@ def open_run(run_dir: str | Path, device: str = "auto", threads: int = 0, quanti
     check_quantize(quantize)
     require_command(load_run(run_dir), command)
     return load(run_dir, device, threads, quantize=quantize)
-
-
-def load_for_inference(
-    run_dir: str | Path, device: str = "auto", threads: int = 0, quantize: str | None = None, *,
-    command: str, arch: str | None = None,
-) -> tuple[nn.Module, Run]:
-    """`open_run`'s model and run files, for the commands that read them directly (`minitx translate`).
-
-    (`arch`, which callers used to name the architecture they expected, is accepted and unused: the command
-    says which ones it serves.)
-    """
-    run = open_run(run_dir, device, threads, quantize, command=command)
-    return run.model, run.files
 
 
 def require_command(run: Run, command: str) -> Architecture:

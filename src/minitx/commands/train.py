@@ -139,17 +139,14 @@ def print_train_summary(trainer: Trainer, result: TrainResult, console: Console)
     console.print(table)
     if result.interrupted:
         console.print(f"continue with: minitx train --out {safe(trainer.run_dir)} --resume")
-    elif mc.arch == "encoder-decoder":
-        console.print(f'next: minitx translate {safe(trainer.run_dir)} "The red ball is big."')
     else:
-        console.print(f"next: minitx generate {safe(trainer.run_dir)}    minitx eval {safe(trainer.run_dir)}")
+        from minitx.model.registry import architecture
+
+        console.print(f"next: {architecture(mc.arch).next_steps.format(run=safe(trainer.run_dir))}")
 
 
 def model_shape(mc: Any) -> str:
     """"4 layers × 4 heads × 128 wide, block 128, pos learned"; an encoder-decoder names both stacks."""
-    if mc.arch != "encoder-decoder":
-        return f"{mc.n_layers} layers × {mc.n_heads} heads × {mc.dim} wide, block {mc.block_size}, pos {mc.pos}"
-    encoder_pos = mc.encoder_pos or mc.pos
-    return (f"encoder {mc.encoder_layers or mc.n_layers} + decoder {mc.n_layers} layers × {mc.n_heads} heads × "
-            f"{mc.dim} wide, block {mc.block_size}, pos {mc.pos}" + (f" (encoder {encoder_pos})"
-                                                                     if encoder_pos != mc.pos else ""))
+    from minitx.model.registry import architecture
+
+    return architecture(mc.arch).shape(mc)

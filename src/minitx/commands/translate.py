@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from minitx.commands.loading import load_for_inference
+from minitx.commands.loading import open_run
 from minitx.console import printable
 from minitx.errors import UserError
 
@@ -65,8 +65,8 @@ def run_translate(
     if beam < 1:
         raise UserError(f"--beam must be at least 1, got {beam}")
     batches = read_sentences(sentences, file, batch_size)
-    model, run = load_for_inference(run_dir, device, threads, quantize, arch="encoder-decoder",
-                                    command="minitx translate")
+    run = open_run(run_dir, device, threads, quantize, command="minitx translate")
+    model = run.model
     check_translate_settings(model, run.tokenizer, beam, max_new_tokens)
     require_inference_fits(model.config, str(model.wte.weight.device), batch_size * beam,
                            where=f" translating {batch_size} sentences × beam {beam} at once")

@@ -46,8 +46,7 @@ from minitx.rundir.files import (
 
 if TYPE_CHECKING:
     import torch
-
-    from minitx.model import GPT
+    from torch import nn
 
 _STEP_DIR = re.compile(r"step-(\d+)")
 _LEFTOVER = re.compile(r"\.step-\d+\.(partial|deleting)")
@@ -212,8 +211,9 @@ def remove_leftovers(run_dir: Path) -> list[str]:
 # loading
 
 
-def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[GPT, Run]:
-    """Rebuild the model of a run directory from its newest complete checkpoint (strictly: every name, every shape)."""
+def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[nn.Module, Run]:
+    """Rebuild the model of a run directory -- the registry's class for its `arch` -- from its newest complete
+    checkpoint (strictly: every name, every shape)."""
     from minitx.memory import require_inference_fits
     from minitx.model import build_model
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from minitx.config import value_words
 from minitx.errors import UserError
 from minitx.text.files import read_text_file
 
@@ -50,7 +51,7 @@ def _pair(record: dict, path: Path, number: int, source_field: str, target_field
                             f"name the {key} field with {flag}")
         value = record[field]
         if not isinstance(value, str):
-            raise UserError(f"{path} line {number}: field {field!r} is a {type(value).__name__}, not a string")
+            raise UserError(f"{path} line {number}: field {field!r} holds {value_words(value)}, not text")
         if not value.strip():
             raise UserError(f"{path} line {number}: the {key} ({field!r}) is empty")
         pair[key] = value

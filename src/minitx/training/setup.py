@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any
 
 from minitx import rundir
 from minitx.config import (
-    ARCH_PRESETS,
     DEFAULT_PRESET,
     NOW,
     PRESETS,
@@ -290,13 +289,16 @@ def _run_training(
 
 
 def with_architecture_preset(flags: dict[str, Any]) -> dict[str, Any]:
-    """A fresh run of an architecture with a preset of its own (`ARCH_PRESETS`) and no --preset takes that preset.
+    """A fresh run of an architecture with a preset of its own (its `preset` answer) and no --preset takes that
+    preset.
 
     `minitx train --arch encoder-decoder` alone is then the translation recipe, not the story model's shape.
     """
-    arch = flags.get("arch")
-    if flags.get("preset") is None and arch in ARCH_PRESETS:
-        return {**flags, "preset": ARCH_PRESETS[arch]}
+    from minitx.model.registry import architecture
+
+    preset = architecture(flags["arch"]).preset if flags.get("arch") is not None else None
+    if flags.get("preset") is None and preset is not None:
+        return {**flags, "preset": preset}
     return flags
 
 
