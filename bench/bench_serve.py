@@ -29,6 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 TEXT = "The little dog sees the big red ball. The dog"
+#: What a run that reads a source is given (a built-in story sentence: gold links), with BIG's words for "big".
+SENTENCE = "The big dog sees the red ball."
+BIG = ("big", "little", "old", "red")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -71,21 +74,29 @@ def serving(run_dirs: list[Path], threads: int = 0) -> Iterator[tuple[str, str]]
         sock.close()
 
 
-def load_test(base: str, token: str, *, requests: int = 200, clients: int = 8, text: str = TEXT,
+def load_test(base: str, token: str, *, requests: int = 200, clients: int = 8, text: str | None = None,
               run: int = 0, timeout: float = 60.0) -> dict:
-    """`requests` view requests from `clients` concurrent clients, each text different: latencies and failures."""
+    """`requests` requests from `clients` concurrent clients, each text different, every third with a head off:
+    latencies and failures. The page's one request per keystroke: a view, or for a run that reads a source a
+    translation (of `text`, else a story sentence or the built-in text)."""
     import httpx
+
+    cookies = {f"minitx-token-{base.rsplit(':', 1)[1]}": token}
+    info = httpx.get(f"{base}/api/runs", cookies=cookies, timeout=timeout).json()["runs"][run]
+    first = next(m for m in info["maps"] if m["ablatable"])
+    path, key = ("translate", "sentence") if info["reads_source"] else ("view", "text")
+    text = text or (SENTENCE if info["reads_source"] else TEXT)
 
     def worker(numbers: range) -> list[tuple[float, bool]]:
         results = []
-        with httpx.Client(base_url=base, cookies={f"minitx-token-{base.rsplit(':', 1)[1]}": token},
-                          timeout=timeout) as client:
+        with httpx.Client(base_url=base, cookies=cookies, timeout=timeout) as client:
             for i in numbers:
                 started = time.perf_counter()
+                body = {key: f"{text} {i % 17}" if not info["reads_source"] else text.replace("big", BIG[i % 4]),
+                        "temperature": 0.8, "ablate": [[first["name"], i % first["heads"]]] if i % 3 == 0 else []}
                 try:
-                    answer = client.post(f"/api/runs/{run}/view", json={"text": f"{text} {i % 17}", "temperature": 0.8,
-                                                                          "ablate": [[0, i % 2]] if i % 3 == 0 else []})
-                    ok = answer.status_code == 200 and "tokens" in answer.json()
+                    answer = client.post(f"/api/runs/{run}/{path}", json=body)
+                    ok = answer.status_code == 200 and ("tokens" in answer.json() or "translation" in answer.json())
                 except httpx.HTTPError:
                     ok = False
                 results.append(((time.perf_counter() - started) * 1000, ok))

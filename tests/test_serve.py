@@ -148,8 +148,8 @@ def test_controls_shape_the_distribution(client) -> None:
 
 def test_ablating_a_head_moves_the_next_token_distribution(client) -> None:
     intact = view(client).json()["next"]
-    ablated = view(client, ablate=[[0, 1]]).json()
-    assert ablated["ablated"] == [[0, 1]]
+    ablated = view(client, ablate=[["blocks.0.attn", 1]]).json()
+    assert ablated["ablated"] == [["blocks.0.attn", 1]]
     moved = ablated["next"]
     assert moved["total_variation"] > 1e-3
     assert all("p_intact" in t for t in moved["top"])
@@ -290,7 +290,9 @@ def test_markup_in_a_prompt_comes_back_as_data(client) -> None:
     ({"text": "a", "temperature": "hot"}, "temperature must be a number"),
     ({"text": "a", "temperature": -1}, "--temperature must be 0"),
     ({"text": "a", "top_k": 2.5}, "top_k must be a whole number"),
-    ({"text": "a", "ablate": [[9, 0]]}, "--layer 9 does not exist"),
+    ({"text": "a", "ablate": [["blocks.9.attn", 0]]}, "has no attention 'blocks.9.attn'"),
+    ({"text": "a", "ablate": [["blocks.0.attn", 2]]}, "blocks.0.attn has heads 0..1; there is no head 2"),
+    ({"text": "a", "ablate": [[0, 1]]}, "each head to switch off is [attention map, head]"),
     ({"text": "a", "ablate": "all"}, "ablate must be a list"),
     ([1, 2], "must be a JSON object"),
 ])
@@ -323,7 +325,7 @@ def test_a_failure_is_a_fixed_message_and_a_log_line_never_a_traceback(app, sess
 
 def test_concurrent_requests_give_the_answers_of_serial_requests(client) -> None:
     """Ablation hooks and captured weights live on the one model: the lock keeps requests apart."""
-    asks = [{"text": PROMPT, "ablate": [[layer, head]] if layer >= 0 else []}
+    asks = [{"text": PROMPT, "ablate": [[f"blocks.{layer}.attn", head]] if layer >= 0 else []}
             for layer, head in [(-1, 0), (0, 0), (0, 1), (1, 0), (1, 1)]] * 4
     serial = [view(client, **ask).json()["next"] for ask in asks]
     with ThreadPoolExecutor(8) as pool:
