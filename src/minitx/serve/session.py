@@ -473,7 +473,7 @@ class RunSession:
         links fit), else on the model's own translation. With heads in `ablate` off, everything is the ablated
         model's, and the intact translation and the intact probability of each written token are beside.
         """
-        from minitx.corpus.grammar import SentenceRejected
+        from minitx.corpus.grammar import SentenceRejected, parse_sentence
         from minitx.corpus.translation import translate as render
         from minitx.generation.translate import greedy, translate
         from minitx.inspect.alignment import alignment_report, capture_pair
@@ -496,6 +496,7 @@ class RunSession:
                     written = greedy(self.model, [source_ids[:-1]], boundary, use_cache=False)[0]
                 translation = self.tokenizer.decode(written).strip()
         try:
+            parse_sentence(sentence)  # first: the renderer lets some of lark's parse errors through
             pair = render(sentence)
             reference, gold = pair["target"], [tuple(link) for link in pair["alignment"]]
         except (SentenceRejected, ValueError, UserError):
