@@ -3,8 +3,9 @@
 Starts the explorer's app for RUN on a real uvicorn on 127.0.0.1 (a free port, in a thread of this
 process), then measures three things, each bounded in count and time:
 
-    load       REQUESTS view requests (the page's one request per keystroke) from CLIENTS concurrent
-               clients, each a different text: failures, and latency p50 / p95 (loopback only)
+    load       REQUESTS requests (the page's one request per keystroke: a view, or a translation for a
+               run that reads a source) from CLIENTS concurrent clients, each a different text, every
+               third with a head off: failures, and latency p50 / p95 (loopback only)
     keystroke  headless Chromium types KEYS characters one at a time, PAUSE ms apart, into the real page;
                the page's own clock (window.minitx.timings) says how long each change took until every
                view was drawn again: p50 / p95
@@ -13,8 +14,8 @@ process), then measures three things, each bounded in count and time:
     python bench/bench_serve.py RUN                    # the numbers in docs/serve.md
     python bench/bench_serve.py RUN --quick            # fewer of each: does it run?
 
-Run it alone on the machine (`flock -x /tmp/minitx-cpu.lock python bench/bench_serve.py RUN`): the
-server, the load clients and Chromium share its cores.
+Run it alone on the machine (nothing else busy on its cores): the server, the load clients and
+Chromium share them.
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
         figures["torch_threads"] = torch.get_num_threads()
         load_test(base, token, requests=16, clients=4)  # warm up: first passes, allocations
         figures["load"] = load_test(base, token, requests=args.requests, clients=args.clients)
-        print(f"load: {figures['load']['requests']} view requests from {args.clients} clients, "
+        print(f"load: {figures['load']['requests']} requests (views or translations) from {args.clients} clients, "
               f"{figures['load']['failures']} failed; p50 {figures['load']['p50_ms']:.1f} ms, "
               f"p95 {figures['load']['p95_ms']:.1f} ms ({figures['load']['per_second']:.1f} requests/s)")
         figures["browser"] = browser_figures(f"{base}/?token={token}", loads=args.loads, keys=args.keys)
