@@ -3,8 +3,9 @@
 Starts the explorer's app for RUN on a real uvicorn on 127.0.0.1 (a free port, in a thread of this
 process), then measures three things, each bounded in count and time:
 
-    load       REQUESTS view requests (the page's one request per keystroke) from CLIENTS concurrent
-               clients, each a different text: failures, and latency p50 / p95 (loopback only)
+    load       REQUESTS requests (the page's one request per keystroke: a view, or a translation for a
+               run that reads a source) from CLIENTS concurrent clients, each a different text, every
+               third with a head off: failures, and latency p50 / p95 (loopback only)
     keystroke  headless Chromium types KEYS characters one at a time, PAUSE ms apart, into the real page;
                the page's own clock (window.minitx.timings) says how long each change took until every
                view was drawn again: p50 / p95
@@ -13,8 +14,8 @@ process), then measures three things, each bounded in count and time:
     python bench/bench_serve.py RUN                    # the numbers in docs/serve.md
     python bench/bench_serve.py RUN --quick            # fewer of each: does it run?
 
-Run it alone on the machine (`python bench/bench_serve.py RUN`, nothing else running): the
-server, the load clients and Chromium share its cores.
+Run it alone on the machine (nothing else busy on its cores): the server, the load clients and
+Chromium share them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 TEXT = "The little dog sees the big red ball. The dog"
+#: What a run that reads a source is given (a built-in story sentence: gold links), with BIG's words for "big".
+SENTENCE = "The big dog sees the red ball."
+BIG = ("big", "little", "old", "red")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -71,21 +75,29 @@ def serving(run_dirs: list[Path], threads: int = 0) -> Iterator[tuple[str, str]]
         sock.close()
 
 
-def load_test(base: str, token: str, *, requests: int = 200, clients: int = 8, text: str = TEXT,
+def load_test(base: str, token: str, *, requests: int = 200, clients: int = 8, text: str | None = None,
               run: int = 0, timeout: float = 60.0) -> dict:
-    """`requests` view requests from `clients` concurrent clients, each text different: latencies and failures."""
+    """`requests` requests from `clients` concurrent clients, each text different, every third with a head off:
+    latencies and failures. The page's one request per keystroke: a view, or for a run that reads a source a
+    translation (of `text`, else a story sentence or the built-in text)."""
     import httpx
+
+    cookies = {f"minitx-token-{base.rsplit(':', 1)[1]}": token}
+    info = httpx.get(f"{base}/api/runs", cookies=cookies, timeout=timeout).json()["runs"][run]
+    first = next(m for m in info["maps"] if m["ablatable"])
+    path, key = ("translate", "sentence") if info["reads_source"] else ("view", "text")
+    text = text or (SENTENCE if info["reads_source"] else TEXT)
 
     def worker(numbers: range) -> list[tuple[float, bool]]:
         results = []
-        with httpx.Client(base_url=base, cookies={f"minitx-token-{base.rsplit(':', 1)[1]}": token},
-                          timeout=timeout) as client:
+        with httpx.Client(base_url=base, cookies=cookies, timeout=timeout) as client:
             for i in numbers:
                 started = time.perf_counter()
+                body = {key: f"{text} {i % 17}" if not info["reads_source"] else text.replace("big", BIG[i % 4]),
+                        "temperature": 0.8, "ablate": [[first["name"], i % first["heads"]]] if i % 3 == 0 else []}
                 try:
-                    answer = client.post(f"/api/runs/{run}/view", json={"text": f"{text} {i % 17}", "temperature": 0.8,
-                                                                          "ablate": [[0, i % 2]] if i % 3 == 0 else []})
-                    ok = answer.status_code == 200 and "tokens" in answer.json()
+                    answer = client.post(f"/api/runs/{run}/{path}", json=body)
+                    ok = answer.status_code == 200 and ("tokens" in answer.json() or "translation" in answer.json())
                 except httpx.HTTPError:
                     ok = False
                 results.append(((time.perf_counter() - started) * 1000, ok))
@@ -178,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
         figures["torch_threads"] = torch.get_num_threads()
         load_test(base, token, requests=16, clients=4)  # warm up: first passes, allocations
         figures["load"] = load_test(base, token, requests=args.requests, clients=args.clients)
-        print(f"load: {figures['load']['requests']} view requests from {args.clients} clients, "
+        print(f"load: {figures['load']['requests']} requests (views or translations) from {args.clients} clients, "
               f"{figures['load']['failures']} failed; p50 {figures['load']['p50_ms']:.1f} ms, "
               f"p95 {figures['load']['p95_ms']:.1f} ms ({figures['load']['per_second']:.1f} requests/s)")
         figures["browser"] = browser_figures(f"{base}/?token={token}", loads=args.loads, keys=args.keys)

@@ -148,8 +148,8 @@ def test_controls_shape_the_distribution(client) -> None:
 
 def test_ablating_a_head_moves_the_next_token_distribution(client) -> None:
     intact = view(client).json()["next"]
-    ablated = view(client, ablate=[[0, 1]]).json()
-    assert ablated["ablated"] == [[0, 1]]
+    ablated = view(client, ablate=[["blocks.0.attn", 1]]).json()
+    assert ablated["ablated"] == [["blocks.0.attn", 1]]
     moved = ablated["next"]
     assert moved["total_variation"] > 1e-3
     assert all("p_intact" in t for t in moved["top"])
@@ -206,8 +206,80 @@ def test_translation_of_a_builtin_sentence_is_scored_against_gold_links(client, 
     assert len(alignment["heads"]) == config.n_layers * config.n_heads
     best = alignment["best"]
     assert best["aer"] == min(h["aer"] for h in alignment["heads"]) and 0 <= best["aer"] <= 1
-    other = client.post("/api/runs/1/translate", json={"sentence": "Zebras juggle quietly"}).json()
-    assert other["reference"] is None and "alignment" not in other
+    for sentence in ("Zebras juggle quietly", f"{SENTENCE} r", f"{SENTENCE} runs"):  # typed on: not the grammar's
+        other = client.post("/api/runs/1/translate", json={"sentence": sentence})
+        assert other.status_code == 200, other.text
+        assert other.json()["reference"] is None and "alignment" not in other.json()
+
+
+def test_the_runs_list_their_attention_maps_from_the_hook_points(client) -> None:
+    runs = client.get("/api/runs").json()["runs"]
+    assert [(m["name"], m["kind"], m["heads"], m["ablatable"]) for m in runs[0]["maps"]] == [
+        ("blocks.0.attn", "self", 2, True), ("blocks.1.attn", "self", 2, True)]
+    assert [(m["name"], m["kind"], m["label"]) for m in runs[1]["maps"]] == [
+        ("encoder.blocks.0.attn", "encoder", "L0"), ("decoder.blocks.0.attn", "self", "L0"),
+        ("decoder.blocks.0.cross_attn", "cross", "L0")]
+    assert [r["reads_source"] for r in runs] == [False, True] and all(r["lens"] for r in runs)
+
+
+def test_switching_heads_off_in_a_translation_changes_what_the_decoder_reads(client, sessions) -> None:
+    """Self- and cross-attention heads of the decoder, through their hook_z points; the lens of the decoder's
+    stream given the source; the intact translation and probabilities beside; nothing left on the model."""
+    def translate(**fields):
+        answer = client.post("/api/runs/1/translate", json={"sentence": SENTENCE, **fields})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    intact = translate()
+    assert "translation_intact" not in intact and "written_p_intact" not in intact
+    n = len(intact["attention"]["written"])
+    lens = intact["lens"]
+    assert lens["points"] == ["embed", "block 0"] and len(lens["top"][0]) == n
+    assert lens["target_p"][-1] == pytest.approx(intact["written_p"], abs=1e-3)  # the last point is the model's
+    groups = intact["attention"]["groups"]
+    assert {kind: g["maps"] for kind, g in groups.items()} == {
+        "cross": ["decoder.blocks.0.cross_attn"], "self": ["decoder.blocks.0.attn"],
+        "encoder": ["encoder.blocks.0.attn"]}
+    assert groups["self"]["weights"]["shape"] == [1, 2, n, n]
+    for heads in ([["decoder.blocks.0.cross_attn", 0], ["decoder.blocks.0.cross_attn", 1]],
+                  [["decoder.blocks.0.attn", 1]]):
+        off = translate(ablate=heads)
+        assert off["ablated"] == heads and off["translation_intact"] == intact["translation"]
+        assert off["written_p_intact"] == intact["written_p"]
+        assert max(abs(a - b) for a, b in zip(off["written_p"], intact["written_p"], strict=True)) > 1e-4
+        assert off["lens"]["target_p"] != intact["lens"]["target_p"]
+    both_cross = translate(ablate=[["decoder.blocks.0.cross_attn", 0], ["decoder.blocks.0.cross_attn", 1]])
+    assert both_cross["attention"]["cross"] == intact["attention"]["cross"]  # α is read before the heads' outputs
+    assert translate() == intact  # the hooks are gone afterwards
+    refused = client.post("/api/runs/1/translate", json={"sentence": SENTENCE, "ablate": [["blocks.0.attn", 0]]})
+    assert refused.status_code == 400 and "decoder.blocks.0.cross_attn" in refused.json()["error"]
+
+
+def test_a_head_off_stays_off_for_every_sampled_token(client, sessions) -> None:
+    """Greedy sampling with a head off is greedy decoding of the hooked full forward, token by token (the flat
+    decode step has no hook points, so the session must not use it)."""
+    import torch
+
+    from minitx.serve.session import zero_heads
+
+    session = sessions[0]
+
+    def greedy(hooks) -> str:
+        ids = session._ids(PROMPT)[0]
+        with torch.no_grad():
+            for _ in range(8):
+                logits = session.model.run_with_hooks(torch.tensor([ids]), fwd_hooks=hooks)
+                ids.append(int(logits[0, -1].argmax()))
+        return session.tokenizer.decode(ids[-8:]).split("<|doc|>")[0]
+
+    expected = greedy([("blocks.0.attn.hook_z", zero_heads([0, 1])), ("blocks.1.attn.hook_z", zero_heads([1]))])
+    assert expected != greedy([])  # the heads matter to this model: the test can tell
+    ablate = [["blocks.0.attn", 0], ["blocks.0.attn", 1], ["blocks.1.attn", 1]]
+    with client.stream("POST", "/api/runs/0/sample", json={"text": PROMPT, "max_new_tokens": 8, "temperature": 0,
+                                                           "ablate": ablate}) as answer:
+        frames = [json.loads(f.removeprefix("data: ")) for f in "".join(answer.iter_text()).split("\n\n") if f]
+    assert frames[-1] == {"done": True}
+    assert "".join(f["piece"] for f in frames[:-1]) == expected
 
 
 def test_a_run_is_asked_only_what_its_architecture_does(client) -> None:
@@ -290,7 +362,9 @@ def test_markup_in_a_prompt_comes_back_as_data(client) -> None:
     ({"text": "a", "temperature": "hot"}, "temperature must be a number"),
     ({"text": "a", "temperature": -1}, "--temperature must be 0"),
     ({"text": "a", "top_k": 2.5}, "top_k must be a whole number"),
-    ({"text": "a", "ablate": [[9, 0]]}, "--layer 9 does not exist"),
+    ({"text": "a", "ablate": [["blocks.9.attn", 0]]}, "has no attention 'blocks.9.attn'"),
+    ({"text": "a", "ablate": [["blocks.0.attn", 2]]}, "blocks.0.attn has heads 0..1; there is no head 2"),
+    ({"text": "a", "ablate": [[0, 1]]}, "each head to switch off is [attention map, head]"),
     ({"text": "a", "ablate": "all"}, "ablate must be a list"),
     ([1, 2], "must be a JSON object"),
 ])
@@ -323,7 +397,7 @@ def test_a_failure_is_a_fixed_message_and_a_log_line_never_a_traceback(app, sess
 
 def test_concurrent_requests_give_the_answers_of_serial_requests(client) -> None:
     """Ablation hooks and captured weights live on the one model: the lock keeps requests apart."""
-    asks = [{"text": PROMPT, "ablate": [[layer, head]] if layer >= 0 else []}
+    asks = [{"text": PROMPT, "ablate": [[f"blocks.{layer}.attn", head]] if layer >= 0 else []}
             for layer, head in [(-1, 0), (0, 0), (0, 1), (1, 0), (1, 1)]] * 4
     serial = [view(client, **ask).json()["next"] for ask in asks]
     with ThreadPoolExecutor(8) as pool:
@@ -397,3 +471,38 @@ def test_the_command_refuses_bad_flags_in_one_line(story_run, tmp_path) -> None:
         run_serve([story_run], port=70000)
     with pytest.raises(UserError):
         run_serve([tmp_path / "missing"])
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT"])
+def test_the_server_process_stops_cleanly_on_a_signal(story_run, stop) -> None:
+    """`minitx serve` as a process: it prints its URL, answers a request, and on SIGTERM (a service manager) or
+    SIGINT (Ctrl-C) shuts down within seconds with exit status 0 and no traceback."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen([sys.executable, "-m", "minitx", "serve", str(story_run), "--threads", "1",
+                                "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env)
+    try:
+        line = process.stdout.readline()  # "minitx serve: open http://127.0.0.1:PORT/?token=..."
+        assert line.startswith("minitx serve: open http://127.0.0.1:"), process.stderr.read()
+        url = line.split()[-1]
+        base, token = url.split("/?token=")
+        answer = httpx.get(f"{base}/api/runs", params={"token": token}, timeout=30)
+        assert answer.status_code == 200 and answer.json()["runs"][0]["arch"] == "gpt"
+        asked = time.monotonic()
+        process.send_signal(getattr(signal, stop))
+        code = process.wait(timeout=10)
+        took = time.monotonic() - asked
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    err = process.stderr.read()
+    assert code == 0 and "Traceback" not in err and "minitx serve: stopped" in err
+    assert took < 5

@@ -96,15 +96,16 @@ def test_typing_a_prompt_changes_the_heatmap_and_the_distribution(page) -> None:
 
 def test_switching_a_head_off_moves_the_probabilities(page) -> None:
     intact = next_tokens(page)
-    gpt(page).locator('input[data-head="0.1"]').check()
+    toggle = gpt(page).locator('input[data-map="blocks.0.attn"][data-head="1"]')
+    toggle.check()
     settle(page)
     table = gpt(page).locator("table.next")
-    assert "with L0H1 off" in table.locator("caption").inner_text()
+    assert "with blocks.0.attn head 1 off" in table.locator("caption").inner_text()
     rows = table.locator("tr").all_inner_texts()
     assert rows != intact and "intact" in rows[0] and "change" in rows[0]
     changes = [float(c) for c in table.locator("td.change").evaluate_all("cells => cells.map(c => c.dataset.change)")]
     assert len(changes) == len(rows) - 1 and any(abs(c) > 1e-5 for c in changes)
-    gpt(page).locator('input[data-head="0.1"]').uncheck()
+    toggle.uncheck()
     settle(page)
     assert next_tokens(page) == intact
 
@@ -113,10 +114,12 @@ def test_translating_a_builtin_sentence_draws_the_alignment_with_gold_links(page
     pair = page.locator('section[data-run="1"]')
     pair.locator("button.example").first.click()
     settle(page)
-    assert "best-aligned head: layer" in pair.locator(".best").inner_text()
+    assert "best-aligned head: decoder.blocks.0.cross_attn head" in pair.locator(".best").inner_text()
     assert "El perro grande ve la pelota roja." in pair.locator(".translation").inner_text()
-    assert pair.locator(".head-grid figure").count() == 2  # 1 layer × 2 heads, each with its AER
-    assert "AER" in pair.locator(".head-grid figure").first.inner_text()
+    assert pair.locator(".head-grid.cross figure").count() == 2  # 1 map × 2 heads, each with its AER
+    assert "AER" in pair.locator(".head-grid.cross figure").first.inner_text()
+    assert pair.locator(".head-grid.self figure").count() == 2  # the decoder's self-attention
+    assert pair.locator("table.lens:not(.written) tr").count() == 1 + 2  # a header, then embed and one block
     orange = pair.locator("canvas.large").evaluate("""c => {
         const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
         let n = 0;
@@ -124,6 +127,22 @@ def test_translating_a_builtin_sentence_draws_the_alignment_with_gold_links(page
         return n;
     }""")
     assert orange > 0  # the gold links are outlined
+
+
+def test_switching_a_cross_attention_head_off_shows_the_intact_translation_beside(page) -> None:
+    pair = page.locator('section[data-run="1"]')
+    pair.locator("button.example").first.click()
+    settle(page)
+    intact = pair.locator("table.written").inner_text()
+    for head in ("0", "1"):
+        pair.locator(f'input[data-map="decoder.blocks.0.cross_attn"][data-head="{head}"]').check()
+    settle(page)
+    assert "with decoder.blocks.0.cross_attn head 0, decoder.blocks.0.cross_attn head 1 off" in \
+        pair.locator(".translation").inner_text()
+    assert pair.locator(".intact-translation").count() == 1
+    written = pair.locator("table.written").inner_text()
+    assert "p, intact" in written and written != intact
+    assert pair.locator(".head-grid.cross figure.off").count() == 2
 
 
 def test_markup_typed_in_is_shown_as_text(page) -> None:

@@ -1,14 +1,18 @@
 """`minitx serve RUN [RUN ...]`: the live explorer in the browser (docs/serve.md).
 
 Loads each run once, binds the socket (port 0: a free one), prints the URL with a fresh access token
-and serves until Ctrl-C. A --host that is not loopback is served with a warning: anyone who can reach
-the machine and learns the token can use the page.
+and serves until Ctrl-C or SIGTERM (either stops it cleanly: exit status 0). A --host that is not
+loopback is served with a warning: anyone who can reach the machine and learns the token can use the page.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from minitx.errors import UserError
@@ -85,11 +89,31 @@ def run_serve(run_dirs: list[Path], *, host: str = "127.0.0.1", port: int = 0, o
     print("(Ctrl-C stops the server)", file=sys.stderr)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))
     if open_browser:
-        import threading
         import webbrowser
 
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
+    with stopping_quietly():
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+    print("minitx serve: stopped", file=sys.stderr)
+
+
+@contextmanager
+def stopping_quietly() -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM only ask to stop (exit status 0, no traceback).
+
+    uvicorn catches both while it serves, shuts down, then puts the previous handlers back and raises
+    the signal again "to trigger the expected behaviour": without this, Ctrl-C would end in a
+    KeyboardInterrupt and SIGTERM in death by signal. Outside the main thread (tests) nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.run(sockets=[sock])
+        yield
     finally:
-        sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -3,11 +3,11 @@
     GET  /                          the page (sets the token cookie when the URL carries ?token=...)
     GET  /static/{app.js,style.css} its script and style, shipped in the package: no CDN, works offline
     GET  /api/runs                  the runs given on the command line, by index (never a path)
-    POST /api/runs/{i}/view         tokens, next-token distribution (ablated heads), attention, logit lens
+    POST /api/runs/{i}/view         tokens, next-token distribution, attention, logit lens (heads off: ablate)
     GET  /api/runs/{i}/roles        each head's role over validation data (cached)
     POST /api/runs/{i}/patch        activation-patching grids of built-in minimal pairs (cached)
     POST /api/runs/{i}/sample       a continuation streamed as server-sent events: data: {"piece": ...}
-    POST /api/runs/{i}/translate    an encoder-decoder's translation and cross-attention against gold links
+    POST /api/runs/{i}/translate    a translation, its attention against gold links, the decoder's lens (ablate)
 
 Every request passes `Guard` first: the Host header must name the server (a page on another site that
 rebinds its DNS name to 127.0.0.1 sends its own name, and is refused), the access token must come in the
@@ -181,19 +181,19 @@ def controls_of(body: dict[str, Any]) -> Controls:
                     top_p=_number(body, "top_p", None))
 
 
-def heads_of(body: dict[str, Any], session: RunSession) -> list[tuple[int, int]]:
-    """The heads to ablate, [[layer, head], ...], each at most once."""
+def heads_of(body: dict[str, Any], session: RunSession) -> list[tuple[str, int]]:
+    """The heads to switch off, [[map, head], ...] ("blocks.0.attn", 1): the session checks that each exists."""
     value = body.get("ablate", [])
-    limit = session.config.n_layers * session.config.n_heads
+    limit = sum(m.heads for m in session.maps if m.ablatable)
     if not isinstance(value, list) or len(value) > limit:
-        raise UserError(f"ablate must be a list of at most {limit} [layer, head] pairs")
+        raise UserError(f"ablate must be a list of at most {limit} [attention map, head] pairs")
     heads = []
     for item in value:
-        if (not isinstance(item, list) or len(item) != 2
-                or not all(isinstance(x, int) and not isinstance(x, bool) for x in item)):
-            raise UserError("each head to ablate is [layer, head], two whole numbers")
+        if (not isinstance(item, list) or len(item) != 2 or not isinstance(item[0], str)
+                or not isinstance(item[1], int) or isinstance(item[1], bool)):
+            raise UserError('each head to switch off is [attention map, head], e.g. ["blocks.0.attn", 1]')
         heads.append((item[0], item[1]))
-    return list(dict.fromkeys(heads))
+    return heads
 
 
 def text_of(body: dict[str, Any], key: str = "text") -> str:
@@ -255,7 +255,8 @@ def create_app(sessions: Sequence[RunSession], *, token: str, port: int | None,
 
     async def translate(request: Request) -> Response:
         session, body = session_of(request), await read_json(request)
-        return JSONResponse(await run_in_threadpool(session.translate, text_of(body, "sentence")))
+        return JSONResponse(await run_in_threadpool(session.translate, text_of(body, "sentence"),
+                                                    heads_of(body, session)))
 
     async def sample(request: Request) -> Response:
         session, body = session_of(request), await read_json(request)

@@ -148,6 +148,66 @@ async function updateAll() {
   return failed.length === 0;
 }
 
+// ---------------------------------------------------------------------------------------------- shared views
+
+// The heads to switch off, as the server reads them: [[attention map name, head], ...].
+function ablateList(set) {
+  return [...set].map((key) => { const cut = key.lastIndexOf("|"); return [key.slice(0, cut), Number(key.slice(cut + 1))]; });
+}
+
+// One figure per head of `maps` (the weights packed [N, H, Q, K], N in the maps' order): its heatmap, a caption
+// (`describe(i, head)` adds lines), and an "off" toggle where the map's heads can be switched off (`ablate`, a Set
+// of "map|head"). Any number of maps and heads: a new architecture's attention is drawn as it comes.
+function headGrid(grid, weights, maps, { size, selected, ablate, describe, onSelect }) {
+  const cells = [];
+  let columns = 1;
+  maps.forEach((map, i) => {
+    columns = Math.max(columns, map.heads);
+    for (let head = 0; head < map.heads; head++) {
+      const key = `${map.name}|${head}`;
+      const canvas = el("canvas", { class: "small", title: `${map.name} head ${head}` });
+      drawMatrix(canvas, headMatrix(weights, i, head), size);
+      const caption = el("figcaption", {}, el("b", { text: `${map.label} H${head}` }), ...describe(i, head));
+      let toggle = null;
+      if (map.ablatable) {
+        toggle = el("input", { type: "checkbox", "aria-label": `switch off ${map.name} head ${head}`,
+          "data-map": map.name, "data-head": String(head) });
+        toggle.checked = ablate.has(key);
+        toggle.addEventListener("change", () => {
+          if (toggle.checked) ablate.add(key); else ablate.delete(key);
+          changed();
+        });
+        caption.append(el("label", { class: "off-toggle" }, toggle, " off"));
+      }
+      const isSelected = selected && selected.map === map.name && selected.head === head;
+      cells.push(el("figure", { class: `head${isSelected ? " selected" : ""}${toggle && toggle.checked ? " off" : ""}`,
+        "data-map": map.name, "data-head": String(head),
+        onclick: (event) => { if (event.target !== toggle && event.target.tagName !== "LABEL") onSelect(map.name, head); } },
+        canvas, caption));
+    }
+  });
+  grid.style.gridTemplateColumns = `repeat(${columns}, auto)`;
+  grid.replaceChildren(...cells);
+}
+
+function offCaption(ablated) {
+  return ablated.map(([name, head]) => `${name} head ${head}`).join(", ");
+}
+
+// The logit lens: a row per point of the stream, a column per position, each cell the top token there.
+function drawLens(table, lens, tokens) {
+  const header = el("tr", {}, el("th", { text: "" }), ...tokens.map((t) => el("th", { class: "tok", text: shown(t) })));
+  const rows = lens.points.map((point, p) => el("tr", {}, el("th", { text: point }), ...tokens.map((_, t) => {
+    const cell = el("td", { text: shown(lens.top[p][t]),
+      title: `top ${percent(lens.p[p][t])}; the next token ${percent(lens.target_p[p][t])} (rank ${lens.target_rank[p][t] || "–"})` });
+    const [r, g, b] = blue(lens.p[p][t]);
+    cell.style.background = `rgb(${r},${g},${b})`;
+    if (lens.p[p][t] > 0.6) cell.style.color = "#fff";
+    return cell;
+  })));
+  table.replaceChildren(header, ...rows);
+}
+
 // ---------------------------------------------------------------------------------------------- a decoder-only run
 
 class GptRun {
@@ -155,7 +215,8 @@ class GptRun {
     this.info = info;
     this.view = null;
     this.weights = null;
-    this.selected = { layer: info.n_layers - 1, head: 0 };
+    const last = info.maps[info.maps.length - 1];
+    this.selected = { map: last.name, head: 0 };
     this.query = -1;
     this.ablate = new Set();
     this.overData = null;
@@ -166,8 +227,7 @@ class GptRun {
   build(root) {
     const info = this.info;
     this.section = el("section", { class: "run", "data-run": info.index, "aria-label": `run ${info.name}` });
-    this.section.append(el("h2", { text: `${info.name}` }),
-      el("p", { class: "shape", text: `decoder-only · ${info.n_layers} layers × ${info.n_heads} heads × ${info.dim} wide · block ${info.block_size} · positions ${info.pos}` }));
+    this.section.append(el("h2", { text: `${info.name}` }), el("p", { class: "shape", text: `${info.noun} · ${info.shape}` }));
     this.tokens = el("div", { class: "tokens", "aria-label": "the text as tokens (click one to see what it reads)" });
     this.next = el("table", { class: "next" });
     this.grid = el("div", { class: "head-grid" });
@@ -179,13 +239,13 @@ class GptRun {
     this.patchOut = el("div", { class: "patch" });
     const phenomenon = el("select", { "aria-label": "minimal pairs to patch" });
     for (const p of info.phenomena) phenomenon.append(el("option", { value: p, text: p }));
-    const patchButton = el("button", { type: "button", text: "patch", onclick: () => this.loadPatch(phenomenon.value) });
+    const patchButton = el("button", { type: "button", text: "patch", onclick: () => loadPatch(info, this.patchOut, phenomenon.value) });
     this.rolesNote = el("p", { class: "note", text: "roles over data: measuring…" });
     this.section.append(
       el("h3", { text: "tokens" }), this.tokens,
       el("h3", { text: "next token" }), this.next,
-      el("h3", { text: "attention: every layer and head" }), this.rolesNote, this.grid,
-      this.largeTitle, el("div", { class: "large-box" }, this.large), this.reads,
+      el("h3", { text: "attention: every layer and head (tick “off” to switch a head off in every view)" }), this.rolesNote,
+      this.grid, this.largeTitle, el("div", { class: "large-box" }, this.large), this.reads,
       el("h3", { text: "logit lens: the top token read from the stream after each block" }), this.lens,
       el("h3", { text: "activation patching on built-in minimal pairs" }), el("div", { class: "row" }, phenomenon, patchButton),
       this.patchOut,
@@ -206,7 +266,7 @@ class GptRun {
   async update(asked) {
     if (this.controller) this.controller.abort();
     this.controller = new AbortController();
-    const body = { ...asked, ablate: [...this.ablate].map((key) => key.split(".").map(Number)) };
+    const body = { ...asked, ablate: ablateList(this.ablate) };
     let view;
     try {
       view = await (await api(`api/runs/${this.info.index}/view`, body, this.controller.signal)).json();
@@ -225,7 +285,7 @@ class GptRun {
     this.drawNext();
     this.drawGrid();
     this.drawLarge();
-    this.drawLens();
+    drawLens(this.lens, this.view.lens, this.view.tokens);
   }
 
   drawTokens() {
@@ -256,7 +316,7 @@ class GptRun {
       return row;
     });
     const caption = el("caption", { text: ablated
-      ? `with ${this.view.ablated.map(([l, h]) => `L${l}H${h}`).join(", ")} off: total variation ${percent(next.total_variation)} from the intact model`
+      ? `with ${offCaption(this.view.ablated)} off: total variation ${percent(next.total_variation)} from the intact model`
       : "the intact model" });
     this.next.replaceChildren(caption, head, ...rows);
   }
@@ -267,46 +327,28 @@ class GptRun {
   }
 
   drawGrid() {
-    const { n_layers: L, n_heads: H } = this.info;
-    const cells = [];
-    for (let layer = 0; layer < L; layer++) {
-      for (let head = 0; head < H; head++) {
-        const key = `${layer}.${head}`;
-        const canvas = el("canvas", { class: "small", title: `layer ${layer} head ${head}` });
-        drawMatrix(canvas, headMatrix(this.weights, layer, head), 72);
-        const role = this.view.roles[layer * H + head];
-        const over = this.roleOverData(layer, head);
-        const toggle = el("input", { type: "checkbox", "aria-label": `switch off layer ${layer} head ${head}`,
-          "data-head": key });
-        toggle.checked = this.ablate.has(key);
-        toggle.addEventListener("change", () => {
-          if (toggle.checked) this.ablate.add(key); else this.ablate.delete(key);
-          changed();
-        });
-        const selected = this.selected.layer === layer && this.selected.head === head;
-        cells.push(el("figure", { class: `head${selected ? " selected" : ""}${toggle.checked ? " off" : ""}`,
-          onclick: (event) => { if (event.target !== toggle && event.target.tagName !== "LABEL") this.select(layer, head); } },
-          canvas,
-          el("figcaption", {}, el("b", { text: `L${layer} H${head}` }),
-            el("span", { class: "role", text: `here: ${role.role === "mixed" ? "mixed" : `${role.role} ${role.score.toFixed(2)}`}` }),
-            el("span", { class: "role data", text: over ? `over data: ${over.role}` : "over data: …" }),
-            el("label", { class: "off-toggle" }, toggle, " off"))));
-      }
-    }
-    this.grid.style.gridTemplateColumns = `repeat(${H}, auto)`;
-    this.grid.replaceChildren(...cells);
+    const maps = this.info.maps;
+    headGrid(this.grid, this.weights, maps, { size: 72, selected: this.selected, ablate: this.ablate,
+      onSelect: (map, head) => this.select(map, head),
+      describe: (i, head) => {
+        const role = this.view.roles.find((r) => r.layer === i && r.head === head);
+        const over = this.roleOverData(i, head);
+        return [el("span", { class: "role", text: `here: ${!role || role.role === "mixed" ? "mixed" : `${role.role} ${role.score.toFixed(2)}`}` }),
+          el("span", { class: "role data", text: over ? `over data: ${over.role}` : "over data: …" })];
+      } });
   }
 
-  select(layer, head) {
-    this.selected = { layer, head };
+  select(map, head) {
+    this.selected = { map, head };
     this.drawGrid();
     this.drawLarge();
   }
 
   drawLarge() {
-    const { layer, head } = this.selected;
-    const matrix = headMatrix(this.weights, layer, head);
-    this.largeTitle.textContent = `layer ${layer} head ${head}: rows read, columns are read (click a token above)`;
+    const { map, head } = this.selected;
+    const index = Math.max(0, this.info.maps.findIndex((m) => m.name === map));
+    const matrix = headMatrix(this.weights, index, head);
+    this.largeTitle.textContent = `${map} head ${head}: rows read, columns are read (click a token above)`;
     const cell = drawMatrix(this.large, matrix, 360);
     const context = this.large.getContext("2d");  // the row of the token chosen above
     context.strokeStyle = "#e8590c"; context.lineWidth = 2;
@@ -321,34 +363,9 @@ class GptRun {
     this.reads.replaceChildren(el("li", { class: "what", text: `what “${shown(tokens[q])}” (token ${q}) reads:` }), ...items);
   }
 
-  drawLens() {
-    const lens = this.view.lens;
-    const tokens = this.view.tokens;
-    const header = el("tr", {}, el("th", { text: "" }), ...tokens.map((t) => el("th", { class: "tok", text: shown(t) })));
-    const rows = lens.points.map((point, p) => el("tr", {}, el("th", { text: point }), ...tokens.map((_, t) => {
-      const cell = el("td", { text: shown(lens.top[p][t]),
-        title: `top ${percent(lens.p[p][t])}; the next token ${percent(lens.target_p[p][t])} (rank ${lens.target_rank[p][t] || "–"})` });
-      const [r, g, b] = blue(lens.p[p][t]);
-      cell.style.background = `rgb(${r},${g},${b})`;
-      if (lens.p[p][t] > 0.6) cell.style.color = "#fff";
-      return cell;
-    })));
-    this.lens.replaceChildren(header, ...rows);
-  }
-
-  async loadPatch(phenomenon) {
-    this.patchOut.replaceChildren(el("p", { class: "note", text: `patching ${phenomenon} pairs…` }));
-    try {
-      const report = await (await api(`api/runs/${this.info.index}/patch`, { phenomenon })).json();
-      drawPatch(this.patchOut, report);
-    } catch (e) {
-      this.patchOut.replaceChildren(el("p", { class: "error", text: e.message }));
-    }
-  }
-
   async sample(asked, maxNew) {
     this.sampleOut.textContent = "";
-    const body = { ...asked, max_new_tokens: maxNew, ablate: [...this.ablate].map((key) => key.split(".").map(Number)) };
+    const body = { ...asked, max_new_tokens: maxNew, ablate: ablateList(this.ablate) };
     const response = await api(`api/runs/${this.info.index}/sample`, body);
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
@@ -370,6 +387,15 @@ class GptRun {
         if (event.error) throw new Error(`${this.info.name}: ${event.error}`);
       }
     }
+  }
+}
+
+async function loadPatch(info, box, phenomenon) {
+  box.replaceChildren(el("p", { class: "note", text: `patching ${phenomenon} pairs…` }));
+  try {
+    drawPatch(box, await (await api(`api/runs/${info.index}/patch`, { phenomenon })).json());
+  } catch (e) {
+    box.replaceChildren(el("p", { class: "error", text: e.message }));
   }
 }
 
@@ -399,13 +425,18 @@ function drawPatch(box, report) {
   box.replaceChildren(...parts);
 }
 
-// ---------------------------------------------------------------------------------------------- an encoder-decoder run
+// ---------------------------------------------------------------------------------------------- a run that reads a source
 
+// Any architecture whose forward reads a source sentence (info.reads_source): its cross-attention maps, however
+// many and however many heads each, against the gold links; its decoder's own attention and logit lens when it
+// has them.
 class PairRun {
   constructor(info, root) {
     this.info = info;
     this.answer = null;
     this.selected = null;
+    this.ablate = new Set();
+    this.maps = { cross: info.maps.filter((m) => m.kind === "cross"), self: info.maps.filter((m) => m.kind === "self") };
     this.build(root);
   }
 
@@ -417,26 +448,30 @@ class PairRun {
         onclick: () => { document.getElementById("text").value = sentence; changed(); } })));
     this.translation = el("dl", { class: "translation" });
     this.best = el("p", { class: "best" });
-    this.grid = el("div", { class: "head-grid" });
+    this.written = el("table", { class: "written lens" });
+    this.grid = el("div", { class: "head-grid cross" });
     this.large = el("canvas", { class: "large", "aria-label": "the selected cross-attention head" });
     this.largeTitle = el("h4");
     this.labels = el("p", { class: "note" });
+    this.selfGrid = el("div", { class: "head-grid self" });
+    this.lens = el("table", { class: "lens" });
     this.patchOut = el("div", { class: "patch" });
     const phenomenon = el("select", { "aria-label": "source pairs to patch" });
     for (const p of info.phenomena) phenomenon.append(el("option", { value: p, text: p }));
-    const patchButton = el("button", { type: "button", text: "patch", onclick: async () => {
-      this.patchOut.replaceChildren(el("p", { class: "note", text: `patching ${phenomenon.value} pairs…` }));
-      try {
-        drawPatch(this.patchOut, await (await api(`api/runs/${info.index}/patch`, { phenomenon: phenomenon.value })).json());
-      } catch (e) { this.patchOut.replaceChildren(el("p", { class: "error", text: e.message })); }
-    } });
-    this.section.append(el("h2", { text: info.name }),
-      el("p", { class: "shape", text: `encoder–decoder · ${info.encoder_layers} + ${info.n_layers} layers × ${info.n_heads} heads × ${info.dim} wide · positions ${info.pos}` }),
+    const patchButton = el("button", { type: "button", text: "patch", onclick: () => loadPatch(info, this.patchOut, phenomenon.value) });
+    this.section.append(el("h2", { text: info.name }), el("p", { class: "shape", text: `${info.noun} · ${info.shape}` }),
       examples, el("h3", { text: "translation" }), this.translation, this.best,
-      el("h3", { text: "cross-attention: every layer and head (rows: target tokens written; columns: source tokens)" }),
-      this.grid, this.largeTitle, el("div", { class: "large-box" }, this.large), this.labels,
-      el("h3", { text: "activation patching on built-in source pairs" }), el("div", { class: "row" }, phenomenon, patchButton),
-      this.patchOut);
+      el("h4", { text: "the probability of each token written (teacher forcing)" }), this.written,
+      el("h3", { text: "cross-attention: every map and head (rows: target tokens written; columns: source tokens)" }),
+      this.grid, this.largeTitle, el("div", { class: "large-box" }, this.large), this.labels);
+    if (this.maps.self.length) {
+      this.section.append(el("h3", { text: "the decoder's self-attention (rows read the translation so far)" }), this.selfGrid);
+    }
+    if (info.lens) {
+      this.section.append(el("h3", { text: "logit lens of the decoder, given the source: the top token after each block" }), this.lens);
+    }
+    this.section.append(el("h3", { text: "activation patching on built-in source pairs" }),
+      el("div", { class: "row" }, phenomenon, patchButton), this.patchOut);
     root.append(this.section);
   }
 
@@ -445,53 +480,69 @@ class PairRun {
     this.controller = new AbortController();
     let answer;
     try {
-      answer = await (await api(`api/runs/${this.info.index}/translate`, { sentence: asked.text }, this.controller.signal)).json();
+      answer = await (await api(`api/runs/${this.info.index}/translate`, { sentence: asked.text, ablate: ablateList(this.ablate) },
+        this.controller.signal)).json();
     } catch (e) {
       if (e.name === "AbortError") return;
       throw new Error(`${this.info.name}: ${e.message}`);
     }
     this.answer = answer;
-    this.weights = answer.attention ? decodeWeights(answer.attention.cross) : null;
-    if (answer.alignment) this.selected = { layer: answer.alignment.best.layer, head: answer.alignment.best.head };
-    else if (!this.selected) this.selected = { layer: this.info.n_layers - 1, head: 0 };
+    const groups = answer.attention ? answer.attention.groups : {};
+    this.weights = groups.cross ? decodeWeights(groups.cross.weights) : null;
+    this.selfWeights = groups.self ? decodeWeights(groups.self.weights) : null;
+    if (answer.alignment) this.selected = { map: answer.alignment.best.map, head: answer.alignment.best.head };
+    else if (!this.selected && this.maps.cross.length) this.selected = { map: this.maps.cross[this.maps.cross.length - 1].name, head: 0 };
     this.draw();
   }
 
   draw() {
     const a = this.answer;
+    const off = a.ablated.length > 0;
     const items = [el("dt", { text: "source" }), el("dd", { text: a.source }),
-      el("dt", { text: "the model's translation" }), el("dd", { class: "model-translation", text: a.translation || "(nothing)" })];
+      el("dt", { text: off ? `the model's translation with ${offCaption(a.ablated)} off` : "the model's translation" }),
+      el("dd", { class: "model-translation", text: a.translation || "(nothing)" })];
+    if (off) items.push(el("dt", { text: "the intact model's" }), el("dd", { class: "intact-translation", text: a.translation_intact || "(nothing)" }));
     if (a.reference) items.push(el("dt", { text: "the built-in corpus's translation" }), el("dd", { text: a.reference }));
     this.translation.replaceChildren(...items);
     if (a.alignment) {
       const best = a.alignment.best;
-      this.best.textContent = `best-aligned head: layer ${best.layer} head ${best.head}, alignment error rate ${best.aer.toFixed(3)} against the gold links (random heads ${a.alignment.random_aer.toFixed(3)}); attention read on the corpus's translation`;
+      this.best.textContent = `best-aligned head: ${best.map} head ${best.head}, alignment error rate ${best.aer.toFixed(3)} against the gold links (random heads ${a.alignment.random_aer.toFixed(3)}); attention read on the corpus's translation`;
     } else {
       this.best.textContent = a.note || "not a sentence of the built-in grammar: no gold links to score the heads against";
     }
-    if (!this.weights) {
-      this.grid.replaceChildren();
+    if (!a.attention) {
+      for (const box of [this.grid, this.selfGrid, this.written, this.lens]) box.replaceChildren();
       this.large.width = 0; this.large.height = 0;
       this.largeTitle.textContent = "";
       return;
     }
-    const { n_layers: L, n_heads: H } = this.info;
-    const aer = new Map((a.alignment ? a.alignment.heads : []).map((h) => [`${h.layer}.${h.head}`, h.aer]));
-    const cells = [];
-    for (let layer = 0; layer < L; layer++) {
-      for (let head = 0; head < H; head++) {
-        const canvas = el("canvas", { class: "small", title: `layer ${layer} head ${head}` });
-        drawMatrix(canvas, headMatrix(this.weights, layer, head), 96);
-        const selected = this.selected.layer === layer && this.selected.head === head;
-        const score = aer.get(`${layer}.${head}`);
-        cells.push(el("figure", { class: `head${selected ? " selected" : ""}`, onclick: () => { this.selected = { layer, head }; this.draw(); } },
-          canvas, el("figcaption", {}, el("b", { text: `L${layer} H${head}` }),
-            el("span", { class: "role", text: score === undefined ? "" : `AER ${score.toFixed(3)}` }))));
-      }
+    this.drawWritten();
+    const aer = new Map((a.alignment ? a.alignment.heads : []).map((h) => [`${h.map}|${h.head}`, h.aer]));
+    const select = (map, head) => { this.selected = { map, head }; this.draw(); };
+    if (this.weights) {
+      headGrid(this.grid, this.weights, this.maps.cross, { size: 96, selected: this.selected, ablate: this.ablate, onSelect: select,
+        describe: (i, head) => {
+          const score = aer.get(`${this.maps.cross[i].name}|${head}`);
+          return [el("span", { class: "role", text: score === undefined ? "" : `AER ${score.toFixed(3)}` })];
+        } });
+      this.drawLarge();
     }
-    this.grid.style.gridTemplateColumns = `repeat(${H}, auto)`;
-    this.grid.replaceChildren(...cells);
-    this.drawLarge();
+    if (this.selfWeights) {
+      headGrid(this.selfGrid, this.selfWeights, this.maps.self, { size: 72, selected: null, ablate: this.ablate,
+        onSelect: () => {}, describe: () => [] });
+    }
+    if (a.lens) drawLens(this.lens, a.lens, a.attention.target_tokens);
+  }
+
+  drawWritten() {
+    const a = this.answer;
+    const off = a.written_p_intact !== undefined;
+    const rows = [el("tr", {}, el("th", { text: "written" }), ...a.attention.written.map((t) => el("th", { class: "tok", text: shown(t) }))),
+      el("tr", {}, el("th", { text: off ? "p, heads off" : "p" }), ...a.written_p.map((p) => el("td", { class: "num", text: percent(p) })))];
+    if (off) {
+      rows.push(el("tr", {}, el("th", { text: "p, intact" }), ...a.written_p_intact.map((p) => el("td", { class: "num", text: percent(p) }))));
+    }
+    this.written.replaceChildren(...rows);
   }
 
   goldCells() {
@@ -507,12 +558,13 @@ class PairRun {
   }
 
   drawLarge() {
-    const { layer, head } = this.selected;
+    const { map, head } = this.selected;
     const att = this.answer.attention;
-    const matrix = headMatrix(this.weights, layer, head);
+    const index = Math.max(0, this.maps.cross.findIndex((m) => m.name === map));
+    const matrix = headMatrix(this.weights, index, head);
     const cell = drawMatrix(this.large, matrix, 420, this.goldCells());
     this.large.dataset.cell = String(cell);
-    this.largeTitle.textContent = `layer ${layer} head ${head}` + (this.answer.gold.length ? " (orange: the gold word links)" : "");
+    this.largeTitle.textContent = `${map} head ${head}` + (this.answer.gold.length ? " (orange: the gold word links)" : "");
     this.labels.textContent = `rows: ${att.written.map(shown).join(" ")} — columns: ${att.source_tokens.map(shown).join(" ")}`;
   }
 }
@@ -546,14 +598,14 @@ async function start() {
   }
   const root = document.getElementById("runs");
   root.style.gridTemplateColumns = `repeat(${runs.length}, minmax(0, 1fr))`;
-  state.runs = runs.map((info) => (info.arch === "encoder-decoder" ? new PairRun(info, root) : new GptRun(info, root)));
+  state.runs = runs.map((info) => (info.reads_source ? new PairRun(info, root) : new GptRun(info, root)));
   const text = document.getElementById("text");
   text.maxLength = Math.min(...runs.map((r) => r.max_text_chars));
-  text.value = runs.every((r) => r.arch === "encoder-decoder") ? runs[0].examples[0]
+  text.value = runs.every((r) => r.reads_source) ? runs[0].examples[0]
     : "The little dog sees the big red ball. The dog";
   for (const id of ["text", "temperature", "top-k", "top-p"]) document.getElementById(id).addEventListener("input", changed);
   document.getElementById("sample").addEventListener("click", sampleAll);
-  document.getElementById("sample").hidden = runs.every((r) => r.arch === "encoder-decoder");
+  document.getElementById("sample").hidden = runs.every((r) => r.reads_source);
   window.minitx.ready = true;
   changed();
 }
