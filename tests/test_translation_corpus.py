@@ -348,7 +348,7 @@ def test_the_reader_takes_the_users_field_names_and_no_alignment(tmp_path):
     ('{"source": "A.", "target": "B."}\nnot json\n', ["line 2 is not JSON"]),
     ('{"en": "A.", "target": "B."}\n', ["line 1 has no field 'source'", "'en'", "--source-field"]),
     ('{"source": "  ", "target": "B."}\n', ["line 1", "source", "empty"]),
-    ('{"source": "A.", "target": 3}\n', ["'target' is a int"]),
+    ('{"source": "A.", "target": 3}\n', ["'target' holds the integer 3, not text"]),
     ('[1, 2]\n', ["line 1 is a JSON list"]),
     ('{"source": "A b.", "target": "B.", "alignment": [[2, 0]]}\n', ["[2, 0] is outside"]),
     ('{"source": "A b.", "target": "B.", "alignment": [0, 0]}\n', ["alignment must be a list"]),

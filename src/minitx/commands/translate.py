@@ -54,7 +54,7 @@ def run_translate(
     file is read. Ctrl-C ends it with exit 130, keeping the lines printed.
     """
     from minitx.generation.translate import check_translate_settings, encode_sentences, translate_batches
-    from minitx.memory import require_inference_fits
+    from minitx.model.memory import require_inference_fits
     from minitx.model.quantize import check_quantize
 
     check_quantize(quantize)

@@ -202,7 +202,7 @@ class SlidingWindowDecoder:
         self.prompt_length = prompt_len
         self.length = prompt_len  # tokens[:, :length] are filled
         self.start = 0  # the model sees tokens[:, start:length]
-        from minitx.memory import require_inference_fits
+        from minitx.model.memory import require_inference_fits
 
         require_inference_fits(config, str(weights.device), batch)
         self.cache = KVCache(config, batch, device=weights.device, dtype=weights.dtype)

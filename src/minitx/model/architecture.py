@@ -106,6 +106,11 @@ class Architecture:
         return (f"{config.n_layers} layers × {config.n_heads} heads × {config.dim} wide, block {config.block_size}, "
                 f"pos {config.pos}")
 
+    def block_counts(self, config: Any) -> tuple[int, int]:
+        """(blocks of attention and MLP in all stacks, blocks that also cross-attend): what `model/memory.py`
+        estimates a model's size from."""
+        return config.n_layers, 0
+
     def stack(self, name: str) -> Stack:
         """The stack called `name` ("decoder", "encoder"); a KeyError naming the ones it has."""
         for stack in self.stacks:
@@ -166,6 +171,10 @@ class EncoderDecoderArchitecture(Architecture):
     next_steps = 'minitx translate {run} "The red ball is big."'
     hf_families = ()
     hf_refusal = "minitx exports decoder-only models (GPT-2, GPT-NeoX, MPT); an encoder-decoder has no target yet"
+
+    def block_counts(self, config: Any) -> tuple[int, int]:
+        """The encoder's blocks and the decoder's; each decoder block also cross-attends."""
+        return (config.encoder_layers or config.n_layers) + config.n_layers, config.n_layers
 
     def shape(self, config: Any) -> str:
         """"encoder 2 + decoder 2 layers × 4 heads × 128 wide, block 64, pos rope" (+ the encoder's own kind)."""

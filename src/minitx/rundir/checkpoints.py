@@ -214,8 +214,8 @@ def remove_leftovers(run_dir: Path) -> list[str]:
 def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[nn.Module, Run]:
     """Rebuild the model of a run directory -- the registry's class for its `arch` -- from its newest complete
     checkpoint (strictly: every name, every shape)."""
-    from minitx.memory import require_inference_fits
     from minitx.model import build_model
+    from minitx.model.memory import require_inference_fits
 
     run = load_run(run_dir)
     weights = require_checkpoint(run.path) / WEIGHTS

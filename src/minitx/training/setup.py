@@ -52,8 +52,8 @@ from minitx.dataset import load_training_data
 from minitx.device import resolve_device, resolve_dtype
 from minitx.errors import UserError
 from minitx.fileio import check_writable, crash_point
-from minitx.memory import require_training_fits
 from minitx.model import check_model_config
+from minitx.model.memory import require_training_fits
 from minitx.rundir.lock import LOCK, run_lock
 from minitx.tokens.sources import is_stream
 from minitx.training import distributed

@@ -32,13 +32,19 @@ from minitx.errors import UserError
 FLOAT_BYTES = 4
 
 
+def block_counts(model: Any) -> tuple[int, int]:
+    """(blocks of attention and MLP, cross-attention sub-layers) in a model of this configuration: its
+    architecture counts them (`Architecture.block_counts`)."""
+    from minitx.model.registry import architecture
+
+    return architecture(model.arch).block_counts(model)
+
+
 def parameter_estimate(model: Any) -> int:
     """About how many parameters a ModelConfig has (exact to within the biases and LayerNorms)."""
     c, v, t, r = model.dim, model.vocab_size, model.block_size, model.mlp_ratio
-    block = (4 + 2 * r) * c * c
-    blocks = model.n_layers * block
-    if model.arch == "encoder-decoder":
-        blocks += (model.encoder_layers or model.n_layers) * block + model.n_layers * 4 * c * c
+    stacked, cross = block_counts(model)
+    blocks = stacked * (4 + 2 * r) * c * c + cross * 4 * c * c
     embeddings = v * c * (1 if model.tie_embeddings else 2)
     positions = t * c if model.pos == "learned" else 0
     return embeddings + positions + blocks
@@ -47,7 +53,7 @@ def parameter_estimate(model: Any) -> int:
 def training_bytes(model: Any, batch_size: int) -> dict[str, int]:
     """Weights, gradients + AdamW moments, and the activations of one micro-batch, in bytes."""
     p = parameter_estimate(model)
-    layers = model.n_layers + (model.encoder_layers or model.n_layers if model.arch == "encoder-decoder" else 0)
+    layers = block_counts(model)[0]
     tokens = batch_size * model.block_size
     activations = tokens * (layers * (12 + 2 * model.mlp_ratio) * model.dim + 3 * model.vocab_size)
     return {"weights": FLOAT_BYTES * p, "gradients and AdamW moments": 3 * FLOAT_BYTES * p,
