@@ -277,3 +277,19 @@ def test_the_loss_ignores_positions_marked_minus_one():
     expected = F.cross_entropy(logits[:2].reshape(-1, VOCAB)[[0, 1, 2, 3]], torch.tensor([3, 4, END, 3]))
     torch.testing.assert_close(loss, expected)
 
+
+
+# -- the same search code as the transformer's (generation/translate.py) -------------------------------------
+
+@pytest.mark.parametrize(("arch", "cell"), [("rnn", "gru"), ("rnn-attention", "gru"), ("rnn-attention", "lstm")])
+def test_greedy_and_beam_search_translate_with_the_cached_state_as_by_rerunning_the_decoder(arch, cell):
+    from minitx.generation.translate import beam_search, greedy
+
+    model, sources, _ = reversal_model(arch, cell)
+    cached = greedy(model, sources, END, max_new_tokens=12)
+    assert cached == [source[::-1] for source in sources]  # it learned them, and the search code finds them
+    assert cached == greedy(model, sources, END, max_new_tokens=12, use_cache=False)
+    assert beam_search(model, sources, END, beam=1, max_new_tokens=12) == cached  # beam 1 is greedy
+    novel = [[5, 6, 7, 8, 9, 10, 11], [12, 3, 4], [25]]  # not learned: the beams disagree along the way
+    beams = beam_search(model, novel, END, beam=3, max_new_tokens=12)
+    assert beams == beam_search(model, novel, END, beam=3, max_new_tokens=12, use_cache=False)

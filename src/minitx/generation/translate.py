@@ -13,6 +13,10 @@ memory are computed once per layer before the first step (`KVCache.cross`), and 
 `EncoderDecoder.decode_next`. Sentences are translated in batches of similar length (right-padded
 sources, `source_padding` hides the padding).
 
+Any model with the same decoding methods is driven by the same search code: `new_cache`, `decode_plan`,
+`prefill_cross`, `decode_next`, `decode` and the cache's `reorder(rows)` -- the RNN encoder-decoders of
+model/rnn.py, whose cache is the decoder's state s rather than keys and values, translate this way too.
+
 A model with int8 weights (`quantize_int8`, `minitx translate --quantize int8`) decodes the same way:
 its memory, and so the cache made in its dtype, are bfloat16, and `decode_plan` hands `decode_next`
 each linear map's int8 kernel; greedy and beam search need nothing of their own.
@@ -27,7 +31,6 @@ import torch
 import torch.nn.functional as F
 
 from minitx.errors import UserError
-from minitx.model.attention import KVCache
 from minitx.model.encoder_decoder import pad_sources
 from minitx.model.inputs import encode_sources, end_token
 
@@ -67,7 +70,7 @@ def greedy(model: EncoderDecoder, sources: list[list[int]], boundary_id: int, ma
     memory = model.encode(source, padding)
     cache, plan = None, None
     if use_cache:
-        cache = KVCache(model.config, batch, device=device, dtype=memory.dtype)
+        cache = model.new_cache(batch, device=device, dtype=memory.dtype)
         plan = model.decode_plan(padding)
         model.prefill_cross(memory, cache, plan)
     written = torch.full((batch, steps + 1), boundary_id, dtype=torch.long, device=device)  # start token, then y_1..
@@ -113,7 +116,7 @@ def beam_search(model: EncoderDecoder, sources: list[list[int]], boundary_id: in
     padding = padding.repeat_interleave(k, dim=0)
     cache, plan = None, None
     if use_cache:
-        cache = KVCache(model.config, n * k, device=device, dtype=memory.dtype)
+        cache = model.new_cache(n * k, device=device, dtype=memory.dtype)
         plan = model.decode_plan(padding)
         model.prefill_cross(memory, cache, plan)
     scores = torch.full((n, k), float("-inf"), device=device)
@@ -161,10 +164,7 @@ def beam_search(model: EncoderDecoder, sources: list[list[int]], boundary_id: in
         origins = torch.tensor(new_origin, dtype=torch.long, device=device)
         rows = (torch.arange(n, device=device)[:, None] * k + origins).view(-1)  # [N·K] rows to continue
         if cache is not None:
-            filled = cache.length  # slots 0..filled-1: each surviving beam takes its parent's keys and values
-            for layer in range(len(cache.k)):
-                for store in (cache.k[layer], cache.v[layer]):
-                    store[:, :, :filled] = store[:, :, :filled].index_select(0, rows)
+            cache.reorder(rows)  # each surviving beam takes its parent's cached decoder state
         tokens = torch.tensor(new_token, dtype=torch.long, device=device).view(-1, 1)
         written = torch.cat([written.index_select(0, rows), tokens], dim=1)
         scores = torch.tensor(new_scores, device=device)

@@ -80,6 +80,14 @@ class KVCache:
         self.length = 0
         self.cross = [None] * len(self.cross)
 
+    def reorder(self, rows: Tensor) -> None:
+        """Row i takes row rows[i]'s keys and values (slots 0..length-1): beam search's beams follow their parents.
+
+        `cross` is not moved: beam search only continues beams of the same sentence, whose source is the same.
+        """
+        for store in (*self.k, *self.v):
+            store[:, :, : self.length] = store[:, :, : self.length].index_select(0, rows)
+
     def crop(self, n: int) -> None:
         """Keep only the first n tokens, e.g. to reuse a shared prompt."""
         if not 0 <= n <= self.length:

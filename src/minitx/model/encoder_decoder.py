@@ -239,6 +239,11 @@ class EncoderDecoder(HookedModel, nn.Module):
             x = x[:, -1:, :]  # [B, 1, C]
         return self.lm_head(self.decoder["hook_final"](self.decoder["ln_f"](x)))
 
+    def new_cache(self, batch_size: int, device: torch.device | str | None = None,
+                  dtype: torch.dtype = torch.float32) -> KVCache:
+        """An empty KV cache for `batch_size` target rows (`prefill_cross` fills its cross-attention part)."""
+        return KVCache(self.config, batch_size, device=device, dtype=dtype)
+
     def decode_plan(self, source_padding: Tensor | None = None) -> EncoderDecoderPlan:
         """Each decoder block's pieces, the output layer and the source mask for `decode_next`, once per generation.
 
