@@ -57,6 +57,25 @@ class Arch(str, Enum):
 ARCHITECTURES = tuple(a.value for a in Arch)
 
 
+class NormPlace(str, Enum):
+    """Where a block normalizes (`--norm`): one class each in model/norm.py."""
+
+    pre = "pre"
+    post = "post"
+    none = "none"
+
+
+class NormKind(str, Enum):
+    """Which normalization a block uses (`--norm-kind`): LayerNorm or RMSNorm."""
+
+    layer = "layer"
+    rms = "rms"
+
+
+NORM_PLACES = tuple(n.value for n in NormPlace)
+NORM_KINDS = tuple(n.value for n in NormKind)
+
+
 class WordOrder(str, Enum):
     """`minitx data translation --order`: where the target language puts its verbs."""
 
@@ -255,6 +274,8 @@ class ModelConfig:
         encoder_layers: an encoder-decoder's encoder blocks (None: as many as `n_layers`, the
             decoder's); unused by "gpt".
         encoder_pos: an encoder-decoder's encoder positions (None: the decoder's `pos`); unused by "gpt".
+        norm, norm_kind: where each block normalizes (pre, post, none) and with what (layer, rms); a run
+            saved before they existed is pre-LN LayerNorm, their defaults.
     """
 
     vocab_size: int = flag(MISSING, "Vocabulary size of the BPE trained for the run (a --tokenizer brings its own).",
@@ -274,6 +295,10 @@ class ModelConfig:
     encoder_layers: int | None = flag(None, "encoder-decoder: the encoder's blocks (default: --layers).", MODEL)
     encoder_pos: str | None = flag(None, "encoder-decoder: the encoder's positions (default: --pos).", MODEL,
                                    choices=PositionKind)
+    norm: str = flag("pre", "Where each block normalizes: pre (inside each branch, as GPT-2), post (after each "
+                            "residual sum, as the 2017 transformer) or none.", MODEL, choices=NormPlace)
+    norm_kind: str = flag("layer", "The normalization: layer (LayerNorm) or rms (RMSNorm).", MODEL,
+                          choices=NormKind)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -291,6 +316,10 @@ class ModelConfig:
             if kind is not None and kind not in POSITIONAL_ENCODINGS:
                 choices = ", ".join(POSITIONAL_ENCODINGS)
                 raise UserError(f"unknown positional encoding {kind!r}; choose one of {choices}")
+        if self.norm not in NORM_PLACES:
+            raise UserError(f"unknown --norm {self.norm!r}; choose one of {', '.join(NORM_PLACES)}")
+        if self.norm_kind not in NORM_KINDS:
+            raise UserError(f"unknown --norm-kind {self.norm_kind!r}; choose one of {', '.join(NORM_KINDS)}")
         if self.encoder_layers is not None and int(self.encoder_layers) < 1:
             raise UserError(f"encoder_layers must be at least 1, got {self.encoder_layers}")
         if self.activation not in ACTIVATIONS:
