@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NoReturn
 
+import pytest
 import torch
 
 from minitx.config import ModelConfig
@@ -66,3 +72,42 @@ def train_pair_run(out: Path) -> Path:
                                       "--quiet", "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
+
+
+# -- a real browser (Debian's chromium driven by Playwright for Python) ------------------------------------------
+
+
+def chromium_executable() -> str | None:
+    """$MINITX_CHROMIUM, or the first Chromium on the PATH (Playwright's own browser download is not needed)."""
+    if os.environ.get("MINITX_CHROMIUM"):
+        return os.environ["MINITX_CHROMIUM"]
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if found := shutil.which(name):
+            return found
+    return None
+
+
+def unavailable(why: str) -> NoReturn:
+    """Skip locally; in CI a missing browser is a failure, not a skip."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{why}: CI must run the browser test (.ci/run installs chromium)")
+    pytest.skip(why)
+
+
+@contextmanager
+def headless_chromium() -> Iterator[Any]:
+    """A headless Chromium browser for the page tests (closed after); skipped locally, failed in CI, when
+    Playwright or a Chromium executable is missing."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("playwright is not installed (pip install -e '.[dev]')")
+    executable = chromium_executable()
+    if executable is None:
+        unavailable("no Chromium found (apt-get install chromium, or set MINITX_CHROMIUM)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -8,12 +8,10 @@ fails, so the browser test can never be skipped there silently (.ci/run installs
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 import torch
 
+from helpers import headless_chromium
 from minitx.inspect.capture import AttentionCapture
 from minitx.inspect.colours import ramp_rgb
 from minitx.inspect.roles import head_roles
@@ -26,35 +24,10 @@ TRICKY = [DOC_TOKEN, "</script><img src=x onerror=alert(1)>", ' "quoted"', " 'si
 TITLE = "<b>run</b> & {{ data }} </script>"
 
 
-def chromium_executable() -> str | None:
-    if os.environ.get("MINITX_CHROMIUM"):
-        return os.environ["MINITX_CHROMIUM"]
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if found := shutil.which(name):
-            return found
-    return None
-
-
-def unavailable(why: str) -> None:
-    """Skip locally; in CI a missing browser is a failure, not a skip."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{why}: CI must run the browser test (.ci/run installs chromium)")
-    pytest.skip(why)
-
-
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -e '.[dev]')")
-    executable = chromium_executable()
-    if executable is None:
-        unavailable("no Chromium found (apt-get install chromium, or set MINITX_CHROMIUM)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+    with headless_chromium() as browser:
         yield browser
-        browser.close()
 
 
 def patterns(n: int) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 The notebook is executed in a fresh Python kernel (nbclient; any error in any cell fails), rendered to
 HTML with nbconvert (its "basic" template: the cells and their outputs, no script of nbconvert's own), and
-opened in headless Chromium (Playwright, found as tests/test_inspect_browser.py finds it): no console
+opened in headless Chromium (Playwright, through helpers.headless_chromium): no console
 error, no request leaves the page, and the heatmaps are there -- one SVG per attention head, a shaded
 table for the lens and for each patching grid, a bar per attributed part.
 
@@ -12,10 +12,11 @@ leaves it out, `.ci/run` (ALL=1) runs it. The notebook is kept in git with its o
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
+
+from helpers import headless_chromium
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "tour.ipynb"
 #: Seconds one cell may take (the longest trains the tiny preset, corpus and tokenizer included).
@@ -62,43 +63,17 @@ def test_the_tour_runs_and_every_result_draws_itself(executed) -> None:
     assert "validation loss" in printed and '"schema": "minitx.inspect-lens"' in printed
 
 
-def chromium_executable() -> str | None:
-    import shutil
-
-    if os.environ.get("MINITX_CHROMIUM"):
-        return os.environ["MINITX_CHROMIUM"]
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if found := shutil.which(name):
-            return found
-    return None
-
-
-def unavailable(why: str) -> None:
-    """Skip locally; in CI a missing browser is a failure, not a skip."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{why}: CI must run the browser test (.ci/run installs chromium)")
-    pytest.skip(why)
-
-
 @pytest.mark.slow
 def test_the_rendered_tour_shows_its_heatmaps_offline_without_console_errors(executed, tmp_path) -> None:
     from nbconvert import HTMLExporter
 
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -e '.[dev]')")
-    executable = chromium_executable()
-    if executable is None:
-        unavailable("no Chromium found (apt-get install chromium, or set MINITX_CHROMIUM)")
     body, _ = HTMLExporter(template_name="basic").from_notebook_node(executed)
     page_path = tmp_path / "tour.html"
     page_path.write_text(f'<!doctype html><html><head><meta charset="utf-8"><title>tour</title></head>'
                          f"<body>{body}</body></html>", encoding="utf-8")
     problems: list[str] = []
     fetched: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+    with headless_chromium() as browser:
         page = browser.new_page()
         page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: problems.append(str(error)))
@@ -111,7 +86,6 @@ def test_the_rendered_tour_shows_its_heatmaps_offline_without_console_errors(exe
             "table.minitx-heat td", "cells => cells.filter(c => getComputedStyle(c).backgroundColor !== "
             "'rgb(255, 255, 255)').length")
         first_head = page.locator("svg.minitx-head").first.bounding_box()
-        browser.close()
     assert problems == [] and fetched == []
     assert heads == 2 * 4 + 3 * 2 and drawn > heads and tables == 4 and shaded > 0
     assert first_head is not None and first_head["width"] > 50 and first_head["height"] > 50

@@ -3,7 +3,7 @@
 Type a prompt and the heatmap and the distribution change; switch a head off and the probabilities move;
 translate a built-in sentence and the alignment is drawn with its gold links; markup typed in is shown as
 text; a sample streams in; and no page logs a console error. Without Chromium or Playwright the tests
-skip locally and fail in CI (as tests/test_inspect_browser.py).
+skip locally and fail in CI (helpers.headless_chromium).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from test_inspect_browser import chromium_executable, unavailable  # noqa: E402
+from helpers import headless_chromium  # noqa: E402
 from test_serve import pair_run, story_run  # noqa: E402, F401 - the same two runs as the app's tests
 
 pytestmark = pytest.mark.slow
@@ -29,17 +29,8 @@ _SPEC.loader.exec_module(bench_serve)
 
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("playwright is not installed (pip install -e '.[dev]')")
-    executable = chromium_executable()
-    if executable is None:
-        unavailable("no Chromium found (apt-get install chromium, or set MINITX_CHROMIUM)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+    with headless_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
