@@ -165,7 +165,8 @@ def main() -> None:
     results = {}
     for name, cls in (("rnn", RNNEncoderDecoder), ("rnn-attention", RNNSearch)):
         torch.manual_seed(0)
-        config = ModelConfig(vocab_size=len(words.words), block_size=block, n_layers=1, n_heads=1, dim=args.dim)
+        config = ModelConfig(vocab_size=len(words.words), block_size=block, n_layers=1, n_heads=1, dim=args.dim,
+                             pos="none")
         model = cls(config)
         print(f"  {name}: {model.num_parameters():,} parameters", flush=True)
         seconds, loss = train(model, data, args.lr)

@@ -117,8 +117,14 @@ def test_an_architecture_that_forgets_an_answer_is_caught():
 
 
 @pytest.mark.parametrize("arch, command, refusal", [
-    ("gpt", "minitx translate", "runs/x is a decoder-only (gpt) run and minitx translate works on an encoder-decoder "
-                                "run only; use minitx generate RUN"),
+    ("gpt", "minitx translate", "runs/x is a decoder-only (gpt) run and minitx translate works on an encoder-decoder, "
+                                "an RNN encoder-decoder (rnn) or an RNN with attention (rnn-attention) run only; "
+                                "use minitx generate RUN"),
+    ("rnn", "minitx generate", "runs/x is an RNN encoder-decoder (rnn) run and minitx generate works on a "
+                               "decoder-only (gpt) run only; use minitx translate RUN"),
+    ("rnn-attention", "minitx inspect-lens", "runs/x is an RNN with attention (rnn-attention) run and minitx "
+                                             "inspect-lens works on a decoder-only (gpt) or an encoder-decoder run "
+                                             "only; use minitx translate RUN"),
     ("encoder-decoder", "minitx generate", "runs/x is an encoder-decoder run and minitx generate works on a "
                                            "decoder-only (gpt) run only; use minitx translate RUN"),
 ])

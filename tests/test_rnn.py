@@ -19,10 +19,12 @@ MODELS = {"rnn": RNNEncoderDecoder, "rnn-attention": RNNSearch}
 
 
 def rnn_config(cell: str = "gru", attention: str = "additive", **overrides) -> ModelConfig:
-    """A tiny config; `cell` and `attention` are set as attributes until ModelConfig has the fields."""
-    shape = {"vocab_size": VOCAB, "block_size": 24, "n_layers": 2, "n_heads": 1, "dim": 16} | overrides
+    """A tiny config of two layers each side; `cell` and `attention` are ModelConfig's fields (--cell, --attention)."""
+    shape = {"vocab_size": VOCAB, "block_size": 24, "n_layers": 2, "n_heads": 1, "dim": 16,
+             "pos": "none"} | overrides
     config = ModelConfig(**shape)
-    config.cell, config.attention = cell, attention
+    object.__setattr__(config, "cell", cell)  # past validation: the model's own check is tested too
+    object.__setattr__(config, "attention", attention)
     return config
 
 
@@ -47,7 +49,7 @@ def test_the_context_is_the_attention_weighted_sum_of_the_annotations_computed_b
     source, padding = ragged_sources()
     a = model.encode(source, padding)  # a⟨t'⟩ [B, S, C]
     s = torch.randn(3, 16)  # a decoder state s⟨t-1⟩
-    attention = model.attention
+    attention = model.decoder.cross_attn
     with torch.no_grad():
         context, alpha = attention(s, attention.keys(a), a, padding)
         e = torch.empty(3, a.shape[1])
@@ -79,7 +81,7 @@ def test_the_first_step_of_the_decoder_reads_the_hand_made_context():
         a = model.encode(source, padding)
         backward_first = a[:, 0, 8:]  # ←a⟨1⟩: the backward half at the first token
         s0 = torch.tanh(model.init_state(backward_first)).view(3, 2, 16)[:, -1]  # the top layer's s⟨0⟩
-        att = model.attention
+        att = model.decoder.cross_attn
         e = (torch.tanh(att.W(s0)[:, None] + att.U(a)) @ att.v.weight[0]).masked_fill(padding, float("-inf"))
         alpha = model.attention_map(source, target, padding)  # [B, T, S]
     torch.testing.assert_close(alpha[:, 0], torch.softmax(e, dim=-1), rtol=1e-5, atol=1e-6)
@@ -96,15 +98,47 @@ def test_attention_rows_sum_to_one_and_padding_gets_exactly_zero(kind):
     assert bool((alpha[~padding.unsqueeze(1).expand_as(alpha)] > 0).all())
 
 
-def test_the_attention_weights_pass_through_a_hook_point_and_the_captured_names():
+PATTERN = "decoder.cross_attn.hook_pattern"
+
+
+def test_the_hook_points_are_named_as_the_encoder_decoders_and_reading_them_changes_nothing():
     model = make("rnn-attention")
     source, padding = ragged_sources()
-    seen = []
-    model.attention.hook_pattern.register_forward_hook(lambda module, args, out: seen.append(out))
-    model(source, torch.tensor([[END, 3]] * 3), padding, return_weights=True)
-    assert len(seen) == 1 and seen[0].shape == (3, 1, 2, 7)  # [B, heads=1, T, S], as a cross-attention head
-    assert model.captured["decoder.cross_attn.hook_pattern"] is seen[0]
-    assert model.attn_weights["cross"][0] is seen[0]
+    target = torch.tensor([[END, 3]] * 3)
+    assert list(model.hook_points()) == ["encoder.hook_embed", "encoder.hook_memory", "decoder.hook_embed", PATTERN,
+                                         "decoder.hook_final"]
+    assert list(make("rnn").hook_points()) == ["encoder.hook_embed", "encoder.hook_memory", "decoder.hook_embed",
+                                               "decoder.hook_final"]
+    plain, _ = model(source, target, padding)
+    logits, cache = model.run_with_cache(source, target, padding)
+    assert torch.equal(logits, plain)
+    assert cache[PATTERN].shape == (3, 1, 2, 7)  # [B, heads=1, T, S], as a cross-attention head
+    assert cache["encoder.hook_memory"].shape == (3, 7, 16) and cache["decoder.hook_final"].shape == (3, 2, 16)
+    torch.testing.assert_close(cache[PATTERN][:, 0], model.attention_map(source, target, padding))
+
+
+def test_patching_the_attention_pattern_reruns_the_decoder_with_the_given_weights():
+    """A hook that gives α' makes every c⟨t⟩ = Σ α' a: the logits are those of the decoder fed those contexts."""
+    model = make("rnn-attention")
+    source, padding = ragged_sources()
+    target = torch.tensor([[END, 3, 4]] * 3)
+    plain, _ = model(source, target, padding)
+    first = (~padding).float().cumsum(1).eq(1) & ~padding  # all weight on the first source token
+    forced = first.float()[:, None, None, :].expand(3, 1, 3, 7)
+    patched = model.run_with_hooks(source, target, padding, fwd_hooks=[(PATTERN, lambda alpha, name: forced)])
+    assert not torch.allclose(patched, plain, atol=1e-3)
+    with torch.no_grad():  # by hand: the step with α given, at every position
+        memory = model.encode(source, padding)
+        states, context, _ = model._teacher_forced(model.wte(target), memory, padding, forced[:, 0])
+        torch.testing.assert_close(context, memory[:, :1].expand(3, 3, 16))  # c⟨t⟩ = a⟨1⟩
+        expected = model._output(states, context, model.wte(target))
+    torch.testing.assert_close(patched, expected)
+
+    def zero_in_place(alpha: torch.Tensor, name: str) -> None:  # an edit in place counts as a replacement too
+        alpha.zero_()
+
+    zeroed = model.run_with_hooks(source, target, padding, fwd_hooks=[(PATTERN, zero_in_place)])
+    assert not torch.allclose(zeroed, plain, atol=1e-3)
 
 
 # -- masking and gradients -------------------------------------------------------------------------------
@@ -130,7 +164,7 @@ def test_gradients_reach_every_parameter_of_the_encoder_and_the_decoder(arch, ce
     loss.backward()
     for name, parameter in model.named_parameters():
         assert parameter.grad is not None and bool(parameter.grad.abs().sum() > 0), name
-    assert any(name.startswith("encoder.") and "reverse" in name for name, _ in model.named_parameters()) == (
+    assert any(name.startswith("encoder.layers.") and "reverse" in name for name, _ in model.named_parameters()) == (
         arch == "rnn-attention")  # the bidirectional encoder's backward direction is among them
 
 

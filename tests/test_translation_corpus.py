@@ -327,6 +327,19 @@ def test_data_translation_writes_pairs_the_reader_reads_back(tmp_path):
     assert read_pairs(out) == translation_pairs(40, seed=2, order="sov")
 
 
+def test_data_translation_joins_long_pairs_under_a_word_cap(tmp_path):
+    from minitx.commands import data
+
+    out = tmp_path / "long.jsonl"
+    data.translation(out=out, n_pairs=20, seed=0, order="svo", force=False, join=6, max_words=30)
+    pairs = read_pairs(out)
+    assert pairs == translation_pairs(20, seed=0, join=6, max_words=30)
+    assert max(len(p["source"].split()) for p in pairs) <= 30 < sum(len(p["source"].split()) for p in pairs)
+    assert any(len(source_sentences(p)) > 1 for p in pairs)  # some pairs are joined sentences
+    with pytest.raises(UserError, match="--join"):
+        data.translation(out=tmp_path / "x.jsonl", n_pairs=5, seed=0, order="svo", force=False, join=0)
+
+
 def test_data_translation_refuses_to_overwrite_without_force(tmp_path):
     out = tmp_path / "pairs.jsonl"
     out.write_text("keep me\n")

@@ -52,9 +52,30 @@ class Arch(str, Enum):
 
     gpt = "gpt"
     encoder_decoder = "encoder-decoder"
+    rnn = "rnn"
+    rnn_attention = "rnn-attention"
 
 
 ARCHITECTURES = tuple(a.value for a in Arch)
+
+
+class CellKind(str, Enum):
+    """`--cell`: the recurrence of the rnn and rnn-attention architectures (model/rnn.py)."""
+
+    gru = "gru"
+    lstm = "lstm"
+
+
+class AttentionScore(str, Enum):
+    """`--attention`: rnn-attention's score e(s, a): Bahdanau's additive, or Luong's dot or general."""
+
+    additive = "additive"
+    dot = "dot"
+    general = "general"
+
+
+CELLS = tuple(c.value for c in CellKind)
+ATTENTION_SCORES = tuple(a.value for a in AttentionScore)
 
 
 class NormPlace(str, Enum):
@@ -146,6 +167,24 @@ PRESETS: dict[str, dict[str, Any]] = {
                   "block_size": 64, "vocab_size": 2000, "pos": "rope"},
         "train": {"steps": 1200, "batch_size": 64, "lr": 5e-3, "min_lr": 3e-4, "warmup": 100, "eval_every": 200,
                   "eval_batches": 10, "optimizer": "muon"},
+        "expected_val_loss": None,
+    },
+    # The recurrent translators (docs/rnn.md): one GRU layer each side, 128 wide, Adam at 3e-3 as in
+    # bench/bench_rnn.py (rnn-attention reaches loss 0.4 in 1,500 steps of 32 there, ~2.5 min on one thread).
+    "translate-rnn": {
+        "about": "the RNN encoder-decoder (one fixed vector): 1 + 1 GRU layers, 128 wide",
+        "model": {"arch": "rnn", "n_layers": 1, "encoder_layers": 1, "n_heads": 1, "dim": 128, "block_size": 128,
+                  "vocab_size": 2000, "pos": "none"},
+        "train": {"steps": 1500, "batch_size": 32, "lr": 3e-3, "min_lr": 3e-4, "warmup": 50, "eval_every": 250,
+                  "eval_batches": 10},
+        "expected_val_loss": None,
+    },
+    "translate-rnn-attention": {
+        "about": "Bahdanau's RNNSearch: a bidirectional GRU encoder, a GRU decoder with additive attention, 128 wide",
+        "model": {"arch": "rnn-attention", "n_layers": 1, "encoder_layers": 1, "n_heads": 1, "dim": 128,
+                  "block_size": 128, "vocab_size": 2000, "pos": "none"},
+        "train": {"steps": 1500, "batch_size": 32, "lr": 3e-3, "min_lr": 3e-4, "warmup": 50, "eval_every": 250,
+                  "eval_batches": 10},
         "expected_val_loss": None,
     },
     "medium": {
@@ -274,6 +313,9 @@ class ModelConfig:
         encoder_layers: an encoder-decoder's encoder blocks (None: as many as `n_layers`, the
             decoder's); unused by "gpt".
         encoder_pos: an encoder-decoder's encoder positions (None: the decoder's `pos`); unused by "gpt".
+        cell: the recurrent cell of "rnn" and "rnn-attention", one of CELLS; unused by the transformers.
+        attention: the score of "rnn-attention", one of ATTENTION_SCORES (additive: vᵀ tanh(W s + U a),
+            dot: s·a, general: sᵀ W a); unused by the others.
         norm, norm_kind: where each block normalizes (pre, post, none) and with what (layer, rms); a run
             saved before they existed is pre-LN LayerNorm, their defaults.
     """
@@ -290,8 +332,8 @@ class ModelConfig:
     bias: bool = flag(True, "Biases in linears and LayerNorms.", MODEL)
     activation: str = "gelu"
     tie_embeddings: bool = True
-    arch: str = flag("gpt", "The architecture: gpt (decoder-only) or encoder-decoder (translation).", MODEL,
-                     choices=Arch)
+    arch: str = flag("gpt", "The architecture: gpt (decoder-only), encoder-decoder (translation), rnn or "
+                     "rnn-attention (the recurrent translators before it).", MODEL, choices=Arch)
     encoder_layers: int | None = flag(None, "encoder-decoder: the encoder's blocks (default: --layers).", MODEL)
     encoder_pos: str | None = flag(None, "encoder-decoder: the encoder's positions (default: --pos).", MODEL,
                                    choices=PositionKind)
@@ -299,6 +341,9 @@ class ModelConfig:
                             "residual sum, as the 2017 transformer) or none.", MODEL, choices=NormPlace)
     norm_kind: str = flag("layer", "The normalization: layer (LayerNorm) or rms (RMSNorm).", MODEL,
                           choices=NormKind)
+    cell: str = flag("gru", "rnn, rnn-attention: the recurrent cell.", MODEL, choices=CellKind)
+    attention: str = flag("additive", "rnn-attention: the score, Bahdanau's additive or Luong's dot or general.",
+                          MODEL, choices=AttentionScore)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -322,6 +367,10 @@ class ModelConfig:
             raise UserError(f"unknown --norm-kind {self.norm_kind!r}; choose one of {', '.join(NORM_KINDS)}")
         if self.encoder_layers is not None and int(self.encoder_layers) < 1:
             raise UserError(f"encoder_layers must be at least 1, got {self.encoder_layers}")
+        if self.cell not in CELLS:
+            raise UserError(f"unknown recurrent cell {self.cell!r}; choose one of {', '.join(CELLS)}")
+        if self.attention not in ATTENTION_SCORES:
+            raise UserError(f"unknown attention score {self.attention!r}; choose one of {', '.join(ATTENTION_SCORES)}")
         if self.activation not in ACTIVATIONS:
             raise UserError(f"unknown activation {self.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
         for name in ("vocab_size", "block_size", "n_layers", "n_heads", "dim", "mlp_ratio"):

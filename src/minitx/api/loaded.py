@@ -109,11 +109,11 @@ class LoadedRun(InspectVerbs):
 
     def _require(self, translator: bool, verb: str) -> None:
         """A one-line UserError when `verb` needs the other architecture."""
-        from minitx.model.registry import ARCHITECTURES, architecture
+        from minitx.model.registry import ARCHITECTURES, architecture, labels
 
         found = architecture(self.architecture)
         if found.reads_source != translator:
-            serving = " or ".join(a.label for a in ARCHITECTURES.values() if a.reads_source == translator)
+            serving = labels([a for a in ARCHITECTURES.values() if a.reads_source == translator])
             instead = "run.translate(...)" if found.reads_source else "run.generate(...)"
             raise UserError(f"{self.name} is {found.label} run and run.{verb} works on {serving} run only; "
                             f"use {instead}")

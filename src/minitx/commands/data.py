@@ -26,20 +26,26 @@ def grammar(*, out: Path, n_bytes: int, seed: int, force: bool) -> None:
     make_console().print(f"wrote {safe(out)}: {len(text.encode('utf-8')):,} bytes, {stories:,} stories (seed {seed})")
 
 
-def translation(*, out: Path, n_pairs: int, seed: int, order: str, force: bool) -> None:
-    """`minitx data translation`: write English-target sentence pairs with gold word alignments (JSON Lines)."""
+def translation(*, out: Path, n_pairs: int, seed: int, order: str, force: bool, join: int = 1,
+                max_words: int | None = None) -> None:
+    """`minitx data translation`: write English-target sentence pairs with gold word alignments (JSON Lines).
+
+    `join` K > 1: each pair is 1 to K consecutive sentences joined (long sources, for the length curve);
+    `max_words`: pairs whose source has more words are left out ("trained on <= 30 words")."""
     from minitx.corpus.translation import translation_pairs
     from minitx.fileio import atomic_write_text
 
     if n_pairs < 1:
         raise UserError(f"--pairs must be at least 1, got {n_pairs}")
     refuse_existing(out, force)
-    pairs = translation_pairs(n_pairs, seed, order)
+    pairs = translation_pairs(n_pairs, seed, order, join=join, max_words=max_words)
     atomic_write_text(out, "".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs))
     longest_source = max(len(pair["source"].split()) for pair in pairs)
     longest_target = max(len(pair["target"].split()) for pair in pairs)
     console = make_console()
-    console.print(f"wrote {safe(out)}: {len(pairs):,} pairs (order {order}, seed {seed})")
+    joined = f", up to {join} sentences each" if join > 1 else ""
+    capped = f", at most {max_words} source words" if max_words is not None else ""
+    console.print(f"wrote {safe(out)}: {len(pairs):,} pairs (order {order}, seed {seed}{joined}{capped})")
     console.print(f"longest: {longest_source} source words, {longest_target} target words")
     for pair in pairs[:3]:
         console.print(f"  {safe(pair['source'])}  ->  {safe(pair['target'])}")

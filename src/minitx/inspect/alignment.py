@@ -99,7 +99,7 @@ def capture_pair(model: EncoderDecoder, tokenizer: Tokenizer, source: str, targe
     if len(source_ids) + 1 > block or len(target_ids) + 1 > block:
         raise UserError(f"the pair is {len(source_ids)} + {len(target_ids)} tokens, but the model reads at most "
                         f"{block - 1} per side (its block size less the end token); give a shorter sentence")
-    device = model.wte.weight.device
+    device = next(model.parameters()).device
     src, padding = (t.to(device) for t in pad_sources([source_ids], boundary))
     target_in = torch.tensor([[boundary] + target_ids], device=device)  # [1, T]
     model.eval()
@@ -108,12 +108,16 @@ def capture_pair(model: EncoderDecoder, tokenizer: Tokenizer, source: str, targe
     for name, pattern in cache.items():  # in forward order, so layer by layer within each kind
         kind = "cross" if ".cross_attn." in name else name.split(".")[0]  # "encoder" / "decoder"
         weights[kind].append(pattern[0].float().cpu().numpy())
+    if not weights["cross"]:
+        raise UserError(f"this {model.config.arch} model has no attention over its source to draw or score")
+    # the kinds of positions each side adds, as the model says (an RNN adds none: "none" both sides)
+    encoder_positions = getattr(model, "encoder_positions", model.positions)
     pieces = [tokenizer.id_to_token_text(i) for i in source_ids]
     return PairCapture(
         source, target, pieces + [DOC_TOKEN], [DOC_TOKEN] + [tokenizer.id_to_token_text(i) for i in target_ids],
         [tokenizer.id_to_token_text(i) for i in target_ids] + [DOC_TOKEN],
         _token_maps(tokenizer, source, source_ids) + [-1], _token_maps(tokenizer, target, target_ids) + [-1],
-        weights, model.config.pos, model.config.encoder_pos or model.config.pos)
+        weights, model.positions.kind, encoder_positions.kind)
 
 
 @dataclass

@@ -27,11 +27,14 @@ from minitx.config import ModelConfig
 from minitx.errors import UserError
 from minitx.model.architecture import Architecture, DecoderOnly, EncoderDecoderArchitecture
 from minitx.model.positions import encoding_class
+from minitx.model.rnn import RNNArchitecture, RNNSearchArchitecture
 
 #: One object per `config.Arch`; a test checks that none is missing and that each gives every answer.
 ARCHITECTURES: dict[str, Architecture] = {
     "gpt": DecoderOnly(),
     "encoder-decoder": EncoderDecoderArchitecture(),
+    "rnn": RNNArchitecture(),
+    "rnn-attention": RNNSearchArchitecture(),
 }
 
 
@@ -56,9 +59,15 @@ def require_command(arch: str, command: str, where: str | Path) -> Architecture:
     found = architecture(arch)
     if found.serves(command):
         return found
-    serving = " or ".join(a.label for a in ARCHITECTURES.values() if a.serves(command)) or "no"
+    serving = labels([a for a in ARCHITECTURES.values() if a.serves(command)])
     raise UserError(f"{where} is {found.label} run and {command} works on {serving} run only; "
                     f"use {found.use_instead}")
+
+
+def labels(architectures: list[Architecture]) -> str:
+    """"a, b or c": how a refusal names the architectures that would serve ("no" when none does)."""
+    names = [a.label for a in architectures]
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names) or "no"
 
 
 def check_model_config(config: ModelConfig) -> None:
