@@ -319,7 +319,7 @@ def test_a_run_loaded_with_int8_weights_generates_as_the_command_does(story_run:
 
 
 def test_the_measurements_of_one_architecture_are_refused_on_the_other(story_run, pair_run) -> None:
-    with pytest.raises(UserError, match="run.alignment_over works on an encoder-decoder run only"):
+    with pytest.raises(UserError, match="run.alignment_over works on an encoder-decoder, an RNN"):
         story_run.alignment_over(2)
     for verb in (lambda: pair_run.roles_over(2), pair_run.induction, pair_run.ablate):
         with pytest.raises(UserError, match="works on a decoder-only"):

@@ -116,7 +116,7 @@ def test_translate_refuses_a_decoder_only_run(tmp_path):
     run = shutil.copytree(FIXTURE_RUN, tmp_path / "run")
     result = run_cli("translate", str(run), "The red ball is big.")
     assert result.exit_code == 2
-    assert "decoder-only (gpt) run and minitx translate works on an encoder-decoder run only" in result.stderr
+    assert "decoder-only (gpt) run and minitx translate works on an encoder-decoder, an RNN" in result.stderr
 
 
 # `eval` and `inspect-attention` work on an encoder-decoder run (tests/test_translation_measures.py);

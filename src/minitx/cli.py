@@ -256,12 +256,17 @@ def data_translation(
     seed: Annotated[int, typer.Option(help="Same seed, same pairs.")] = 0,
     order: Annotated[WordOrder, typer.Option(help="Target word order: svo (verb after the subject) or sov "
                                                   "(verb last in every clause).")] = WordOrder.svo,
+    join: Annotated[int, typer.Option(help="Long pairs: join 1 to JOIN consecutive sentences into one pair "
+                                           "(10 gives sources of up to 60+ words).")] = 1,
+    max_words: Annotated[int | None, typer.Option(help="Leave out pairs whose source has more words "
+                                                       "(e.g. 30: trained on sentences of <= 30 words).")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Write story sentences with their translations into a Spanish-like language and gold word alignments."""
     from minitx.commands import data
 
-    data.translation(out=out, n_pairs=pairs, seed=seed, order=_plain(order), force=force)
+    data.translation(out=out, n_pairs=pairs, seed=seed, order=_plain(order), force=force, join=join,
+                     max_words=max_words)
 
 
 @command(data_app, "check")

@@ -278,7 +278,7 @@ def run_inspect_pair(
 
     console.print(Text(f"source: {capture.source}\ntarget ({result.target_from}): {capture.target}\n"
                        f"positions: encoder {capture.encoder_pos}, decoder {capture.pos}; cross-attention has none"))
-    for kind in ("encoder", "decoder", "cross"):
+    for kind in (kind for kind in ("encoder", "decoder", "cross") if capture.weights[kind]):  # an RNN: cross only
         shown_layer = min(chosen_layer, len(capture.weights[kind]) - 1)
         console.print(views.head_heatmap(capture, kind, shown_layer, chosen_head))
     console.print(Text("every cross-attention head, pooled to words (rows: target words; columns: source words):"))

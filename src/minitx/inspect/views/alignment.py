@@ -125,6 +125,8 @@ def save_pair_pngs(capture: PairCapture, path: str | Path) -> list[Path]:
     """Every layer and head of each kind as a PNG (see `png_paths`); returns the paths written."""
     written = []
     for kind, target in png_paths(path).items():
+        if not capture.weights[kind]:  # an RNN with attention has no self-attention: no file for it
+            continue
         rows, columns = _labels(capture, kind)
         n_layers = len(capture.weights[kind])
         matrices = [_matrix(capture, kind, layer, head) for layer in range(n_layers) for head in range(capture.n_heads)]
