@@ -319,3 +319,27 @@ def test_sigterm_and_a_second_ctrl_c_end_a_step_that_never_ends_keeping_the_last
     resumed = run("train", "--out", out, "--resume", "--quiet")  # the lock the hard exit left holds nothing
     assert resumed.exit_code == 0, resumed.output
     assert rundir.saved_step(out) == 6
+
+
+# -- inspect's inputs: nothing empty is accepted, nothing long is cut without a word (issue 31, points 6-7) --------
+
+
+def test_an_empty_lens_target_is_one_line(trained):
+    one_line(run("inspect-lens", trained, "--prompt", "The dog", "--target", "", "--threads", 1),
+             "answer word is empty")
+
+
+@pytest.mark.parametrize("clean, corrupt, flag", [("", "The dogs", "--clean"), ("The dog", "  ", "--corrupt")])
+def test_an_empty_clean_or_corrupt_prompt_is_one_line(trained, clean, corrupt, flag):
+    one_line(run("inspect-patch", trained, "--clean", clean, "--corrupt", corrupt, "--answer", "run", "runs",
+                 "--threads", 1), f"{flag} is empty")
+
+
+def test_inspect_attention_says_how_many_tokens_of_a_long_prompt_it_leaves_out(trained):
+    block = json.loads((trained / "config.json").read_text())["model"]["block_size"]
+    result = run("inspect-attention", trained, "--prompt", "The dog runs. " * block, "--threads", 1)
+    assert result.exit_code == 0, result.output
+    note = next(line for line in result.output.splitlines() if line.startswith("note: the first"))
+    assert f"keeps the last {block}" in note and "block" in note
+    short = run("inspect-attention", trained, "--prompt", "The dog runs.", "--threads", 1)
+    assert short.exit_code == 0 and "left out" not in short.output

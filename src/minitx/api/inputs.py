@@ -108,6 +108,9 @@ def check_patch_choice(pairs: str | None, clean: str | None, corrupt: str | None
         raise UserError("give either --pairs PHENOMENON or --clean TEXT --corrupt TEXT")
     if pairs is None and (clean is None or corrupt is None):
         raise UserError("--clean and --corrupt go together: give both")
+    for flag, text in (("--clean", clean), ("--corrupt", corrupt)):
+        if text is not None and not text.strip():
+            raise UserError(f"{flag} is empty; give the {flag[2:]} prompt's text")
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
     if pairs is not None and answer is not None:

@@ -105,6 +105,11 @@ def run_inspect_attention(
         console.print(Text(f"sampled {len(new_ids)} tokens after the prompt (seed {seed}): ")
                       + Text(run.tokenizer.decode(new_ids), style="bold"))
     note = f"{capture.n_tokens} tokens, {capture.pos} positions"
+    if capture.dropped:  # a prompt longer than the block (or --max-tokens): say what is not shown
+        why = "--max-tokens" if max_tokens is not None and max_tokens < run.model.config.block_size else \
+            f"the model's block of {run.model.config.block_size}"
+        console.print(Text(f"note: the first {capture.dropped} tokens are left out: {why} keeps the last "
+                           f"{capture.n_tokens}"), soft_wrap=True)
     console.print(terminal.roles_table(roles, capture.n_layers, capture.n_heads, note))
     console.print(Text(ROLE_RULES, style="dim"))
     fits = min(terminal.MAX_SHOWN_TOKENS, cells_that_fit(console.width))  # an 80-column terminal shows 31 tokens

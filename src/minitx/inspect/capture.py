@@ -49,12 +49,14 @@ class AttentionCapture:
         weights: α as [L, H, T, T] float32 on the CPU: weights[l, h, t, t'] is how much query t of
             head h in layer l takes from key t'.
         pos: the model's positional encoding kind ("learned", "rope", ...).
+        dropped: how many tokens from the start of a longer input were left out (it kept the last block).
     """
 
     tokens: list[str]
     token_ids: list[int]
     weights: torch.Tensor
     pos: str
+    dropped: int = 0
 
     @property
     def n_layers(self) -> int:
@@ -106,10 +108,11 @@ def capture_ids(
     if not ids:
         raise UserError("the prompt is empty after tokenizing; give --prompt some text")
     limit = model.config.block_size if max_tokens is None else min(model.config.block_size, max_tokens)
+    dropped = max(0, len(ids) - limit)
     ids = list(ids)[-limit:]
     weights = attention_weights(model, torch.tensor([ids], dtype=torch.long))[0]  # [L, H, T, T]
     tokens = [tokenizer.id_to_token_text(i) for i in ids]
-    return AttentionCapture(tokens, ids, weights, model.config.pos)
+    return AttentionCapture(tokens, ids, weights, model.config.pos, dropped)
 
 
 def capture_attention(

@@ -93,6 +93,8 @@ class Contrast:
 
 def answer_token(tokenizer: Tokenizer, word: str) -> int:
     """The one token of `word` as it follows a space (" runs"), or as written; a UserError saying how it splits."""
+    if not word.strip():
+        raise UserError("the answer word is empty; give a word that is one token (e.g. runs)")
     for form in (f" {word}" if not word.startswith(" ") else word, word):
         ids = tokenizer.encode(form)
         if len(ids) == 1:
