@@ -481,6 +481,35 @@ def experiment_positions(
         raise typer.Exit(code)
 
 
+@command(experiment_app, "attention")
+@config_options(TrainConfig, exclude=("seed", "preset", "tokenizer"))
+def experiment_attention(
+    out: Annotated[Path, typer.Option(help="Experiment directory (created; rerun the same command to resume).",
+                                      rich_help_panel=RUN)] = Path("runs/attention"),
+    archs: Annotated[str | None, typer.Option(help="Comma-separated architectures that translate (default: "
+                                                   "rnn,rnn-attention,encoder-decoder).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Runs per variant, seeds 0..K-1 (default 2).")] = None,
+    short_words: Annotated[int | None, typer.Option(help="Also train each arch on pairs of at most this many "
+                                                         "words (the \"-30\" variants; 0: none; default 30).")] = None,
+    per_bucket: Annotated[int | None, typer.Option(help="Held-out pairs per source-length bucket (default 40).",
+                                                   rich_help_panel=EVALUATION)] = None,
+    quick: Annotated[bool, typer.Option(help="A tiny version (1 seed, 30 steps, few pairs) to try it out.")] = False,
+    flags: ConfigFlags | None = None,  # the optimiser flags of `minitx train` (the shapes are each arch's preset's)
+    quiet: Annotated[bool, typer.Option(help="No per-run progress bars.", rich_help_panel=RUN)] = False,
+) -> None:
+    """Translation quality by source length (Bahdanau et al. 2015, Fig. 2): RNN, RNN + attention, transformer.
+
+    Every architecture trains on the same long pairs (up to 8 sentences joined, ≤ 60 words) with the same steps,
+    batch and seeds, plus a "-30" variant trained on short pairs only; each is scored per source-length bucket.
+    """
+    from minitx.commands.experiment import run_attention
+
+    code = run_attention(out=out, archs=archs, seeds=seeds, short_words=short_words, per_bucket=per_bucket,
+                         quick=quick, flags=flags or {}, quiet=quiet)
+    if code:
+        raise typer.Exit(code)
+
+
 # ------------------------------------------------------------------------------------------------
 # inspect
 

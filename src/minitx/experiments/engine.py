@@ -109,6 +109,10 @@ class Experiment:
     def prepare(self, out: Path, observer: Observer) -> Shared:
         return Shared()
 
+    def files(self, spec: RunSpec, shared: Shared) -> list[Path]:
+        """The corpus (or pairs) file a run trains on: the shared ones unless a variant trains on its own."""
+        return shared.files
+
     def measure(self, run_dir: Path, spec: RunSpec, shared: Shared) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -187,7 +191,8 @@ def run_experiment(
         run_started = time.perf_counter()
         if status.state in ("new", "partial"):  # the very code of `minitx train`, fresh or --resume
             flags = {**experiment.model, **experiment.train, **spec.flags, "seed": spec.seed, **shared.flags}
-            _, trained = run_training(shared.files, run_dir, flags=flags, resume=status.state == "partial",
+            _, trained = run_training(experiment.files(spec, shared), run_dir, flags=flags,
+                                      resume=status.state == "partial",
                                       force=status.state == "new", show_progress=show_progress,
                                       progress=progress() if progress is not None and show_progress else None)
             if trained.interrupted:
