@@ -481,6 +481,32 @@ def experiment_positions(
         raise typer.Exit(code)
 
 
+@command(experiment_app, "norm")
+def experiment_norm(
+    out: Annotated[Path, typer.Option(help="Experiment directory (created; rerun the same command to resume).",
+                                      rich_help_panel=RUN)] = Path("runs/norm"),
+    norms: Annotated[str | None, typer.Option(help="Comma-separated PLACE[-KIND][+noise] (default: "
+                                                   "pre,post,none,pre-rms,pre+noise).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Runs per variant, seeds 0..K-1 (default 2).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps per run (default 300).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads per run.", rich_help_panel=RUN)] = None,
+    quick: Annotated[bool, typer.Option(help="A tiny version (1 seed, 1 lr, 1 depth, 60 steps) to try it out.")]
+    = False,
+    quiet: Annotated[bool, typer.Option(help="No per-run progress bars.", rich_help_panel=RUN)] = False,
+) -> None:
+    """Does layer normalization speed up convergence, and is less covariate shift why? (note 004)
+
+    pre-LN, post-LN, no norm, RMSNorm and pre-LN with Santurkar's shifting noise, x warmup on/off x 2 learning
+    rates x 2 depths x seeds: divergence, steps and seconds to a target loss, final loss, covariate shift of
+    every block's input; and each layer's gradient norm at initialisation for depths 2-12 (Xiong et al. Fig. 3).
+    """
+    from minitx.commands.experiment import run_norm
+
+    code = run_norm(out=out, norms=norms, seeds=seeds, steps=steps, threads=threads, quick=quick, quiet=quiet)
+    if code:
+        raise typer.Exit(code)
+
+
 @command(experiment_app, "attention")
 @config_options(TrainConfig, exclude=("seed", "preset", "tokenizer"))
 def experiment_attention(

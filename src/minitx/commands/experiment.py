@@ -297,6 +297,54 @@ def run_attention(*, out: Path, archs: str | None, seeds: int | None, short_word
     return 0
 
 
+def run_norm(*, out: Path, norms: str | None, seeds: int | None, steps: int | None, threads: int | None,
+             quick: bool, quiet: bool) -> int:
+    """`minitx experiment norm`: every variant and seed, then report.md|json and the table."""
+    import json
+    from dataclasses import asdict
+
+    from minitx.experiments.engine import run_experiment
+    from minitx.experiments.norm import DEFAULT_TRAIN, NormExperiment, build_report, render_markdown
+    from minitx.fileio import atomic_write_json, atomic_write_text
+
+    base = NormExperiment()
+    if quick:
+        base = NormExperiment(seeds=1, lrs=[1e-2], depths=[4], corpus_bytes=150_000, init_depths=[2, 6, 12],
+                              train={**DEFAULT_TRAIN, "steps": 60, "eval_every": 10, "save_every": 20})
+    train = dict(base.train)
+    if steps is not None:
+        train.update(steps=steps, eval_every=max(1, steps // 12), save_every=max(1, steps // 6))
+    if threads is not None:
+        train["threads"] = threads
+    experiment = NormExperiment(
+        norms=[n.strip() for n in norms.split(",") if n.strip()] if norms else base.norms,
+        warmups=base.warmups, lrs=base.lrs, depths=base.depths,
+        seeds=seeds if seeds is not None else base.seeds, train=train, corpus_bytes=base.corpus_bytes,
+        init_depths=base.init_depths)
+    console = make_console()
+    result = run_experiment(out, experiment, EngineView(console, _norm_line), show_progress=not quiet)
+    if result.runs:
+        grads = json.loads((out / "init_gradients.json").read_text(encoding="utf-8"))
+        variants = [name for name, _ in experiment.variants()]
+        report = build_report(asdict(experiment), variants, result.runs, result.seconds, result.finished, grads)
+        atomic_write_json(out / "report.json", report)
+        atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+        print_markdown_tables(out / "report.md", console)
+        console.print(f"report: {escape(str(out / 'report.md'))}, {escape(str(out / 'report.json'))}")
+    if not result.finished:
+        console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
+                      f"{escape(_command_line())}")
+        return 130
+    return 0
+
+
+def _norm_line(lab: dict[str, Any]) -> str:
+    final = lab["final_val_loss"]
+    shift = lab["shift"]
+    return (("diverged" if lab["diverged"] else f"final val loss {final:.3f}")
+            + (f" · covariate shift {shift:.3f}" if shift is not None else ""))
+
+
 def _attention_line(lab: dict[str, Any]) -> str:
     chrf = " ".join(f"{b}:{v['chrf']['score']:.0f}" for b, v in lab["buckets"].items())
     aer = f" · best map AER {lab['best_aer']:.3f}" if lab.get("best_aer") is not None else ""

@@ -25,6 +25,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,6 +110,10 @@ class Experiment:
     def prepare(self, out: Path, observer: Observer) -> Shared:
         return Shared()
 
+    def training(self, spec: RunSpec) -> AbstractContextManager[Any]:
+        """What surrounds a run's training (e.g. hooks that perturb it); nothing by default."""
+        return nullcontext()
+
     def files(self, spec: RunSpec, shared: Shared) -> list[Path]:
         """The corpus (or pairs) file a run trains on: the shared ones unless a variant trains on its own."""
         return shared.files
@@ -191,10 +196,11 @@ def run_experiment(
         run_started = time.perf_counter()
         if status.state in ("new", "partial"):  # the very code of `minitx train`, fresh or --resume
             flags = {**experiment.model, **experiment.train, **spec.flags, "seed": spec.seed, **shared.flags}
-            _, trained = run_training(experiment.files(spec, shared), run_dir, flags=flags,
-                                      resume=status.state == "partial",
-                                      force=status.state == "new", show_progress=show_progress,
-                                      progress=progress() if progress is not None and show_progress else None)
+            with experiment.training(spec):
+                _, trained = run_training(experiment.files(spec, shared), run_dir, flags=flags,
+                                          resume=status.state == "partial",
+                                          force=status.state == "new", show_progress=show_progress,
+                                          progress=progress() if progress is not None and show_progress else None)
             if trained.interrupted:
                 return stopped()
         if status.state != "measured":
