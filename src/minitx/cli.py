@@ -507,6 +507,32 @@ def experiment_norm(
         raise typer.Exit(code)
 
 
+@command(experiment_app, "heads")
+def experiment_heads(
+    out: Annotated[Path, typer.Option(help="Experiment directory (created; rerun the same command to resume).",
+                                      rich_help_panel=RUN)] = Path("runs/heads"),
+    heads: Annotated[str | None, typer.Option(help="Comma-separated head counts at equal width (default 1,2,4,8).")]
+    = None,
+    tasks: Annotated[str | None, typer.Option(help="lm (stories), mt (translation pairs) or lm,mt (default).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Runs per variant, seeds 0..K-1 (default 2).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps per run (default 500).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads per run.", rich_help_panel=RUN)] = None,
+    quick: Annotated[bool, typer.Option(help="A tiny version (1 seed, 60 steps, few pairs) to try it out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No per-run progress bars.", rich_help_panel=RUN)] = False,
+) -> None:
+    """Do more heads help with longer-range dependencies? (note 000) 1, 2, 4, 8 heads at the same width.
+
+    A GPT on the stories (minimal pairs by distance, grammaticality) and an encoder-decoder on the pairs (exact
+    match, best cross-attention AER, pruning curves per attention kind, as Michel et al. 2019).
+    """
+    from minitx.commands.experiment import run_heads
+
+    code = run_heads(out=out, heads=heads, tasks=tasks, seeds=seeds, steps=steps, threads=threads, quick=quick,
+                     quiet=quiet)
+    if code:
+        raise typer.Exit(code)
+
+
 @command(experiment_app, "attention")
 @config_options(TrainConfig, exclude=("seed", "preset", "tokenizer"))
 def experiment_attention(

@@ -338,6 +338,58 @@ def run_norm(*, out: Path, norms: str | None, seeds: int | None, steps: int | No
     return 0
 
 
+def run_heads(*, out: Path, heads: str | None, tasks: str | None, seeds: int | None, steps: int | None,
+              threads: int | None, quick: bool, quiet: bool) -> int:
+    """`minitx experiment heads`: every variant and seed, then report.md|json and the table."""
+    from dataclasses import asdict
+
+    from minitx.experiments.engine import run_experiment
+    from minitx.experiments.heads import DEFAULT_TRAIN, HeadsExperiment, build_report, render_markdown
+    from minitx.fileio import atomic_write_json, atomic_write_text
+
+    base = HeadsExperiment()
+    if quick:
+        base = HeadsExperiment(seeds=1, train={**DEFAULT_TRAIN, "steps": 60, "eval_every": 30, "save_every": 60},
+                               corpus_bytes=200_000, pairs=120, stories=5, test_pairs=40, align_pairs=10,
+                               prune_pairs=30)
+    train = dict(base.train)
+    if steps is not None:
+        train.update(steps=steps, eval_every=max(1, steps // 5), save_every=max(1, steps // 2))
+    if threads is not None:
+        train["threads"] = threads
+    try:
+        head_counts = [int(h) for h in heads.split(",") if h.strip()] if heads else base.heads
+    except ValueError:
+        raise UserError(f"--heads takes comma-separated whole numbers, e.g. 1,2,4,8; not {heads!r}") from None
+    experiment = HeadsExperiment(
+        heads=head_counts, tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else base.tasks,
+        seeds=seeds if seeds is not None else base.seeds, train=train, corpus_bytes=base.corpus_bytes,
+        pairs=base.pairs, stories=base.stories, test_pairs=base.test_pairs, align_pairs=base.align_pairs,
+        prune_pairs=base.prune_pairs)
+    console = make_console()
+    result = run_experiment(out, experiment, EngineView(console, _heads_line), show_progress=not quiet)
+    if result.runs:
+        variants = [name for name, _, _ in experiment.variants()]
+        report = build_report(asdict(experiment), variants, result.runs, result.seconds, result.finished)
+        atomic_write_json(out / "report.json", report)
+        atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+        print_markdown_tables(out / "report.md", console)
+        console.print(f"report: {escape(str(out / 'report.md'))}, {escape(str(out / 'report.json'))}")
+    if not result.finished:
+        console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
+                      f"{escape(_command_line())}")
+        return 130
+    return 0
+
+
+def _heads_line(lab: dict[str, Any]) -> str:
+    if lab["task"] == "lm":
+        far = lab["minimal_pairs"]["by_phenomenon"].get("agreement_far", {}).get("accuracy")
+        return f"val loss {lab['val_loss']:.3f}" + (f" · agreement far {far:.1%}" if far is not None else "")
+    aer = f" · best cross AER {lab['best_aer']:.3f}" if lab.get("best_aer") is not None else ""
+    return f"exact match {lab['exact_match']['share']:.1%}{aer}"
+
+
 def _norm_line(lab: dict[str, Any]) -> str:
     final = lab["final_val_loss"]
     shift = lab["shift"]
