@@ -39,6 +39,8 @@ from minitx.fileio import atomic_write_json, atomic_write_text
 #: The norm labels: a place (pre, post, none), "-rms" for RMSNorm, "+noise" for Santurkar's injected noise.
 DEFAULT_NORMS = ["pre", "post", "none", "pre-rms", "pre+noise"]
 NOISE = "+noise"
+#: A run whose final validation loss is this many nats above the target "failed to train" (stalled), diverged or not.
+STALLED = 1.0
 #: Sized for about 15-30 minutes on 2 cores: 5 norms x 2 warmups x 2 learning rates x 2 depths x 2 seeds
 #: = 80 runs of 300 steps of a 64-wide GPT (not yet timed in full: docs/experiments.md).
 DEFAULT_MODEL: dict[str, Any] = {"n_heads": 4, "dim": 64, "block_size": 64}
@@ -251,9 +253,12 @@ def build_report(settings: dict[str, Any], variants: list[str], runs: list[dict[
         reached = [steps_to(r["curve"], target) if target is not None else (None, None) for r in records]
         k = sum(r["diverged"] for r in records)
         low, high = wilson(k, len(records))
+        failed = sum(r["diverged"] or (target is not None and r["final_val_loss"] > target + STALLED)
+                     for r in records)
         rows[variant] = {
             "seeds": len(records),
             "diverged": {"share": k / len(records) if records else None, "low": low, "high": high, "k": k},
+            "failed": failed,
             "reached": sum(s is not None for s, _ in reached),
             "steps_to_target": summarise([s for s, _ in reached]),
             "seconds_to_target": summarise([t for _, t in reached]),
@@ -286,20 +291,29 @@ def findings(report: dict[str, Any]) -> list[str]:
         diverged = sum(rows[v]["diverged"]["k"] for v in group)
         total = sum(rows[v]["seeds"] for v in group)
         steps = _mean(rows, group, "steps_to_target")
-        out.append(f"{label}: {diverged}/{total} runs diverged; mean steps to the target loss "
+        out.append(f"{label}: {diverged}/{total} runs diverged; mean steps to the target loss (where reached) "
                    + (f"{steps:.0f}" if steps is not None else "never reached") + "; mean covariate shift "
                    + (f"{_mean(rows, group, 'shift'):.3f}" if _mean(rows, group, "shift") is not None else "–") + ".")
-    if "pre" in settings.get("norms", []) and "none" in settings.get("norms", []):
-        pre, bare = _mean(rows, names("pre"), "steps_to_target"), _mean(rows, names("none"), "steps_to_target")
-        if pre is not None and bare is not None:
-            out.append(f"Normalization and speed: pre-LN reaches the target in {pre:.0f} steps on average, no "
-                       f"normalization in {bare:.0f} ({bare / pre:.2f}×).")
-        elif pre is not None:
-            out.append("Normalization and speed: without normalization the target loss is never reached here.")
+    for label in ("pre", "none", "post"):
+        if label not in settings.get("norms", []):
+            continue
+        group = names(label)
+        best = min((v for v in group if rows[v]["final_loss"]["mean"] is not None),
+                   key=lambda v: rows[v]["final_loss"]["mean"], default=None)
+        reached = sum(1 for v in group if rows[v]["reached"])
+        failed = sum(rows[v]["failed"] for v in group)
+        if best is not None:
+            steps = rows[best]["steps_to_target"]["mean"]
+            out.append(f"{label}: reaches the target in {reached} of {len(group)} settings (warmup × lr × depth); "
+                       f"{failed} runs failed to train (diverged, or ended > {STALLED:g} nat above the target); best "
+                       f"final loss {rows[best]['final_loss']['mean']:.3f} ({best}"
+                       + (f", target reached at step {steps:.0f}" if steps is not None else "") + ").")
     if "post" in settings.get("norms", []):
         cold = names("post", warm=False)
         k = sum(rows[v]["diverged"]["k"] for v in cold)
-        out.append(f"Post-LN without warmup: {k}/{sum(rows[v]['seeds'] for v in cold)} runs diverged; "
+        stalled = sum(rows[v]["failed"] for v in cold)
+        total = sum(rows[v]["seeds"] for v in cold)
+        out.append(f"Post-LN without warmup: {k}/{total} runs diverged, {stalled} failed; "
                    f"mean final loss {_fmt(_mean(rows, cold, 'final_loss'))} against "
                    f"{_fmt(_mean(rows, names('pre', warm=False), 'final_loss'))} for pre-LN without warmup.")
     if "pre+noise" in settings.get("norms", []) and "pre" in settings.get("norms", []):
@@ -325,12 +339,14 @@ def _fmt(value: float | None) -> str:
 def render_markdown(report: dict[str, Any], command: str) -> str:
     lines = ["# Normalization: where it sits, and does it speed up convergence? (note 004)", "", f"`{command}`", "",
              f"Target loss: {_fmt(report['target_loss'])} (the worst final validation loss of pre-LN with warmup).",
-             "", "| variant | diverged | reached | steps to target | seconds to target | final loss | shift |",
-             "|---|---|---|---|---|---|---|"]
+             f"A run *failed* when it diverged or ended more than {STALLED:g} nat above the target.", "",
+             "| variant | diverged | failed | reached | steps to target | seconds to target | final loss | shift |",
+             "|---|---|---|---|---|---|---|---|"]
     for variant in report["variants"]:
         row = report["rows"][variant]
         d = row["diverged"]
-        lines.append(f"| {variant} | {d['k']}/{row['seeds']} | {row['reached']}/{row['seeds']} | "
+        lines.append(f"| {variant} | {d['k']}/{row['seeds']} | {row['failed']}/{row['seeds']} | "
+                     f"{row['reached']}/{row['seeds']} | "
                      f"{_cell(row['steps_to_target'], '{:.0f}')} | {_cell(row['seconds_to_target'], '{:.1f}')} | "
                      f"{_cell(row['final_loss'], '{:.3f}')} | {_cell(row['shift'], '{:.3f}')} |")
     grads = report.get("init_gradients") or {}
