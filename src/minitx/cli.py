@@ -486,6 +486,87 @@ def experiment_positions(
         raise typer.Exit(code)
 
 
+@command(experiment_app, "norm")
+def experiment_norm(
+    out: Annotated[Path, typer.Option(help="Experiment directory (created; rerun the same command to resume).",
+                                      rich_help_panel=RUN)] = Path("runs/norm"),
+    norms: Annotated[str | None, typer.Option(help="Comma-separated PLACE[-KIND][+noise] (default: "
+                                                   "pre,post,none,pre-rms,pre+noise).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Runs per variant, seeds 0..K-1 (default 2).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps per run (default 300).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads per run.", rich_help_panel=RUN)] = None,
+    quick: Annotated[bool, typer.Option(help="A tiny version (1 seed, 1 lr, 1 depth, 60 steps) to try it out.")]
+    = False,
+    quiet: Annotated[bool, typer.Option(help="No per-run progress bars.", rich_help_panel=RUN)] = False,
+) -> None:
+    """Does layer normalization speed up convergence, and is less covariate shift why? (note 004)
+
+    pre-LN, post-LN, no norm, RMSNorm and pre-LN with Santurkar's shifting noise, x warmup on/off x 2 learning
+    rates x 2 depths x seeds: divergence, steps and seconds to a target loss, final loss, covariate shift of
+    every block's input; and each layer's gradient norm at initialisation for depths 2-12 (Xiong et al. Fig. 3).
+    """
+    from minitx.commands.experiment import run_norm
+
+    code = run_norm(out=out, norms=norms, seeds=seeds, steps=steps, threads=threads, quick=quick, quiet=quiet)
+    if code:
+        raise typer.Exit(code)
+
+
+@command(experiment_app, "heads")
+def experiment_heads(
+    out: Annotated[Path, typer.Option(help="Experiment directory (created; rerun the same command to resume).",
+                                      rich_help_panel=RUN)] = Path("runs/heads"),
+    heads: Annotated[str | None, typer.Option(help="Comma-separated head counts at equal width (default 1,2,4,8).")]
+    = None,
+    tasks: Annotated[str | None, typer.Option(help="lm (stories), mt (translation pairs) or lm,mt (default).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Runs per variant, seeds 0..K-1 (default 2).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps per run (default 500).")] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads per run.", rich_help_panel=RUN)] = None,
+    quick: Annotated[bool, typer.Option(help="A tiny version (1 seed, 60 steps, few pairs) to try it out.")] = False,
+    quiet: Annotated[bool, typer.Option(help="No per-run progress bars.", rich_help_panel=RUN)] = False,
+) -> None:
+    """Do more heads help with longer-range dependencies? (note 000) 1, 2, 4, 8 heads at the same width.
+
+    A GPT on the stories (minimal pairs by distance, grammaticality) and an encoder-decoder on the pairs (exact
+    match, best cross-attention AER, pruning curves per attention kind, as Michel et al. 2019).
+    """
+    from minitx.commands.experiment import run_heads
+
+    code = run_heads(out=out, heads=heads, tasks=tasks, seeds=seeds, steps=steps, threads=threads, quick=quick,
+                     quiet=quiet)
+    if code:
+        raise typer.Exit(code)
+
+
+@command(experiment_app, "attention")
+@config_options(TrainConfig, exclude=("seed", "preset", "tokenizer"))
+def experiment_attention(
+    out: Annotated[Path, typer.Option(help="Experiment directory (created; rerun the same command to resume).",
+                                      rich_help_panel=RUN)] = Path("runs/attention"),
+    archs: Annotated[str | None, typer.Option(help="Comma-separated architectures that translate (default: "
+                                                   "rnn,rnn-attention,encoder-decoder).")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Runs per variant, seeds 0..K-1 (default 2).")] = None,
+    short_words: Annotated[int | None, typer.Option(help="Also train each arch on pairs of at most this many "
+                                                         "words (the \"-30\" variants; 0: none; default 30).")] = None,
+    per_bucket: Annotated[int | None, typer.Option(help="Held-out pairs per source-length bucket (default 40).",
+                                                   rich_help_panel=EVALUATION)] = None,
+    quick: Annotated[bool, typer.Option(help="A tiny version (1 seed, 30 steps, few pairs) to try it out.")] = False,
+    flags: ConfigFlags | None = None,  # the optimiser flags of `minitx train` (the shapes are each arch's preset's)
+    quiet: Annotated[bool, typer.Option(help="No per-run progress bars.", rich_help_panel=RUN)] = False,
+) -> None:
+    """Translation quality by source length (Bahdanau et al. 2015, Fig. 2): RNN, RNN + attention, transformer.
+
+    Every architecture trains on the same long pairs (up to 8 sentences joined, ≤ 60 words) with the same steps,
+    batch and seeds, plus a "-30" variant trained on short pairs only; each is scored per source-length bucket.
+    """
+    from minitx.commands.experiment import run_attention
+
+    code = run_attention(out=out, archs=archs, seeds=seeds, short_words=short_words, per_bucket=per_bucket,
+                         quick=quick, flags=flags or {}, quiet=quiet)
+    if code:
+        raise typer.Exit(code)
+
+
 # ------------------------------------------------------------------------------------------------
 # inspect
 

@@ -249,6 +249,187 @@ def print_table(report: dict[str, Any], console: Console) -> None:
         console.print(f"• {escape(sentence)}")
 
 
+def run_attention(*, out: Path, archs: str | None, seeds: int | None, short_words: int | None,
+                  per_bucket: int | None, quick: bool, flags: dict[str, Any], quiet: bool) -> int:
+    """`minitx experiment attention`: every variant and seed, then report.md|json, length.png and the table."""
+    from dataclasses import asdict
+
+    from minitx.config import TrainConfig, given
+    from minitx.experiments.attention import (
+        DEFAULT_TRAIN,
+        AttentionExperiment,
+        build_report,
+        render_markdown,
+        save_length_plot,
+    )
+    from minitx.experiments.engine import run_experiment
+    from minitx.fileio import atomic_write_json, atomic_write_text
+
+    base = AttentionExperiment()
+    if quick:
+        base = AttentionExperiment(seeds=1, train={**DEFAULT_TRAIN, "steps": 30, "eval_every": 15, "save_every": 30},
+                                   train_pairs=600, per_bucket=5, align_pairs=5)
+    experiment = AttentionExperiment(
+        archs=[a.strip() for a in archs.split(",") if a.strip()] if archs else base.archs,
+        seeds=seeds if seeds is not None else base.seeds,
+        model=base.model,
+        train={**base.train, **given(flags, TrainConfig)},
+        train_pairs=base.train_pairs,
+        short_words=base.short_words if short_words is None else (short_words or None),
+        per_bucket=per_bucket if per_bucket is not None else base.per_bucket,
+        align_pairs=base.align_pairs,
+    )
+    console = make_console()
+    result = run_experiment(out, experiment, EngineView(console, _attention_line), show_progress=not quiet)
+    if result.runs:
+        variants = [name for name, _, _ in experiment.variants()]
+        report = build_report(asdict(experiment), variants, result.runs, result.seconds, result.finished)
+        report["pictures"] = ["length.png"] if save_length_plot(report, out / "length.png") else []
+        atomic_write_json(out / "report.json", report)
+        atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+        print_markdown_tables(out / "report.md", console)
+        console.print(f"report: {escape(str(out / 'report.md'))}, {escape(str(out / 'report.json'))}"
+                      + (f", {escape(str(out / 'length.png'))}" if report["pictures"] else ""))
+    if not result.finished:
+        console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
+                      f"{escape(_command_line())}")
+        return 130
+    return 0
+
+
+def run_norm(*, out: Path, norms: str | None, seeds: int | None, steps: int | None, threads: int | None,
+             quick: bool, quiet: bool) -> int:
+    """`minitx experiment norm`: every variant and seed, then report.md|json and the table."""
+    import json
+    from dataclasses import asdict
+
+    from minitx.experiments.engine import run_experiment
+    from minitx.experiments.norm import DEFAULT_TRAIN, NormExperiment, build_report, render_markdown
+    from minitx.fileio import atomic_write_json, atomic_write_text
+
+    base = NormExperiment()
+    if quick:
+        base = NormExperiment(seeds=1, lrs=[1e-2], depths=[4], corpus_bytes=150_000, init_depths=[2, 6, 12],
+                              train={**DEFAULT_TRAIN, "steps": 60, "eval_every": 10, "save_every": 20})
+    train = dict(base.train)
+    if steps is not None:
+        train.update(steps=steps, eval_every=max(1, steps // 12), save_every=max(1, steps // 6))
+    if threads is not None:
+        train["threads"] = threads
+    experiment = NormExperiment(
+        norms=[n.strip() for n in norms.split(",") if n.strip()] if norms else base.norms,
+        warmups=base.warmups, lrs=base.lrs, depths=base.depths,
+        seeds=seeds if seeds is not None else base.seeds, train=train, corpus_bytes=base.corpus_bytes,
+        init_depths=base.init_depths)
+    console = make_console()
+    result = run_experiment(out, experiment, EngineView(console, _norm_line), show_progress=not quiet)
+    if result.runs:
+        grads = json.loads((out / "init_gradients.json").read_text(encoding="utf-8"))
+        variants = [name for name, _ in experiment.variants()]
+        report = build_report(asdict(experiment), variants, result.runs, result.seconds, result.finished, grads)
+        atomic_write_json(out / "report.json", report)
+        atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+        print_markdown_tables(out / "report.md", console)
+        console.print(f"report: {escape(str(out / 'report.md'))}, {escape(str(out / 'report.json'))}")
+    if not result.finished:
+        console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
+                      f"{escape(_command_line())}")
+        return 130
+    return 0
+
+
+def run_heads(*, out: Path, heads: str | None, tasks: str | None, seeds: int | None, steps: int | None,
+              threads: int | None, quick: bool, quiet: bool) -> int:
+    """`minitx experiment heads`: every variant and seed, then report.md|json and the table."""
+    from dataclasses import asdict
+
+    from minitx.experiments.engine import run_experiment
+    from minitx.experiments.heads import DEFAULT_TRAIN, HeadsExperiment, build_report, render_markdown
+    from minitx.fileio import atomic_write_json, atomic_write_text
+
+    base = HeadsExperiment()
+    if quick:
+        base = HeadsExperiment(seeds=1, train={**DEFAULT_TRAIN, "steps": 60, "eval_every": 30, "save_every": 60},
+                               corpus_bytes=200_000, pairs=120, stories=5, test_pairs=40, align_pairs=10,
+                               prune_pairs=30)
+    train = dict(base.train)
+    if steps is not None:
+        train.update(steps=steps, eval_every=max(1, steps // 5), save_every=max(1, steps // 2))
+    if threads is not None:
+        train["threads"] = threads
+    try:
+        head_counts = [int(h) for h in heads.split(",") if h.strip()] if heads else base.heads
+    except ValueError:
+        raise UserError(f"--heads takes comma-separated whole numbers, e.g. 1,2,4,8; not {heads!r}") from None
+    experiment = HeadsExperiment(
+        heads=head_counts, tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else base.tasks,
+        seeds=seeds if seeds is not None else base.seeds, train=train, corpus_bytes=base.corpus_bytes,
+        pairs=base.pairs, stories=base.stories, test_pairs=base.test_pairs, align_pairs=base.align_pairs,
+        prune_pairs=base.prune_pairs)
+    console = make_console()
+    result = run_experiment(out, experiment, EngineView(console, _heads_line), show_progress=not quiet)
+    if result.runs:
+        variants = [name for name, _, _ in experiment.variants()]
+        report = build_report(asdict(experiment), variants, result.runs, result.seconds, result.finished)
+        atomic_write_json(out / "report.json", report)
+        atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+        print_markdown_tables(out / "report.md", console)
+        console.print(f"report: {escape(str(out / 'report.md'))}, {escape(str(out / 'report.json'))}")
+    if not result.finished:
+        console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
+                      f"{escape(_command_line())}")
+        return 130
+    return 0
+
+
+def _heads_line(lab: dict[str, Any]) -> str:
+    if lab["task"] == "lm":
+        far = lab["minimal_pairs"]["by_phenomenon"].get("agreement_far", {}).get("accuracy")
+        return f"val loss {lab['val_loss']:.3f}" + (f" · agreement far {far:.1%}" if far is not None else "")
+    aer = f" · best cross AER {lab['best_aer']:.3f}" if lab.get("best_aer") is not None else ""
+    return f"exact match {lab['exact_match']['share']:.1%}{aer}"
+
+
+def _norm_line(lab: dict[str, Any]) -> str:
+    final = lab["final_val_loss"]
+    shift = lab["shift"]
+    return (("diverged" if lab["diverged"] else f"final val loss {final:.3f}")
+            + (f" · covariate shift {shift:.3f}" if shift is not None else ""))
+
+
+def _attention_line(lab: dict[str, Any]) -> str:
+    chrf = " ".join(f"{b}:{v['chrf']['score']:.0f}" for b, v in lab["buckets"].items())
+    aer = f" · best map AER {lab['best_aer']:.3f}" if lab.get("best_aer") is not None else ""
+    return f"chrF by length {chrf}{aer}"
+
+
+def print_markdown_tables(path: Path, console: Console) -> None:
+    """The report's markdown, as it is: its tables read well on a terminal too."""
+    console.print(path.read_text(encoding="utf-8"), markup=False, highlight=False)
+
+
+class EngineView:
+    """Prints which run of an experiment is going (new, resumed or reused, with the ETA) and its headline numbers."""
+
+    def __init__(self, console: Console, line: Any) -> None:
+        self.console, self.line = console, line
+
+    def preparing(self, what: str) -> None:
+        self.console.print(f"[dim]{escape(what)}[/]")
+
+    def run_started(self, index: int, total: int, status: RunStatus, eta_seconds: float | None) -> None:
+        doing = {"measured": "done, reused", "trained": "trained, measuring", "partial": "resuming",
+                 "new": "training"}[status.state]
+        eta = f" · experiment ETA {eta_seconds / 60:.1f} min" if eta_seconds is not None else ""
+        self.console.rule(f"run {index + 1}/{total}: {escape(status.kind)} · seed {status.seed} · {doing}{eta}")
+
+    def measuring(self, status: RunStatus) -> None:
+        self.console.print(f"[dim]measuring {escape(status.name)}[/]")
+
+    def run_done(self, status: RunStatus, lab: dict[str, Any]) -> None:
+        self.console.print(f"{escape(status.name)}: {escape(self.line(lab))}")
+
+
 def _command_line() -> str:
     return "minitx " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 

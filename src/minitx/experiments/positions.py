@@ -19,22 +19,26 @@ stops after saving and the same command picks up where it stopped. The same comm
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from minitx.config import POSITIONAL_ENCODINGS
 from minitx.errors import UserError
-from minitx.experiments.measure import LAB_FILE, LabSettings, measure_run
-from minitx.fileio import atomic_write_json, atomic_write_text, read_json
-
-if TYPE_CHECKING:
-    from minitx.training.loop import TrainProgress
-
-SETTINGS_FILE = "experiment.json"
+from minitx.experiments.engine import (  # noqa: F401  (re-exported: the lab's public names before the engine)
+    SETTINGS_FILE,
+    Experiment,
+    ExperimentResult,
+    Observer,
+    RunSpec,
+    RunStatus,
+    Shared,
+    run_experiment,
+    run_state,
+    shared_tokenizer,
+)
+from minitx.experiments.measure import LAB_FILE, LabSettings, measure_run  # noqa: F401
+from minitx.fileio import atomic_write_text
 
 #: The default model and recipe: chosen so that 5 kinds x 2 seeds finish in about 20 minutes on a
 #: 2-core CPU, measures included (docs/decisions.md, "the positional-encoding lab").
@@ -47,7 +51,7 @@ DEFAULT_SEEDS = 2
 
 
 @dataclass
-class PositionsExperiment:
+class PositionsExperiment(Experiment):
     """Everything that decides the numbers of an experiment; stored in DIR/experiment.json."""
 
     kinds: list[str] = field(default_factory=lambda: list(POSITIONAL_ENCODINGS))
@@ -75,138 +79,29 @@ class PositionsExperiment:
         """(kind, seed, directory name) of every run, seeds outermost: after the first round every kind has a result."""
         return [(kind, seed, f"{kind}-seed{seed}") for seed in range(self.seeds) for kind in self.kinds]
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def runs(self) -> list[RunSpec]:
+        return [RunSpec(kind, seed, name, {"pos": kind}) for kind, seed, name in self.run_names()]
 
+    def prepare(self, out: Path, observer: Observer) -> Shared:
+        """The corpus (the built-in stories unless CORPUS files are given) and one tokenizer for every run."""
+        if self.corpus_files:
+            files = [Path(f) for f in self.corpus_files]
+        else:
+            corpus = out / "corpus.txt"
+            if not corpus.is_file():
+                from minitx.corpus.generate import generate_corpus
 
-@dataclass
-class RunStatus:
-    """What the experiment knows about one run when it reaches it."""
+                observer.preparing(f"writing {self.corpus_bytes:,} bytes of built-in stories")
+                atomic_write_text(corpus, generate_corpus(self.corpus_bytes, seed=0))
+            files = [corpus]
 
-    kind: str
-    seed: int
-    name: str
-    state: str  # "measured" | "trained" | "partial" | "new"
+        def text() -> str:
+            from minitx.corpus.sources import load_training_text
 
+            return load_training_text(files)[0]
 
-class Observer:
-    """What an experiment tells its caller as it goes; the command prints it, tests may record it."""
+        tokenizer = shared_tokenizer(out, text, self.vocab_size, observer)
+        return Shared(files, {"tokenizer": str(tokenizer)})
 
-    def preparing(self, what: str) -> None: ...
-    def run_started(self, index: int, total: int, status: RunStatus, eta_seconds: float | None) -> None: ...
-    def measuring(self, status: RunStatus) -> None: ...
-    def run_done(self, status: RunStatus, lab: dict[str, Any]) -> None: ...
-
-
-@dataclass
-class ExperimentResult:
-    finished: bool  # False when Ctrl-C stopped a run (it is saved; rerun to continue)
-    runs: list[dict[str, Any]]
-    seconds: float
-
-
-def run_state(run_dir: Path, steps: int) -> str:
-    """measured (lab.json), trained (all steps saved), partial (a checkpoint to resume) or new."""
-    from minitx import rundir
-
-    if (run_dir / LAB_FILE).is_file():
-        return "measured"
-    checkpoint = rundir.latest_checkpoint(run_dir) if rundir.is_run_dir(run_dir) else None
-    if checkpoint is None:
-        return "new"
-    step = read_json(checkpoint / rundir.TRAINER_STATE, "the run's checkpoint is damaged").get("step", 0)
-    return "trained" if step >= steps else "partial"
-
-
-def _recipe(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings that decide each run's numbers: all but which runs there are (--kinds, --seeds: more
-    seeds add runs, fewer report on a subset), where they compute (--device, --threads) and the flags that
-    change no number (--save-every, --keep, ...; `Flag.resume`). The step budget does decide them."""
-    from minitx.config import TrainConfig, flag_fields, flag_of
-
-    elsewhere = {f.name for f in flag_fields(TrainConfig) if not flag_of(f).recipe} - {"steps"}
-    recipe = {k: v for k, v in settings.items() if k not in ("kinds", "seeds")}
-    return {**recipe, "train": {k: v for k, v in settings.get("train", {}).items() if k not in elsewhere}}
-
-
-def prepare(out: Path, experiment: PositionsExperiment, observer: Observer) -> tuple[list[Path], Path]:
-    """DIR/experiment.json, the corpus and the shared tokenizer; refuses a DIR holding a different experiment."""
-    experiment.validate()
-    out.mkdir(parents=True, exist_ok=True)
-    settings_path = out / SETTINGS_FILE
-    wanted = json.loads(json.dumps(experiment.to_dict()))  # as it reads back from JSON
-    if settings_path.is_file():
-        saved = read_json(settings_path, f"remove it or choose another --out than {out}")
-        if _recipe(saved) != _recipe(wanted):
-            changed = sorted(k for k in _recipe(wanted) if _recipe(saved).get(k) != _recipe(wanted)[k])
-            raise UserError(f"{out} holds an experiment with other settings ({', '.join(changed)} differ); "
-                            "rerun with the same flags to continue it, or choose another --out")
-    elif any(out.iterdir()):
-        raise UserError(f"{out} is not empty and holds no {SETTINGS_FILE}; choose an empty or new --out")
-    atomic_write_json(settings_path, wanted)
-
-    if experiment.corpus_files:
-        files = [Path(f) for f in experiment.corpus_files]
-    else:
-        corpus = out / "corpus.txt"
-        if not corpus.is_file():
-            from minitx.corpus.generate import generate_corpus
-
-            observer.preparing(f"writing {experiment.corpus_bytes:,} bytes of built-in stories")
-            atomic_write_text(corpus, generate_corpus(experiment.corpus_bytes, seed=0))
-        files = [corpus]
-    tokenizer_path = out / "tokenizer.json"
-    if not tokenizer_path.is_file():
-        from minitx.corpus.sources import load_training_text
-        from minitx.text.tokenizer import Tokenizer
-
-        observer.preparing(f"training one BPE tokenizer ({experiment.vocab_size} tokens) for every run")
-        text, _ = load_training_text(files)
-        Tokenizer.train_bpe([text], vocab_size=experiment.vocab_size, show_progress=False).save(tokenizer_path)
-    return files, tokenizer_path
-
-
-def run_experiment(
-    out: Path,
-    experiment: PositionsExperiment,
-    observer: Observer | None = None,
-    show_progress: bool = True,
-    progress: Callable[[], TrainProgress] | None = None,
-) -> ExperimentResult:
-    """Train and measure every run that is not done yet; return every run's measures (lab.json)."""
-    from minitx.training.setup import run_training
-
-    observer = observer or Observer()
-    out = Path(out)
-    started = time.perf_counter()
-    files, tokenizer_path = prepare(out, experiment, observer)
-    names = experiment.run_names()
-    durations: list[float] = []
-    results = []
-    for index, (kind, seed, name) in enumerate(names):
-        run_dir = out / "runs" / name
-        status = RunStatus(kind, seed, name, run_state(run_dir, experiment.train["steps"]))
-        remaining = len(names) - index
-        eta = sum(durations) / len(durations) * remaining if durations else None
-        observer.run_started(index, len(names), status, eta)
-        run_started = time.perf_counter()
-        if status.state in ("new", "partial"):  # the very code of `minitx train`, fresh or --resume
-            flags = {**experiment.model, **experiment.train, "pos": kind, "seed": seed,
-                     "tokenizer": str(tokenizer_path)}
-            _, trained = run_training(files, run_dir, flags=flags, resume=status.state == "partial",
-                                      force=status.state == "new", show_progress=show_progress,
-                                      progress=progress() if progress is not None and show_progress else None)
-            if trained.interrupted:
-                return ExperimentResult(False, results, time.perf_counter() - started)
-        if status.state != "measured":
-            observer.measuring(status)
-            try:
-                lab = measure_run(run_dir, experiment.lab)
-            except KeyboardInterrupt:  # Ctrl-C while measuring: the run is trained; it is measured next time
-                return ExperimentResult(False, results, time.perf_counter() - started)
-            atomic_write_json(run_dir / LAB_FILE, lab)
-            durations.append(time.perf_counter() - run_started)
-        lab = read_json(run_dir / LAB_FILE, "delete it to measure the run again")
-        observer.run_done(status, lab)
-        results.append(lab)
-    return ExperimentResult(True, results, time.perf_counter() - started)
+    def measure(self, run_dir: Path, spec: RunSpec, shared: Shared) -> dict[str, Any]:
+        return measure_run(run_dir, self.lab)

@@ -16,24 +16,18 @@ Resumable as the decoder-only lab (positions.py): a run with lab.json is reused,
 
 from __future__ import annotations
 
-import json
-import statistics
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from minitx.config import POSITIONAL_ENCODINGS, PRESETS
 from minitx.errors import UserError
-from minitx.experiments.positions import Observer, RunStatus, run_state
-from minitx.fileio import atomic_write_json
+from minitx.experiments.engine import Experiment, Observer, RunSpec, Shared, run_experiment, shared_tokenizer
 from minitx.model.positions import NoPositions, encoding_class
 
 #: The kind without positions, and the suffix of a variant whose encoder has none: "rope+enc-none".
 NO_POSITIONS = NoPositions.kind
 ENCODER_WITHOUT = f"+enc-{NO_POSITIONS}"
-LAB_FILE = "lab.json"
-SETTINGS_FILE = "experiment.json"
 #: The default shape and recipe of each run: the "translate" preset's (the default of `train --arch
 #: encoder-decoder`), with fewer evaluation batches; every kind and seed trains exactly that recipe.
 _PRESET = PRESETS["translate"]
@@ -43,7 +37,7 @@ DEFAULT_VOCAB: int = _PRESET["model"]["vocab_size"]
 
 
 @dataclass
-class TranslationLab:
+class TranslationLab(Experiment):
     """Everything that decides the numbers; stored in DIR/experiment.json."""
 
     kinds: list[str] = field(default_factory=lambda: list(POSITIONAL_ENCODINGS))
@@ -80,31 +74,23 @@ class TranslationLab:
         return [(name, pos, encoder_pos, seed, f"{name}-seed{seed}") for seed in range(self.seeds)
                 for name, pos, encoder_pos in self.variants()]
 
+    def runs(self) -> list[RunSpec]:
+        return [RunSpec(variant, seed, name, {"pos": pos, "encoder_pos": encoder_pos})
+                for variant, pos, encoder_pos, seed, name in self.run_names()]
 
-def prepare(out: Path, lab: TranslationLab) -> Path:
-    """DIR/experiment.json and one BPE tokenizer of the built-in pairs; refuses a DIR of another experiment."""
-    from minitx.evaluation.translation_eval import builtin_pairs_once
+    def prepare(self, out: Path, observer: Observer) -> Shared:
+        """One BPE tokenizer of the built-in pairs, and the test set of sentences with 2+ adjective-noun phrases."""
+        from minitx.evaluation.translation_eval import builtin_pairs_once
 
-    lab.validate()
-    out.mkdir(parents=True, exist_ok=True)
-    wanted = json.loads(json.dumps(asdict(lab)))
-    settings = out / SETTINGS_FILE
-    if settings.is_file():
-        saved = json.loads(settings.read_text(encoding="utf-8"))
-        strip = ("kinds", "seeds")
-        if {k: v for k, v in saved.items() if k not in strip} != {k: v for k, v in wanted.items() if k not in strip}:
-            raise UserError(f"{out} holds an experiment with other settings; rerun with the same flags or choose "
-                            "another --out")
-    elif any(out.iterdir()):
-        raise UserError(f"{out} is not empty and holds no {SETTINGS_FILE}; choose an empty or new --out")
-    atomic_write_json(settings, wanted)
-    tokenizer_path = out / "tokenizer.json"
-    if not tokenizer_path.is_file():
-        from minitx.text.tokenizer import Tokenizer
+        observer.preparing("the shared tokenizer and the test set of sentences with 2+ adjective-noun phrases")
+        tokenizer = shared_tokenizer(
+            out, lambda: "\n".join(p["source"] + "\t" + p["target"] for p in builtin_pairs_once()) + "\n",
+            self.vocab_size, observer)
+        return Shared([], {"tokenizer": str(tokenizer), "preset": "translate"},
+                      {"two_phrase": two_phrase_test_set(self.two_phrase_pairs)})
 
-        text = "\n".join(p["source"] + "\t" + p["target"] for p in builtin_pairs_once()) + "\n"
-        Tokenizer.train_bpe([text], vocab_size=lab.vocab_size, show_progress=False).save(tokenizer_path)
-    return tokenizer_path
+    def measure(self, run_dir: Path, spec: RunSpec, shared: Shared) -> dict[str, Any]:
+        return {"variant": spec.variant, "seed": spec.seed, **measure(run_dir, self, shared.extra["two_phrase"])}
 
 
 def two_phrase_test_set(n: int) -> list[dict]:
@@ -135,34 +121,7 @@ def measure(run_dir: Path, lab: TranslationLab, two_phrase: list[dict]) -> dict[
 
 def run_lab(out: Path, lab: TranslationLab, observer: Observer | None = None,
             show_progress: bool = False) -> tuple[bool, list[dict[str, Any]], float]:
-    """Train and measure every run not done yet; (finished, each run's lab.json, seconds)."""
-    from minitx.training.setup import run_training
-
-    observer = observer or Observer()
-    out, started = Path(out), time.perf_counter()
-    observer.preparing("the shared tokenizer and the test set of sentences with 2+ adjective-noun phrases")
-    tokenizer_path = prepare(out, lab)
-    two_phrase = two_phrase_test_set(lab.two_phrase_pairs)
-    names, results, durations = lab.run_names(), [], []
-    for index, (variant, pos, encoder_pos, seed, name) in enumerate(names):
-        run_dir = out / "runs" / name
-        status = RunStatus(variant, seed, name, run_state(run_dir, lab.train["steps"]))
-        eta = statistics.fmean(durations) * (len(names) - index) if durations else None
-        observer.run_started(index, len(names), status, eta)
-        began = time.perf_counter()
-        if status.state in ("new", "partial"):
-            flags = {**lab.model, **lab.train, "pos": pos, "encoder_pos": encoder_pos, "seed": seed,
-                     "tokenizer": str(tokenizer_path), "preset": "translate"}
-            _, trained = run_training([], run_dir, flags=flags, resume=status.state == "partial",
-                                      force=status.state == "new", show_progress=show_progress)
-            if trained.interrupted:
-                return False, results, time.perf_counter() - started
-        if status.state != "measured":
-            observer.measuring(status)
-            record = {"variant": variant, "seed": seed, **measure(run_dir, lab, two_phrase)}
-            atomic_write_json(run_dir / LAB_FILE, record)
-            durations.append(time.perf_counter() - began)
-        record = json.loads((run_dir / LAB_FILE).read_text(encoding="utf-8"))
-        observer.run_done(status, record)
-        results.append(record)
-    return True, results, time.perf_counter() - started
+    """Train and measure every run not done yet (the engine, `minitx.experiments.engine`); (finished, each
+    run's lab.json, seconds)."""
+    result = run_experiment(out, lab, observer, show_progress=show_progress)
+    return result.finished, result.runs, result.seconds

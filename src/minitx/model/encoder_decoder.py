@@ -43,6 +43,7 @@ from minitx.model.decode import (
 from minitx.model.gpt import Block, gpt2_init
 from minitx.model.hooks import BlockStack, HookedModel, HookPoint
 from minitx.model.inputs import pad_rows
+from minitx.model.norm import flat_decode, make_final_norm, make_norm
 from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions
 
 
@@ -93,7 +94,7 @@ class DecoderBlock(Block):
 
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__(config, layer_index)
-        self.ln_cross = nn.LayerNorm(config.dim, bias=config.bias)
+        self.ln_cross = make_norm(config)
         self.cross_attn = MultiHeadAttention(config, layer_index, cross=True)
         self.hook_cross_attn_out, self.hook_resid_cross = HookPoint(), HookPoint()
 
@@ -108,11 +109,13 @@ class DecoderBlock(Block):
     ) -> Tensor:
         """x [B, T, C] -> x after self-attention, cross-attention to `memory` and the MLP."""
         x = self.hook_resid_pre(x)
-        attn_out, _ = self.attn(self.ln_1(x), mask, positions=positions, cache=cache)
-        x = self.hook_resid_mid(x + self.hook_attn_out(attn_out))
-        cross_out, _ = self.cross_attn(self.ln_cross(x), cross_mask, context=memory, cache=cache)
-        x = self.hook_resid_cross(x + self.hook_cross_attn_out(cross_out))  # what this target token read
-        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
+        place = self.place  # pre, post or none (minitx.model.norm): it owns the residual form
+        x = self.hook_resid_mid(place.residual(
+            x, self.ln_1, lambda h: self.hook_attn_out(self.attn(h, mask, positions=positions, cache=cache)[0])))
+        x = self.hook_resid_cross(place.residual(  # what this target token read
+            x, self.ln_cross,
+            lambda h: self.hook_cross_attn_out(self.cross_attn(h, cross_mask, context=memory, cache=cache)[0])))
+        return self.hook_resid_post(place.residual(x, self.ln_2, lambda h: self.hook_mlp_out(self.mlp(h))))
 
 
 class EncoderDecoder(HookedModel, nn.Module):
@@ -146,7 +149,7 @@ class EncoderDecoder(HookedModel, nn.Module):
             {
                 "pos": build_positional_encoding(encoder_config),
                 "blocks": nn.ModuleList(Block(config, i) for i in range(encoder_layers)),
-                "ln_f": nn.LayerNorm(config.dim, bias=config.bias),
+                "ln_f": make_final_norm(config),  # an identity for post-LN and none
                 "hook_embed": HookPoint(),  # the source's embedding (+ positions, for the kinds that add them)
                 "hook_memory": HookPoint(),  # ln_f's output: what cross-attention reads
             }
@@ -155,7 +158,7 @@ class EncoderDecoder(HookedModel, nn.Module):
             {
                 "pos": build_positional_encoding(config),
                 "blocks": nn.ModuleList(DecoderBlock(config, i) for i in range(config.n_layers)),
-                "ln_f": nn.LayerNorm(config.dim, bias=config.bias),
+                "ln_f": make_final_norm(config),
                 "hook_embed": HookPoint(),  # the target's embedding
                 "hook_final": HookPoint(),  # ln_f's output, what lm_head reads
             }
@@ -251,10 +254,11 @@ class EncoderDecoder(HookedModel, nn.Module):
         (`AttentionMask(..., causal=False, key_padding=...).sdpa_mask`), made once rather than per step.
         """
         blocks = self.decoder["blocks"]
-        layers = [decode_layer(block) for block in blocks]
+        flat = flat_decode(self.config)  # pre-LN LayerNorm; else decode_next steps through `decode`
+        layers = [decode_layer(block) for block in blocks] if flat else []
         cross = [
             CrossLayer(
-                ln=(block.ln_cross.weight, block.ln_cross.bias, block.ln_cross.eps),
+                ln=(block.ln_cross.weight, block.ln_cross.bias, block.ln_cross.eps) if flat else None,
                 q=linear_function(block.cross_attn.c_q),
                 kv=linear_function(block.cross_attn.c_kv),
                 out=linear_function(block.cross_attn.c_proj),
@@ -315,6 +319,8 @@ class EncoderDecoder(HookedModel, nn.Module):
             plan = self.decode_plan(source_padding)
         elif plan.source_padding is not source_padding:
             raise ValueError("the plan was made for another source_padding; pass decode_plan(source_padding)")
+        if not flat_decode(self.config):  # post-LN, no norm or RMSNorm: the same numbers through decode
+            return self.decode(idx, None, source_padding, cache=cache, last_only=True)[:, -1]
         pos = cache.length
         check_positions(pos, 1, self.config.block_size)
         n_heads, head_dim, dim = self.config.n_heads, self.config.head_dim, self.config.dim

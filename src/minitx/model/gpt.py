@@ -36,6 +36,7 @@ from minitx.model.decode import (
     linear_function,
 )
 from minitx.model.hooks import BlockStack, HookedModel, HookPoint
+from minitx.model.norm import flat_decode, make_final_norm, make_norm, norm_place
 from minitx.model.positions import PositionalEncoding, build_positional_encoding, check_positions, encoding_class
 
 
@@ -86,7 +87,11 @@ def gpt2_init(model: nn.Module, n_residual_branches: int) -> None:
 
 
 class Block(nn.Module):
-    """One pre-LN transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)).
+    """One transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x)) -- pre-LN, the default.
+
+    `config.norm` moves the norms (`minitx.model.norm`): post gives ln_1(x + attn(x)), then
+    ln_2(x + mlp(x)); none drops them (ln_1, ln_2 are identities without parameters). `config.norm_kind`
+    rms makes them RMSNorms. The place object (`self.place`) owns the residual form.
 
     Hook points on the stream [B, T, C], in forward order: `hook_resid_pre` (the block's input),
     `attn.*`, `hook_attn_out` (attention's output), `hook_resid_mid` (x + that), `mlp.*`,
@@ -98,9 +103,10 @@ class Block(nn.Module):
 
     def __init__(self, config: ModelConfig, layer_index: int) -> None:
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.dim, bias=config.bias)
+        self.place = norm_place(config)
+        self.ln_1 = make_norm(config)
         self.attn = MultiHeadAttention(config, layer_index)
-        self.ln_2 = nn.LayerNorm(config.dim, bias=config.bias)
+        self.ln_2 = make_norm(config)
         self.mlp = MLP(config)
         self.hook_resid_pre, self.hook_attn_out, self.hook_resid_mid = HookPoint(), HookPoint(), HookPoint()
         self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint()
@@ -108,9 +114,9 @@ class Block(nn.Module):
     def forward(self, x: Tensor, mask: AttentionMask, positions: PositionalEncoding, cache: KVCache | None
                 ) -> Tensor:
         x = self.hook_resid_pre(x)
-        attn_out, _ = self.attn(self.ln_1(x), mask, positions=positions, cache=cache)
-        x = self.hook_resid_mid(x + self.hook_attn_out(attn_out))
-        return self.hook_resid_post(x + self.hook_mlp_out(self.mlp(self.ln_2(x))))
+        x = self.hook_resid_mid(self.place.residual(
+            x, self.ln_1, lambda h: self.hook_attn_out(self.attn(h, mask, positions=positions, cache=cache)[0])))
+        return self.hook_resid_post(self.place.residual(x, self.ln_2, lambda h: self.hook_mlp_out(self.mlp(h))))
 
 
 class GPT(HookedModel, nn.Module):
@@ -142,7 +148,7 @@ class GPT(HookedModel, nn.Module):
                 "wte": nn.Embedding(config.vocab_size, config.dim),
                 self._positions_key: build_positional_encoding(config),
                 "h": nn.ModuleList(Block(config, i) for i in range(config.n_layers)),
-                "ln_f": nn.LayerNorm(config.dim, bias=config.bias),
+                "ln_f": make_final_norm(config),  # an identity for post-LN and none
             }
         )
         self.lm_head = nn.Linear(config.dim, config.vocab_size, bias=False)
@@ -218,7 +224,12 @@ class GPT(HookedModel, nn.Module):
         return logits, loss
 
     def decode_plan(self) -> DecodePlan:
-        """Each block's pieces and the output layer for `decode_next`, looked up once per generation, not per token."""
+        """Each block's pieces and the output layer for `decode_next`, looked up once per generation, not per token.
+
+        The flat step is written for pre-LN LayerNorm (`minitx.model.norm.flat_decode`); for other norms the
+        plan has no layers and `decode_next` runs the cached forward pass instead."""
+        if not flat_decode(self.config):
+            return DecodePlan([], linear_function(self.lm_head))
         return DecodePlan([decode_layer(block) for block in self.transformer.h], linear_function(self.lm_head))
 
     @torch.no_grad()
@@ -236,6 +247,8 @@ class GPT(HookedModel, nn.Module):
         t = idx.shape[1]
         if t != 1:
             raise ValueError(f"decode_next feeds exactly one token per sequence, got {t}")
+        if not flat_decode(self.config):  # post-LN, no norm or RMSNorm: the same numbers through forward
+            return self.forward(idx, cache=cache, last_only=True)[0][:, -1]
         pos = cache.length
         check_positions(pos, 1, self.config.block_size)
         n_heads, dim = self.config.n_heads, self.config.dim
