@@ -41,7 +41,7 @@ from minitx.model.gpt import GPT
 #: Every command that reads a run of some architecture; `Architecture.commands` is a subset (a test checks each
 #: is a real `minitx` command).
 RUN_COMMANDS = ("generate", "translate", "eval", "inspect-attention", "inspect-positions", "inspect-lens",
-                "inspect-patch", "export", "experiment positions")
+                "inspect-patch", "export", "experiment positions", "experiment attention")
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ class EncoderDecoderArchitecture(Architecture):
               Stack("decoder", "decoder.blocks", "decoder.ln_f", ("attn", "cross_attn"), causal=True))
     preset = "translate"
     commands = frozenset({"translate", "eval", "inspect-attention", "inspect-lens", "inspect-patch",
-                          "experiment positions"})
+                          "experiment positions", "experiment attention"})
     use_instead = 'minitx translate RUN "The red ball is big."'
     next_steps = 'minitx translate {run} "The red ball is big."'
     hf_families = ()

@@ -538,7 +538,7 @@ class RNNArchitecture(_RecurrentArchitecture):
     # left to right: a⟨t'⟩ has read x⟨1..t'⟩ only; no attention anywhere
     stacks = (Stack("encoder", "encoder.layers", None, (), causal=True),
               Stack("decoder", "decoder.layers", None, (), causal=True))
-    commands = frozenset({"translate", "eval"})
+    commands = frozenset({"translate", "eval", "experiment attention"})
 
 
 class RNNSearchArchitecture(_RecurrentArchitecture):
@@ -554,4 +554,4 @@ class RNNSearchArchitecture(_RecurrentArchitecture):
     # of their own: the one attention is `decoder.cross_attn`, read before the first layer at every step
     stacks = (Stack("encoder", "encoder.layers", None, (), causal=False),
               Stack("decoder", "decoder.layers", None, (), causal=True))
-    commands = frozenset({"translate", "eval", "inspect-attention"})
+    commands = frozenset({"translate", "eval", "inspect-attention", "experiment attention"})
