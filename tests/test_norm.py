@@ -134,3 +134,22 @@ def test_hf_export_is_refused_in_one_line_for_anything_but_pre_layer():
     for norm, kind in COMBOS[1:]:
         message = hf_refusal(model(norm=norm, norm_kind=kind).config)
         assert f"--norm {norm}" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("norm, kind", [("post", "layer"), ("none", "layer"), ("pre", "rms")])
+def test_direct_logit_attribution_refuses_a_stream_it_cannot_split_exactly(norm, kind):
+    from minitx.errors import UserError
+    from minitx.inspect.attribution import attribute
+
+    with pytest.raises(UserError, match=f"--norm {norm} --norm-kind {kind}"):
+        attribute(model(norm=norm, norm_kind=kind), [1, 2, 3], good=4, bad=5)
+    report = attribute(model(), [1, 2, 3], good=4, bad=5)  # pre-LN LayerNorm: the parts add up to the gap
+    assert sum(part.value for part in report.parts) == pytest.approx(report.total, abs=1e-5)
+
+
+def test_export_of_a_post_ln_model_is_the_norm_refusal():
+    from minitx.errors import UserError
+    from minitx.interop.hf_export import hf_architecture
+
+    with pytest.raises(UserError, match="--norm post"):
+        hf_architecture(model(norm="post").config)

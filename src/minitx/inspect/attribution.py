@@ -88,7 +88,17 @@ class AttributionReport:
 def attribute(model: GPT | EncoderDecoder, ids: list[int], *, good: int, bad: int, source: list[int] | None = None
               ) -> AttributionReport:
     """Direct logit attribution of logit[good] - logit[bad] at the last position of `ids` (see the module); an
-    encoder-decoder reads `source` (its ids ending in the end token) and `ids` is its decoder's input."""
+    encoder-decoder reads `source` (its ids ending in the end token) and `ids` is its decoder's input.
+
+    The split is exact only where the stream meets one final LayerNorm and nothing else normalizes it (pre-LN):
+    any other `--norm`/`--norm-kind` is a UserError, before anything runs."""
+    from minitx.errors import UserError
+    from minitx.model.norm import flat_decode, norm_kind, norm_place
+
+    if not flat_decode(model.config):
+        raise UserError(f"direct logit attribution reads a pre-LN LayerNorm stream; this run has --norm "
+                        f"{norm_place(model.config).name} --norm-kind {norm_kind(model.config)}: use inspect-lens "
+                        "without --attribute")
     stack = decoder_stack(model)
     names = {"stream 0": stack.stream(0), f"stream {stack.n_layers}": stack.stream(stack.n_layers)}
     for layer in range(stack.n_layers):

@@ -76,6 +76,10 @@ def hf_architecture(config: ModelConfig) -> str:
     arch = model_architecture(config.arch)
     if not arch.hf_families:
         raise UserError(f"{arch.label} model has no transformers architecture to export to: {arch.hf_refusal}")
+    from minitx.model.norm import hf_refusal as norm_refusal
+
+    if norm_refusal(config):
+        raise UserError(norm_refusal(config))
     encoding = encoding_class(config.pos)
     architecture = encoding.hf_architecture
     if architecture is None:
