@@ -68,7 +68,7 @@ class Words:
         return " ".join(self.words[i] for i in ids)
 
 
-def batches(pairs: list[dict], words: Words, batch_size: int, steps: int, seed: int):  # noqa: ANN201
+def batches(pairs: list[dict], words: Words, batch_size: int, steps: int, seed: int):
     """`steps` batches (source, target_in, padding, targets) of neighbours by length, from random starts."""
     from minitx.dataset.pairs import collate
 

@@ -114,7 +114,7 @@ def load_test(base: str, token: str, *, requests: int = 200, clients: int = 8, t
             "per_second": len(results) / seconds}
 
 
-def _wait(page, expression: str, timeout: float = 60.0) -> None:  # noqa: ANN001 - a Playwright page
+def _wait(page, expression: str, timeout: float = 60.0) -> None:
     """Poll `expression` (a JS function) until it is true: the page's CSP forbids wait_for_function's eval."""
     deadline = time.monotonic() + timeout
     while not page.evaluate(expression):

@@ -54,7 +54,7 @@ def minitx_model() -> torch.nn.Module:
     return model
 
 
-def bart_model():  # noqa: ANN201 - transformers is optional
+def bart_model():
     from transformers import BartConfig, BartForConditionalGeneration
 
     torch.manual_seed(0)
@@ -119,7 +119,7 @@ def trained_run(run_dir: str, sentences: int, repeats: int) -> None:
           f"{chrf(outputs['int8'], outputs['fp32']):.1f}")
 
 
-def time_bart(model, batch: list[list[int]], new: int) -> float:  # noqa: ANN001
+def time_bart(model, batch: list[list[int]], new: int) -> float:
     longest = max(len(s) for s in batch) + 1
     ids = torch.full((len(batch), longest), 1)
     mask = torch.zeros(len(batch), longest, dtype=torch.long)

@@ -63,7 +63,7 @@ def test_a_users_own_malloc_setting_stands() -> None:
     assert out.stdout.strip() == "False"
 
 
-def test_the_trainer_asks_for_it(tmp_path) -> None:  # noqa: ANN001
+def test_the_trainer_asks_for_it(tmp_path) -> None:
     from minitx.config import ModelConfig, TrainConfig
     from minitx.dataset.batches import split_train_val
     from minitx.training import allocator

@@ -57,7 +57,7 @@ def train_in_child(args: list[str], log: Path, crash_at: str | None = None) -> i
             app([str(a) for a in args])
         except SystemExit as e:
             code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException:  # noqa: BLE001 - report anything to the log, then exit
+        except BaseException:
             import traceback
 
             traceback.print_exc()
@@ -213,7 +213,7 @@ def train_in_child_body(args: list[str], log: Path) -> None:
         app([str(a) for a in args])
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    except BaseException:  # noqa: BLE001 - report anything to the log, then exit
+    except BaseException:
         import traceback
 
         traceback.print_exc()

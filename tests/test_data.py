@@ -173,7 +173,7 @@ def test_the_command_downloads_char_rnns_file_over_https_and_checks_its_known_sh
 
     asked = []
 
-    def fetch(url, out, timeout, progress):  # noqa: ANN001, ANN202 - stands in for the network
+    def fetch(url, out, timeout, progress):
         asked.append(url)
         return b"a different text\n"
 

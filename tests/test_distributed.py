@@ -358,7 +358,7 @@ def test_nproc_with_a_port_rendezvous_through_c10d_like_standalone(corpus: Path,
         assert torch.equal(w[name], expected[name]), name
 
 
-def _in_process(*args: str):  # noqa: ANN202 - a click Result
+def _in_process(*args: str):
     return CliRunner().invoke(app, ["train", *args])
 
 

@@ -44,7 +44,7 @@ def executed(tmp_path_factory: pytest.TempPathFactory):
     return notebook
 
 
-def outputs_of(notebook, mime: str) -> list[str]:  # noqa: ANN001 - a NotebookNode
+def outputs_of(notebook, mime: str) -> list[str]:
     return [output["data"][mime] for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs
             if "data" in output and mime in output["data"]]
 

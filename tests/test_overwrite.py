@@ -25,7 +25,7 @@ runner = CliRunner()
 TEXT = "<|doc|>Once upon a time, a small dog saw a red ball.\n" * 30
 
 
-def run(*args: object):  # noqa: ANN201 - a click Result
+def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
 
 

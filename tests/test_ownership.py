@@ -29,11 +29,11 @@ TINY = ["--tokenizer", "char", "--preset", "tiny", "--layers", "1", "--heads", "
 SRC = str(Path(__file__).parents[1] / "src")
 
 
-def run(*args: object, input: str | None = None):  # noqa: A002, ANN201
+def run(*args: object, input: str | None = None):
     return CliRunner().invoke(app, [str(a) for a in args], input=input)
 
 
-def one_line(result, *words: str) -> None:  # noqa: ANN001
+def one_line(result, *words: str) -> None:
     assert result.exit_code == 2, (result.exit_code, result.output)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output, result.stderr

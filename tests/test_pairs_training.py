@@ -21,7 +21,7 @@ COPY_FLAGS = {"arch": "encoder-decoder", "tokenizer": "char", "n_layers": 1, "en
               "eval_every": 100, "eval_batches": 2, "threads": 1, "pos": "learned"}
 
 
-def write_copy_pairs(path, n: int = 800, seed: int = 0, letters: str = "abcdef", longest: int = 8):  # noqa: ANN001, ANN201
+def write_copy_pairs(path, n: int = 800, seed: int = 0, letters: str = "abcdef", longest: int = 8):
     """A copy task: the target is the source, strings of 2..`longest` of the `letters`."""
     rng = random.Random(seed)
     with open(path, "w", encoding="utf-8") as f:

@@ -24,7 +24,7 @@ TINY = ["--tokenizer", "char", "--preset", "tiny", "--layers", "1", "--heads", "
 MARKUP = ["[/]", "[bold]", "[link=x]"]
 
 
-def run(*args: object, input: str | None = None):  # noqa: A002 - mirrors CliRunner
+def run(*args: object, input: str | None = None):
     return runner.invoke(app, [str(a) for a in args], input=input)
 
 
@@ -157,7 +157,7 @@ class _Plant:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (open, (str(self.marker), "w"))
 
 
@@ -210,7 +210,7 @@ def _poison_training_loss(monkeypatch, at_call: int, how: str = "nan") -> None:
     original = GPT.forward
     calls = {"n": 0}
 
-    def forward(self, idx, targets=None, *args, **kwargs):  # noqa: ANN001, ANN202
+    def forward(self, idx, targets=None, *args, **kwargs):
         logits, loss = original(self, idx, targets, *args, **kwargs)
         if self.training and loss is not None:
             calls["n"] += 1
@@ -264,7 +264,7 @@ def test_a_full_disk_during_a_save_is_one_line_and_the_previous_checkpoint_stays
     out = tmp_path / "run"
     real_write, writes = fileio.write_synced, {"n": 0}
 
-    def write_until_full(path, data):  # noqa: ANN001, ANN202
+    def write_until_full(path, data):
         writes["n"] += 1
         if writes["n"] == 5:  # the optimizer file of the second save (step 10)
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
@@ -288,7 +288,7 @@ def _read_only(monkeypatch, directory: Path) -> None:
 
     real = tempfile.mkstemp
 
-    def mkstemp(*args, dir=None, **kwargs):  # noqa: A002, ANN001, ANN202
+    def mkstemp(*args, dir=None, **kwargs):
         if dir is not None and Path(dir).resolve().is_relative_to(directory.resolve()):
             raise OSError(errno.EROFS, "Read-only file system", str(dir))
         return real(*args, dir=dir, **kwargs)

@@ -17,7 +17,7 @@ TINY = ["--tokenizer", "char", "--dim", "32", "--layers", "1", "--encoder-layers
 ARCHS = ("rnn", "rnn-attention")
 
 
-def cli(*args: object):  # noqa: ANN201 - typer's Result
+def cli(*args: object):
     from typer.testing import CliRunner
 
     from minitx.cli import app
@@ -25,7 +25,7 @@ def cli(*args: object):  # noqa: ANN201 - typer's Result
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
-def one_line_error(result, *words: str) -> str:  # noqa: ANN001
+def one_line_error(result, *words: str) -> str:
     assert result.exit_code == 2, (result.exit_code, result.output)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("minitx: error: "), result.stderr
@@ -34,7 +34,7 @@ def one_line_error(result, *words: str) -> str:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module", params=ARCHS)
-def rnn_run(request, tmp_path_factory) -> tuple[str, Path]:  # noqa: ANN001
+def rnn_run(request, tmp_path_factory) -> tuple[str, Path]:
     out = tmp_path_factory.mktemp(request.param) / "run"
     done = cli("train", "--arch", request.param, "--steps", 20, "--out", out, *TINY)
     assert done.exit_code == 0, done.output

@@ -17,7 +17,7 @@ from minitx.generation.translate import beam_search, greedy, translate
 torch.set_num_threads(1)
 
 
-def run_cli(*args: str, input: str | None = None):  # noqa: A002, ANN201 - mirrors CliRunner
+def run_cli(*args: str, input: str | None = None):
     from typer.testing import CliRunner
 
     from minitx.cli import app
@@ -53,7 +53,7 @@ def test_a_batch_translates_each_source_as_it_would_alone():
 def test_wider_beams_find_translations_at_least_as_likely_per_token():
     model = random_translator(seed=1)
 
-    def mean_log_p(source, written):  # noqa: ANN001, ANN202 - the score beam search normalises
+    def mean_log_p(source, written):
         src = torch.tensor([source + [0]])
         target_in, targets = torch.tensor([[0, *written]]), torch.tensor([[*written, 0]])
         logits, _ = model(src, target_in, None)
@@ -202,7 +202,7 @@ def test_translations_with_control_characters_are_printed_escaped(copy_run, monk
 
     original = library.translate_batches
 
-    def hostile(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def hostile(*args, **kwargs):
         for lines in original(*args, **kwargs):
             yield ["\x1b[31m" + line + "\u202e\x9b" for line in lines]
 

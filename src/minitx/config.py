@@ -499,7 +499,7 @@ class TrainConfig:
         return _from_dict(cls, {**old, **d})
 
 
-def _from_dict(cls: type, d: dict[str, Any]):  # noqa: ANN202 - generic helper
+def _from_dict(cls: type, d: dict[str, Any]):
     """Build a dataclass from a dict, ignoring keys it does not know (forward compatibility).
 
     Every value is checked against its field's type hint first (`check_value`), so a hand-edited

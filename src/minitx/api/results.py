@@ -85,7 +85,7 @@ class Translations(Result):
     outputs: list[str]
     beam: int
 
-    def __iter__(self):  # noqa: ANN204 - an iterator of str
+    def __iter__(self):
         return iter(self.outputs)
 
     def __len__(self) -> int:

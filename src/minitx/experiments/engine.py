@@ -102,7 +102,7 @@ class Experiment:
     def validate(self) -> None: ...
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        return asdict(self)
 
     def runs(self) -> list[RunSpec]:
         raise NotImplementedError

@@ -62,7 +62,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
         self._scale_bf16 = scale.to(torch.bfloat16)  # what the CPU kernel wants; rebuilt by _apply
 
-    def _apply(self, fn, recurse=True):  # noqa: ANN001, ANN202 - nn.Module's own signature
+    def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
         self._scale_bf16 = self.scale.to(torch.bfloat16)  # follow .to(device) like the buffers do
         return self

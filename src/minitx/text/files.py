@@ -152,7 +152,7 @@ def line_batches(source: str | Path, batch_size: int, flag: str = "--file") -> I
             raise UserError(f"{flag} {path}: no such file (check the path)")
         if path.is_dir():
             raise UserError(f"{flag} {path} is a directory; give a text file, one sentence per line")
-        binary, where, close = open(path, "rb"), str(path), True  # noqa: SIM115 - closed below
+        binary, where, close = open(path, "rb"), str(path), True
     try:
         fd = binary.fileno()
         streaming = sys.platform != "win32" and not stat.S_ISREG(os.fstat(fd).st_mode)

@@ -91,7 +91,7 @@ def spooled(path: str) -> str:
         fd, copy = tempfile.mkstemp(prefix="minitx-stream.", suffix=".txt")
         atexit.register(lambda: os.path.exists(copy) and os.unlink(copy))
         with os.fdopen(fd, "wb") as out:
-            source = sys.stdin.buffer if path == STDIN else open(path, "rb")  # noqa: SIM115
+            source = sys.stdin.buffer if path == STDIN else open(path, "rb")
             try:
                 shutil.copyfileobj(source, out, BLOCK_BYTES)
             finally:
@@ -226,7 +226,7 @@ class CorpusStream:
             done_before = self.bytes_read
             stream = is_stream(source.path)
             stat = os.stat(source.path) if not stream else None
-            raw = open(spooled(source.path) if stream else source.path, "rb")  # noqa: SIM115
+            raw = open(spooled(source.path) if stream else source.path, "rb")
             reader = _HashingReader(raw)
             try:
                 texts = self._parquet_texts(source) if source.kind == "parquet" else self._stream_texts(source, reader)

@@ -161,7 +161,7 @@ class Trainer:
         self.ddp_model = distributed.wrap(self.model, self.world, self.device)
         return torch.compile(self.ddp_model) if self.compiled else self.ddp_model
 
-    def _autocast(self):  # noqa: ANN202 - a context manager
+    def _autocast(self):
         if self.dtype == "bfloat16":
             return torch.autocast(device_type=self.device.split(":")[0], dtype=torch.bfloat16)
         return nullcontext()
@@ -354,7 +354,7 @@ class Trainer:
             history=self.history,
         )
 
-    def _log_eval(self, recent, t0, start_step, tokens_per_step, display) -> tuple[float, float]:  # noqa: ANN001
+    def _log_eval(self, recent, t0, start_step, tokens_per_step, display) -> tuple[float, float]:
         val_loss, val_bpb = self.evaluate()
         elapsed = time.perf_counter() - t0
         record = {
@@ -573,7 +573,7 @@ def _stop_on_interrupt(sigterm_after: Any = None, trainer: Trainer | None = None
     """
     flag = _StopFlag()
 
-    def handler(signum, frame):  # noqa: ANN001
+    def handler(signum, frame):
         if flag.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         flag.requested = True

@@ -100,19 +100,19 @@ class ChainedOptimizer(torch.optim.Optimizer):
     of them in that order, the layout `rundir` saves (safetensors) and loads back for an exact resume.
     """
 
-    def __init__(self, optimizers: list[torch.optim.Optimizer]) -> None:  # noqa: D107 - no base __init__
+    def __init__(self, optimizers: list[torch.optim.Optimizer]) -> None:
         self.optimizers = optimizers
         self.defaults: dict[str, Any] = {}
 
     @property
-    def param_groups(self) -> list[dict[str, Any]]:  # type: ignore[override]
+    def param_groups(self) -> list[dict[str, Any]]:
         return [g for opt in self.optimizers for g in opt.param_groups]
 
     @property
-    def state(self) -> dict[Any, Any]:  # type: ignore[override]
+    def state(self) -> dict[Any, Any]:
         return {p: s for opt in self.optimizers for p, s in opt.state.items()}
 
-    def step(self, closure: None = None) -> None:  # type: ignore[override]
+    def step(self, closure: None = None) -> None:
         for opt in self.optimizers:
             opt.step()
 
