@@ -506,3 +506,23 @@ def test_the_server_process_stops_cleanly_on_a_signal(story_run, stop) -> None:
     err = process.stderr.read()
     assert code == 0 and "Traceback" not in err and "minitx serve: stopped" in err
     assert took < 5
+
+
+def test_an_rnn_with_attention_is_served_as_one_cross_attention_map_scored_against_gold(tmp_path) -> None:
+    """The page draws whatever the run's hook points carry: RNNSearch's α is one cross-attention map."""
+    from typer.testing import CliRunner
+
+    from minitx.cli import app as cli
+
+    out = tmp_path / "rnn"
+    trained = CliRunner().invoke(cli, ["train", "--arch", "rnn-attention", "--tokenizer", "char", "--dim", "32",
+                                       "--steps", "2", "--batch-size", "4", "--eval-every", "2", "--eval-batches",
+                                       "1", "--threads", "1", "--quiet", "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    rnn = TestClient(create_app(load_sessions([out]), token=TOKEN, port=PORT), base_url=f"http://127.0.0.1:{PORT}")
+    rnn.cookies.set("minitx_token", TOKEN)
+    runs = rnn.get(f"/api/runs?token={TOKEN}").json()["runs"]
+    assert [(m["name"], m["kind"], m["heads"]) for m in runs[0]["maps"]] == [("decoder.cross_attn", "cross", 1)]
+    answer = rnn.post(f"/api/runs/0/translate?token={TOKEN}", json={"sentence": SENTENCE}).json()
+    assert answer["reference"] == "El perro grande ve la pelota roja." and len(answer["gold"]) == 7
+    assert len(answer["alignment"]["heads"]) == 1 and 0 <= answer["alignment"]["best"]["aer"] <= 1
