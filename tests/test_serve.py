@@ -520,7 +520,6 @@ def test_an_rnn_with_attention_is_served_as_one_cross_attention_map_scored_again
                                        "1", "--threads", "1", "--quiet", "--out", str(out)])
     assert trained.exit_code == 0, trained.output
     rnn = TestClient(create_app(load_sessions([out]), token=TOKEN, port=PORT), base_url=f"http://127.0.0.1:{PORT}")
-    rnn.cookies.set("minitx_token", TOKEN)
     runs = rnn.get(f"/api/runs?token={TOKEN}").json()["runs"]
     assert [(m["name"], m["kind"], m["heads"]) for m in runs[0]["maps"]] == [("decoder.cross_attn", "cross", 1)]
     answer = rnn.post(f"/api/runs/0/translate?token={TOKEN}", json={"sentence": SENTENCE}).json()

@@ -374,3 +374,12 @@ def test_bad_pair_files_are_one_line_user_errors(tmp_path, text, words):
         read_pairs(path)
     message = str(error.value)
     assert "\n" not in message and all(word in message for word in words), message
+
+
+@pytest.mark.parametrize("sentence", ["The runs dog.", "The dog runs. the cat runs.", "The dog runs"])
+def test_words_the_grammar_cannot_parse_as_one_sentence_are_rejected_not_a_parser_crash(sentence):
+    from minitx.corpus.grammar import SentenceRejected
+    from minitx.corpus.translation import adjective_noun_phrases
+
+    with pytest.raises(SentenceRejected, match="not one sentence"):
+        adjective_noun_phrases(sentence)

@@ -29,10 +29,11 @@ import re
 from collections.abc import Collection, Sequence
 
 from lark import Token, Tree
+from lark.exceptions import UnexpectedInput
 
 from minitx.corpus import target_lexicon as tl
 from minitx.corpus.generate import generate_story
-from minitx.corpus.grammar import look_up, sentence_parser, split_words
+from minitx.corpus.grammar import SentenceRejected, look_up, sentence_parser, split_words
 from minitx.corpus.lexicon import FEMALE, WORDS
 from minitx.errors import UserError
 
@@ -90,7 +91,12 @@ def _parse(sentence: str) -> Tree:
 
 @functools.lru_cache(maxsize=50_000)
 def _parse_shape(terminals: tuple[str, ...]) -> Tree:
-    return sentence_parser().parse([Token(terminal, "", start_pos=i) for i, terminal in enumerate(terminals)])
+    """The tree of one sequence of parts of speech; SentenceRejected when it is not one sentence of the grammar
+    (several joined sentences, or words in an order the grammar has no rule for)."""
+    try:
+        return sentence_parser().parse([Token(terminal, "", start_pos=i) for i, terminal in enumerate(terminals)])
+    except UnexpectedInput:
+        raise SentenceRejected("not one sentence of the story grammar") from None
 
 
 def _refill(tree: Tree, words: list[str]) -> Tree:
