@@ -434,23 +434,14 @@ def _command_line() -> str:
     return "minitx " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-class LiveView:
-    """Prints where the experiment stands: which run, whether it is new, resumed or reused, and the ETA.
+class LiveView(EngineView):
+    """Prints where the positional lab stands: which run, whether it is new, resumed or reused, and the ETA.
 
     Each training run shows its own live progress bar (step, loss, ETA) underneath.
     """
 
     def __init__(self, console: Console) -> None:
-        self.console = console
-
-    def preparing(self, what: str) -> None:
-        self.console.print(f"[dim]{escape(what)}[/]")
-
-    def run_started(self, index: int, total: int, status: RunStatus, eta_seconds: float | None) -> None:
-        doing = {"measured": "done, reused", "trained": "trained, measuring", "partial": "resuming",
-                 "new": "training"}[status.state]
-        eta = f" · experiment ETA {eta_seconds / 60:.1f} min" if eta_seconds is not None else ""
-        self.console.rule(f"run {index + 1}/{total}: {escape(status.kind)} · seed {status.seed} · {doing}{eta}")
+        super().__init__(console, line=None)
 
     def measuring(self, status: RunStatus) -> None:
         self.console.print(f"[dim]measuring {escape(status.name)}: validation, minimal pairs, order test, "
