@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,7 +100,6 @@ def run_translation_lab(*, out: Path, kinds: str | None, seeds: int | None, flag
     from minitx.config import ModelConfig, TrainConfig, given
     from minitx.experiments.translation_lab import DEFAULT_MODEL, DEFAULT_TRAIN, TranslationLab, run_lab
     from minitx.experiments.translation_report import build_report, render_markdown
-    from minitx.fileio import atomic_write_json, atomic_write_text
     from minitx.model.positions import encoding_class
 
     model_flags, train_flags = given(flags, ModelConfig), given(flags, TrainConfig)
@@ -125,15 +125,10 @@ def run_translation_lab(*, out: Path, kinds: str | None, seeds: int | None, flag
         from dataclasses import asdict
 
         report = build_report(asdict(lab), [name for name, _, _ in lab.variants()], runs, seconds, finished)
-        atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+        save_report(out, report, render_markdown)
         print_translation_table(report, console)
         console.print(f"report: {escape(str(out / 'report.md'))}, {escape(str(out / 'report.json'))}")
-    if not finished:
-        console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
-                      f"{escape(_command_line())}")
-        return 130
-    return 0
+    return exit_code(finished, console)
 
 
 def print_translation_table(report: dict[str, Any], console: Console) -> None:
@@ -263,7 +258,6 @@ def run_attention(*, out: Path, archs: str | None, seeds: int | None, short_word
         save_length_plot,
     )
     from minitx.experiments.engine import run_experiment
-    from minitx.fileio import atomic_write_json, atomic_write_text
 
     base = AttentionExperiment()
     if quick:
@@ -285,16 +279,11 @@ def run_attention(*, out: Path, archs: str | None, seeds: int | None, short_word
         variants = [name for name, _, _ in experiment.variants()]
         report = build_report(asdict(experiment), variants, result.runs, result.seconds, result.finished)
         report["pictures"] = ["length.png"] if save_length_plot(report, out / "length.png") else []
-        atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+        save_report(out, report, render_markdown)
         print_markdown_tables(out / "report.md", console)
         console.print(f"report: {escape(str(out / 'report.md'))}, {escape(str(out / 'report.json'))}"
                       + (f", {escape(str(out / 'length.png'))}" if report["pictures"] else ""))
-    if not result.finished:
-        console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
-                      f"{escape(_command_line())}")
-        return 130
-    return 0
+    return exit_code(result.finished, console)
 
 
 def run_norm(*, out: Path, norms: str | None, seeds: int | None, steps: int | None, threads: int | None,
@@ -305,7 +294,6 @@ def run_norm(*, out: Path, norms: str | None, seeds: int | None, steps: int | No
 
     from minitx.experiments.engine import run_experiment
     from minitx.experiments.norm import DEFAULT_TRAIN, NormExperiment, build_report, render_markdown
-    from minitx.fileio import atomic_write_json, atomic_write_text
 
     base = NormExperiment()
     if quick:
@@ -327,15 +315,10 @@ def run_norm(*, out: Path, norms: str | None, seeds: int | None, steps: int | No
         grads = json.loads((out / "init_gradients.json").read_text(encoding="utf-8"))
         variants = [name for name, _ in experiment.variants()]
         report = build_report(asdict(experiment), variants, result.runs, result.seconds, result.finished, grads)
-        atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+        save_report(out, report, render_markdown)
         print_markdown_tables(out / "report.md", console)
         console.print(f"report: {escape(str(out / 'report.md'))}, {escape(str(out / 'report.json'))}")
-    if not result.finished:
-        console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
-                      f"{escape(_command_line())}")
-        return 130
-    return 0
+    return exit_code(result.finished, console)
 
 
 def run_heads(*, out: Path, heads: str | None, tasks: str | None, seeds: int | None, steps: int | None,
@@ -345,7 +328,6 @@ def run_heads(*, out: Path, heads: str | None, tasks: str | None, seeds: int | N
 
     from minitx.experiments.engine import run_experiment
     from minitx.experiments.heads import DEFAULT_TRAIN, HeadsExperiment, build_report, render_markdown
-    from minitx.fileio import atomic_write_json, atomic_write_text
 
     base = HeadsExperiment()
     if quick:
@@ -371,15 +353,10 @@ def run_heads(*, out: Path, heads: str | None, tasks: str | None, seeds: int | N
     if result.runs:
         variants = [name for name, _, _ in experiment.variants()]
         report = build_report(asdict(experiment), variants, result.runs, result.seconds, result.finished)
-        atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+        save_report(out, report, render_markdown)
         print_markdown_tables(out / "report.md", console)
         console.print(f"report: {escape(str(out / 'report.md'))}, {escape(str(out / 'report.json'))}")
-    if not result.finished:
-        console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
-                      f"{escape(_command_line())}")
-        return 130
-    return 0
+    return exit_code(result.finished, console)
 
 
 def _heads_line(lab: dict[str, Any]) -> str:
@@ -429,6 +406,23 @@ class EngineView:
     def run_done(self, status: RunStatus, lab: dict[str, Any]) -> None:
         self.console.print(f"{escape(status.name)}: {escape(self.line(lab))}")
 
+
+
+def save_report(out: Path, report: dict[str, Any], render_markdown: Callable[[dict[str, Any], str], str]) -> None:
+    """An experiment's report as DIR/report.json and DIR/report.md (each written atomically)."""
+    from minitx.fileio import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out / "report.json", report)
+    atomic_write_text(out / "report.md", render_markdown(report, _command_line()))
+
+
+def exit_code(finished: bool, console: Console) -> int:
+    """0 when every run finished; after Ctrl-C, one line on how to continue and 130."""
+    if finished:
+        return 0
+    console.print(f"stopped (Ctrl-C) with the current run saved; continue with the same command: "
+                  f"{escape(_command_line())}")
+    return 130
 
 def _command_line() -> str:
     return "minitx " + " ".join(shlex.quote(a) for a in sys.argv[1:])
