@@ -334,9 +334,12 @@ def run_heads(*, out: Path, heads: str | None, tasks: str | None, seeds: int | N
         base = HeadsExperiment(seeds=1, train={**DEFAULT_TRAIN, "steps": 60, "eval_every": 30, "save_every": 60},
                                corpus_bytes=200_000, pairs=120, stories=5, test_pairs=40, align_pairs=10,
                                prune_pairs=30)
-    train = dict(base.train)
+    train, mt = dict(base.train), dict(base.mt)  # the translator's recipe is its own (the translate preset's)
+    if quick:
+        mt.update(steps=60, batch_size=32, eval_every=30, save_every=60)
     if steps is not None:
-        train.update(steps=steps, eval_every=max(1, steps // 5), save_every=max(1, steps // 2))
+        for recipe in (train, mt):
+            recipe.update(steps=steps, eval_every=max(1, steps // 5), save_every=max(1, steps // 2))
     if threads is not None:
         train["threads"] = threads
     try:
@@ -345,7 +348,7 @@ def run_heads(*, out: Path, heads: str | None, tasks: str | None, seeds: int | N
         raise UserError(f"--heads takes comma-separated whole numbers, e.g. 1,2,4,8; not {heads!r}") from None
     experiment = HeadsExperiment(
         heads=head_counts, tasks=[t.strip() for t in tasks.split(",") if t.strip()] if tasks else base.tasks,
-        seeds=seeds if seeds is not None else base.seeds, train=train, corpus_bytes=base.corpus_bytes,
+        seeds=seeds if seeds is not None else base.seeds, train=train, mt=mt, corpus_bytes=base.corpus_bytes,
         pairs=base.pairs, stories=base.stories, test_pairs=base.test_pairs, align_pairs=base.align_pairs,
         prune_pairs=base.prune_pairs)
     console = make_console()
