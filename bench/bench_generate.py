@@ -55,6 +55,7 @@ from rich.table import Table
 from minitx.config import ModelConfig
 from minitx.generation.sampling import SamplingConfig, default_window_shift, generate_ids, slide_window
 from minitx.model import GPT
+from minitx.model.decode import onednn_linear, uses_onednn
 from minitx.model.quantize import Int8Linear, quantize_int8
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -168,13 +169,15 @@ def weight_products_seconds(model: GPT, repeats: int = 200) -> float:
     One token at batch 1 multiplies a single vector by every weight matrix of every block and by
     the output matrix (lm_head, vocabulary × dim: with a large vocabulary the largest of them);
     nothing else is timed here (no attention, LayerNorm, sampling or Python around them). Each
-    weight is used once, so unlike a big `torch.mm` these products are bound by how fast the BLAS
-    kernel streams the weights in. fp32 weights are timed in both layouts a step may use --
-    F.linear on W [out, in] and mm on a contiguous Wᵀ [in, out] (minitx.model.decode's) -- and the
-    faster counts: the bound of an eager decode step on this machine.
+    weight is used once, so unlike a big `torch.mm` these products are bound by how fast the
+    kernel streams the weights in. fp32 weights are timed with every kernel a step may use --
+    F.linear on W [out, in], mm on a contiguous Wᵀ [in, out], and oneDNN's inner product on a packed
+    copy where minitx.model.decode uses it -- and the fastest counts: the bound of an eager decode step
+    on this machine.
     """
     plain: list[Callable[[], torch.Tensor]] = []
     transposed: list[Callable[[], torch.Tensor]] = []
+    onednn: list[Callable[[], torch.Tensor]] = []
     for layer in model.modules():  # the blocks' linears and the output layer
         if isinstance(layer, torch.nn.Linear):
             x = torch.randn(1, layer.in_features, dtype=layer.weight.dtype)
@@ -182,6 +185,9 @@ def weight_products_seconds(model: GPT, repeats: int = 200) -> float:
             wt = layer.weight.detach().t().contiguous()
             transposed.append(partial(torch.addmm, layer.bias, x, wt) if layer.bias is not None
                               else partial(torch.mm, x, wt))
+            packed = onednn_linear(layer.weight.detach(), layer.bias) if uses_onednn(layer.weight) else None
+            if packed is not None:
+                onednn.append(partial(packed, x))
         elif isinstance(layer, Int8Linear):  # the int8 kernel alone, on a bfloat16 vector
             x = torch.randn(1, layer.in_features, dtype=torch.bfloat16)
             plain.append(partial(torch._weight_int8pack_mm, x, layer.qweight, layer.scale.bfloat16()))
@@ -197,7 +203,8 @@ def weight_products_seconds(model: GPT, repeats: int = 200) -> float:
                     product()
         return (time.perf_counter() - started) / repeats
 
-    return min(timed(products) for products in (plain, transposed) if products)
+    return min(timed(products) for products in (plain, transposed, onednn)
+               if products and len(products) == len(plain))
 
 
 def weight_bytes(model: GPT) -> int:

@@ -1,8 +1,12 @@
 """minitx.model.decode, the one-token step: the GPT's and the encoder-decoder's `decode_next` built from it equal
-the forward pass with a KV cache (1e-5), for every positional encoding, batch 1 and 2, with and without biases.
+the forward pass with a KV cache (1e-5), for every positional encoding, batch 1 and 2, with and without biases;
+at two threads on an x86 CPU each product is oneDNN's (the suite runs at one thread, where it is MKL's addmm).
 """
 
 from __future__ import annotations
+
+import functools
+import platform
 
 import pytest
 import torch
@@ -89,3 +93,52 @@ def test_other_layers_keep_their_own_function():
 
     doubler = Doubler()
     assert decode.linear_function(doubler)(torch.ones(1, 2)).tolist() == [[2.0, 2.0]]
+
+
+@pytest.fixture
+def two_threads():
+    """Torch at two threads for one test (the suite runs at one), where the step picks oneDNN's product."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+ON_X86 = torch.backends.mkldnn.is_available() and platform.machine().lower() in ("x86_64", "amd64")
+needs_onednn = pytest.mark.skipif(not ON_X86, reason="oneDNN's product is used on x86 CPUs only")
+
+
+def test_at_one_thread_a_cpu_linear_keeps_the_transposed_copy():
+    assert torch.get_num_threads() == 1  # the suite's setting (conftest)
+    assert not decode.uses_onednn(nn.Linear(4, 4).weight)
+    assert isinstance(decode.linear_function(nn.Linear(4, 4)), functools.partial)
+
+
+@needs_onednn
+@pytest.mark.parametrize("gelu", [None, "none", "tanh"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_at_two_threads_a_cpu_linear_is_onednn_s_product_and_equals_f_linear(two_threads, bias, gelu):
+    torch.manual_seed(0)
+    layer = nn.Linear(24, 40, bias=bias)
+    assert decode.uses_onednn(layer.weight)
+    step = decode.linear_function(layer, gelu=gelu)
+    assert step.__qualname__.startswith("onednn_linear")  # the packed product, not the transposed copy
+    for rows in (1, 3):
+        x = torch.randn(rows, 24)
+        expected = F.linear(x, layer.weight, layer.bias)
+        if gelu is not None:
+            expected = F.gelu(expected, approximate=gelu)
+        torch.testing.assert_close(step(x), expected, atol=1e-6, rtol=1e-6)
+    assert not decode.uses_onednn(layer.weight.bfloat16())  # bf16 weights keep addmm
+
+
+@needs_onednn
+@pytest.mark.parametrize("pos", ["learned", "rope", "alibi"])
+def test_at_two_threads_the_gpt_step_still_equals_forward(two_threads, pos):
+    test_the_gpt_step_equals_forward_with_a_cache_at_every_position(pos, 2)
+    test_the_step_without_biases_and_with_gelu_tanh_equals_forward()
+
+
+@needs_onednn
+def test_at_two_threads_the_encoder_decoder_step_still_equals_cached_decode(two_threads):
+    test_the_encoder_decoder_step_equals_cached_decode("rope")

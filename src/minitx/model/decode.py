@@ -20,6 +20,7 @@ forward pass with a KV cache (within 1e-5, every positional encoding).
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -42,7 +43,7 @@ class DecodeLayer(NamedTuple):
     qkv: Callable[[Tensor], Tensor]
     attn_out: Callable[[Tensor], Tensor]
     ln_2: tuple[Tensor, Tensor | None, float]
-    mlp_in: Callable[[Tensor], Tensor]
+    mlp_up: Callable[[Tensor], Tensor]  # gelu(c_fc(h)): the product and its activation, one function
     mlp_out: Callable[[Tensor], Tensor]
 
 
@@ -53,17 +54,37 @@ class DecodePlan(NamedTuple):
     head: Callable[[Tensor], Tensor]  # ln_f's output [B, C] -> logits [B, V]
 
 
-def linear_function(layer: nn.Module) -> Callable[[Tensor], Tensor]:
-    """A linear layer as a plain function of a matrix x [B, in] -> [B, out], skipping nn.Module's call machinery.
+def linear_function(layer: nn.Module, gelu: str | None = None) -> Callable[[Tensor], Tensor]:
+    """A linear layer as a plain function of a matrix x [B, in] -> [B, out], skipping nn.Module's call machinery;
+    with `gelu` ("none" or "tanh", F.gelu's `approximate`), gelu(linear(x)) as one function.
 
-    An `nn.Linear` on a CPU becomes `addmm(bias, x, Wᵀ)` with Wᵀ [in, out] copied once, contiguous:
-    at batch 1 the product is a matrix-vector product bound by streaming W in, and BLAS streams the
-    [in, out] layout (y = Σ_i x_i·Wᵀ[i, :], rows read in order) faster than F.linear's [out, in] one
-    (dot products of rows): measured in docs/decisions.md. The copy is a snapshot of the weights
-    taken when the plan is made (a plan lives for one generation) and costs their memory once more.
-    Elsewhere (a GPU) F.linear with the weight itself. A layer with an `as_function` method (the int8
-    one of `minitx.model.quantize`) says itself; any other layer keeps its forward.
+    At batch 1 each product is a matrix-vector product bound by streaming W in, so what counts is the
+    kernel that streams fastest (measured in docs/decisions.md). On an x86 CPU with two threads or more, an
+    fp32 `nn.Linear` becomes oneDNN's inner product on a copy of W packed once in its own layout
+    (`onednn_linear`), the GELU fused into the product's write-out; MKL's matrix-vector kernels run on one
+    thread at these sizes. Otherwise on a CPU, `addmm(bias, x, Wᵀ)` with Wᵀ [in, out] copied once, contiguous
+    (BLAS streams that layout faster than F.linear's [out, in] one). Either copy is a snapshot of the weights
+    taken when the plan is made (a plan lives for one generation) and costs their memory once more. Elsewhere
+    (a GPU) F.linear with the weight itself. A layer with an `as_function` method (the int8 one of
+    `minitx.model.quantize`) says itself; any other layer keeps its forward.
     """
+    product = _product_function(layer, gelu)
+    if product is not None:
+        return product
+    plain = _linear_only(layer)
+    if gelu is None:
+        return plain
+    return lambda x: F.gelu(plain(x), approximate=gelu)
+
+
+def _product_function(layer: nn.Module, gelu: str | None) -> Callable[[Tensor], Tensor] | None:
+    """oneDNN's fused product where it is the faster kernel (see `linear_function`), else None."""
+    if type(layer) is not nn.Linear or not uses_onednn(layer.weight):
+        return None
+    return onednn_linear(layer.weight.detach(), None if layer.bias is None else layer.bias.detach(), gelu)
+
+
+def _linear_only(layer: nn.Module) -> Callable[[Tensor], Tensor]:
     if type(layer) is nn.Linear:
         weight, bias = layer.weight, layer.bias
         if weight.device.type != "cpu":
@@ -77,15 +98,44 @@ def linear_function(layer: nn.Module) -> Callable[[Tensor], Tensor]:
     return layer.forward
 
 
-def decode_layer(block: nn.Module) -> DecodeLayer:
+def uses_onednn(weight: Tensor) -> bool:
+    """Whether a decode step multiplies by `weight` with oneDNN: an fp32 weight on an x86 CPU, torch computing
+    with two threads or more (at one thread MKL's kernel is as fast or faster), oneDNN built in."""
+    return (weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.get_num_threads() >= 2
+            and platform.machine().lower() in ("x86_64", "amd64") and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def onednn_linear(weight: Tensor, bias: Tensor | None, gelu: str | None = None) -> Callable[[Tensor], Tensor] | None:
+    """x ↦ [gelu](x Wᵀ + b) by oneDNN's inner product, W packed once for batch 1; None if this build refuses it.
+
+    The kernel Inductor calls for a frozen CPU linear (`mkldnn._linear_pointwise`), spread over torch's threads;
+    its sums are the same fp32 sums in another order (tests hold the step to the forward pass within 1e-5).
+    """
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
+        op = torch.ops.mkldnn._linear_pointwise.default
+        attr, algorithm = ("gelu", gelu) if gelu is not None else ("none", "")
+
+        def product(x: Tensor) -> Tensor:
+            return op(x, packed, bias, attr, [], algorithm)
+
+        product(weight.new_zeros(1, weight.shape[1]))  # a build without the kernel says so here, once
+    except (AttributeError, RuntimeError, TypeError):
+        return None
+    return product
+
+
+def decode_layer(block: nn.Module, approximate: str) -> DecodeLayer:
     """A pre-LN block's self-attention and MLP pieces (`ln_1`, `attn`, `ln_2`, `mlp`) for a one-token step:
-    the GPT's blocks and an encoder-decoder's decoder blocks name them alike."""
+    the GPT's blocks and an encoder-decoder's decoder blocks name them alike. `approximate` is the MLP's
+    GELU (`GELU_APPROXIMATION`), applied inside `mlp_up`."""
     return DecodeLayer(
         ln_1=(block.ln_1.weight, block.ln_1.bias, block.ln_1.eps),
         qkv=linear_function(block.attn.c_attn),
         attn_out=linear_function(block.attn.c_proj),
         ln_2=(block.ln_2.weight, block.ln_2.bias, block.ln_2.eps),
-        mlp_in=linear_function(block.mlp.c_fc),
+        mlp_up=linear_function(block.mlp.c_fc, gelu=approximate),
         mlp_out=linear_function(block.mlp.c_proj),
     )
 
@@ -109,7 +159,7 @@ def decode_self_attention(layer: DecodeLayer, x: Tensor, cache: KVCache, index: 
     return x + layer.attn_out(out.reshape(batch, dim))  # heads concatenated: [B, H·hd]
 
 
-def decode_mlp(layer: DecodeLayer, x: Tensor, approximate: str) -> Tensor:
+def decode_mlp(layer: DecodeLayer, x: Tensor) -> Tensor:
     """x + mlp(ln_2(x)) on 2-D activations [B, C], as `decode_self_attention` leaves them."""
     h = F.layer_norm(x, (x.shape[-1],), *layer.ln_2)
-    return x + layer.mlp_out(F.gelu(layer.mlp_in(h), approximate=approximate))
+    return x + layer.mlp_out(layer.mlp_up(h))

@@ -255,7 +255,7 @@ class EncoderDecoder(HookedModel, nn.Module):
         """
         blocks = self.decoder["blocks"]
         flat = flat_decode(self.config)  # pre-LN LayerNorm; else decode_next steps through `decode`
-        layers = [decode_layer(block) for block in blocks] if flat else []
+        layers = [decode_layer(block, GELU_APPROXIMATION[self.config.activation]) for block in blocks] if flat else []
         cross = [
             CrossLayer(
                 ln=(block.ln_cross.weight, block.ln_cross.bias, block.ln_cross.eps) if flat else None,
@@ -327,7 +327,6 @@ class EncoderDecoder(HookedModel, nn.Module):
         positions = self.positions
         bias = positions.score_bias(1, pos + 1, pos)  # [H, 1, pos+1] for ALiBi, else None
         cross_mask = plan.cross_mask
-        approximate = GELU_APPROXIMATION[self.config.activation]
 
         x = F.embedding(idx, self.wte.weight)  # [B, 1, C]
         x = positions.add_to_embeddings(x, pos)[:, 0]  # [B, C]
@@ -338,7 +337,7 @@ class EncoderDecoder(HookedModel, nn.Module):
             source_keys, source_values = cache.cross[i]  # [B, H, S, hd]
             out = F.scaled_dot_product_attention(q, source_keys, source_values, attn_mask=cross_mask)
             x = x + cross.out(out.reshape(batch, dim))  # what this target token read from the source
-            x = decode_mlp(layer, x, approximate)
+            x = decode_mlp(layer, x)
         cache.length += 1
         ln_f = self.decoder["ln_f"]
         return plan.head(F.layer_norm(x, (dim,), ln_f.weight, ln_f.bias, ln_f.eps))  # [B, V]

@@ -230,7 +230,9 @@ class GPT(HookedModel, nn.Module):
         plan has no layers and `decode_next` runs the cached forward pass instead."""
         if not flat_decode(self.config):
             return DecodePlan([], linear_function(self.lm_head))
-        return DecodePlan([decode_layer(block) for block in self.transformer.h], linear_function(self.lm_head))
+        approximate = GELU_APPROXIMATION[self.config.activation]
+        return DecodePlan([decode_layer(block, approximate) for block in self.transformer.h],
+                          linear_function(self.lm_head))
 
     @torch.no_grad()
     def decode_next(self, idx: Tensor, cache: KVCache, plan: DecodePlan | None = None) -> Tensor:
@@ -254,14 +256,13 @@ class GPT(HookedModel, nn.Module):
         n_heads, dim = self.config.n_heads, self.config.dim
         positions = self.positions
         bias = positions.score_bias(1, pos + 1, pos)  # [H, 1, pos+1] for ALiBi, else None
-        approximate = GELU_APPROXIMATION[self.config.activation]
 
         x = F.embedding(idx, self.transformer.wte.weight)  # [B, 1, C]
         x = positions.add_to_embeddings(x, pos)[:, 0]  # [B, C]
         plan = plan if plan is not None else self.decode_plan()
         for i, layer in enumerate(plan.layers):
             x = decode_self_attention(layer, x, cache, i, positions, bias, n_heads)
-            x = decode_mlp(layer, x, approximate)
+            x = decode_mlp(layer, x)
         cache.length += 1
         ln_f = self.transformer.ln_f
         return plan.head(F.layer_norm(x, (dim,), ln_f.weight, ln_f.bias, ln_f.eps))  # [B, V]
