@@ -29,10 +29,10 @@ from minitx.fileio import atomic_write_json, atomic_write_text
 
 #: The three models the notes begin with, in the order the story tells them.
 DEFAULT_ARCHS = ["rnn", "rnn-attention", "encoder-decoder"]
-#: Sized for about 30 minutes on 2 cores (6 variants x 2 seeds; not yet timed on the full default, see
-#: docs/experiments.md): 500 steps of 32 pairs each, the architectures' own preset shapes.
-DEFAULT_TRAIN: dict[str, Any] = {"steps": 500, "batch_size": 32, "eval_every": 100, "eval_batches": 4,
-                                 "save_every": 250}
+#: Sized for about 25 minutes on 2 cores (6 variants x 2 seeds; docs/experiments.md): 800 steps of 32 pairs each,
+#: the architectures' own preset shapes and recipes (learning rate, optimizer).
+DEFAULT_TRAIN: dict[str, Any] = {"steps": 800, "batch_size": 32, "eval_every": 200, "eval_batches": 4,
+                                 "save_every": 400}
 DEFAULT_MODEL: dict[str, Any] = {"block_size": 160}  # 60 words and their end token, in BPE pieces
 SHORT_SUFFIX = "-{words}"
 METRICS = (("exact_match", "exact match", "{:.1%}"), ("chrf", "chrF", "{:.1f}"), ("bleu", "BLEU", "{:.1f}"))
