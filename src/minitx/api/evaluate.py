@@ -18,14 +18,13 @@ from typing import TYPE_CHECKING, Any
 from minitx.api.inputs import check_eval_choice
 from minitx.api.results import Evaluation
 from minitx.errors import UserError
+from minitx.rundir.files import IMPORTED_FROM
 
 if TYPE_CHECKING:
     from torch import nn
 
     from minitx.rundir import Run
 
-#: config.json's key that marks a run imported from elsewhere (it has no validation split to rebuild).
-IMPORTED_FROM = "imported_from"
 
 
 def evaluate_language_model(model: nn.Module, run: Run, name: str, quantize: str | None, text: str | None,

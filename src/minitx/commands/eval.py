@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from minitx.api.evaluate import IMPORTED_FROM
 from minitx.api.inputs import check_eval_choice
 from minitx.commands.loading import open_run, run_architecture
 from minitx.config import DEFAULT_TEMPERATURE
 from minitx.console import safe
+from minitx.rundir.files import IMPORTED_FROM
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -10,11 +10,10 @@ from rich.text import Text
 
 from minitx.config import ExportFormat
 from minitx.errors import UserError
+from minitx.rundir.files import IMPORTED_FROM
 
 EXPORT_FORMATS = tuple(f.value for f in ExportFormat)
 ARCHITECTURE_NAMES = {"gpt2": "GPT-2", "gpt_neox": "GPT-NeoX", "mpt": "MPT"}
-#: The config.json section an imported run has: {"path": the checkpoint folder, "architecture": "gpt2"}.
-IMPORTED_FROM = "imported_from"
 
 
 def run_export(run_dir: str | Path, *, format: str, out: Path, force: bool, console: Console | None = None) -> None:

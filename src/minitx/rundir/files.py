@@ -31,6 +31,9 @@ OPTIMIZER = "optimizer.safetensors"
 TRAINER_STATE = "trainer_state.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
+#: config.json's section of a run imported from elsewhere: {"path": the checkpoint folder, "architecture": "gpt2"}
+#: (such a run has no validation split to rebuild).
+IMPORTED_FROM = "imported_from"
 RUN_FILES = (CONFIG, TOKENIZER, WEIGHTS, OPTIMIZER, TRAINER_STATE, METRICS)  # WEIGHTS..: the flat layout of format 1
 
 
