@@ -85,3 +85,21 @@ def test_findings_say_which_model_falls_with_length():
     said = findings({"settings": {"seeds": 2}, "variants": ["rnn", "rnn-attention"], "buckets": buckets,
                      "rows": rows})
     assert said[0].startswith("rnn falls with length") and said[1].startswith("rnn-attention holds with length")
+
+
+def test_findings_name_the_model_that_falls_least_and_compare_attention_on_short_pairs_with_the_fixed_vector():
+    buckets = ["0-10", "20-30", "50-60"]
+
+    def row(*means):
+        return {"seeds": 2, "buckets": {b: {"chrf": stat(m, 1.0)} for b, m in zip(buckets, means, strict=True)}}
+
+    rows = {"rnn": row(65.0, 34.0, 30.0), "rnn-attention": row(98.0, 95.0, 86.0),
+            "rnn-attention-30": row(97.0, 90.0, 55.0)}
+    report = {"settings": {"seeds": 2, "archs": ["rnn", "rnn-attention"], "short_words": 30},
+              "variants": ["rnn", "rnn-attention", "rnn-attention-30"], "buckets": buckets, "rows": rows}
+    said = findings(report)
+    assert "rnn-attention falls least (-12.0 chrF) and rnn most (-35.0)" in " ".join(said)
+    assert said[-1].startswith("rnn-attention-30, trained on sources of at most 30 words only, is above rnn (trained "
+                               "on every length) in every bucket, by +25.0 to +56.0 chrF")
+    rows["rnn-attention-30"] = row(97.0, 30.0, 25.0)  # below the fixed vector past 10 words
+    assert "in 1 of 3 buckets" in findings(report)[-1]

@@ -187,11 +187,13 @@ def _curve(report: dict[str, Any], variant: str, key: str = "chrf") -> list[floa
 
 
 def findings(report: dict[str, Any]) -> list[str]:
-    """Plain sentences: does each model fall with length (first bucket against last), and by how much."""
+    """Plain sentences: does each model fall with length (first bucket against last), and by how much; which
+    falls least; and Bahdanau's comparison, the attention model trained on short pairs against the fixed vector."""
     sentences = []
     seeds = report["settings"].get("seeds", 1)
     if seeds < 2:
         sentences.append("Caution: one seed per variant; the spread over seeds is unknown.")
+    drops: dict[str, float] = {}
     for variant in report["variants"]:
         row = report["rows"][variant]
         if not row["seeds"]:
@@ -202,11 +204,26 @@ def findings(report: dict[str, Any]) -> list[str]:
             continue
         (b0, first), (b1, last) = curve[0], curve[-1]
         drop = first["mean"] - last["mean"]
+        drops[variant] = drop
         spread = (first["sd"] or 0.0) + (last["sd"] or 0.0)
         verdict = ("falls with length" if drop > max(spread, 2.0) else
                    "holds with length" if abs(drop) <= max(spread, 2.0) else "rises with length")
         sentences.append(f"{variant} {verdict}: chrF {first['mean']:.1f} on {b0}-word sources, {last['mean']:.1f} "
                          f"on {b1} ({-drop:+.1f}; seeds' spread {spread:.1f}).")
+    full = [v for v in drops if v in report["settings"].get("archs", [])]
+    if len(full) >= 2:
+        least, most = min(full, key=drops.__getitem__), max(full, key=drops.__getitem__)
+        sentences.append(f"Of the models trained on every length, {least} falls least ({-drops[least]:+.1f} chrF) "
+                         f"and {most} most ({-drops[most]:+.1f}).")
+    short = report["settings"].get("short_words")
+    searched, fixed = f"rnn-attention-{short}", "rnn"
+    if short and searched in drops and fixed in drops:
+        gaps = [report["rows"][searched]["buckets"][b]["chrf"]["mean"] - report["rows"][fixed]["buckets"][b]["chrf"]
+                ["mean"] for b in report["buckets"]]
+        where = "in every bucket" if min(gaps) > 0 else f"in {sum(g > 0 for g in gaps)} of {len(gaps)} buckets"
+        sentences.append(f"{searched}, trained on sources of at most {short} words only, is above {fixed} (trained on "
+                         f"every length) {where}, by {min(gaps):+.1f} to {max(gaps):+.1f} chrF (Bahdanau et al.: "
+                         "RNNsearch-30 above RNNencdec-50).")
     return sentences
 
 
@@ -215,7 +232,7 @@ def render_markdown(report: dict[str, Any], command: str) -> str:
     if report["partial"]:
         lines += ["**Partial**: stopped before every run finished.", ""]
     for key, title, fmt in METRICS:
-        lines += [f"## {title} by source length (mean ± sd over seeds; 95% interval of the mean)", "",
+        lines += [f"## {title} by source length (mean ± sd over seeds; report.json has each 95% interval)", "",
                   "| variant | " + " | ".join(report["buckets"]) + " |",
                   "|---|" + "---|" * len(report["buckets"])]
         for variant in report["variants"]:
@@ -242,8 +259,9 @@ def cell(stat: dict[str, Any], fmt: str) -> str:
 
 
 def save_length_plot(report: dict[str, Any], path: Path, key: str = "chrf") -> bool:
-    """length.png in the shape of Bahdanau's Fig. 2: chrF (y) by source-length bucket (x), one line per variant,
-    error bars the seeds' 95% interval; "-30" variants dashed. False when matplotlib is not installed."""
+    """length.png in the shape of Bahdanau's Fig. 2: chrF (y, 0-100) by source-length bucket (x), one line per
+    variant, error bars ± the seeds' sd; a "-30" variant dashed, in its architecture's colour. False when
+    matplotlib is not installed."""
     try:
         import matplotlib
 
@@ -258,15 +276,18 @@ def save_length_plot(report: dict[str, Any], path: Path, key: str = "chrf") -> b
         ys = [s["mean"] for s in stats]
         if all(y is None for y in ys):
             continue
-        errors = [[(s["mean"] - s["low"]) if s["low"] is not None else 0 for s in stats],
-                  [(s["high"] - s["mean"]) if s["high"] is not None else 0 for s in stats]]
-        short = variant not in report["settings"]["archs"]
+        errors = [s["sd"] or 0.0 for s in stats]  # with 2-3 seeds a t-interval would span the whole axis
+        archs = report["settings"]["archs"]
+        short = variant not in archs
+        arch = variant.rsplit("-", 1)[0] if short else variant  # "rnn-attention-30" -> "rnn-attention"
+        color = f"C{archs.index(arch) % 10}" if arch in archs else None  # an architecture and its "-30" alike
         ax.errorbar(xs, [y if y is not None else float("nan") for y in ys], yerr=errors, label=variant,
-                    linestyle="--" if short else "-", marker="o", capsize=3)
+                    linestyle="--" if short else "-", marker="o", capsize=3, color=color)
     ax.set_xticks(xs, report["buckets"])
     ax.set_xlabel("source sentence length (words)")
     ax.set_ylabel({"chrf": "chrF", "bleu": "BLEU"}.get(key, key))
-    ax.set_title("Translation quality by source length")
+    ax.set_ylim(0, 100)
+    ax.set_title("Translation quality by source length (bars: ± sd over seeds)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
