@@ -55,7 +55,7 @@ from rich.table import Table
 from minitx.config import ModelConfig
 from minitx.generation.sampling import SamplingConfig, default_window_shift, generate_ids, slide_window
 from minitx.model import GPT
-from minitx.model.decode import onednn_linear, uses_onednn
+from minitx.model.decode import linear_function
 from minitx.model.quantize import Int8Linear, quantize_int8
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -170,14 +170,14 @@ def weight_products_seconds(model: GPT, repeats: int = 200) -> float:
     the output matrix (lm_head, vocabulary × dim: with a large vocabulary the largest of them);
     nothing else is timed here (no attention, LayerNorm, sampling or Python around them). Each
     weight is used once, so unlike a big `torch.mm` these products are bound by how fast the
-    kernel streams the weights in. fp32 weights are timed with every kernel a step may use --
-    F.linear on W [out, in], mm on a contiguous Wᵀ [in, out], and oneDNN's inner product on a packed
-    copy where minitx.model.decode uses it -- and the fastest counts: the bound of an eager decode step
-    on this machine.
+    kernel streams the weights in. fp32 weights are timed three ways -- F.linear on W [out, in], mm on a
+    contiguous Wᵀ [in, out], and the kernel minitx.model.decode picks for each (oneDNN's inner product on
+    a packed copy for the large ones on an x86 CPU at two threads or more) -- and the fastest counts: the
+    bound of an eager decode step on this machine.
     """
     plain: list[Callable[[], torch.Tensor]] = []
     transposed: list[Callable[[], torch.Tensor]] = []
-    onednn: list[Callable[[], torch.Tensor]] = []
+    chosen: list[Callable[[], torch.Tensor]] = []
     for layer in model.modules():  # the blocks' linears and the output layer
         if isinstance(layer, torch.nn.Linear):
             x = torch.randn(1, layer.in_features, dtype=layer.weight.dtype)
@@ -185,9 +185,7 @@ def weight_products_seconds(model: GPT, repeats: int = 200) -> float:
             wt = layer.weight.detach().t().contiguous()
             transposed.append(partial(torch.addmm, layer.bias, x, wt) if layer.bias is not None
                               else partial(torch.mm, x, wt))
-            packed = onednn_linear(layer.weight.detach(), layer.bias) if uses_onednn(layer.weight) else None
-            if packed is not None:
-                onednn.append(partial(packed, x))
+            chosen.append(partial(linear_function(layer), x))  # the kernel minitx's decode step uses for it
         elif isinstance(layer, Int8Linear):  # the int8 kernel alone, on a bfloat16 vector
             x = torch.randn(1, layer.in_features, dtype=torch.bfloat16)
             plain.append(partial(torch._weight_int8pack_mm, x, layer.qweight, layer.scale.bfloat16()))
@@ -203,8 +201,7 @@ def weight_products_seconds(model: GPT, repeats: int = 200) -> float:
                     product()
         return (time.perf_counter() - started) / repeats
 
-    return min(timed(products) for products in (plain, transposed, onednn)
-               if products and len(products) == len(plain))
+    return min(timed(products) for products in (plain, transposed, chosen) if products)
 
 
 def weight_bytes(model: GPT) -> int:
@@ -297,7 +294,8 @@ def report(
         table.add_row(f"[dim]{label}[/dim]", f"{1 / floor:,.0f}", f"{floor * 1000:.3f}", "", "", "", "")
     console.print(table)
     console.print("  bound: one matrix-vector product per weight matrix (every block's and lm_head), nothing else, "
-                  "in the generator's number type, the faster of the two weight layouts; of bound = tokens/s ÷ "
+                  "in the generator's number type, the fastest of F.linear, addmm on Wᵀ and the decode step's own "
+                  "kernel; of bound = tokens/s ÷ "
                   "bound tok/s.", highlight=False)
 
 

@@ -96,10 +96,12 @@ def test_other_layers_keep_their_own_function():
 
 
 @pytest.fixture
-def two_threads():
-    """Torch at two threads for one test (the suite runs at one), where the step picks oneDNN's product."""
+def two_threads(monkeypatch):
+    """Torch at two threads for one test (the suite runs at one), where the step picks oneDNN's product -- for
+    every matrix, however small (these models are tiny; ONEDNN_MIN_ELEMENTS has its own test)."""
     before = torch.get_num_threads()
     torch.set_num_threads(2)
+    monkeypatch.setattr(decode, "ONEDNN_MIN_ELEMENTS", 0)
     yield
     torch.set_num_threads(before)
 
@@ -130,6 +132,21 @@ def test_at_two_threads_a_cpu_linear_is_onednn_s_product_and_equals_f_linear(two
             expected = F.gelu(expected, approximate=gelu)
         torch.testing.assert_close(step(x), expected, atol=1e-6, rtol=1e-6)
     assert not decode.uses_onednn(layer.weight.bfloat16())  # bf16 weights keep addmm
+
+
+@needs_onednn
+def test_at_two_threads_only_large_matrices_take_onednn():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        big, small = nn.Linear(384, 384), nn.Linear(128, 512)  # 147,456 and 65,536 weights
+        assert decode.uses_onednn(big.weight) and not decode.uses_onednn(small.weight)
+        assert isinstance(decode.linear_function(small), functools.partial)  # addmm on the transposed copy
+        x = torch.randn(1, 384)
+        torch.testing.assert_close(decode.linear_function(big)(x), F.linear(x, big.weight, big.bias),
+                                   atol=1e-5, rtol=1e-5)
+    finally:
+        torch.set_num_threads(before)
 
 
 @needs_onednn

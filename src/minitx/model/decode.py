@@ -59,14 +59,14 @@ def linear_function(layer: nn.Module, gelu: str | None = None) -> Callable[[Tens
     with `gelu` ("none" or "tanh", F.gelu's `approximate`), gelu(linear(x)) as one function.
 
     At batch 1 each product is a matrix-vector product bound by streaming W in, so what counts is the
-    kernel that streams fastest (measured in docs/decisions.md). On an x86 CPU with two threads or more, an
-    fp32 `nn.Linear` becomes oneDNN's inner product on a copy of W packed once in its own layout
-    (`onednn_linear`), the GELU fused into the product's write-out; MKL's matrix-vector kernels run on one
-    thread at these sizes. Otherwise on a CPU, `addmm(bias, x, Wᵀ)` with Wᵀ [in, out] copied once, contiguous
-    (BLAS streams that layout faster than F.linear's [out, in] one). Either copy is a snapshot of the weights
-    taken when the plan is made (a plan lives for one generation) and costs their memory once more. Elsewhere
-    (a GPU) F.linear with the weight itself. A layer with an `as_function` method (the int8 one of
-    `minitx.model.quantize`) says itself; any other layer keeps its forward.
+    kernel that streams fastest (measured in docs/decisions.md). On an x86 CPU with two threads or more, a
+    large fp32 `nn.Linear` (`uses_onednn`) becomes oneDNN's inner product on a copy of W packed once in its
+    own layout (`onednn_linear`), the GELU fused into the product's write-out: MKL's matrix-vector kernels
+    run on one thread at these sizes. Otherwise on a CPU, `addmm(bias, x, Wᵀ)` with Wᵀ [in, out] copied
+    once, contiguous (BLAS streams that layout faster than F.linear's [out, in] one). Either copy is a
+    snapshot of the weights taken when the plan is made (a plan lives for one generation) and costs their
+    memory once more. Elsewhere (a GPU) F.linear with the weight itself. A layer with an `as_function` method
+    (the int8 one of `minitx.model.quantize`) says itself; any other layer keeps its forward.
     """
     product = _product_function(layer, gelu)
     if product is not None:
@@ -98,22 +98,28 @@ def _linear_only(layer: nn.Module) -> Callable[[Tensor], Tensor]:
     return layer.forward
 
 
+#: The smallest weight (elements) worth oneDNN's product: each call costs ~15 µs before it streams anything, so
+#: a small matrix (a 128-wide model's, a 65-token output layer) is faster through addmm (docs/decisions.md).
+ONEDNN_MIN_ELEMENTS = 1 << 17
+
+
 def uses_onednn(weight: Tensor) -> bool:
-    """Whether a decode step multiplies by `weight` with oneDNN: an fp32 weight on an x86 CPU, torch computing
-    with two threads or more (at one thread MKL's kernel is as fast or faster), oneDNN built in."""
-    return (weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.get_num_threads() >= 2
-            and platform.machine().lower() in ("x86_64", "amd64") and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+    """Whether a decode step multiplies by `weight` with oneDNN: an fp32 weight of at least ONEDNN_MIN_ELEMENTS on
+    an x86 CPU, torch computing with two threads or more (at one thread MKL's kernel is as fast or faster),
+    oneDNN built in."""
+    return (weight.device.type == "cpu" and weight.dtype == torch.float32 and weight.numel() >= ONEDNN_MIN_ELEMENTS
+            and torch.get_num_threads() >= 2 and platform.machine().lower() in ("x86_64", "amd64")
+            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
 
 
 def onednn_linear(weight: Tensor, bias: Tensor | None, gelu: str | None = None) -> Callable[[Tensor], Tensor] | None:
-    """x ↦ [gelu](x Wᵀ + b) by oneDNN's inner product, W packed once for batch 1; None if this build refuses it.
+    """x ↦ [gelu](x Wᵀ + b) by oneDNN's inner product, W packed once in its blocked layout; None if the build lacks it.
 
     The kernel Inductor calls for a frozen CPU linear (`mkldnn._linear_pointwise`), spread over torch's threads;
     its sums are the same fp32 sums in another order (tests hold the step to the forward pass within 1e-5).
     """
     try:
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, 1)
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight)  # no batch hint: its layout streams faster at 1
         op = torch.ops.mkldnn._linear_pointwise.default
         attr, algorithm = ("gelu", gelu) if gelu is not None else ("none", "")
 
