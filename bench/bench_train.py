@@ -41,7 +41,8 @@ NANOGPT_FLAGS = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=
 MINITX_SAME = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", "128", "--block-size", "64",
                "--batch-size", "12", "--steps", "{steps}", "--lr", "1e-3", "--min-lr", "1e-4", "--warmup", "100",
                "--beta2", "0.99", "--weight-decay", "0.1", "--grad-clip", "1", "--dropout", "0", "--pos", "learned",
-               "--no-bias", "--eval-every", "250", "--eval-batches", "{eval_iters}", "--save-every", "100000"]
+               "--no-bias", "--eval-every", "250", "--eval-batches", "{eval_iters}", "--save-every", "100000",
+               "--optimizer", "adamw"]  # nanoGPT's optimizer, whatever the preset's default (Muon since session 7)
 # minitx's own recipe for reaching the target quickly (see docs/decisions.md for how it was chosen)
 MINITX_FAST = ["--tokenizer", "char", "--layers", "4", "--heads", "4", "--dim", "128", "--block-size", "64",
                "--pos", "rope", "--no-bias", "--dropout", "0", "--batch-size", "12", "--lr", "4e-3",
