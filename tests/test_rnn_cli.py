@@ -129,3 +129,12 @@ def test_two_ranks_train_an_rnn_with_attention(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert (out / "checkpoints").is_dir() and cli("translate", out, "The red ball is big.").exit_code == 0
+
+
+def test_a_recurrent_run_records_no_mfu_rather_than_a_transformer_formula_s(rnn_run):
+    import json
+
+    _, out = rnn_run
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+    timed = [r for r in records if "ms_per_step" in r]
+    assert timed and all(r["mfu"] is None for r in timed)  # tests/test_mfu.py: a GPT's is a number

@@ -520,7 +520,8 @@ def experiment_heads(
     = None,
     tasks: Annotated[str | None, typer.Option(help="lm (stories), mt (translation pairs) or lm,mt (default).")] = None,
     seeds: Annotated[int | None, typer.Option(help="Runs per variant, seeds 0..K-1 (default 2).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Training steps per run (default 500).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps per run of both tasks (default: 500 for the GPT, "
+                                                   "1200 for the encoder-decoder).")] = None,
     threads: Annotated[int | None, typer.Option(help="CPU threads per run.", rich_help_panel=RUN)] = None,
     quick: Annotated[bool, typer.Option(help="A tiny version (1 seed, 60 steps, few pairs) to try it out.")] = False,
     quiet: Annotated[bool, typer.Option(help="No per-run progress bars.", rich_help_panel=RUN)] = False,

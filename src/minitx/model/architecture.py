@@ -96,6 +96,9 @@ class Architecture:
     #: The transformers architectures `minitx export` writes it as (its positional kind picks one); empty: none.
     hf_families: ClassVar[tuple[str, ...]]
     hf_refusal: ClassVar[str] = ""
+    #: Whether MFU's FLOPs per token (training/mfu.py: a transformer's matmuls and attention) describe it; False:
+    #: the training view shows no MFU rather than a wrong one (a recurrent model's FLOPs are counted otherwise).
+    transformer_flops: ClassVar[bool] = True
 
     REQUIRED_ANSWERS: ClassVar[tuple[str, ...]] = (
         "name", "model_class", "description", "label", "noun", "reads_source", "stacks", "preset", "commands",

@@ -511,6 +511,7 @@ class _RecurrentArchitecture(Architecture):
     too (the one attention is drawn as one head).
     """
 
+    transformer_flops = False  # MFU's formula counts a transformer's matmuls; the view shows none
     reads_source = True
     use_instead = 'minitx translate RUN "The red ball is big."'
     next_steps = 'minitx translate {run} "The red ball is big."    minitx eval {run}'

@@ -44,6 +44,7 @@ from minitx.dataset import TokenSplit, bits_per_byte
 from minitx.device import apply_threads, resolve_device
 from minitx.errors import TrainingDiverged, UserError
 from minitx.fileio import crash_point
+from minitx.model.registry import architecture
 from minitx.training import allocator, distributed, mfu, optim, precision, scalars
 from minitx.training.distributed import World
 
@@ -295,7 +296,8 @@ class Trainer:
         tokens_per_step = self.batches.tokens_per_batch * cfg.grad_accum * self.world.size  # the global batch
         display = progress if progress is not None and self.world.is_main else TrainProgress()
         self.peak = mfu.matmul_peak(self.device, self.dtype) if self.world.is_main else None
-        self.flops_per_token = mfu.flops_per_token(self.model_config)
+        counted = architecture(self.model_config.arch).transformer_flops  # an RNN: no MFU rather than a wrong one
+        self.flops_per_token = mfu.flops_per_token(self.model_config) if counted else None
         self.model.train()
         start_step, t0 = self.step, time.perf_counter()
         recent: list[float] = []
@@ -381,8 +383,9 @@ class Trainer:
         return val_loss, val_bpb
 
     def _mfu(self, tokens_per_second: float) -> float | None:
-        """MFU at this rate (global tokens/s over every rank's device), or None before a peak is known."""
-        if not self.peak:
+        """MFU at this rate (global tokens/s over every rank's device), or None before a peak is known (or for a
+        model whose FLOPs mfu.py does not count)."""
+        if not self.peak or self.flops_per_token is None:
             return None
         return mfu.mfu(tokens_per_second, self.flops_per_token, self.peak.flops, self.world.size)
 
