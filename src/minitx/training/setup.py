@@ -27,8 +27,8 @@ memory is estimated (`memory.require_training_fits`) and what cannot fit is refu
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,17 +159,109 @@ def run_training(
     """
     out = Path(out)
     world = world if world is not None else World.from_env()
-    kwargs = dict(flags=flags, resume=resume, force=force, show_progress=show_progress, world=world,
-                  notify=notify, prepare_progress=prepare_progress, progress=progress)
+    with owned_setup(out, world):
+        if not resume:
+            flags = with_architecture_preset(flags)
+        train_config = make_train_config(flags.get("preset"), flags)  # impossible values fail first
+        if world.is_main:
+            check_run_dir(out, resume, force)
+        if resume:
+            run = rundir.load_run(out)
+            refuse_recipe_changes(run, flags)
+            if world.is_main:
+                removed = rundir.remove_leftovers(out)  # what an interrupted save left behind
+                if removed and notify is not None:
+                    notify(f"note: removed what an interrupted save left behind in {out}: {', '.join(removed)}")
+            done = rundir.saved_step(out)
+            wanted = flags.get("steps")
+            if wanted is not None and wanted < done:
+                raise UserError(f"--steps {wanted} is fewer than the {done} steps {out} has already done; "
+                                "--steps is the run's new total: pass more than that, or leave it out")
+            if done >= (wanted if wanted is not None else run.train_config.steps):
+                raise RunComplete(out, done)
+            rundir.require_weights_match_config(out)  # a hand-edited arch or shape, named before the corpus is read
+            tokenizer, model_config = run.tokenizer, run.model_config
+            train_config = resumed_train_config(run.train_config, flags)
+            files = files or [Path(f) for f in train_config.corpus_files]
+        vocab_size = flags.get("vocab_size") or preset(train_config.preset or DEFAULT_PRESET)["model"]["vocab_size"]
+        if not resume:  # a bad shape fails before preparing
+            proposed = make_model_config(train_config.preset, flags, vocab_size=vocab_size)
+            check_model_config(proposed)
+            require_training_fits(proposed, train_config.batch_size, resolve_device(train_config.device))
+            arch = proposed.arch
+        else:
+            arch = model_config.arch
+        if resume:
+            chosen_tokenizer = tokenizer
+        elif world.distributed and not world.is_main:  # every rank encodes with rank 0's tokenizer
+            from minitx.text.tokenizer import Tokenizer
+
+            chosen_tokenizer = Tokenizer.from_json_str(distributed.broadcast_from_main(None, world))
+        else:
+            chosen_tokenizer = train_config.tokenizer
+        streams = [str(f) for f in files if str(f) != "-" and is_stream(str(f))]
+        if streams:  # a pipe gives its bytes once, and training reads a corpus more than once to cache its tokens
+            raise UserError(f"{streams[0]} is a pipe or FIFO, which minitx train cannot cache; prepare it first: "
+                            f"minitx prepare {streams[0]} --out DATA_DIR, then minitx train DATA_DIR")
+        data = load_training_data(files, tokenizer=chosen_tokenizer, vocab_size=vocab_size,
+                                  val_fraction=train_config.val_fraction,
+                                  val_fraction_given=flags.get("val_fraction") is not None,
+                                  prepared_hint=train_config.prepared_data if resume else None,
+                                  text_field=train_config.text_field, arch=arch,
+                                  pair_fields=(train_config.source_field, train_config.target_field),
+                                  show_progress=show_progress, notify=notify, prepare_progress=prepare_progress)
+        if resume and train_config.corpus_sha256 not in (None, data.text_sha256):
+            raise UserError(
+                f"the corpus ({data.source}) is not the text this run was trained on (its sha256 changed); "
+                "resume with the same files, or start a new run"
+            )
+        if not resume:
+            tokenizer = data.tokenizer
+            if world.distributed and world.is_main:
+                distributed.broadcast_from_main(tokenizer.to_json_str(), world)
+            model_config = make_model_config(train_config.preset, flags, vocab_size=tokenizer.vocab_size)
+        if data.prepared is not None:
+            train_config.val_fraction = data.prepared.meta["val_fraction"]  # the split the data was prepared with
+        for name, value in data.record().items():
+            setattr(train_config, name, value)
+        split = data.split(model_config.block_size, train_config.val_fraction, train_config.doc_aligned)
+        for note in data.notes if notify is not None else []:
+            notify(note)
+        resolve_dtype(train_config.dtype, resolve_device(train_config.device))  # fail before touching RUN_DIR
+        if train_config.log == "tensorboard":
+            from minitx.training.scalars import require_tensorboard
+
+            require_tensorboard()
+        require_training_fits(model_config, train_config.batch_size, resolve_device(train_config.device))
+        if not resume and world.is_main:
+            if force or unfinished_setup(out):
+                clear_run_dir(out)
+            out.mkdir(parents=True, exist_ok=True)
+            tokenizer.save(out / rundir.TOKENIZER)
+        trainer = Trainer(out, model_config, train_config, split, resume=resume, world=world)
+        if world.is_main:
+            crash_point("setup")
+            rundir.save_config(out, model_config, train_config)  # last: from here on RUN_DIR is a run
+        band = expected_band(train_config) if is_stock(files, flags) and not resume else None
+        result = trainer.fit(progress=progress, expected_band=band)
+        return trainer, result
+
+
+@contextmanager
+def owned_setup(out: Path, world: World) -> Iterator[None]:
+    """RUN_DIR held by this process while a run is set up and trained (rank 0; the other ranks read what it
+    writes): --out must be a writable directory, one writer at a time (`run_lock`), and a setup that fails
+    leaves no half-made directory behind."""
     if not world.is_main:
-        return _run_training(files, out, **kwargs)
+        yield
+        return
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; choose a directory")
     check_writable(out)
     made = not out.exists()
     with run_lock(out):
         try:
-            return _run_training(files, out, **kwargs)
+            yield
         except BaseException:
             if not rundir.is_run_dir(out):  # setup did not finish: leave no half-made directory behind
                 _undo_setup(out, made)
@@ -184,108 +276,6 @@ def _undo_setup(out: Path, made: bool) -> None:
         shutil.rmtree(out, ignore_errors=True)
     elif unfinished_setup(out):
         clear_run_dir(out)
-
-
-def _run_training(
-    files: list[Path],
-    out: Path,
-    *,
-    flags: dict[str, Any],
-    resume: bool = False,
-    force: bool = False,
-    show_progress: bool = True,
-    world: World | None = None,
-    notify: Callable[[str], None] | None = None,
-    prepare_progress: Callable[[], AbstractContextManager[Any]] | None = None,
-    progress: TrainProgress | None = None,
-) -> tuple[Trainer, TrainResult]:
-    """`run_training`, with RUN_DIR locked by this process (rank 0) or written by rank 0 (the other ranks)."""
-    if not resume:
-        flags = with_architecture_preset(flags)
-    train_config = make_train_config(flags.get("preset"), flags)  # impossible values fail first
-    assert world is not None
-    if world.is_main:
-        check_run_dir(out, resume, force)
-    if resume:
-        run = rundir.load_run(out)
-        refuse_recipe_changes(run, flags)
-        if world.is_main:
-            removed = rundir.remove_leftovers(out)  # what an interrupted save left behind
-            if removed and notify is not None:
-                notify(f"note: removed what an interrupted save left behind in {out}: {', '.join(removed)}")
-        done = rundir.saved_step(out)
-        wanted = flags.get("steps")
-        if wanted is not None and wanted < done:
-            raise UserError(f"--steps {wanted} is fewer than the {done} steps {out} has already done; "
-                            "--steps is the run's new total: pass more than that, or leave it out")
-        if done >= (wanted if wanted is not None else run.train_config.steps):
-            raise RunComplete(out, done)
-        rundir.require_weights_match_config(out)  # a hand-edited arch or shape, named before the corpus is read
-        tokenizer, model_config = run.tokenizer, run.model_config
-        train_config = resumed_train_config(run.train_config, flags)
-        files = files or [Path(f) for f in train_config.corpus_files]
-    vocab_size = flags.get("vocab_size") or preset(train_config.preset or DEFAULT_PRESET)["model"]["vocab_size"]
-    if not resume:  # a bad shape fails before preparing
-        proposed = make_model_config(train_config.preset, flags, vocab_size=vocab_size)
-        check_model_config(proposed)
-        require_training_fits(proposed, train_config.batch_size, resolve_device(train_config.device))
-        arch = proposed.arch
-    else:
-        arch = model_config.arch
-    if resume:
-        chosen_tokenizer = tokenizer
-    elif world.distributed and not world.is_main:  # every rank encodes with rank 0's tokenizer
-        from minitx.text.tokenizer import Tokenizer
-
-        chosen_tokenizer = Tokenizer.from_json_str(distributed.broadcast_from_main(None, world))
-    else:
-        chosen_tokenizer = train_config.tokenizer
-    streams = [str(f) for f in files if str(f) != "-" and is_stream(str(f))]
-    if streams:  # a pipe gives its bytes once, and training reads a corpus more than once to cache its tokens
-        raise UserError(f"{streams[0]} is a pipe or FIFO, which minitx train cannot cache; prepare it first: "
-                        f"minitx prepare {streams[0]} --out DATA_DIR, then minitx train DATA_DIR")
-    data = load_training_data(files, tokenizer=chosen_tokenizer, vocab_size=vocab_size,
-                              val_fraction=train_config.val_fraction,
-                              val_fraction_given=flags.get("val_fraction") is not None,
-                              prepared_hint=train_config.prepared_data if resume else None,
-                              text_field=train_config.text_field, arch=arch,
-                              pair_fields=(train_config.source_field, train_config.target_field),
-                              show_progress=show_progress, notify=notify, prepare_progress=prepare_progress)
-    if resume and train_config.corpus_sha256 not in (None, data.text_sha256):
-        raise UserError(
-            f"the corpus ({data.source}) is not the text this run was trained on (its sha256 changed); "
-            "resume with the same files, or start a new run"
-        )
-    if not resume:
-        tokenizer = data.tokenizer
-        if world.distributed and world.is_main:
-            distributed.broadcast_from_main(tokenizer.to_json_str(), world)
-        model_config = make_model_config(train_config.preset, flags, vocab_size=tokenizer.vocab_size)
-    if data.prepared is not None:
-        train_config.val_fraction = data.prepared.meta["val_fraction"]  # the split the data was prepared with
-    for name, value in data.record().items():
-        setattr(train_config, name, value)
-    split = data.split(model_config.block_size, train_config.val_fraction, train_config.doc_aligned)
-    for note in data.notes if notify is not None else []:
-        notify(note)
-    resolve_dtype(train_config.dtype, resolve_device(train_config.device))  # fail before touching RUN_DIR
-    if train_config.log == "tensorboard":
-        from minitx.training.scalars import require_tensorboard
-
-        require_tensorboard()
-    require_training_fits(model_config, train_config.batch_size, resolve_device(train_config.device))
-    if not resume and world.is_main:
-        if force or unfinished_setup(out):
-            clear_run_dir(out)
-        out.mkdir(parents=True, exist_ok=True)
-        tokenizer.save(out / rundir.TOKENIZER)
-    trainer = Trainer(out, model_config, train_config, split, resume=resume, world=world)
-    if world.is_main:
-        crash_point("setup")
-        rundir.save_config(out, model_config, train_config)  # last: from here on RUN_DIR is a run
-    band = expected_band(train_config) if is_stock(files, flags) and not resume else None
-    result = trainer.fit(progress=progress, expected_band=band)
-    return trainer, result
 
 
 def with_architecture_preset(flags: dict[str, Any]) -> dict[str, Any]:
