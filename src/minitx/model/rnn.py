@@ -36,24 +36,12 @@ from minitx.model.architecture import Architecture, Stack
 from minitx.model.hooks import HookedModel, HookPoint
 from minitx.model.positions import NoPositions
 
-CELLS = ("gru", "lstm")
-ATTENTIONS = ("additive", "dot", "general")
 #: std of the shared token table E: 1, torch's own for nn.Embedding. An RNN has no LayerNorm to rescale its
 #: inputs, and a GRU's weights start at ±1/√H, so E x must be of order 1 for the gates to feel the words at all:
 #: with GPT-2's small table (std 0.05) both RNNs sat near a target-side language model for hundreds of steps
 #: (val loss 4.7 / 4.4 after 300 steps of the attention experiment's pairs, against 2.05 / 1.35 with std 1;
 #: docs/decisions.md).
 EMBEDDING_STD = 1.0
-
-
-def rnn_options(config: ModelConfig) -> tuple[str, str]:
-    """(cell, attention) of `config`: its `cell` and `attention` fields, "gru" and "additive" where it has none."""
-    cell, attention = getattr(config, "cell", "gru"), getattr(config, "attention", "additive")
-    if cell not in CELLS:
-        raise UserError(f"unknown recurrent cell {cell!r}; choose one of {', '.join(CELLS)}")
-    if attention not in ATTENTIONS:
-        raise UserError(f"unknown attention score {attention!r}; choose one of {', '.join(ATTENTIONS)}")
-    return cell, attention
 
 
 def check_length(length: int, block_size: int, what: str) -> None:
@@ -147,7 +135,7 @@ class _Seq2SeqRNN(HookedModel, nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        self.cell_kind, self.attention_kind = rnn_options(config)
+        self.cell_kind, self.attention_kind = config.cell, config.attention  # checked by config.validate()
         self.encoder_layers = config.encoder_layers or config.n_layers
         self.dropout_p = config.dropout
         self.wte = nn.Embedding(config.vocab_size, config.dim)  # E: both languages, one table
